@@ -1,0 +1,1 @@
+# keyd-backup: owned by the backup work

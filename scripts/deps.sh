@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, every Debian package keyd's build, run and tests
+# use, if any is missing. Safe to run again: it does nothing when all are
+# present.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config clang
+  libssl-dev openssl
+  libp11-kit-dev p11-kit
+  libprotobuf-c-dev protobuf-c-compiler
+  libinih-dev libjson-c-dev libseccomp-dev
+  softhsm2 opensc gnutls-bin
+  libp11-dev libengine-pkcs11-openssl
+  libsrtp2-dev
+  util-linux procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "keyd: missing packages: ${missing[*]}; run this as root to install them" >&2
+    exit 1
+  fi
+  echo "keyd: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
