@@ -1,0 +1,245 @@
+/*
+ * keyd.h: libkeyd, the C client of keyd, the key custody daemon.
+ *
+ * A session controller connects to keyd's Unix socket and asks it to sign
+ * or decrypt with keys that stay on the daemon's token:
+ *
+ *	struct keyd_client *c;
+ *	uint8_t sig[KEYD_MAX_SIGNATURE];
+ *	size_t siglen = sizeof(sig);
+ *
+ *	if (keyd_connect(NULL, &c) != KEYD_OK)
+ *		errx(1, "%s", keyd_errmsg(NULL));
+ *	if (keyd_sign(c, "sip-tls", KEYD_ECDSA_SHA256, digest, 32, sig,
+ *	    &siglen) != KEYD_OK)
+ *		errx(1, "%s", keyd_errmsg(c));
+ *	keyd_close(c);
+ *
+ * Every function returns KEYD_OK (0) or a negative KEYD_ERR_* code from
+ * keyd_err.h; keyd_strerror() names the code and keyd_errmsg() gives the
+ * detail (the daemon's message, or a local description).
+ *
+ * Threads: a connection may be shared between threads. Calls on one
+ * connection are serialized by a mutex inside it, so they run one at a
+ * time; open one connection per thread to run requests in parallel.
+ *
+ * Trust: keyd_connect always checks who serves the socket (SO_PEERCRED).
+ * Only root or the daemon user (KEYD_DAEMON_USER, else the system user
+ * "keyd") is accepted, so a socket planted by another user is refused.
+ *
+ * Reconnection: if the daemon closed the connection (a restart, say), the
+ * next call reconnects once, with the same checks, and retries its request
+ * once. Every request libkeyd makes is safe to repeat.
+ */
+#ifndef KEYD_H
+#define KEYD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keyd_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The socket used when none is named and KEYD_SOCKET is not set. */
+#define KEYD_DEFAULT_SOCKET "/run/keyd/keyd.sock"
+/* The default time a request may take, connecting included. */
+#define KEYD_IO_TIMEOUT_MS 30000u
+/* A buffer this large holds any signature keyd makes (RSA up to 16384
+ * bits); a smaller one is fine when the key is known. */
+#define KEYD_MAX_SIGNATURE 2048u
+/* The largest Ed25519 message keyd signs. */
+#define KEYD_MAX_ED25519_MESSAGE 16384u
+/* The largest RSA ciphertext libkeyd sends (RSA up to 8192 bits). */
+#define KEYD_MAX_CIPHERTEXT 1024u
+
+/* A connection to keyd. Opaque. */
+struct keyd_client;
+/* A list of keys, from keyd_list. Opaque. */
+struct keyd_keylist;
+
+/* Signature schemes, for keyd_sign. The values are stable (ABI). */
+enum keyd_sign_alg {
+	KEYD_ECDSA = 1,                /* a digest of 20 to 64 bytes */
+	KEYD_ECDSA_SHA256 = 2,         /* a 32-byte SHA-256 digest */
+	KEYD_ECDSA_SHA384 = 3,         /* a 48-byte SHA-384 digest */
+	KEYD_ECDSA_SHA512 = 4,         /* a 64-byte SHA-512 digest */
+	KEYD_RSA_PKCS1_SHA256 = 5,     /* a 32-byte digest; keyd adds the DigestInfo */
+	KEYD_RSA_PKCS1_SHA384 = 6,     /* a 48-byte digest */
+	KEYD_RSA_PKCS1_SHA512 = 7,     /* a 64-byte digest */
+	KEYD_RSA_PKCS1_DIGESTINFO = 8, /* a DER DigestInfo of SHA-256/384/512 */
+	KEYD_RSA_PSS_SHA256 = 9,       /* a 32-byte digest; MGF1-SHA256, salt 32 */
+	KEYD_RSA_PSS_SHA384 = 10,      /* a 48-byte digest; MGF1-SHA384, salt 48 */
+	KEYD_RSA_PSS_SHA512 = 11,      /* a 64-byte digest; MGF1-SHA512, salt 64 */
+	KEYD_ED25519 = 12,             /* the message itself, at most 16384 bytes */
+};
+
+/* Decryption schemes, for keyd_decrypt. Stable; distinct from the sign
+ * values so that one passed for the other is refused. */
+enum keyd_decrypt_alg {
+	KEYD_RSA_OAEP_SHA1 = 101,      /* OAEP, SHA-1, MGF1-SHA1, empty label */
+	KEYD_RSA_OAEP_SHA256 = 102,    /* OAEP, SHA-256, MGF1-SHA256, empty label */
+	KEYD_RSA_OAEP_SHA384 = 103,
+	KEYD_RSA_OAEP_SHA512 = 104,
+};
+
+/* Flags for keyd_sign_ex. */
+#define KEYD_SIGN_ECDSA_RAW (1u << 0) /* ECDSA as r||s, each padded to the
+                                         curve size (PKCS#11); default DER */
+
+/* Operations a client may be allowed, as bits (keyd_client_ops,
+ * keyd_keylist_ops). Bit n is the protocol's Op value n + 1. */
+#define KEYD_OP_SIGN      (1u << 0)
+#define KEYD_OP_DECRYPT   (1u << 1)
+#define KEYD_OP_SRTP_NEW  (1u << 2)
+#define KEYD_OP_SRTP_OPEN (1u << 3)
+#define KEYD_OP_STATUS    (1u << 4)
+
+/* Formats for keyd_status. */
+enum keyd_status_format {
+	KEYD_STATUS_TEXT = 0,          /* for people */
+	KEYD_STATUS_PROMETHEUS = 1,    /* Prometheus text exposition format */
+};
+
+/*
+ * keyd_connect: connects to keyd at socket_path (NULL: the KEYD_SOCKET
+ * environment variable, else KEYD_DEFAULT_SOCKET), checks that root or the
+ * daemon user serves it, and says hello. On success *out is a new
+ * connection, which the caller owns and frees with keyd_close.
+ * Returns KEYD_OK; KEYD_ERR_CONNECT (no daemon there, or no permission),
+ * KEYD_ERR_PEER_UNTRUSTED (served by another uid), KEYD_ERR_VERSION,
+ * KEYD_ERR_CLOSED (keyd hung up: this uid is probably not a client in its
+ * policy), KEYD_ERR_TIMEOUT, ... On failure *out is NULL and
+ * keyd_errmsg(NULL) describes the problem.
+ */
+KEYD_API int keyd_connect(const char *socket_path, struct keyd_client **out);
+
+/*
+ * keyd_close: closes the connection and frees c. NULL is fine. No other
+ * thread may be using c.
+ */
+KEYD_API void keyd_close(struct keyd_client *c);
+
+/*
+ * keyd_errmsg: the detail of the last failed call on c: the daemon's
+ * message, or a description made here. With c NULL: the detail of the
+ * calling thread's last failed keyd_connect. Never NULL (empty if nothing
+ * failed yet). The string belongs to libkeyd; it stays valid until the
+ * next call on c (on NULL: until this thread's next keyd_connect). When
+ * several threads share c, another thread's failing call may overwrite it:
+ * read it right away, or use one connection per thread.
+ */
+KEYD_API const char *keyd_errmsg(const struct keyd_client *c);
+
+/*
+ * keyd_client_name: the name of the policy's [client] section this
+ * process matched, as keyd said at hello. Owned by c; valid until the next
+ * call on c (a reconnect may refresh it).
+ */
+KEYD_API const char *keyd_client_name(const struct keyd_client *c);
+
+/*
+ * keyd_client_ops: the KEYD_OP_* bits keyd's policy grants this client,
+ * as keyd said at hello.
+ */
+KEYD_API unsigned keyd_client_ops(const struct keyd_client *c);
+
+/*
+ * keyd_set_timeout: how long each later request on c may take, from 1 ms
+ * to one hour (default KEYD_IO_TIMEOUT_MS). A request that takes longer
+ * fails with KEYD_ERR_TIMEOUT and the connection is closed (the next call
+ * reconnects). Returns KEYD_OK or KEYD_ERR_INVALID_ARG.
+ */
+KEYD_API int keyd_set_timeout(struct keyd_client *c, unsigned timeout_ms);
+
+/*
+ * keyd_sign: signs in[0..inlen) with the key named key, using alg (enum
+ * keyd_sign_alg; what in holds depends on it). The caller owns every
+ * buffer. *siglen is the size of sig on entry and the signature's length
+ * on return. If sig is too small, returns KEYD_ERR_BUFFER_TOO_SMALL with
+ * *siglen set to the length needed (KEYD_MAX_SIGNATURE is always enough).
+ * ECDSA signatures are DER (as OpenSSL and X.509 want them).
+ * Returns KEYD_OK; KEYD_ERR_BAD_LENGTH (a digest of the wrong length,
+ * checked here), KEYD_ERR_INVALID_ARG, KEYD_ERR_DENIED, KEYD_ERR_UNKNOWN_KEY,
+ * KEYD_ERR_BAD_ALGORITHM, KEYD_ERR_TOKEN, ...
+ */
+KEYD_API int keyd_sign(struct keyd_client *c, const char *key, int alg,
+    const void *in, size_t inlen, uint8_t *sig, size_t *siglen);
+
+/*
+ * keyd_sign_ex: keyd_sign with flags (KEYD_SIGN_ECDSA_RAW: r||s instead of
+ * DER, for ECDSA algorithms only). Unknown flags: KEYD_ERR_INVALID_ARG.
+ */
+KEYD_API int keyd_sign_ex(struct keyd_client *c, const char *key, int alg,
+    const void *in, size_t inlen, uint8_t *sig, size_t *siglen,
+    unsigned flags);
+
+/*
+ * keyd_decrypt: decrypts the ciphertext in[0..inlen) (at most
+ * KEYD_MAX_CIPHERTEXT bytes) with the key named key, using alg (enum
+ * keyd_decrypt_alg). The caller owns every buffer; libkeyd wipes every
+ * copy of the plaintext it made. *outlen is the size of out on entry and
+ * the plaintext's length on return; if out is too small, returns
+ * KEYD_ERR_BUFFER_TOO_SMALL with *outlen set to the length needed (inlen
+ * is always enough). Returns KEYD_OK, KEYD_ERR_DECRYPT (a bad ciphertext),
+ * KEYD_ERR_DENIED, KEYD_ERR_UNKNOWN_KEY, ...
+ */
+KEYD_API int keyd_decrypt(struct keyd_client *c, const char *key, int alg,
+    const void *in, size_t inlen, uint8_t *out, size_t *outlen);
+
+/*
+ * keyd_pubkey: the public key of the key named key, as DER
+ * SubjectPublicKeyInfo (d2i_PUBKEY reads it). On success *spki_der is a
+ * new buffer of *len bytes that the caller frees with keyd_free.
+ */
+KEYD_API int keyd_pubkey(struct keyd_client *c, const char *key,
+    uint8_t **spki_der, size_t *len);
+
+/*
+ * keyd_list: the keys this client may use. On success *out is a new list
+ * that the caller frees with keyd_keylist_free; read it with the
+ * keyd_keylist_* functions below.
+ */
+KEYD_API int keyd_list(struct keyd_client *c, struct keyd_keylist **out);
+
+/* keyd_keylist_count: the number of keys in l (0 for NULL). */
+KEYD_API size_t keyd_keylist_count(const struct keyd_keylist *l);
+/* keyd_keylist_name: the name of key i, owned by l; NULL if i is out of
+ * range. This is the name keyd_sign and the others take. */
+KEYD_API const char *keyd_keylist_name(const struct keyd_keylist *l,
+    size_t i);
+/* keyd_keylist_type: "ec-p256", "ec-p384", "rsa", "ed25519", "aes" or
+ * "unknown" (a static string); NULL if i is out of range. */
+KEYD_API const char *keyd_keylist_type(const struct keyd_keylist *l,
+    size_t i);
+/* keyd_keylist_bits: the key size in bits (RSA modulus, curve, AES key);
+ * 0 if i is out of range. */
+KEYD_API unsigned keyd_keylist_bits(const struct keyd_keylist *l, size_t i);
+/* keyd_keylist_ops: the KEYD_OP_* bits this client may do with key i;
+ * 0 if i is out of range. */
+KEYD_API unsigned keyd_keylist_ops(const struct keyd_keylist *l, size_t i);
+/* keyd_keylist_weak: 1 if key i is extractable without
+ * CKA_WRAP_WITH_TRUSTED (anyone holding the user PIN could wrap it under a
+ * key of their choosing and read it), else 0. */
+KEYD_API int keyd_keylist_weak(const struct keyd_keylist *l, size_t i);
+/* keyd_keylist_free: frees l. NULL is fine. */
+KEYD_API void keyd_keylist_free(struct keyd_keylist *l);
+
+/*
+ * keyd_status: keyd's status (tokens, keys, counters), formatted here as
+ * format (enum keyd_status_format). A client without the status op sees
+ * only its own keys. On success *text is a new NUL-terminated string that
+ * the caller frees with keyd_free.
+ */
+KEYD_API int keyd_status(struct keyd_client *c, int format, char **text);
+
+/* keyd_free: frees a buffer libkeyd returned (keyd_pubkey, keyd_status).
+ * NULL is fine. */
+KEYD_API void keyd_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,235 @@
+/* statusfmt.c: formatting keyd's status for people and for Prometheus. */
+#include "statusfmt.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "keyd_err.h"
+#include "strutil.h"
+
+/* Longest text made from one status reply. */
+#define STATUSFMT_MAX (8u * 1024u * 1024u)
+/* Longest name or label shown; longer ones end in "...". */
+#define STATUSFMT_NAME_MAX 256u
+
+const char *
+statusfmt_op_name(int op)
+{
+	switch (op) {
+	case KEYD__V1__OP__OP_SIGN: return "sign";
+	case KEYD__V1__OP__OP_DECRYPT: return "decrypt";
+	case KEYD__V1__OP__OP_SRTP_NEW: return "srtp-new";
+	case KEYD__V1__OP__OP_SRTP_OPEN: return "srtp-open";
+	case KEYD__V1__OP__OP_STATUS: return "status";
+	default: return "unknown";
+	}
+}
+
+/* A Prometheus label value: printable, with \ and " escaped (newlines
+ * cannot occur after strutil_printable). */
+static void
+prom_label(char *dst, size_t n, const char *src)
+{
+	char tmp[STATUSFMT_NAME_MAX];
+	size_t i, o = 0;
+
+	strutil_printable(tmp, sizeof(tmp), src);
+	for (i = 0; tmp[i] != '\0' && o + 3 <= n; i++) {
+		if (tmp[i] == '\\' || tmp[i] == '"')
+			dst[o++] = '\\';
+		dst[o++] = tmp[i];
+	}
+	dst[o] = '\0';
+}
+
+static int
+text_key(struct kbuf *b, const Keyd__V1__KeyStatus *k)
+{
+	char name[STATUSFMT_NAME_MAX];
+	uint64_t ok = 0;
+	size_t i;
+	int r;
+
+	strutil_printable(name, sizeof(name), k->name);
+	if ((r = strutil_appendf(b, "key %s:", name)) != KEYD_OK)
+		return r;
+	for (i = 0; i < k->n_ops; i++) {
+		const Keyd__V1__OpCounters *o = k->ops[i];
+
+		ok += o->ok;
+		if ((r = strutil_appendf(b, "%s %s %" PRIu64 " ok %" PRIu64
+		    " errors", i > 0 ? ";" : "", statusfmt_op_name(o->op),
+		    o->ok, o->errors)) != KEYD_OK)
+			return r;
+	}
+	if (k->n_ops == 0 && (r = strutil_appendf(b, " no operations")) !=
+	    KEYD_OK)
+		return r;
+	if (ok > 0 && (r = strutil_appendf(b, "; mean token latency %" PRIu64
+	    " us", k->latency_us_total / ok)) != KEYD_OK)
+		return r;
+	if (k->weak_extractable && (r = strutil_appendf(b, "; WEAK: "
+	    "extractable without wrap-with-trusted")) != KEYD_OK)
+		return r;
+	return strutil_appendf(b, "\n");
+}
+
+static int
+text_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
+{
+	char ver[STATUSFMT_NAME_MAX], label[STATUSFMT_NAME_MAX];
+	char manuf[STATUSFMT_NAME_MAX], model[STATUSFMT_NAME_MAX];
+	char serial[STATUSFMT_NAME_MAX];
+	uint64_t up = s->uptime_s;
+	size_t i;
+	int r;
+
+	strutil_printable(ver, sizeof(ver), s->daemon_version);
+	if ((r = strutil_appendf(b, "keyd %s, up %" PRIu64 "d %02" PRIu64
+	    ":%02" PRIu64 ":%02" PRIu64 ", %u connections, %" PRIu64
+	    " requests, %" PRIu64 " errors\n", ver[0] ? ver : "(unknown "
+	    "version)", up / 86400, up / 3600 % 24, up / 60 % 60, up % 60,
+	    s->connections, s->requests, s->errors)) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_tokens; i++) {
+		const Keyd__V1__TokenStatus *t = s->tokens[i];
+
+		strutil_printable(label, sizeof(label), t->label);
+		strutil_printable(manuf, sizeof(manuf), t->manufacturer);
+		strutil_printable(model, sizeof(model), t->model);
+		strutil_printable(serial, sizeof(serial), t->serial);
+		if ((r = strutil_appendf(b, "token %s: %s, %" PRIu64
+		    " recoveries (%s %s, serial %s)\n", label,
+		    t->logged_in ? "logged in" : "NOT LOGGED IN",
+		    t->recoveries, manuf, model, serial)) != KEYD_OK)
+			return r;
+	}
+	for (i = 0; i < s->n_keys; i++)
+		if ((r = text_key(b, s->keys[i])) != KEYD_OK)
+			return r;
+	return KEYD_OK;
+}
+
+static int
+prom_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
+{
+	char name[2 * STATUSFMT_NAME_MAX];
+	size_t i, j;
+	int r;
+
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_uptime_seconds Seconds since keyd started.\n"
+	    "# TYPE keyd_uptime_seconds gauge\n"
+	    "keyd_uptime_seconds %" PRIu64 "\n"
+	    "# HELP keyd_connections Client connections now open.\n"
+	    "# TYPE keyd_connections gauge\n"
+	    "keyd_connections %u\n"
+	    "# HELP keyd_requests_total Requests served.\n"
+	    "# TYPE keyd_requests_total counter\n"
+	    "keyd_requests_total %" PRIu64 "\n"
+	    "# HELP keyd_errors_total Requests answered with an error.\n"
+	    "# TYPE keyd_errors_total counter\n"
+	    "keyd_errors_total %" PRIu64 "\n", s->uptime_s, s->connections,
+	    s->requests, s->errors)) != KEYD_OK)
+		return r;
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_key_ops_total Key operations by key, operation and "
+	    "result.\n# TYPE keyd_key_ops_total counter\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_keys; i++) {
+		const Keyd__V1__KeyStatus *k = s->keys[i];
+
+		prom_label(name, sizeof(name), k->name);
+		for (j = 0; j < k->n_ops; j++) {
+			const Keyd__V1__OpCounters *o = k->ops[j];
+			const char *op = statusfmt_op_name(o->op);
+
+			if ((r = strutil_appendf(b, "keyd_key_ops_total{key="
+			    "\"%s\",op=\"%s\",result=\"ok\"} %" PRIu64 "\n"
+			    "keyd_key_ops_total{key=\"%s\",op=\"%s\",result="
+			    "\"error\"} %" PRIu64 "\n", name, op, o->ok, name,
+			    op, o->errors)) != KEYD_OK)
+				return r;
+		}
+	}
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_key_latency_seconds_total Token time spent in "
+	    "successful operations, by key.\n"
+	    "# TYPE keyd_key_latency_seconds_total counter\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_keys; i++) {
+		const Keyd__V1__KeyStatus *k = s->keys[i];
+
+		prom_label(name, sizeof(name), k->name);
+		if ((r = strutil_appendf(b, "keyd_key_latency_seconds_total{"
+		    "key=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n", name,
+		    k->latency_us_total / 1000000,
+		    k->latency_us_total % 1000000)) != KEYD_OK)
+			return r;
+	}
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_key_weak_extractable 1 if the key is extractable "
+	    "without CKA_WRAP_WITH_TRUSTED.\n"
+	    "# TYPE keyd_key_weak_extractable gauge\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_keys; i++) {
+		prom_label(name, sizeof(name), s->keys[i]->name);
+		if ((r = strutil_appendf(b, "keyd_key_weak_extractable{key="
+		    "\"%s\"} %d\n", name, s->keys[i]->weak_extractable ? 1 :
+		    0)) != KEYD_OK)
+			return r;
+	}
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_token_logged_in 1 if keyd is logged in to the "
+	    "token.\n# TYPE keyd_token_logged_in gauge\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_tokens; i++) {
+		prom_label(name, sizeof(name), s->tokens[i]->label);
+		if ((r = strutil_appendf(b, "keyd_token_logged_in{token="
+		    "\"%s\"} %d\n", name, s->tokens[i]->logged_in ? 1 : 0)) !=
+		    KEYD_OK)
+			return r;
+	}
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_token_recoveries_total Times keyd reopened its "
+	    "sessions on the token.\n"
+	    "# TYPE keyd_token_recoveries_total counter\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_tokens; i++) {
+		prom_label(name, sizeof(name), s->tokens[i]->label);
+		if ((r = strutil_appendf(b, "keyd_token_recoveries_total{"
+		    "token=\"%s\"} %" PRIu64 "\n", name,
+		    s->tokens[i]->recoveries)) != KEYD_OK)
+			return r;
+	}
+	return KEYD_OK;
+}
+
+static int
+format(const Keyd__V1__StatusReply *s, int prom, char **out)
+{
+	struct kbuf b;
+	int r;
+
+	*out = NULL;
+	kbuf_init(&b, STATUSFMT_MAX, 0);
+	r = prom ? prom_all(&b, s) : text_all(&b, s);
+	if (r == KEYD_ERR_FRAME_TOO_LARGE)
+		r = KEYD_ERR_PROTOCOL;
+	if (r == KEYD_OK)
+		r = strutil_finish(&b, out);
+	kbuf_free(&b);
+	return r;
+}
+
+int
+statusfmt_text(const Keyd__V1__StatusReply *s, char **out)
+{
+	return format(s, 0, out);
+}
+
+int
+statusfmt_prometheus(const Keyd__V1__StatusReply *s, char **out)
+{
+	return format(s, 1, out);
+}

@@ -1,0 +1,1036 @@
+/* config.c: parse and check keyd's INI configuration. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <ini.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kbuf.h"
+#include "keyd_err.h"
+
+/* Upper bounds of the numeric [keyd] settings. */
+#define CONFIG_MAX_MAX_CONNECTIONS 65536
+#define CONFIG_MIN_FRAME 1024
+#define CONFIG_MAX_INFLIGHT_LIMIT 4096
+#define CONFIG_MAX_IDLE_TIMEOUT_S 86400
+#define CONFIG_MAX_WORKERS 64
+#define CONFIG_MAX_SYNC_MS 10000
+#define CONFIG_MAX_RATE 10000000.0
+
+struct parse_state {
+	struct config *c;
+	struct kbuf in;          /* the file's bytes, read line by line */
+	int line;                /* line the reader last returned */
+	int line_too_long;
+	char *err;
+	size_t errlen;
+	int failed;
+	/* the section being parsed */
+	enum { SEC_NONE, SEC_KEYD, SEC_KEY, SEC_CLIENT } sec;
+	size_t sec_idx;
+	char sec_name[128];
+	/* settings seen in the current section, to refuse duplicates */
+	char seen[32][32];
+	size_t n_seen;
+	/* raw key lists of clients, resolved once all keys are known */
+	char **client_keys[CONFIG_MAX_CLIENTS];
+	size_t client_nkeys[CONFIG_MAX_CLIENTS];
+	int client_keys_line[CONFIG_MAX_CLIENTS];
+	int has_max_frame;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+fail(struct parse_state *ps, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ps->failed)
+		return;
+	ps->failed = 1;
+	n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->c->path, ps->line);
+	if (n < 0 || (size_t)n >= ps->errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* inih reads through this, so every byte passes the bounded buffer and the
+ * line number of each setting is known when the handler sees it. */
+static char *
+read_line(char *str, int num, void *stream)
+{
+	struct parse_state *ps = stream;
+	size_t n = 0, max;
+	uint8_t ch;
+
+	if (num <= 1 || kbuf_avail(&ps->in) == 0 || ps->line_too_long)
+		return NULL;
+	max = (size_t)num - 1;
+	ps->line++;
+	while (n < max && kbuf_get_u8(&ps->in, &ch) == KEYD_OK) {
+		if (ch == '\0') {
+			fail(ps, "NUL byte in configuration");
+			return NULL;
+		}
+		str[n++] = (char)ch;
+		if (ch == '\n')
+			break;
+	}
+	if (n == max && str[n - 1] != '\n' && kbuf_avail(&ps->in) > 0) {
+		ps->line_too_long = 1;
+		fail(ps, "line is longer than %d characters", num - 2);
+		return NULL;
+	}
+	str[n] = '\0';
+	return str;
+}
+
+static int
+valid_name(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > CONFIG_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("._-", s[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+static char *
+xstrdup(struct parse_state *ps, const char *s)
+{
+	char *d = strdup(s);
+
+	if (d == NULL)
+		fail(ps, "out of memory");
+	return d;
+}
+
+static void
+set_str(struct parse_state *ps, char **dst, const char *value)
+{
+	if (*value == '\0') {
+		free(*dst);
+		*dst = NULL;
+		return;
+	}
+	free(*dst);
+	*dst = xstrdup(ps, value);
+}
+
+static int
+parse_uint(struct parse_state *ps, const char *name, const char *v,
+    unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	if (!isdigit((unsigned char)*v)) {
+		fail(ps, "%s = '%s': expected a whole number", name, v);
+		return -1;
+	}
+	n = strtoul(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < min || n > max) {
+		fail(ps, "%s = '%s': expected a whole number from %u to %u",
+		    name, v, min, max);
+		return -1;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+/* Splits a comma-separated list into trimmed, non-empty items. */
+static char **
+split_list(struct parse_state *ps, const char *name, const char *v, size_t *n)
+{
+	char **items = NULL, *copy = NULL, *tok, *save = NULL;
+	size_t count = 0;
+
+	*n = 0;
+	if ((copy = xstrdup(ps, v)) == NULL)
+		return NULL;
+	if ((items = calloc(CONFIG_MAX_LIST, sizeof(*items))) == NULL) {
+		fail(ps, "out of memory");
+		goto out;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+
+		while (isspace((unsigned char)*tok))
+			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (*tok == '\0') {
+			fail(ps, "%s: empty item in list", name);
+			goto out;
+		}
+		if (count == CONFIG_MAX_LIST) {
+			fail(ps, "%s: more than %d items", name, CONFIG_MAX_LIST);
+			goto out;
+		}
+		if ((items[count++] = xstrdup(ps, tok)) == NULL)
+			goto out;
+	}
+	if (count == 0) {
+		fail(ps, "%s: the list is empty", name);
+		goto out;
+	}
+	free(copy);
+	*n = count;
+	return items;
+out:
+	free(copy);
+	if (items != NULL) {
+		for (size_t i = 0; i < count; i++)
+			free(items[i]);
+		free(items);
+	}
+	return NULL;
+}
+
+static void
+free_list(char **items, size_t n)
+{
+	if (items == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} op_names[] = {
+	{ "sign", CONFIG_OP_SIGN },
+	{ "decrypt", CONFIG_OP_DECRYPT },
+	{ "srtp-new", CONFIG_OP_SRTP_NEW },
+	{ "srtp-open", CONFIG_OP_SRTP_OPEN },
+	{ "status", CONFIG_OP_STATUS },
+};
+
+const char *
+config_op_name(unsigned op)
+{
+	for (size_t i = 0; i < sizeof(op_names) / sizeof(op_names[0]); i++)
+		if (op_names[i].bit == op)
+			return op_names[i].name;
+	return "unknown";
+}
+
+unsigned
+config_op_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(op_names) / sizeof(op_names[0]); i++)
+		if (!strcmp(op_names[i].name, name))
+			return op_names[i].bit;
+	return 0;
+}
+
+static int
+parse_ops(struct parse_state *ps, const char *name, const char *v,
+    unsigned allowed, unsigned *out)
+{
+	char **items;
+	size_t n, i;
+	unsigned ops = 0, bit;
+
+	if ((items = split_list(ps, name, v, &n)) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		bit = config_op_parse(items[i]);
+		if (bit == 0 || !(bit & allowed)) {
+			fail(ps, "%s: unknown op '%s' (expected %s)", name,
+			    items[i], (allowed & CONFIG_OP_STATUS) ?
+			    "sign, decrypt, srtp-new, srtp-open or status" :
+			    "sign, decrypt, srtp-new or srtp-open");
+			free_list(items, n);
+			return -1;
+		}
+		if (ops & bit) {
+			fail(ps, "%s: op '%s' is listed twice", name, items[i]);
+			free_list(items, n);
+			return -1;
+		}
+		ops |= bit;
+	}
+	free_list(items, n);
+	*out = ops;
+	return 0;
+}
+
+static int
+parse_rate(struct parse_state *ps, const char *v, double *out)
+{
+	char *end;
+	double n, per;
+
+	errno = 0;
+	n = strtod(v, &end);
+	if (errno != 0 || end == v || !(n > 0)) {
+		fail(ps, "rate = '%s': expected N/s, N/m or N/h with N > 0", v);
+		return -1;
+	}
+	if (!strcmp(end, "/s"))
+		per = 1;
+	else if (!strcmp(end, "/m"))
+		per = 60;
+	else if (!strcmp(end, "/h"))
+		per = 3600;
+	else {
+		fail(ps, "rate = '%s': expected N/s, N/m or N/h", v);
+		return -1;
+	}
+	if (n / per > CONFIG_MAX_RATE) {
+		fail(ps, "rate = '%s': at most %.0f/s", v, CONFIG_MAX_RATE);
+		return -1;
+	}
+	*out = n / per;
+	return 0;
+}
+
+static int
+parse_ids(struct parse_state *ps, const char *name, const char *v, int is_gid,
+    unsigned **out, size_t *nout)
+{
+	char **items;
+	size_t n, i;
+	unsigned *ids;
+
+	if ((items = split_list(ps, name, v, &n)) == NULL)
+		return -1;
+	if ((ids = calloc(n, sizeof(*ids))) == NULL) {
+		free_list(items, n);
+		fail(ps, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *s = items[i];
+		char *end;
+		unsigned long num;
+
+		if (isdigit((unsigned char)*s)) {
+			errno = 0;
+			num = strtoul(s, &end, 10);
+			if (errno != 0 || *end != '\0' || num >= UINT_MAX) {
+				fail(ps, "%s: '%s' is not a valid %s", name, s,
+				    is_gid ? "gid" : "uid");
+				goto bad;
+			}
+			ids[i] = (unsigned)num;
+		} else if (is_gid) {
+			struct group *g = getgrnam(s);
+
+			if (g == NULL) {
+				fail(ps, "%s: no group named '%s' on this system",
+				    name, s);
+				goto bad;
+			}
+			ids[i] = g->gr_gid;
+		} else {
+			struct passwd *p = getpwnam(s);
+
+			if (p == NULL) {
+				fail(ps, "%s: no user named '%s' on this system",
+				    name, s);
+				goto bad;
+			}
+			ids[i] = p->pw_uid;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (ids[j] == ids[i]) {
+				fail(ps, "%s: '%s' is listed twice", name, s);
+				goto bad;
+			}
+	}
+	free_list(items, n);
+	*out = ids;
+	*nout = n;
+	return 0;
+bad:
+	free_list(items, n);
+	free(ids);
+	return -1;
+}
+
+static int
+seen_before(struct parse_state *ps, const char *name)
+{
+	for (size_t i = 0; i < ps->n_seen; i++)
+		if (!strcmp(ps->seen[i], name))
+			return 1;
+	if (ps->n_seen < sizeof(ps->seen) / sizeof(ps->seen[0]) &&
+	    strlen(name) < sizeof(ps->seen[0]))
+		strcpy(ps->seen[ps->n_seen++], name);
+	return 0;
+}
+
+static int
+begin_section(struct parse_state *ps, const char *section)
+{
+	struct config *c = ps->c;
+	const char *name;
+
+	ps->n_seen = 0;
+	snprintf(ps->sec_name, sizeof(ps->sec_name), "%s", section);
+	if (!strcmp(section, "keyd")) {
+		ps->sec = SEC_KEYD;
+		return 0;
+	}
+	if (!strncmp(section, "key ", 4)) {
+		name = section + 4;
+		while (*name == ' ')
+			name++;
+		if (!valid_name(name)) {
+			fail(ps, "[%s]: a key name is 1 to %d letters, digits, "
+			    "'.', '_' or '-'", section, CONFIG_NAME_MAX);
+			return -1;
+		}
+		if (config_find_key(c, name) >= 0) {
+			fail(ps, "[%s]: key '%s' is defined twice", section,
+			    name);
+			return -1;
+		}
+		if (c->n_keys == CONFIG_MAX_KEYS) {
+			fail(ps, "more than %d [key] sections", CONFIG_MAX_KEYS);
+			return -1;
+		}
+		ps->sec = SEC_KEY;
+		ps->sec_idx = c->n_keys++;
+		c->keys[ps->sec_idx].name = xstrdup(ps, name);
+		c->keys[ps->sec_idx].line = ps->line;
+		return c->keys[ps->sec_idx].name == NULL ? -1 : 0;
+	}
+	if (!strncmp(section, "client ", 7)) {
+		name = section + 7;
+		while (*name == ' ')
+			name++;
+		if (!valid_name(name)) {
+			fail(ps, "[%s]: a client name is 1 to %d letters, "
+			    "digits, '.', '_' or '-'", section, CONFIG_NAME_MAX);
+			return -1;
+		}
+		for (size_t i = 0; i < c->n_clients; i++)
+			if (!strcmp(c->clients[i].name, name)) {
+				fail(ps, "[%s]: client '%s' is defined twice",
+				    section, name);
+				return -1;
+			}
+		if (c->n_clients == CONFIG_MAX_CLIENTS) {
+			fail(ps, "more than %d [client] sections",
+			    CONFIG_MAX_CLIENTS);
+			return -1;
+		}
+		ps->sec = SEC_CLIENT;
+		ps->sec_idx = c->n_clients++;
+		c->clients[ps->sec_idx].name = xstrdup(ps, name);
+		c->clients[ps->sec_idx].line = ps->line;
+		return c->clients[ps->sec_idx].name == NULL ? -1 : 0;
+	}
+	fail(ps, "unknown section [%s] (expected [keyd], [key NAME] or "
+	    "[client NAME])", section);
+	return -1;
+}
+
+static int
+keyd_setting(struct parse_state *ps, const char *name, const char *v)
+{
+	struct config *c = ps->c;
+	unsigned u;
+
+	if (!strcmp(name, "socket")) {
+		if (*v != '/') {
+			fail(ps, "socket = '%s': must be an absolute path", v);
+			return -1;
+		}
+		if (strlen(v) >= 108) {
+			fail(ps, "socket: path is longer than 107 bytes");
+			return -1;
+		}
+		set_str(ps, &c->socket, v);
+	} else if (!strcmp(name, "socket_group")) {
+		set_str(ps, &c->socket_group, v);
+		if (c->socket_group != NULL) {
+			unsigned *g;
+			size_t n;
+
+			if (parse_ids(ps, name, v, 1, &g, &n) < 0)
+				return -1;
+			if (n != 1) {
+				free(g);
+				fail(ps, "socket_group: name one group");
+				return -1;
+			}
+			c->socket_gid = g[0];
+			c->has_socket_gid = 1;
+			free(g);
+		}
+	} else if (!strcmp(name, "module")) {
+		if (*v != '/') {
+			fail(ps, "module = '%s': must be an absolute path", v);
+			return -1;
+		}
+		set_str(ps, &c->module, v);
+	} else if (!strcmp(name, "token")) {
+		if (strncmp(v, "pkcs11:", 7) != 0) {
+			fail(ps, "token = '%s': expected a PKCS#11 URI "
+			    "(pkcs11:token=LABEL)", v);
+			return -1;
+		}
+		set_str(ps, &c->token, v);
+	} else if (!strcmp(name, "pin_file")) {
+		if (*v != '/') {
+			fail(ps, "pin_file = '%s': must be an absolute path", v);
+			return -1;
+		}
+		set_str(ps, &c->pin_file, v);
+	} else if (!strcmp(name, "user")) {
+		set_str(ps, &c->user, v);
+		if (c->user != NULL) {
+			struct passwd *p = getpwnam(v);
+
+			if (p == NULL) {
+				fail(ps, "user: no user named '%s' on this "
+				    "system", v);
+				return -1;
+			}
+			c->user_uid = p->pw_uid;
+			c->user_gid = p->pw_gid;
+		}
+	} else if (!strcmp(name, "audit_log")) {
+		if (*v != '/') {
+			fail(ps, "audit_log = '%s': must be an absolute path",
+			    v);
+			return -1;
+		}
+		set_str(ps, &c->audit_log, v);
+	} else if (!strcmp(name, "audit_sync")) {
+		if (!strcmp(v, "interval"))
+			c->audit_sync = CONFIG_SYNC_INTERVAL;
+		else if (!strcmp(v, "request"))
+			c->audit_sync = CONFIG_SYNC_REQUEST;
+		else {
+			fail(ps, "audit_sync = '%s': expected interval or "
+			    "request", v);
+			return -1;
+		}
+	} else if (!strcmp(name, "audit_sync_ms")) {
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_SYNC_MS, &u) < 0)
+			return -1;
+		c->audit_sync_ms = u;
+	} else if (!strcmp(name, "max_connections")) {
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_MAX_CONNECTIONS,
+		    &u) < 0)
+			return -1;
+		c->max_connections = u;
+	} else if (!strcmp(name, "max_frame")) {
+		if (parse_uint(ps, name, v, CONFIG_MIN_FRAME, 1024 * 1024,
+		    &u) < 0)
+			return -1;
+		c->max_frame = u;
+	} else if (!strcmp(name, "max_inflight")) {
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_INFLIGHT_LIMIT,
+		    &u) < 0)
+			return -1;
+		c->max_inflight = u;
+	} else if (!strcmp(name, "idle_timeout")) {
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_IDLE_TIMEOUT_S,
+		    &u) < 0)
+			return -1;
+		c->idle_timeout_s = u;
+	} else if (!strcmp(name, "workers")) {
+		if (parse_uint(ps, name, v, 0, CONFIG_MAX_WORKERS, &u) < 0)
+			return -1;
+		c->workers = u;
+	} else {
+		fail(ps, "unknown setting '%s' in [keyd]", name);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+key_setting(struct parse_state *ps, const char *name, const char *v)
+{
+	struct config_key *k = &ps->c->keys[ps->sec_idx];
+
+	if (!strcmp(name, "uri")) {
+		if (strncmp(v, "pkcs11:", 7) != 0) {
+			fail(ps, "uri = '%s': expected a PKCS#11 URI "
+			    "(pkcs11:token=...;object=...)", v);
+			return -1;
+		}
+		set_str(ps, &k->uri, v);
+	} else if (!strcmp(name, "ops")) {
+		if (parse_ops(ps, name, v, CONFIG_OP_SIGN | CONFIG_OP_DECRYPT |
+		    CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN, &k->ops) < 0)
+			return -1;
+	} else if (!strcmp(name, "pkcs1_decrypt")) {
+		/* RSA PKCS#1 v1.5 decryption passed through to SoftHSM2 is a
+		 * padding oracle; only "no" is accepted by this version. */
+		if (strcmp(v, "no") != 0) {
+			fail(ps, "pkcs1_decrypt = '%s': this version of keyd "
+			    "serves RSA decryption with OAEP only; set no or "
+			    "remove the line", v);
+			return -1;
+		}
+		k->pkcs1_decrypt = 0;
+	} else {
+		fail(ps, "unknown setting '%s' in [%s]", name, ps->sec_name);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+client_setting(struct parse_state *ps, const char *name, const char *v)
+{
+	struct config_client *cl = &ps->c->clients[ps->sec_idx];
+
+	if (!strcmp(name, "uid")) {
+		if (parse_ids(ps, name, v, 0, &cl->uids, &cl->n_uids) < 0)
+			return -1;
+	} else if (!strcmp(name, "gid")) {
+		if (parse_ids(ps, name, v, 1, &cl->gids, &cl->n_gids) < 0)
+			return -1;
+	} else if (!strcmp(name, "keys")) {
+		char **items;
+		size_t n;
+
+		if ((items = split_list(ps, name, v, &n)) == NULL)
+			return -1;
+		ps->client_keys[ps->sec_idx] = items;
+		ps->client_nkeys[ps->sec_idx] = n;
+		ps->client_keys_line[ps->sec_idx] = ps->line;
+	} else if (!strcmp(name, "ops")) {
+		if (parse_ops(ps, name, v, CONFIG_OP_SIGN | CONFIG_OP_DECRYPT |
+		    CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN |
+		    CONFIG_OP_STATUS, &cl->ops) < 0)
+			return -1;
+	} else if (!strcmp(name, "rate")) {
+		if (parse_rate(ps, v, &cl->rate) < 0)
+			return -1;
+	} else if (!strcmp(name, "max_connections")) {
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_MAX_CONNECTIONS,
+		    &cl->max_connections) < 0)
+			return -1;
+	} else {
+		fail(ps, "unknown setting '%s' in [%s]", name, ps->sec_name);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_state *ps = user;
+
+	if (ps->failed)
+		return 0;
+	if (name == NULL) {
+		/* inih calls with name NULL at the start of each section */
+		return begin_section(ps, section) == 0;
+	}
+	if (*section == '\0') {
+		fail(ps, "setting '%s' outside a section; put it under [keyd]",
+		    name);
+		return 0;
+	}
+	if ((ps->sec == SEC_NONE || strcmp(section, ps->sec_name) != 0) &&
+	    begin_section(ps, section) != 0)
+		return 0;
+	if (seen_before(ps, name)) {
+		fail(ps, "'%s' is set twice in [%s]", name, ps->sec_name);
+		return 0;
+	}
+	switch (ps->sec) {
+	case SEC_KEYD:
+		return keyd_setting(ps, name, value) == 0;
+	case SEC_KEY:
+		return key_setting(ps, name, value) == 0;
+	case SEC_CLIENT:
+		return client_setting(ps, name, value) == 0;
+	case SEC_NONE:
+		break;
+	}
+	return 0;
+}
+
+long
+config_find_key(const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_keys; i++)
+		if (c->keys[i].name != NULL && !strcmp(c->keys[i].name, name))
+			return (long)i;
+	return -1;
+}
+
+static int
+check_semantics(struct parse_state *ps)
+{
+	struct config *c = ps->c;
+	size_t i, j, a, b;
+
+	ps->line = 0;
+#define REQUIRE(field, what) \
+	if (c->field == NULL) { \
+		fail(ps, "[keyd] " what " is required"); \
+		return -1; \
+	}
+	REQUIRE(module, "module (the PKCS#11 module's path)");
+	REQUIRE(token, "token (the token's PKCS#11 URI)");
+	REQUIRE(pin_file, "pin_file (the file holding the user PIN)");
+	REQUIRE(audit_log, "audit_log (the audit log's path)");
+#undef REQUIRE
+	for (i = 0; i < c->n_keys; i++) {
+		struct config_key *k = &c->keys[i];
+
+		ps->line = k->line;
+		if (k->uri == NULL) {
+			fail(ps, "[key %s] has no uri", k->name);
+			return -1;
+		}
+		if (k->ops == 0) {
+			fail(ps, "[key %s] has no ops (say what the key is "
+			    "for: sign, decrypt, srtp-new, srtp-open)", k->name);
+			return -1;
+		}
+	}
+	for (i = 0; i < c->n_clients; i++) {
+		struct config_client *cl = &c->clients[i];
+
+		ps->line = cl->line;
+		if (cl->n_uids == 0 && cl->n_gids == 0) {
+			fail(ps, "[client %s] needs a uid or a gid to match "
+			    "peers by", cl->name);
+			return -1;
+		}
+		if (cl->ops == 0) {
+			fail(ps, "[client %s] has no ops", cl->name);
+			return -1;
+		}
+		if (c->max_connections && cl->max_connections >
+		    c->max_connections) {
+			fail(ps, "[client %s] max_connections %u is over the "
+			    "daemon's max_connections %u", cl->name,
+			    cl->max_connections, c->max_connections);
+			return -1;
+		}
+		if (ps->client_nkeys[i] > 0) {
+			cl->keys = calloc(ps->client_nkeys[i],
+			    sizeof(*cl->keys));
+			if (cl->keys == NULL) {
+				fail(ps, "out of memory");
+				return -1;
+			}
+		}
+		ps->line = ps->client_keys_line[i];
+		for (j = 0; j < ps->client_nkeys[i]; j++) {
+			long k = config_find_key(c, ps->client_keys[i][j]);
+
+			if (k < 0) {
+				fail(ps, "[client %s] keys: no [key %s] is "
+				    "defined", cl->name, ps->client_keys[i][j]);
+				return -1;
+			}
+			for (size_t m = 0; m < cl->n_keys; m++)
+				if (cl->keys[m] == (size_t)k) {
+					fail(ps, "[client %s] keys: '%s' is "
+					    "listed twice", cl->name,
+					    ps->client_keys[i][j]);
+					return -1;
+				}
+			cl->keys[cl->n_keys++] = (size_t)k;
+		}
+	}
+	/* A peer must map to one client: the same uid, or the same gid, in
+	 * two sections would make the match depend on section order. */
+	for (i = 0; i < c->n_clients; i++)
+		for (j = i + 1; j < c->n_clients; j++) {
+			struct config_client *x = &c->clients[i];
+			struct config_client *y = &c->clients[j];
+
+			ps->line = y->line;
+			for (a = 0; a < x->n_uids; a++)
+				for (b = 0; b < y->n_uids; b++)
+					if (x->uids[a] == y->uids[b]) {
+						fail(ps, "[client %s] and "
+						    "[client %s] both match uid "
+						    "%u; a uid may be in one "
+						    "client only", x->name,
+						    y->name, x->uids[a]);
+						return -1;
+					}
+			for (a = 0; a < x->n_gids; a++)
+				for (b = 0; b < y->n_gids; b++)
+					if (x->gids[a] == y->gids[b]) {
+						fail(ps, "[client %s] and "
+						    "[client %s] both match gid "
+						    "%u; a gid may be in one "
+						    "client only", x->name,
+						    y->name, x->gids[a]);
+						return -1;
+					}
+		}
+	if (c->max_frame == 0)
+		c->max_frame = 64 * 1024;
+	return 0;
+}
+
+static struct config *
+config_new(const char *name)
+{
+	struct config *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->keys = calloc(CONFIG_MAX_KEYS, sizeof(*c->keys));
+	c->clients = calloc(CONFIG_MAX_CLIENTS, sizeof(*c->clients));
+	c->path = strdup(name);
+	c->socket = strdup(CONFIG_DEFAULT_SOCKET);
+	c->state_dir = strdup(CONFIG_DEFAULT_STATE_DIR);
+	if (c->keys == NULL || c->clients == NULL || c->path == NULL ||
+	    c->socket == NULL || c->state_dir == NULL) {
+		config_free(c);
+		return NULL;
+	}
+	c->audit_sync = CONFIG_SYNC_INTERVAL;
+	c->audit_sync_ms = CONFIG_DEFAULT_AUDIT_SYNC_MS;
+	c->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+	c->max_inflight = CONFIG_DEFAULT_MAX_INFLIGHT;
+	c->idle_timeout_s = CONFIG_DEFAULT_IDLE_TIMEOUT_S;
+	return c;
+}
+
+int
+config_check_module(const char *path, char **resolved, char *err,
+    size_t errlen)
+{
+	char *real = NULL, *dir = NULL, *slash;
+	struct stat st;
+	int r = KEYD_ERR_CONFIG;
+
+	*resolved = NULL;
+	if ((real = realpath(path, NULL)) == NULL) {
+		errf(err, errlen, "module %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
+		errf(err, errlen, "module %s: not a regular file", real);
+		goto out;
+	}
+	if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		errf(err, errlen, "module %s must be owned by root and not "
+		    "writable by group or others (owner uid %u, mode %04o)",
+		    real, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	if ((dir = strdup(real)) == NULL) {
+		r = KEYD_ERR_NOMEM;
+		goto out;
+	}
+	while ((slash = strrchr(dir, '/')) != NULL) {
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(dir, &st) != 0) {
+			errf(err, errlen, "module directory %s: %s", dir,
+			    strerror(errno));
+			goto out;
+		}
+		if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+			errf(err, errlen, "module directory %s must be owned "
+			    "by root and not writable by group or others "
+			    "(owner uid %u, mode %04o)", dir,
+			    (unsigned)st.st_uid,
+			    (unsigned)(st.st_mode & 07777));
+			goto out;
+		}
+		if (!strcmp(dir, "/"))
+			break;
+	}
+	*resolved = real;
+	real = NULL;
+	r = KEYD_OK;
+out:
+	free(real);
+	free(dir);
+	return r;
+}
+
+int
+config_parse_buffer(const char *text, size_t len, const char *name,
+    int check_files, struct config **out, char *err, size_t errlen)
+{
+	struct parse_state *ps;
+	struct config *c = NULL;
+	int r = KEYD_ERR_CONFIG, ir;
+
+	*out = NULL;
+	if (errlen > 0)
+		err[0] = '\0';
+	if ((ps = calloc(1, sizeof(*ps))) == NULL)
+		return KEYD_ERR_NOMEM;
+	if ((c = config_new(name)) == NULL) {
+		r = KEYD_ERR_NOMEM;
+		goto out;
+	}
+	ps->c = c;
+	ps->err = err;
+	ps->errlen = errlen;
+	if (len > CONFIG_MAX_BYTES) {
+		errf(err, errlen, "%s: larger than %d bytes", name,
+		    CONFIG_MAX_BYTES);
+		goto out;
+	}
+	kbuf_view(&ps->in, text, len);
+	ir = ini_parse_stream(read_line, ps, handler, ps);
+	if (ps->failed)
+		goto out;
+	if (ir != 0) {
+		ps->line = ir > 0 ? ir : ps->line;
+		fail(ps, "syntax error (expected [section] or name = value)");
+		goto out;
+	}
+	if (check_semantics(ps) < 0)
+		goto out;
+	if (check_files) {
+		if (config_check_module(c->module, &c->module_real, err,
+		    errlen) != KEYD_OK)
+			goto out;
+	} else if ((c->module_real = strdup(c->module)) == NULL) {
+		r = KEYD_ERR_NOMEM;
+		goto out;
+	}
+	*out = c;
+	c = NULL;
+	r = KEYD_OK;
+out:
+	for (size_t i = 0; i < CONFIG_MAX_CLIENTS; i++)
+		free_list(ps->client_keys[i], ps->client_nkeys[i]);
+	free(ps);
+	config_free(c);
+	return r;
+}
+
+int
+config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	struct stat st;
+	char *text = NULL;
+	ssize_t n;
+	size_t got = 0;
+	int fd = -1, r = KEYD_ERR_CONFIG;
+
+	*out = NULL;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		errf(err, errlen, "cannot open configuration %s: %s%s", path,
+		    strerror(errno), errno == ELOOP ?
+		    " (it must not be a symbolic link)" : "");
+		goto out;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		errf(err, errlen, "configuration %s is not a regular file",
+		    path);
+		goto out;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		errf(err, errlen, "configuration %s is writable by group or "
+		    "others (mode %04o); run chmod go-w %s", path,
+		    (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		errf(err, errlen, "configuration %s is owned by uid %u; it "
+		    "must be owned by root", path, (unsigned)st.st_uid);
+		goto out;
+	}
+	if (st.st_size > CONFIG_MAX_BYTES) {
+		errf(err, errlen, "configuration %s is larger than %d bytes",
+		    path, CONFIG_MAX_BYTES);
+		goto out;
+	}
+	if ((text = malloc((size_t)st.st_size + 1)) == NULL) {
+		r = KEYD_ERR_NOMEM;
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		n = read(fd, text + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			errf(err, errlen, "cannot read configuration %s: %s",
+			    path, n < 0 ? strerror(errno) : "short read");
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	r = config_parse_buffer(text, got, path, 1, out, err, errlen);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	return r;
+}
+
+void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->socket);
+	free(c->socket_group);
+	free(c->module);
+	free(c->module_real);
+	free(c->token);
+	free(c->pin_file);
+	free(c->user);
+	free(c->state_dir);
+	free(c->audit_log);
+	free(c->audit_key);
+	free(c->failover_token);
+	for (size_t i = 0; c->keys != NULL && i < c->n_keys; i++) {
+		free(c->keys[i].name);
+		free(c->keys[i].uri);
+		free_list(c->keys[i].previous, c->keys[i].n_previous);
+	}
+	for (size_t i = 0; c->clients != NULL && i < c->n_clients; i++) {
+		free(c->clients[i].name);
+		free(c->clients[i].uids);
+		free(c->clients[i].gids);
+		free(c->clients[i].keys);
+	}
+	free(c->keys);
+	free(c->clients);
+	free(c);
+}

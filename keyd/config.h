@@ -1,0 +1,129 @@
+/*
+ * config.h: keyd's configuration (INI, parsed with libinih). Every setting
+ * of DESIGN's configuration reference is known here; any other is an
+ * error. docs/configuration.md is the user's version of this file.
+ */
+#ifndef KEYD_CONFIG_H
+#define KEYD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONFIG_WUR __attribute__((warn_unused_result))
+
+/* Limits of the file itself. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+#define CONFIG_MAX_KEYS 256
+#define CONFIG_MAX_CLIENTS 256
+#define CONFIG_MAX_LIST 64      /* entries in one comma-separated list */
+#define CONFIG_NAME_MAX 64      /* a key or client name */
+
+/* Defaults of the [keyd] limits. */
+#define CONFIG_DEFAULT_SOCKET "/run/keyd/keyd.sock"
+#define CONFIG_DEFAULT_MAX_CONNECTIONS 1024
+#define CONFIG_DEFAULT_MAX_INFLIGHT 64
+#define CONFIG_DEFAULT_IDLE_TIMEOUT_S 300
+#define CONFIG_DEFAULT_AUDIT_SYNC_MS 10
+#define CONFIG_DEFAULT_STATE_DIR "/var/lib/keyd"
+
+/* Policy ops, one bit each: bit (proto Op value - 1). */
+enum config_op {
+	CONFIG_OP_SIGN = 1u << 0,
+	CONFIG_OP_DECRYPT = 1u << 1,
+	CONFIG_OP_SRTP_NEW = 1u << 2,
+	CONFIG_OP_SRTP_OPEN = 1u << 3,
+	CONFIG_OP_STATUS = 1u << 4,
+};
+
+enum config_audit_sync { CONFIG_SYNC_INTERVAL, CONFIG_SYNC_REQUEST };
+
+struct config_key {
+	char *name;
+	char *uri;
+	unsigned ops;            /* CONFIG_OP_* the key is for */
+	int pkcs1_decrypt;       /* 1: implicit-rejection PKCS#1 v1.5 */
+	char **previous;         /* older SRTP KEK URIs, open only */
+	size_t n_previous;
+	int line;                /* line of its section header */
+};
+
+struct config_client {
+	char *name;
+	uid_t *uids;
+	size_t n_uids;
+	gid_t *gids;
+	size_t n_gids;
+	size_t *keys;            /* indexes into config.keys */
+	size_t n_keys;
+	unsigned ops;            /* CONFIG_OP_* */
+	double rate;             /* requests per second; 0: unlimited */
+	unsigned max_connections; /* 0: only the global limit */
+	int line;
+};
+
+struct config {
+	char *path;
+	char *socket;
+	char *socket_group;      /* NULL: the daemon's primary group */
+	gid_t socket_gid;
+	int has_socket_gid;
+	char *module;            /* as written */
+	char *module_real;       /* after realpath, checked */
+	char *token;
+	char *pin_file;
+	char *user;              /* NULL: stay as started */
+	uid_t user_uid;
+	gid_t user_gid;
+	char *state_dir;
+	char *audit_log;
+	char *audit_key;         /* NULL: no signed checkpoints */
+	enum config_audit_sync audit_sync;
+	unsigned audit_sync_ms;
+	int syslog;
+	int sandbox;
+	int module_network;
+	char *failover_token;
+	unsigned max_connections;
+	unsigned max_frame;
+	unsigned max_inflight;
+	unsigned idle_timeout_s;
+	unsigned workers;        /* 0: one per online CPU */
+	struct config_key *keys;
+	size_t n_keys;
+	struct config_client *clients;
+	size_t n_clients;
+};
+
+/* config_load: reads, parses and checks the file at path: syntax, every
+ * setting, the file's own permissions (not writable by group or others),
+ * the module path (realpath, root-owned, no group/world-writable file or
+ * parent), names of users and groups, and policy consistency. On failure
+ * returns KEYD_ERR_CONFIG and writes one line naming the file, the line
+ * and what to fix into err. *out is owned by the caller: config_free. */
+int config_load(const char *path, struct config **out, char *err,
+    size_t errlen) CONFIG_WUR;
+
+/* config_parse_buffer: like config_load on text already in memory, with no
+ * file-system checks of the config file itself (for tests and fuzzing).
+ * check_files: also check the module path. */
+int config_parse_buffer(const char *text, size_t len, const char *name,
+    int check_files, struct config **out, char *err, size_t errlen) CONFIG_WUR;
+
+void config_free(struct config *c);
+
+/* config_check_module: resolves path with realpath and checks that the
+ * file and every parent directory are owned by root and not writable by
+ * group or others. *resolved is malloc'ed. */
+int config_check_module(const char *path, char **resolved, char *err,
+    size_t errlen) CONFIG_WUR;
+
+/* config_find_key: index of the key named name, or -1. */
+long config_find_key(const struct config *c, const char *name);
+
+/* config_op_name: "sign", "decrypt", ...; config_op_parse: the bit for a
+ * name, or 0. */
+const char *config_op_name(unsigned op);
+unsigned config_op_parse(const char *name);
+
+#endif

@@ -1,0 +1,819 @@
+/* dispatch.c: one handler per operation (handle_<op>), behind one entry
+ * point that every request goes through. */
+#include "dispatch.h"
+
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "keyd_err.h"
+#include "log.h"
+#include "secmem.h"
+
+#define DISPATCH_MSG_MAX 256
+#define DISPATCH_ECDSA_MIN_DIGEST 20
+#define DISPATCH_ECDSA_MAX_DIGEST 64
+#define DISPATCH_MAX_DECRYPT 1024   /* RSA-8192 ciphertext */
+
+/* The DER prefixes of a DigestInfo for each hash (RFC 8017 §9.2, note 1):
+ * the only encodings keyd accepts, byte for byte. */
+static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09,
+	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04,
+	0x20 };
+static const uint8_t di_sha384[] = { 0x30, 0x41, 0x30, 0x0d, 0x06, 0x09,
+	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04,
+	0x30 };
+static const uint8_t di_sha512[] = { 0x30, 0x51, 0x30, 0x0d, 0x06, 0x09,
+	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04,
+	0x40 };
+
+static const struct {
+	const uint8_t *prefix;
+	size_t prefix_len;
+	size_t hash_len;
+} digest_infos[] = {
+	{ di_sha256, sizeof(di_sha256), 32 },
+	{ di_sha384, sizeof(di_sha384), 48 },
+	{ di_sha512, sizeof(di_sha512), 64 },
+};
+
+/* What one request did, for the audit line and the counters. */
+struct req_ctx {
+	struct dispatch *d;
+	struct token_session *s;
+	const struct dispatch_peer *p;
+	const char *op;
+	unsigned op_bit;          /* CONFIG_OP_*, 0 for hello/list/pubkey */
+	long key;                 /* config key index, or -1 */
+	const char *key_name;
+	const char *mech;
+	char msg[DISPATCH_MSG_MAX];
+};
+
+static int op_index(unsigned op_bit)
+{
+	switch (op_bit) {
+	case CONFIG_OP_SIGN: return 0;
+	case CONFIG_OP_DECRYPT: return 1;
+	case CONFIG_OP_SRTP_NEW: return 2;
+	case CONFIG_OP_SRTP_OPEN: return 3;
+	case CONFIG_OP_STATUS: return 4;
+	}
+	return -1;
+}
+
+int
+dispatch_init(struct dispatch *d, const struct config *cfg,
+    struct token *token, struct audit *audit)
+{
+	memset(d, 0, sizeof(*d));
+	d->cfg = cfg;
+	d->token = token;
+	d->audit = audit;
+	clock_gettime(CLOCK_MONOTONIC, &d->started);
+	d->counters = calloc(cfg->n_keys ? cfg->n_keys * DISPATCH_NOPS : 1,
+	    sizeof(*d->counters));
+	return d->counters == NULL ? KEYD_ERR_NOMEM : KEYD_OK;
+}
+
+void
+dispatch_free(struct dispatch *d)
+{
+	if (d == NULL)
+		return;
+	free(d->counters);
+	d->counters = NULL;
+}
+
+int
+dispatch_error_reply(struct kbuf *out, uint64_t id, int err, const char *msg)
+{
+	Keyd__V1__Response resp = KEYD__V1__RESPONSE__INIT;
+
+	resp.id = id;
+	resp.error = err;
+	resp.message = (char *)(uintptr_t)(msg != NULL ? msg :
+	    keyd_strerror(err));
+	return frame_put_msg(out, &resp.base, FRAME_MAX_CEILING);
+}
+
+/* Checks the op on the named key and sets rc->key. */
+static int
+check_key(struct req_ctx *rc, const char *name, unsigned op)
+{
+	size_t idx;
+	int r;
+
+	rc->key_name = name;
+	if (name == NULL || *name == '\0') {
+		snprintf(rc->msg, sizeof(rc->msg), "no key named in the "
+		    "request");
+		return KEYD_ERR_INVALID_ARG;
+	}
+	if (op == 0) {
+		long k = config_find_key(rc->d->cfg, name);
+
+		if (k < 0 || !policy_client_has_key(rc->d->cfg, rc->p->client,
+		    (size_t)k)) {
+			snprintf(rc->msg, sizeof(rc->msg), "%s '%.64s'",
+			    k < 0 ? "no key named" :
+			    "this client may not use key", name);
+			return k < 0 ? KEYD_ERR_UNKNOWN_KEY : KEYD_ERR_DENIED;
+		}
+		rc->key = k;
+		return KEYD_OK;
+	}
+	r = policy_check(rc->d->cfg, rc->p->client, name, op, &idx, rc->msg,
+	    sizeof(rc->msg));
+	if (r == KEYD_OK)
+		rc->key = (long)idx;
+	return r;
+}
+
+static Keyd__V1__KeyType
+key_type_pb(enum token_key_type t)
+{
+	switch (t) {
+	case TOKEN_KEY_EC_P256: return KEYD__V1__KEY_TYPE__KEY_TYPE_EC_P256;
+	case TOKEN_KEY_EC_P384: return KEYD__V1__KEY_TYPE__KEY_TYPE_EC_P384;
+	case TOKEN_KEY_RSA: return KEYD__V1__KEY_TYPE__KEY_TYPE_RSA;
+	case TOKEN_KEY_ED25519: return KEYD__V1__KEY_TYPE__KEY_TYPE_ED25519;
+	case TOKEN_KEY_AES: return KEYD__V1__KEY_TYPE__KEY_TYPE_AES;
+	}
+	return KEYD__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED;
+}
+
+static size_t
+ops_to_pb(unsigned ops, Keyd__V1__Op *out)
+{
+	size_t n = 0;
+
+	for (unsigned bit = 0; bit < DISPATCH_NOPS; bit++)
+		if (ops & (1u << bit))
+			out[n++] = (Keyd__V1__Op)(bit + 1);
+	return n;
+}
+
+static int
+handle_hello(struct req_ctx *rc, const Keyd__V1__HelloRequest *req,
+    Keyd__V1__Response *resp, Keyd__V1__HelloReply *hr,
+    Keyd__V1__Op *ops, char **keys)
+{
+	const struct config *cfg = rc->d->cfg;
+	const struct config_client *cl = &cfg->clients[rc->p->client];
+
+	if (req->protocol_version != KEYD_PROTOCOL_VERSION) {
+		snprintf(rc->msg, sizeof(rc->msg), "client speaks protocol "
+		    "version %u; this keyd speaks %d", req->protocol_version,
+		    KEYD_PROTOCOL_VERSION);
+		return KEYD_ERR_VERSION;
+	}
+	hr->protocol_version = KEYD_PROTOCOL_VERSION;
+	hr->daemon_version = (char *)KEYD_VERSION;
+	hr->client_name = cl->name;
+	hr->n_ops = ops_to_pb(cl->ops, ops);
+	hr->ops = ops;
+	for (size_t i = 0; i < cl->n_keys; i++)
+		keys[i] = cfg->keys[cl->keys[i]].name;
+	hr->n_keys = cl->n_keys;
+	hr->keys = keys;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_HELLO;
+	resp->hello = hr;
+	return KEYD_OK;
+}
+
+static const char *
+curve_name(enum token_key_type t)
+{
+	switch (t) {
+	case TOKEN_KEY_EC_P256: return "P-256";
+	case TOKEN_KEY_EC_P384: return "P-384";
+	case TOKEN_KEY_ED25519: return "Ed25519";
+	default: return "";
+	}
+}
+
+/* Builds and sends the list reply itself: its arrays are sized by the
+ * client's key count. */
+static int
+handle_list(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
+{
+	const struct config *cfg = rc->d->cfg;
+	const struct config_client *cl = &cfg->clients[rc->p->client];
+	Keyd__V1__ListReply lr = KEYD__V1__LIST_REPLY__INIT;
+	Keyd__V1__KeyInfo *infos = NULL, **ptrs = NULL;
+	Keyd__V1__Op *ops = NULL;
+	int r = KEYD_ERR_NOMEM;
+
+	if (cl->n_keys > 0) {
+		infos = calloc(cl->n_keys, sizeof(*infos));
+		ptrs = calloc(cl->n_keys, sizeof(*ptrs));
+		ops = calloc(cl->n_keys * DISPATCH_NOPS, sizeof(*ops));
+		if (infos == NULL || ptrs == NULL || ops == NULL)
+			goto out;
+	}
+	for (size_t i = 0; i < cl->n_keys; i++) {
+		size_t k = cl->keys[i];
+		const struct token_key *tk = token_key(rc->d->token, k);
+
+		keyd__v1__key_info__init(&infos[i]);
+		infos[i].name = cfg->keys[k].name;
+		infos[i].type = key_type_pb(tk->type);
+		infos[i].bits = tk->bits;
+		infos[i].curve = (char *)(uintptr_t)curve_name(tk->type);
+		infos[i].ops = ops + i * DISPATCH_NOPS;
+		infos[i].n_ops = ops_to_pb(cl->ops & cfg->keys[k].ops,
+		    infos[i].ops);
+		infos[i].id.data = (uint8_t *)(uintptr_t)tk->id;
+		infos[i].id.len = tk->id_len;
+		infos[i].weak_extractable = tk->weak_extractable;
+		ptrs[i] = &infos[i];
+	}
+	lr.n_keys = cl->n_keys;
+	lr.keys = ptrs;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_LIST;
+	resp->list = &lr;
+	r = frame_put_msg(out, &resp->base, FRAME_MAX_CEILING);
+out:
+	free(infos);
+	free(ptrs);
+	free(ops);
+	return r;
+}
+
+static int
+handle_pubkey(struct req_ctx *rc, const Keyd__V1__PubkeyRequest *req,
+    Keyd__V1__Response *resp, Keyd__V1__PubkeyReply *pr)
+{
+	const struct token_key *tk;
+	int r;
+
+	if ((r = check_key(rc, req->key, 0)) != KEYD_OK)
+		return r;
+	tk = token_key(rc->d->token, (size_t)rc->key);
+	if (tk->spki == NULL) {
+		snprintf(rc->msg, sizeof(rc->msg), "key '%s' is a secret key "
+		    "and has no public key", rc->key_name);
+		return KEYD_ERR_BAD_ALGORITHM;
+	}
+	pr->spki_der.data = tk->spki;
+	pr->spki_der.len = tk->spki_len;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_PUBKEY;
+	resp->pubkey = pr;
+	return KEYD_OK;
+}
+
+/* Raw r||s (what CKM_ECDSA returns) to a DER ECDSA-Sig-Value. */
+static int
+ecdsa_raw_to_der(const uint8_t *raw, size_t len, uint8_t *der, size_t *dlen)
+{
+	ECDSA_SIG *sig = ECDSA_SIG_new();
+	BIGNUM *r = NULL, *s = NULL;
+	uint8_t *p = der;
+	int n, ret = KEYD_ERR_CRYPTO;
+
+	if (sig == NULL || len % 2 != 0)
+		goto out;
+	r = BN_bin2bn(raw, (int)(len / 2), NULL);
+	s = BN_bin2bn(raw + len / 2, (int)(len / 2), NULL);
+	if (r == NULL || s == NULL || !ECDSA_SIG_set0(sig, r, s))
+		goto out;
+	r = s = NULL;
+	n = i2d_ECDSA_SIG(sig, NULL);
+	if (n <= 0 || (size_t)n > *dlen)
+		goto out;
+	if (i2d_ECDSA_SIG(sig, &p) != n)
+		goto out;
+	*dlen = (size_t)n;
+	ret = KEYD_OK;
+out:
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(sig);
+	return ret;
+}
+
+static int
+sign_alg_fits(enum token_key_type t, Keyd__V1__SignAlg alg)
+{
+	switch (alg) {
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_ECDSA:
+		return t == TOKEN_KEY_EC_P256 || t == TOKEN_KEY_EC_P384;
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA256:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA384:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA512:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_DIGESTINFO:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA256:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA384:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA512:
+		return t == TOKEN_KEY_RSA;
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_ED25519:
+		return t == TOKEN_KEY_ED25519;
+	default:
+		return 0;
+	}
+}
+
+static const char *
+sign_alg_name(Keyd__V1__SignAlg alg)
+{
+	switch (alg) {
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_ECDSA: return "ecdsa";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA256:
+		return "rsa-pkcs1-sha256";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA384:
+		return "rsa-pkcs1-sha384";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA512:
+		return "rsa-pkcs1-sha512";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_DIGESTINFO:
+		return "rsa-pkcs1-digestinfo";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA256:
+		return "rsa-pss-sha256";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA384:
+		return "rsa-pss-sha384";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA512:
+		return "rsa-pss-sha512";
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_ED25519: return "ed25519";
+	default: return "unknown";
+	}
+}
+
+static int
+handle_sign(struct req_ctx *rc, const Keyd__V1__SignRequest *req,
+    Keyd__V1__Response *resp, Keyd__V1__SignReply *sr, uint8_t *sigbuf,
+    size_t sigroom)
+{
+	const struct token_key *tk;
+	CK_MECHANISM mech = { 0, NULL, 0 };
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	uint8_t input[128];
+	const uint8_t *in = req->data.data;
+	size_t inlen = req->data.len, want = 0, siglen;
+	uint8_t raw[TOKEN_MAX_SIG];
+	int r;
+
+	rc->mech = sign_alg_name(req->alg);
+	if ((r = check_key(rc, req->key, CONFIG_OP_SIGN)) != KEYD_OK)
+		return r;
+	tk = token_key(rc->d->token, (size_t)rc->key);
+	if (req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_UNSPECIFIED ||
+	    strcmp(rc->mech, "unknown") == 0) {
+		snprintf(rc->msg, sizeof(rc->msg), "unknown signature "
+		    "algorithm %d", (int)req->alg);
+		return KEYD_ERR_BAD_ALGORITHM;
+	}
+	if (!sign_alg_fits(tk->type, req->alg)) {
+		snprintf(rc->msg, sizeof(rc->msg), "%s does not fit key '%s' "
+		    "(%s)", rc->mech, rc->key_name,
+		    token_key_type_name(tk->type));
+		return KEYD_ERR_BAD_ALGORITHM;
+	}
+	switch (req->alg) {
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_ECDSA:
+		/* CKM_ECDSA is hash-agnostic: any digest length a TLS stack
+		 * may pair with the curve. */
+		if (inlen < DISPATCH_ECDSA_MIN_DIGEST ||
+		    inlen > DISPATCH_ECDSA_MAX_DIGEST) {
+			snprintf(rc->msg, sizeof(rc->msg), "an ECDSA digest is "
+			    "%d to %d bytes, not %zu", DISPATCH_ECDSA_MIN_DIGEST,
+			    DISPATCH_ECDSA_MAX_DIGEST, inlen);
+			return KEYD_ERR_BAD_LENGTH;
+		}
+		mech.mechanism = CKM_ECDSA;
+		break;
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA256:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA384:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA512: {
+		size_t h = req->alg ==
+		    KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA256 ? 0 :
+		    req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA384 ?
+		    1 : 2;
+
+		if (inlen != digest_infos[h].hash_len) {
+			snprintf(rc->msg, sizeof(rc->msg), "%s takes a %zu-byte "
+			    "digest, not %zu bytes", rc->mech,
+			    digest_infos[h].hash_len, inlen);
+			return KEYD_ERR_BAD_LENGTH;
+		}
+		memcpy(input, digest_infos[h].prefix,
+		    digest_infos[h].prefix_len);
+		memcpy(input + digest_infos[h].prefix_len, in, inlen);
+		in = input;
+		inlen += digest_infos[h].prefix_len;
+		mech.mechanism = CKM_RSA_PKCS;
+		break;
+	}
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_DIGESTINFO: {
+		size_t h;
+
+		for (h = 0; h < 3; h++)
+			if (inlen == digest_infos[h].prefix_len +
+			    digest_infos[h].hash_len && memcmp(in,
+			    digest_infos[h].prefix,
+			    digest_infos[h].prefix_len) == 0)
+				break;
+		if (h == 3) {
+			snprintf(rc->msg, sizeof(rc->msg), "the input is not a "
+			    "DER DigestInfo of SHA-256, SHA-384 or SHA-512");
+			return KEYD_ERR_BAD_LENGTH;
+		}
+		mech.mechanism = CKM_RSA_PKCS;
+		break;
+	}
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA256:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA384:
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA512:
+		if (req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA256) {
+			want = 32;
+			pss.hashAlg = CKM_SHA256;
+			pss.mgf = CKG_MGF1_SHA256;
+		} else if (req->alg ==
+		    KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PSS_SHA384) {
+			want = 48;
+			pss.hashAlg = CKM_SHA384;
+			pss.mgf = CKG_MGF1_SHA384;
+		} else {
+			want = 64;
+			pss.hashAlg = CKM_SHA512;
+			pss.mgf = CKG_MGF1_SHA512;
+		}
+		if (inlen != want) {
+			snprintf(rc->msg, sizeof(rc->msg), "%s takes a %zu-byte "
+			    "digest, not %zu bytes", rc->mech, want, inlen);
+			return KEYD_ERR_BAD_LENGTH;
+		}
+		pss.sLen = want;
+		mech.mechanism = CKM_RSA_PKCS_PSS;
+		mech.pParameter = &pss;
+		mech.ulParameterLen = sizeof(pss);
+		break;
+	case KEYD__V1__SIGN_ALG__SIGN_ALG_ED25519:
+		if (inlen > DISPATCH_MAX_ED25519_MSG) {
+			snprintf(rc->msg, sizeof(rc->msg), "an Ed25519 message "
+			    "is at most %d bytes", DISPATCH_MAX_ED25519_MSG);
+			return KEYD_ERR_BAD_LENGTH;
+		}
+		mech.mechanism = CKM_EDDSA;
+		break;
+	default:
+		return KEYD_ERR_BAD_ALGORITHM;
+	}
+
+	siglen = sizeof(raw);
+	r = token_sign(rc->d->token, rc->s, (size_t)rc->key, &mech, in, inlen,
+	    raw, &siglen, rc->msg, sizeof(rc->msg));
+	secmem_wipe(input, sizeof(input));
+	if (r != KEYD_OK)
+		return r;
+	if (req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_ECDSA && !req->ecdsa_raw) {
+		size_t dlen = sigroom;
+
+		if ((r = ecdsa_raw_to_der(raw, siglen, sigbuf, &dlen)) !=
+		    KEYD_OK) {
+			snprintf(rc->msg, sizeof(rc->msg), "cannot encode the "
+			    "ECDSA signature as DER");
+			return r;
+		}
+		siglen = dlen;
+	} else {
+		if (siglen > sigroom)
+			return KEYD_ERR_INTERNAL;
+		memcpy(sigbuf, raw, siglen);
+	}
+	sr->signature.data = sigbuf;
+	sr->signature.len = siglen;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_SIGN;
+	resp->sign = sr;
+	return KEYD_OK;
+}
+
+static int
+handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
+    Keyd__V1__Response *resp, Keyd__V1__DecryptReply *dr, uint8_t *plain,
+    size_t room)
+{
+	const struct token_key *tk;
+	CK_RSA_PKCS_OAEP_PARAMS oaep;
+	CK_MECHANISM mech = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
+	size_t outlen = room;
+	int r;
+
+	switch (req->alg) {
+	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA1:
+		rc->mech = "rsa-oaep-sha1";
+		oaep.hashAlg = CKM_SHA_1;
+		oaep.mgf = CKG_MGF1_SHA1;
+		break;
+	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA256:
+		rc->mech = "rsa-oaep-sha256";
+		oaep.hashAlg = CKM_SHA256;
+		oaep.mgf = CKG_MGF1_SHA256;
+		break;
+	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA384:
+		rc->mech = "rsa-oaep-sha384";
+		oaep.hashAlg = CKM_SHA384;
+		oaep.mgf = CKG_MGF1_SHA384;
+		break;
+	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA512:
+		rc->mech = "rsa-oaep-sha512";
+		oaep.hashAlg = CKM_SHA512;
+		oaep.mgf = CKG_MGF1_SHA512;
+		break;
+	default:
+		rc->mech = "unknown";
+		if ((r = check_key(rc, req->key, CONFIG_OP_DECRYPT)) != KEYD_OK)
+			return r;
+		snprintf(rc->msg, sizeof(rc->msg), "unknown decryption "
+		    "algorithm %d (keyd decrypts RSA-OAEP only)",
+		    (int)req->alg);
+		return KEYD_ERR_BAD_ALGORITHM;
+	}
+	oaep.source = CKZ_DATA_SPECIFIED;
+	oaep.pSourceData = NULL;
+	oaep.ulSourceDataLen = 0;
+	if ((r = check_key(rc, req->key, CONFIG_OP_DECRYPT)) != KEYD_OK)
+		return r;
+	tk = token_key(rc->d->token, (size_t)rc->key);
+	if (tk->type != TOKEN_KEY_RSA) {
+		snprintf(rc->msg, sizeof(rc->msg), "key '%s' is not an RSA key",
+		    rc->key_name);
+		return KEYD_ERR_BAD_ALGORITHM;
+	}
+	if (req->ciphertext.len != (tk->bits + 7) / 8) {
+		snprintf(rc->msg, sizeof(rc->msg), "an RSA-%u ciphertext is %u "
+		    "bytes, not %zu", tk->bits, (tk->bits + 7) / 8,
+		    req->ciphertext.len);
+		return KEYD_ERR_BAD_LENGTH;
+	}
+	r = token_decrypt(rc->d->token, rc->s, (size_t)rc->key, &mech,
+	    req->ciphertext.data, req->ciphertext.len, plain, &outlen, rc->msg,
+	    sizeof(rc->msg));
+	if (r == KEYD_ERR_TOKEN && oaep.hashAlg != CKM_SHA_1) {
+		/* SoftHSM2 answers CKR_ARGUMENTS_BAD for OAEP with anything
+		 * but SHA-1; say what it means. */
+		snprintf(rc->msg, sizeof(rc->msg), "%s is not supported by "
+		    "this token (it may support rsa-oaep-sha1 only)", rc->mech);
+		return KEYD_ERR_UNSUPPORTED;
+	}
+	if (r != KEYD_OK)
+		return r;
+	dr->plaintext.data = plain;
+	dr->plaintext.len = outlen;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_DECRYPT;
+	resp->decrypt = dr;
+	return KEYD_OK;
+}
+
+static int
+handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
+{
+	struct dispatch *d = rc->d;
+	const struct config *cfg = d->cfg;
+	const struct config_client *cl = &cfg->clients[rc->p->client];
+	int all = (cl->ops & CONFIG_OP_STATUS) != 0;
+	Keyd__V1__StatusReply sr = KEYD__V1__STATUS_REPLY__INIT;
+	Keyd__V1__TokenStatus ts = KEYD__V1__TOKEN_STATUS__INIT, *tsp = &ts;
+	Keyd__V1__KeyStatus *ks = NULL, **ksp = NULL;
+	Keyd__V1__OpCounters *oc = NULL, **ocp = NULL;
+	struct token_info ti;
+	struct timespec now;
+	size_t nk = 0, i, j;
+	int r = KEYD_ERR_NOMEM;
+
+	if (cfg->n_keys > 0) {
+		ks = calloc(cfg->n_keys, sizeof(*ks));
+		ksp = calloc(cfg->n_keys, sizeof(*ksp));
+		oc = calloc(cfg->n_keys * DISPATCH_NOPS, sizeof(*oc));
+		ocp = calloc(cfg->n_keys * DISPATCH_NOPS, sizeof(*ocp));
+		if (ks == NULL || ksp == NULL || oc == NULL || ocp == NULL)
+			goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	token_get_info(d->token, &ti);
+	ts.label = ti.label;
+	ts.manufacturer = ti.manufacturer;
+	ts.model = ti.model;
+	ts.serial = ti.serial;
+	ts.logged_in = ti.logged_in;
+	ts.recoveries = ti.recoveries;
+	sr.uptime_s = (uint64_t)(now.tv_sec - d->started.tv_sec);
+	sr.daemon_version = (char *)KEYD_VERSION;
+	sr.n_tokens = 1;
+	sr.tokens = &tsp;
+	sr.connections = atomic_load(&d->connections);
+	sr.requests = atomic_load(&d->requests);
+	sr.errors = atomic_load(&d->errors);
+	for (i = 0; i < cfg->n_keys; i++) {
+		uint64_t lat = 0;
+
+		if (!all && !policy_client_has_key(cfg, rc->p->client, i))
+			continue;
+		keyd__v1__key_status__init(&ks[nk]);
+		ks[nk].name = cfg->keys[i].name;
+		ks[nk].weak_extractable =
+		    token_key(d->token, i)->weak_extractable;
+		ks[nk].ops = ocp + nk * DISPATCH_NOPS;
+		for (j = 0; j < DISPATCH_NOPS; j++) {
+			struct dispatch_counter *c =
+			    &d->counters[i * DISPATCH_NOPS + j];
+			Keyd__V1__OpCounters *o = &oc[nk * DISPATCH_NOPS + j];
+
+			if (!(cfg->keys[i].ops & (1u << j)))
+				continue;
+			keyd__v1__op_counters__init(o);
+			o->op = (Keyd__V1__Op)(j + 1);
+			o->ok = atomic_load(&c->ok);
+			o->errors = atomic_load(&c->errors);
+			lat += atomic_load(&c->latency_us);
+			ks[nk].ops[ks[nk].n_ops++] = o;
+		}
+		ks[nk].latency_us_total = lat;
+		ksp[nk] = &ks[nk];
+		nk++;
+	}
+	sr.n_keys = nk;
+	sr.keys = ksp;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_STATUS;
+	resp->status = &sr;
+	r = frame_put_msg(out, &resp->base, FRAME_MAX_CEILING);
+out:
+	free(ks);
+	free(ksp);
+	free(oc);
+	free(ocp);
+	return r;
+}
+
+static uint64_t
+elapsed_us(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000);
+}
+
+int
+dispatch_request(struct dispatch *d, struct token_session *s,
+    const struct dispatch_peer *p, const uint8_t *body, size_t len,
+    struct kbuf *out)
+{
+	Keyd__V1__Request *req = NULL;
+	Keyd__V1__Response resp = KEYD__V1__RESPONSE__INIT;
+	Keyd__V1__HelloReply hr = KEYD__V1__HELLO_REPLY__INIT;
+	Keyd__V1__PubkeyReply pr = KEYD__V1__PUBKEY_REPLY__INIT;
+	Keyd__V1__SignReply sr = KEYD__V1__SIGN_REPLY__INIT;
+	Keyd__V1__DecryptReply dr = KEYD__V1__DECRYPT_REPLY__INIT;
+	Keyd__V1__Op hello_ops[DISPATCH_NOPS];
+	char **hello_keys = NULL;
+	uint8_t sigbuf[TOKEN_MAX_SIG + 16];
+	uint8_t *plain = NULL;
+	struct req_ctx rc;
+	struct audit_record ar;
+	struct timespec t0;
+	size_t before = kbuf_avail(out);
+	int r, ar_r, sent = 0, protocol_error = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memset(&rc, 0, sizeof(rc));
+	rc.d = d;
+	rc.s = s;
+	rc.p = p;
+	rc.key = -1;
+	atomic_fetch_add(&d->requests, 1);
+
+	if (frame_unpack_request(body, len, &req) != KEYD_OK) {
+		rc.op = "invalid";
+		snprintf(rc.msg, sizeof(rc.msg), "the frame is not a keyd "
+		    "Request message");
+		r = KEYD_ERR_PROTOCOL;
+		protocol_error = 1;
+		goto reply;
+	}
+	resp.id = req->id;
+	if (p->limiter != NULL && !policy_limiter_take(p->limiter)) {
+		rc.op = "rate-limited";
+		snprintf(rc.msg, sizeof(rc.msg), "client '%s' is over its rate "
+		    "limit", d->cfg->clients[p->client].name);
+		r = KEYD_ERR_RATE_LIMITED;
+		goto reply;
+	}
+	switch (req->op_case) {
+	case KEYD__V1__REQUEST__OP_HELLO:
+		rc.op = "hello";
+		hello_keys = calloc(d->cfg->clients[p->client].n_keys + 1,
+		    sizeof(*hello_keys));
+		r = hello_keys == NULL ? KEYD_ERR_NOMEM : handle_hello(&rc,
+		    req->hello, &resp, &hr, hello_ops, hello_keys);
+		break;
+	case KEYD__V1__REQUEST__OP_LIST:
+		rc.op = "list";
+		r = handle_list(&rc, &resp, out);
+		sent = r == KEYD_OK;
+		break;
+	case KEYD__V1__REQUEST__OP_PUBKEY:
+		rc.op = "pubkey";
+		r = handle_pubkey(&rc, req->pubkey, &resp, &pr);
+		break;
+	case KEYD__V1__REQUEST__OP_SIGN:
+		rc.op = "sign";
+		rc.op_bit = CONFIG_OP_SIGN;
+		r = handle_sign(&rc, req->sign, &resp, &sr, sigbuf,
+		    sizeof(sigbuf));
+		break;
+	case KEYD__V1__REQUEST__OP_DECRYPT:
+		rc.op = "decrypt";
+		rc.op_bit = CONFIG_OP_DECRYPT;
+		if ((plain = secmem_alloc(DISPATCH_MAX_DECRYPT)) == NULL) {
+			r = KEYD_ERR_NOMEM;
+			break;
+		}
+		r = handle_decrypt(&rc, req->decrypt, &resp, &dr, plain,
+		    DISPATCH_MAX_DECRYPT);
+		break;
+	case KEYD__V1__REQUEST__OP_STATUS:
+		rc.op = "status";
+		r = handle_status(&rc, &resp, out);
+		sent = r == KEYD_OK;
+		break;
+	default:
+		rc.op = "unknown";
+		snprintf(rc.msg, sizeof(rc.msg), "the request holds no "
+		    "operation this keyd knows (protocol version %d)",
+		    KEYD_PROTOCOL_VERSION);
+		r = KEYD_ERR_UNKNOWN_OP;
+		break;
+	}
+
+reply:
+	if (rc.key >= 0 && rc.op_bit != 0) {
+		struct dispatch_counter *c = &d->counters[(size_t)rc.key *
+		    DISPATCH_NOPS + (size_t)op_index(rc.op_bit)];
+
+		if (r == KEYD_OK) {
+			atomic_fetch_add(&c->ok, 1);
+			atomic_fetch_add(&c->latency_us, elapsed_us(&t0));
+		} else {
+			atomic_fetch_add(&c->errors, 1);
+		}
+	}
+	if (r != KEYD_OK)
+		atomic_fetch_add(&d->errors, 1);
+
+	/* Audit before the reply is released: if the line cannot be
+	 * written, the client gets a refusal instead of the result. */
+	memset(&ar, 0, sizeof(ar));
+	ar.event = "request";
+	ar.client = d->cfg->clients[p->client].name;
+	ar.has_peer = 1;
+	ar.uid = p->cred.uid;
+	ar.gid = p->cred.gid;
+	ar.pid = p->cred.pid;
+	ar.op = rc.op;
+	ar.key = rc.key_name;
+	ar.mech = rc.mech;
+	ar.result = r;
+	ar.detail = r != KEYD_OK ? rc.msg : NULL;
+	ar.latency_us = elapsed_us(&t0);
+	ar.request_bytes = len;
+	if (!sent) {
+		if (r == KEYD_OK)
+			ar.reply_bytes = protobuf_c_message_get_packed_size(
+			    &resp.base);
+	} else {
+		ar.reply_bytes = kbuf_avail(out) - before;
+	}
+	ar_r = audit_write(d->audit, &ar);
+	if (ar_r != KEYD_OK) {
+		if (sent)
+			kbuf_unreserve(out, kbuf_avail(out) - before);
+		sent = 0;
+		r = ar_r;
+		snprintf(rc.msg, sizeof(rc.msg), "the audit log cannot be "
+		    "written; keyd refuses requests until it can");
+	}
+	if (!sent) {
+		if (r == KEYD_OK) {
+			r = frame_put_msg(out, &resp.base, FRAME_MAX_CEILING);
+			if (r != KEYD_OK)
+				r = dispatch_error_reply(out, resp.id, r,
+				    "the reply is too large");
+		} else {
+			r = dispatch_error_reply(out, resp.id, r,
+			    rc.msg[0] ? rc.msg : keyd_strerror(r));
+		}
+	} else {
+		r = KEYD_OK;
+	}
+	secmem_wipe(sigbuf, sizeof(sigbuf));
+	secmem_free(plain, DISPATCH_MAX_DECRYPT);
+	free(hello_keys);
+	frame_free_request(req);
+	if (protocol_error)
+		return KEYD_ERR_PROTOCOL;
+	return r;
+}

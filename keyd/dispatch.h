@@ -1,0 +1,71 @@
+/*
+ * dispatch.h: the request dispatcher. It takes one frame body from an
+ * identified peer, checks it against the policy, runs it on the token,
+ * audits it and appends the reply frame. The server and the protocol fuzz
+ * target both drive this same code.
+ */
+#ifndef KEYD_DISPATCH_H
+#define KEYD_DISPATCH_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "audit.h"
+#include "config.h"
+#include "kbuf.h"
+#include "policy.h"
+#include "token.h"
+
+/* Longest Ed25519 message keyd signs. */
+#define DISPATCH_MAX_ED25519_MSG 16384
+
+/* Counters per key and op (status). */
+struct dispatch_counter {
+	atomic_ulong ok;
+	atomic_ulong errors;
+	atomic_ulong latency_us;
+};
+
+#define DISPATCH_NOPS 5  /* sign, decrypt, srtp-new, srtp-open, status */
+
+struct dispatch {
+	const struct config *cfg;
+	struct token *token;
+	struct audit *audit;
+	struct timespec started;
+	struct dispatch_counter *counters;  /* n_keys * DISPATCH_NOPS */
+	atomic_ulong requests;
+	atomic_ulong errors;
+	atomic_uint connections;
+};
+
+/* A connected, identified peer. */
+struct dispatch_peer {
+	size_t client;                 /* index of its [client] */
+	struct policy_peer cred;
+	struct policy_limiter *limiter; /* its client's, or NULL */
+};
+
+/* dispatch_init: sets up d over cfg, token and audit (all borrowed). */
+int dispatch_init(struct dispatch *d, const struct config *cfg,
+    struct token *token, struct audit *audit)
+    __attribute__((warn_unused_result));
+void dispatch_free(struct dispatch *d);
+
+/* dispatch_request: handles one frame body. Appends exactly one reply
+ * frame to out and returns KEYD_OK, or returns KEYD_ERR_PROTOCOL after
+ * appending an error reply (id 0) when the body is not a Request: the
+ * caller then closes the connection once the reply is sent. s is the
+ * calling thread's token session. */
+int dispatch_request(struct dispatch *d, struct token_session *s,
+    const struct dispatch_peer *p, const uint8_t *body, size_t len,
+    struct kbuf *out) __attribute__((warn_unused_result));
+
+/* dispatch_error_reply: appends a Response with only id, error and
+ * message (for refusals outside a request, such as an oversized frame). */
+int dispatch_error_reply(struct kbuf *out, uint64_t id, int err,
+    const char *msg) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,234 @@
+/* keyd_main.c: the daemon's start-up, signal loop and shutdown. */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "config.h"
+#include "dispatch.h"
+#include "keyd_err.h"
+#include "log.h"
+#include "pin.h"
+#include "server.h"
+#include "token.h"
+
+#define ERRLEN 512
+#define TICK_MAX_MS 1000
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: keyd -c FILE [--check-config] [-v]\n"
+	    "  -c, --config FILE   the configuration (INI)\n"
+	    "      --check-config  check the configuration, open the token and\n"
+	    "                      resolve every key, then exit\n"
+	    "  -v, --verbose       debug logging\n"
+	    "      --version       print the version and exit\n");
+}
+
+/* Drops to the configured user: only its primary group, no capabilities
+ * (a non-root uid keeps none), and checks that there is no way back. */
+static int
+drop_privileges(const struct config *cfg, char *err, size_t errlen)
+{
+	uid_t r, e, s;
+
+	if (cfg->user == NULL)
+		return KEYD_OK;
+	if (setgroups(1, &cfg->user_gid) != 0 ||
+	    setresgid(cfg->user_gid, cfg->user_gid, cfg->user_gid) != 0 ||
+	    setresuid(cfg->user_uid, cfg->user_uid, cfg->user_uid) != 0) {
+		snprintf(err, errlen, "cannot switch to user %s: %s", cfg->user,
+		    strerror(errno));
+		return KEYD_ERR_CONFIG;
+	}
+	if (getresuid(&r, &e, &s) != 0 || r != cfg->user_uid ||
+	    e != cfg->user_uid || s != cfg->user_uid ||
+	    (cfg->user_uid != 0 && setuid(0) == 0)) {
+		snprintf(err, errlen, "switching to user %s did not take",
+		    cfg->user);
+		return KEYD_ERR_INTERNAL;
+	}
+	/* A drop clears dumpable; set it again explicitly anyway. */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	return KEYD_OK;
+}
+
+static void
+event(struct audit *a, const char *name, const char *detail)
+{
+	struct audit_record ar;
+
+	memset(&ar, 0, sizeof(ar));
+	ar.event = name;
+	ar.detail = detail;
+	if (audit_write(a, &ar) != KEYD_OK)
+		log_error("cannot write the '%s' event to the audit log", name);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cfg_path = NULL;
+	struct config *cfg = NULL;
+	struct token *token = NULL;
+	struct audit *audit = NULL;
+	struct server *srv = NULL;
+	struct dispatch d;
+	struct rlimit nocore = { 0, 0 };
+	char err[ERRLEN], detail[128];
+	char *pin = NULL;
+	size_t pin_len = 0, weak = 0;
+	sigset_t sigs;
+	int check_only = 0, o, sfd = -1, ret = 1, r, dispatch_ready = 0;
+
+	/* No core dumps and no ptrace by other users, whatever the start
+	 * mode: the process holds a logged-in token session and the PIN. */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)setrlimit(RLIMIT_CORE, &nocore);
+
+	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': cfg_path = optarg; break;
+		case 'C': check_only = 1; break;
+		case 'v': log_set_level(LOG_LVL_DEBUG); break;
+		case 'V': printf("keyd %s\n", KEYD_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (cfg_path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	if (config_load(cfg_path, &cfg, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (pin_read(cfg->pin_file, cfg->user != NULL ? cfg->user_uid :
+	    geteuid(), &pin, &pin_len, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+	r = token_open(cfg, pin, pin_len, &token, err, sizeof(err));
+	pin_free(pin, pin_len);
+	pin = NULL;
+	if (r != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+	for (size_t i = 0; i < token_key_count(token); i++) {
+		const struct token_key *k = token_key(token, i);
+
+		if (k->weak_extractable) {
+			weak++;
+			log_warn("KEY '%s' IS EXTRACTABLE WITHOUT "
+			    "CKA_WRAP_WITH_TRUSTED: anyone holding the user PIN "
+			    "can wrap it under a key they choose and read it in "
+			    "the clear. Regenerate it with keyd-backup keygen.",
+			    k->name);
+		}
+	}
+	log_warn("no audit_key: the audit log has no signed checkpoints");
+	if (check_only) {
+		printf("keyd: %s is valid: token '%s', %zu keys, %zu clients%s\n",
+		    cfg_path, cfg->token, cfg->n_keys, cfg->n_clients,
+		    weak ? " (with warnings)" : "");
+		ret = 0;
+		goto out;
+	}
+
+	if (audit_open(cfg, &audit, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (server_bind(cfg, cfg->user != NULL ? cfg->user_uid : geteuid(),
+	    &srv, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (drop_privileges(cfg, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+
+	/* Signals go to the main thread's signalfd only: block them before
+	 * any worker exists, so every worker inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	(void)signal(SIGPIPE, SIG_IGN);
+	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 ||
+	    (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (dispatch_init(&d, cfg, token, audit) != KEYD_OK) {
+		log_error("out of memory");
+		goto out;
+	}
+	dispatch_ready = 1;
+	if (server_start(srv, &d) != KEYD_OK) {
+		log_error("cannot start worker threads: %s", strerror(errno));
+		goto out;
+	}
+	snprintf(detail, sizeof(detail), "keyd %s, %zu keys, %zu clients",
+	    KEYD_VERSION, cfg->n_keys, cfg->n_clients);
+	event(audit, "start", detail);
+	log_info("serving %zu keys on %s", cfg->n_keys, cfg->socket);
+
+	for (;;) {
+		struct pollfd pfd = { sfd, POLLIN, 0 };
+		struct signalfd_siginfo si;
+		int tick = (int)cfg->audit_sync_ms < TICK_MAX_MS ?
+		    (int)cfg->audit_sync_ms : TICK_MAX_MS;
+
+		r = poll(&pfd, 1, tick);
+		audit_sync(audit, 0);
+		server_tick(srv);
+		if (r <= 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP) {
+			log_info("SIGHUP: reopening the audit log");
+			if (audit_reopen(audit) == KEYD_OK)
+				event(audit, "log-reopened", NULL);
+			continue;
+		}
+		log_info("stopping on signal %u", si.ssi_signo);
+		break;
+	}
+	server_stop(srv);
+	event(audit, "stop", NULL);
+	ret = 0;
+out:
+	server_free(srv);
+	token_close(token);
+	audit_close(audit);
+	if (dispatch_ready)
+		dispatch_free(&d);
+	pin_free(pin, pin_len);
+	config_free(cfg);
+	if (sfd >= 0)
+		close(sfd);
+	return ret;
+}

@@ -1,0 +1,596 @@
+/* server.c: accept, identify, read frames, dispatch, write replies. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "keyd_err.h"
+#include "log.h"
+
+#define SERVER_BACKLOG 128
+#define SERVER_READ_CHUNK 16384
+#define SERVER_EVENTS 32
+/* Replies a connection may have queued, in bytes, before keyd stops
+ * reading its requests (the client is not reading its replies). */
+#define SERVER_OUT_HIGH_WATER (256u * 1024u)
+
+struct conn {
+	int fd;
+	struct dispatch_peer peer;
+	struct kbuf in;
+	struct kbuf out;
+	unsigned queued;          /* replies queued since out was last empty */
+	int closing;              /* close once out is flushed */
+	int peer_eof;
+	_Atomic long last_active; /* CLOCK_MONOTONIC seconds */
+};
+
+struct server {
+	const struct config *cfg;
+	struct dispatch *d;
+	int listen_fd;
+	int epfd;
+	int stop_fd;              /* eventfd: readable once stopping */
+	char *path;
+	pthread_t *threads;
+	size_t n_threads;
+	pthread_mutex_t table_mu; /* guards conns[] */
+	struct conn **conns;      /* by fd */
+	size_t n_slots;
+	struct policy_limiter *limiters; /* one per client */
+	int started;
+};
+
+/* Tags that tell epoll events of the listener and stop fd apart from
+ * connections. */
+static char listen_tag, stop_tag;
+
+static long
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec;
+}
+
+static int
+make_dir(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	char *dir = strdup(path), *slash;
+	struct stat st;
+	int r = KEYD_ERR_CONFIG;
+
+	if (dir == NULL)
+		return KEYD_ERR_NOMEM;
+	slash = strrchr(dir, '/');
+	if (slash == NULL || slash == dir) {
+		r = KEYD_OK;
+		goto out;
+	}
+	*slash = '\0';
+	if (stat(dir, &st) == 0) {
+		if (!S_ISDIR(st.st_mode)) {
+			snprintf(err, errlen, "socket directory %s is not a "
+			    "directory", dir);
+			goto out;
+		}
+		r = KEYD_OK;
+		goto out;
+	}
+	if (mkdir(dir, 0750) != 0 || chown(dir, uid, gid) != 0 ||
+	    chmod(dir, 0750) != 0) {
+		snprintf(err, errlen, "cannot create socket directory %s: %s",
+		    dir, strerror(errno));
+		goto out;
+	}
+	r = KEYD_OK;
+out:
+	free(dir);
+	return r;
+}
+
+int
+server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
+    char *err, size_t errlen)
+{
+	struct server *s;
+	struct sockaddr_un sa;
+	struct stat st;
+	struct rlimit rl;
+	gid_t gid = cfg->has_socket_gid ? cfg->socket_gid :
+	    (cfg->user != NULL ? cfg->user_gid : getegid());
+	mode_t old;
+	int r = KEYD_ERR_IO, fd;
+
+	*out = NULL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return KEYD_ERR_NOMEM;
+	s->cfg = cfg;
+	s->listen_fd = s->epfd = s->stop_fd = -1;
+	pthread_mutex_init(&s->table_mu, NULL);
+	if ((s->path = strdup(cfg->socket)) == NULL) {
+		r = KEYD_ERR_NOMEM;
+		goto fail;
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		rl.rlim_cur = 65536;
+	s->n_slots = (size_t)rl.rlim_cur;
+	if ((s->conns = calloc(s->n_slots, sizeof(*s->conns))) == NULL) {
+		r = KEYD_ERR_NOMEM;
+		goto fail;
+	}
+	if ((r = make_dir(cfg->socket, owner_uid, gid, err, errlen)) != KEYD_OK)
+		goto fail;
+	r = KEYD_ERR_IO;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(cfg->socket) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path %s is too long", cfg->socket);
+		goto fail;
+	}
+	strcpy(sa.sun_path, cfg->socket);
+
+	/* A socket file left by a keyd that died is replaced; one that
+	 * answers belongs to a running keyd and is left alone. */
+	if (lstat(cfg->socket, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a socket; "
+			    "remove it or choose another socket path",
+			    cfg->socket);
+			goto fail;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sa,
+		    sizeof(sa)) == 0) {
+			close(fd);
+			snprintf(err, errlen, "another process is serving %s; "
+			    "is keyd already running?", cfg->socket);
+			goto fail;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (unlink(cfg->socket) != 0) {
+			snprintf(err, errlen, "cannot remove stale socket %s: "
+			    "%s", cfg->socket, strerror(errno));
+			goto fail;
+		}
+	}
+	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
+	    SOCK_NONBLOCK, 0);
+	if (s->listen_fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	old = umask(0117);
+	if (bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		umask(old);
+		snprintf(err, errlen, "cannot bind %s: %s", cfg->socket,
+		    strerror(errno));
+		goto fail;
+	}
+	umask(old);
+	if (chown(cfg->socket, owner_uid, gid) != 0 ||
+	    chmod(cfg->socket, 0660) != 0) {
+		snprintf(err, errlen, "cannot set owner and mode of %s: %s",
+		    cfg->socket, strerror(errno));
+		goto fail;
+	}
+	if (listen(s->listen_fd, SERVER_BACKLOG) != 0) {
+		snprintf(err, errlen, "listen on %s: %s", cfg->socket,
+		    strerror(errno));
+		goto fail;
+	}
+	*out = s;
+	return KEYD_OK;
+fail:
+	server_free(s);
+	return r;
+}
+
+static void
+conn_free(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	kbuf_free(&c->in);
+	kbuf_free(&c->out);
+	free(c);
+}
+
+static void
+conn_close(struct server *s, struct conn *c)
+{
+	pthread_mutex_lock(&s->table_mu);
+	if ((size_t)c->fd < s->n_slots)
+		s->conns[c->fd] = NULL;
+	pthread_mutex_unlock(&s->table_mu);
+	(void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	if (c->peer.limiter != NULL)
+		policy_limiter_disconnect(c->peer.limiter);
+	atomic_fetch_sub(&s->d->connections, 1);
+	conn_free(c);
+}
+
+static void
+audit_peer(struct server *s, const char *event, const char *client,
+    const struct policy_peer *p, int result, const char *detail)
+{
+	struct audit_record ar;
+
+	memset(&ar, 0, sizeof(ar));
+	ar.event = event;
+	ar.client = client;
+	ar.has_peer = 1;
+	ar.uid = p->uid;
+	ar.gid = p->gid;
+	ar.pid = p->pid;
+	ar.result = result;
+	ar.detail = detail;
+	(void)!audit_write(s->d->audit, &ar);
+}
+
+static void
+accept_one(struct server *s, int fd)
+{
+	struct conn *c = NULL;
+	struct policy_peer peer;
+	struct epoll_event ev;
+	long client;
+	int ambiguous;
+
+	if (policy_peer_from_fd(fd, &peer) != KEYD_OK) {
+		log_warn("cannot read a peer's credentials; closing it");
+		close(fd);
+		return;
+	}
+	client = policy_match(s->cfg, &peer, &ambiguous);
+	if (client < 0) {
+		audit_peer(s, "denied-peer", NULL, &peer, KEYD_ERR_DENIED,
+		    ambiguous ? "the peer's groups match more than one client"
+		    : "no [client] matches the peer");
+		close(fd);
+		return;
+	}
+	if (atomic_load(&s->d->connections) >= s->cfg->max_connections) {
+		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
+		    KEYD_ERR_BUSY, "max_connections reached");
+		close(fd);
+		return;
+	}
+	if (!policy_limiter_connect(&s->limiters[client])) {
+		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
+		    KEYD_ERR_BUSY, "the client's max_connections reached");
+		close(fd);
+		return;
+	}
+	if ((size_t)fd >= s->n_slots || (c = calloc(1, sizeof(*c))) == NULL) {
+		policy_limiter_disconnect(&s->limiters[client]);
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->peer.client = (size_t)client;
+	c->peer.cred = peer;
+	c->peer.limiter = &s->limiters[client];
+	kbuf_init(&c->in, s->cfg->max_frame + FRAME_HDR_LEN, 0);
+	/* A reply may be larger than the largest request. */
+	kbuf_init(&c->out, SERVER_OUT_HIGH_WATER + FRAME_MAX_CEILING, 0);
+	atomic_store(&c->last_active, now_s());
+	atomic_fetch_add(&s->d->connections, 1);
+	pthread_mutex_lock(&s->table_mu);
+	s->conns[fd] = c;
+	pthread_mutex_unlock(&s->table_mu);
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+	ev.data.ptr = c;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		log_error("epoll_ctl: %s", strerror(errno));
+		conn_close(s, c);
+	}
+}
+
+static void
+accept_all(struct server *s)
+{
+	int fd;
+
+	for (;;) {
+		fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK |
+		    SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE)
+				log_warn("accept: %s (raise the file limit or "
+				    "lower max_connections)", strerror(errno));
+			return;
+		}
+		accept_one(s, fd);
+	}
+}
+
+/* Writes what it can. Returns -1 if the connection is broken. */
+static int
+flush_out(struct conn *c)
+{
+	ssize_t n;
+
+	while (kbuf_avail(&c->out) > 0) {
+		n = send(c->fd, kbuf_ptr(&c->out), kbuf_avail(&c->out),
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -1;
+		}
+		if (kbuf_skip(&c->out, (size_t)n) != KEYD_OK)
+			return -1;
+	}
+	/* Wipes what was sent: replies may hold plaintexts. */
+	kbuf_compact(&c->out);
+	if (kbuf_avail(&c->out) == 0)
+		c->queued = 0;
+	return 0;
+}
+
+/* Runs every complete frame in c->in while the client keeps reading its
+ * replies. */
+static void
+process_frames(struct server *s, struct token_session *ts, struct conn *c)
+{
+	const uint8_t *body;
+	size_t len;
+	int r;
+
+	while (!c->closing) {
+		if (c->queued >= s->cfg->max_inflight ||
+		    kbuf_avail(&c->out) >= SERVER_OUT_HIGH_WATER)
+			break;
+		r = frame_next(&c->in, s->cfg->max_frame, &body, &len);
+		if (r == KEYD_ERR_AGAIN)
+			break;
+		if (r == KEYD_ERR_FRAME_TOO_LARGE) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "frame larger than the "
+			    "daemon's max_frame of %u bytes", s->cfg->max_frame);
+			(void)!dispatch_error_reply(&c->out, 0,
+			    KEYD_ERR_FRAME_TOO_LARGE, msg);
+			audit_peer(s, "protocol-error",
+			    s->cfg->clients[c->peer.client].name,
+			    &c->peer.cred, KEYD_ERR_FRAME_TOO_LARGE, msg);
+			c->closing = 1;
+			break;
+		}
+		r = dispatch_request(s->d, ts, &c->peer, body, len, &c->out);
+		c->queued++;
+		atomic_store(&c->last_active, now_s());
+		if (r != KEYD_OK)
+			c->closing = 1;
+	}
+	kbuf_compact(&c->in);
+}
+
+static int
+has_frame(const struct kbuf *in)
+{
+	uint32_t n;
+
+	return kbuf_peek_u32(in, &n) == KEYD_OK &&
+	    kbuf_avail(in) - FRAME_HDR_LEN >= n;
+}
+
+static void
+handle_conn(struct server *s, struct token_session *ts, struct conn *c,
+    uint32_t events)
+{
+	struct epoll_event ev;
+	uint8_t *p;
+	ssize_t n;
+
+	if (events & EPOLLERR)
+		goto close;
+	if (flush_out(c) < 0)
+		goto close;
+	/* Requests already buffered go first (they waited on a full out). */
+	process_frames(s, ts, c);
+	if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && !c->closing &&
+	    !c->peer_eof && c->queued < s->cfg->max_inflight &&
+	    kbuf_avail(&c->out) < SERVER_OUT_HIGH_WATER) {
+		size_t room = s->cfg->max_frame + FRAME_HDR_LEN -
+		    kbuf_avail(&c->in);
+
+		if (room > SERVER_READ_CHUNK)
+			room = SERVER_READ_CHUNK;
+		if (room > 0 && kbuf_reserve(&c->in, room, &p) == KEYD_OK) {
+			n = recv(c->fd, p, room, MSG_DONTWAIT);
+			kbuf_unreserve(&c->in, n > 0 ? room - (size_t)n : room);
+			if (n == 0)
+				c->peer_eof = 1;
+			else if (n < 0 && errno != EAGAIN && errno != EINTR)
+				goto close;
+			process_frames(s, ts, c);
+		}
+	}
+	if (flush_out(c) < 0)
+		goto close;
+	/* The client is gone or has said all it will: once its complete
+	 * requests are answered, any partial frame left is dropped. */
+	if (c->peer_eof && kbuf_avail(&c->out) == 0 &&
+	    (c->closing || !has_frame(&c->in)))
+		goto close;
+	if (c->closing && kbuf_avail(&c->out) == 0)
+		goto close;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLONESHOT | EPOLLRDHUP;
+	if (!c->closing && !c->peer_eof && c->queued < s->cfg->max_inflight &&
+	    kbuf_avail(&c->out) < SERVER_OUT_HIGH_WATER)
+		ev.events |= EPOLLIN;
+	/* Requests left in c->in (held back while replies queued up) get
+	 * no new EPOLLIN; a writable socket brings the worker back. */
+	if (kbuf_avail(&c->out) > 0 || has_frame(&c->in) ||
+	    !(ev.events & EPOLLIN))
+		ev.events |= EPOLLOUT;
+	ev.data.ptr = c;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+		goto close;
+	return;
+close:
+	conn_close(s, c);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct server *s = arg;
+	struct epoll_event evs[SERVER_EVENTS];
+	struct token_session ts;
+	int n, i;
+
+	memset(&ts, 0, sizeof(ts));
+	for (;;) {
+		n = epoll_wait(s->epfd, evs, SERVER_EVENTS, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			if (evs[i].data.ptr == &stop_tag)
+				goto out;
+			if (evs[i].data.ptr == &listen_tag)
+				accept_all(s);
+			else
+				handle_conn(s, &ts, evs[i].data.ptr,
+				    evs[i].events);
+		}
+	}
+out:
+	token_session_close(s->d->token, &ts);
+	return NULL;
+}
+
+int
+server_start(struct server *s, struct dispatch *d)
+{
+	struct epoll_event ev;
+	long ncpu;
+	size_t i;
+
+	s->d = d;
+	if ((s->limiters = calloc(s->cfg->n_clients + 1,
+	    sizeof(*s->limiters))) == NULL)
+		return KEYD_ERR_NOMEM;
+	for (i = 0; i < s->cfg->n_clients; i++)
+		policy_limiter_init(&s->limiters[i], s->cfg->clients[i].rate,
+		    s->cfg->clients[i].max_connections);
+	if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    (s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return KEYD_ERR_IO;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+	ev.data.ptr = &listen_tag;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) != 0)
+		return KEYD_ERR_IO;
+	ev.events = EPOLLIN;
+	ev.data.ptr = &stop_tag;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stop_fd, &ev) != 0)
+		return KEYD_ERR_IO;
+
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	s->n_threads = s->cfg->workers ? s->cfg->workers :
+	    (size_t)(ncpu > 0 ? ncpu : 2);
+	if ((s->threads = calloc(s->n_threads, sizeof(*s->threads))) == NULL)
+		return KEYD_ERR_NOMEM;
+	for (i = 0; i < s->n_threads; i++) {
+		if (pthread_create(&s->threads[i], NULL, worker_main, s) != 0) {
+			s->n_threads = i;
+			server_stop(s);
+			return KEYD_ERR_IO;
+		}
+	}
+	s->started = 1;
+	return KEYD_OK;
+}
+
+void
+server_stop(struct server *s)
+{
+	uint64_t one = 1;
+
+	if (s->stop_fd >= 0)
+		(void)!write(s->stop_fd, &one, sizeof(one));
+	for (size_t i = 0; i < s->n_threads; i++)
+		pthread_join(s->threads[i], NULL);
+	s->n_threads = 0;
+	s->started = 0;
+}
+
+void
+server_tick(struct server *s)
+{
+	long now = now_s(), idle = (long)s->cfg->idle_timeout_s;
+
+	pthread_mutex_lock(&s->table_mu);
+	for (size_t i = 0; i < s->n_slots; i++) {
+		struct conn *c = s->conns[i];
+
+		/* shutdown wakes the worker that owns the connection, which
+		 * then closes it; the fd cannot be closed under us while the
+		 * table lock is held. */
+		if (c != NULL && now - atomic_load(&c->last_active) > idle)
+			(void)shutdown(c->fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&s->table_mu);
+}
+
+void
+server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->started)
+		server_stop(s);
+	for (size_t i = 0; s->conns != NULL && i < s->n_slots; i++) {
+		if (s->conns[i] != NULL) {
+			close(s->conns[i]->fd);
+			conn_free(s->conns[i]);
+		}
+	}
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		(void)unlink(s->path);
+	}
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	for (size_t i = 0; s->limiters != NULL && i < s->cfg->n_clients; i++)
+		policy_limiter_destroy(&s->limiters[i]);
+	free(s->limiters);
+	free(s->threads);
+	free(s->conns);
+	free(s->path);
+	pthread_mutex_destroy(&s->table_mu);
+	free(s);
+}

@@ -1,0 +1,36 @@
+/*
+ * server.h: the Unix socket server. Worker threads share one epoll set;
+ * each connection is armed one-shot, so exactly one worker handles it at
+ * a time, reads its frames, runs them on the worker's own token session
+ * and writes the replies. Peers are identified from the kernel's
+ * credentials at accept, before a byte is read.
+ */
+#ifndef KEYD_SERVER_H
+#define KEYD_SERVER_H
+
+#include "config.h"
+#include "dispatch.h"
+
+struct server;
+
+/* server_bind: creates the socket's directory (0750) if missing, replaces
+ * a stale socket file only if nothing answers on it, binds and listens
+ * with mode 0660 and the configured group. owner_uid/owner_gid: who owns
+ * the directory and socket (the user keyd drops to). */
+int server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
+    char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* server_run: starts the workers and serves until server_stop is called
+ * (from the main thread's signal loop); then closes every connection. */
+int server_start(struct server *s, struct dispatch *d)
+    __attribute__((warn_unused_result));
+void server_stop(struct server *s);
+
+/* server_tick: periodic work from the main thread: closes idle
+ * connections. */
+void server_tick(struct server *s);
+
+/* server_free: removes the socket file and frees everything. */
+void server_free(struct server *s);
+
+#endif

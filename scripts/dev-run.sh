@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The README's run command: installs what is missing, builds, installs the
+# programs into /usr/local, makes (once) a development SoftHSM2 token with
+# demo keys under run/, and runs keyd in the foreground on run/keyd.sock.
+# Running it again reuses the token. Development only: the PIN is fixed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN=$ROOT/run
+TOKEN=keyd-dev
+PIN=1234
+SO_PIN=12345678
+MODULE=/usr/lib/softhsm/libsofthsm2.so
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "keyd: run this as root (it installs packages and runs keyd as root in dev mode)" >&2
+  exit 1
+fi
+bash scripts/deps.sh
+echo "keyd: building in build/" >&2
+bash scripts/build.sh
+cmake --install build --prefix /usr/local >/dev/null
+ldconfig
+
+mkdir -p "$RUN/tokens"
+chmod 0755 "$RUN"
+export SOFTHSM2_CONF=$RUN/softhsm2.conf
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+  "$RUN/tokens" > "$SOFTHSM2_CONF"
+
+p11() { pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --login --pin "$PIN" "$@"; }
+
+if ! softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$TOKEN"; then
+  echo "keyd: creating the development token '$TOKEN' in run/tokens" >&2
+  softhsm2-util --init-token --free --label "$TOKEN" --pin "$PIN" --so-pin "$SO_PIN" >/dev/null
+  # Sensitive and not extractable: these demo keys can never leave the token.
+  p11 --keypairgen --key-type EC:prime256v1 --label sip-tls --id 01 \
+    --usage-sign --sensitive >/dev/null
+  p11 --keypairgen --key-type rsa:2048 --label sip-tls-rsa --id 02 \
+    --usage-sign --usage-decrypt --sensitive >/dev/null
+  p11 --keygen --key-type AES:32 --label srtp-kek --id 03 --sensitive >/dev/null 2>&1
+else
+  echo "keyd: reusing the development token '$TOKEN' in run/tokens" >&2
+fi
+
+printf '%s\n' "$PIN" > "$RUN/pin"
+chmod 0400 "$RUN/pin"
+users="root"
+if [[ -n ${SUDO_USER:-} && ${SUDO_USER} != root ]]; then users="root, $SUDO_USER"; fi
+cat > "$RUN/keyd.conf" <<CONF
+; Development configuration written by scripts/dev-run.sh.
+[keyd]
+socket = $RUN/keyd.sock
+module = $MODULE
+token = pkcs11:token=$TOKEN
+pin_file = $RUN/pin
+audit_log = $RUN/audit.jsonl
+
+[key sip-tls]
+uri = pkcs11:token=$TOKEN;object=sip-tls;type=private
+ops = sign
+
+[key sip-tls-rsa]
+uri = pkcs11:token=$TOKEN;object=sip-tls-rsa;type=private
+ops = sign, decrypt
+
+[client dev]
+uid = $users
+keys = sip-tls, sip-tls-rsa
+ops = sign, decrypt, status
+CONF
+chmod 0600 "$RUN/keyd.conf"
+
+cat <<HINTS
+
+keyd is starting on run/keyd.sock (Ctrl-C stops it). In a second shell, from $ROOT:
+
+  keydctl -s run/keyd.sock list
+  echo 'hello keyd' > /tmp/msg
+  keydctl -s run/keyd.sock sign sip-tls -a ecdsa-sha256 -i /tmp/msg -o /tmp/msg.sig
+  keydctl -s run/keyd.sock pubkey sip-tls -o /tmp/sip-tls.pem
+  openssl dgst -sha256 -verify /tmp/sip-tls.pem -signature /tmp/msg.sig /tmp/msg
+  keydctl -s run/keyd.sock status
+  tail -n 3 run/audit.jsonl
+
+HINTS
+exec /usr/local/sbin/keyd -c "$RUN/keyd.conf"

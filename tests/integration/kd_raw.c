@@ -1,0 +1,388 @@
+/*
+ * kd_raw: a raw protocol client for keyd's integration tests. It speaks
+ * the wire format directly (not through libkeyd) so that tests can send
+ * what a well-behaved client never would: truncated, oversized and garbage
+ * frames, unknown operations, pipelined bursts.
+ *
+ * usage: kd_raw SOCKET SCENARIO [ARGS]; exit 0 when the daemon behaved as
+ * the scenario expects, 1 (with a line on stderr) otherwise.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "keyd_err.h"
+
+#define RAW_TIMEOUT_MS 10000
+
+static const char *sock_path;
+
+static int
+xconnect(void)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		fprintf(stderr, "kd_raw: connect %s: %s\n", sock_path,
+		    strerror(errno));
+		exit(1);
+	}
+	return fd;
+}
+
+static void
+xwrite(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			fprintf(stderr, "kd_raw: write: %s\n", strerror(errno));
+			exit(1);
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+}
+
+/* Reads one reply; NULL on EOF (connection closed by the daemon). */
+static Keyd__V1__Response *
+read_reply(int fd)
+{
+	static struct kbuf in;
+	static int init;
+	Keyd__V1__Response *resp;
+	const uint8_t *body;
+	size_t len;
+	uint8_t *p;
+	ssize_t n;
+	int r;
+
+	if (!init) {
+		kbuf_init(&in, FRAME_MAX_CEILING * 2, 0);
+		init = 1;
+	}
+	for (;;) {
+		r = frame_next(&in, FRAME_MAX_CEILING, &body, &len);
+		if (r == KEYD_OK) {
+			if (frame_unpack_response(body, len, &resp) != KEYD_OK) {
+				fprintf(stderr, "kd_raw: bad reply\n");
+				exit(1);
+			}
+			kbuf_compact(&in);
+			return resp;
+		}
+		if (r != KEYD_ERR_AGAIN) {
+			fprintf(stderr, "kd_raw: bad reply frame\n");
+			exit(1);
+		}
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, RAW_TIMEOUT_MS) != 1) {
+			fprintf(stderr, "kd_raw: no reply within %d ms\n",
+			    RAW_TIMEOUT_MS);
+			exit(1);
+		}
+		if (kbuf_reserve(&in, 4096, &p) != KEYD_OK)
+			exit(1);
+		n = recv(fd, p, 4096, 0);
+		kbuf_unreserve(&in, n > 0 ? 4096 - (size_t)n : 4096);
+		if (n <= 0) {
+			kbuf_reset(&in);
+			return NULL;
+		}
+	}
+}
+
+static void
+send_req(int fd, Keyd__V1__Request *req)
+{
+	struct kbuf out;
+
+	kbuf_init(&out, FRAME_MAX_CEILING + 4, 0);
+	if (frame_put_msg(&out, &req->base, FRAME_MAX_CEILING) != KEYD_OK)
+		exit(1);
+	xwrite(fd, kbuf_ptr(&out), kbuf_avail(&out));
+	kbuf_free(&out);
+}
+
+static void
+hello(int fd)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__HelloRequest h = KEYD__V1__HELLO_REQUEST__INIT;
+	Keyd__V1__Response *r;
+
+	h.protocol_version = 1;
+	req.id = 1;
+	req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+	req.hello = &h;
+	send_req(fd, &req);
+	r = read_reply(fd);
+	if (r == NULL || r->error != 0 || r->id != 1) {
+		fprintf(stderr, "kd_raw: hello failed: %s\n",
+		    r ? r->message : "connection closed");
+		exit(1);
+	}
+	frame_free_response(r);
+}
+
+static void
+sign_req(int fd, uint64_t id, const char *key, int alg, const uint8_t *d,
+    size_t n)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__SignRequest s = KEYD__V1__SIGN_REQUEST__INIT;
+
+	s.key = (char *)key;
+	s.alg = (Keyd__V1__SignAlg)alg;
+	s.data.data = (uint8_t *)d;
+	s.data.len = n;
+	req.id = id;
+	req.op_case = KEYD__V1__REQUEST__OP_SIGN;
+	req.sign = &s;
+	send_req(fd, &req);
+}
+
+static int
+fail(const char *what)
+{
+	fprintf(stderr, "kd_raw: %s\n", what);
+	return 1;
+}
+
+/* The daemon must still serve a fresh, well-behaved connection. */
+static int
+still_serving(void)
+{
+	int fd = xconnect();
+
+	hello(fd);
+	close(fd);
+	return 0;
+}
+
+/* Expects an error reply with code want, then the connection closed. */
+static int
+expect_error_then_close(int fd, int want)
+{
+	Keyd__V1__Response *r = read_reply(fd);
+
+	if (r == NULL)
+		return fail("connection closed without an error reply");
+	if (r->error != want) {
+		fprintf(stderr, "kd_raw: got error %d (%s), want %d\n",
+		    r->error, r->message, want);
+		return 1;
+	}
+	printf("error %d: %s\n", r->error, r->message);
+	frame_free_response(r);
+	if (read_reply(fd) != NULL)
+		return fail("connection not closed after the error");
+	return 0;
+}
+
+static int
+parse_hex(const char *s, uint8_t *out, size_t max, size_t *n)
+{
+	size_t len = strlen(s);
+
+	if (len % 2 || len / 2 > max)
+		return -1;
+	for (size_t i = 0; i < len / 2; i++) {
+		unsigned v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	*n = len / 2;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *sc;
+	int fd;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: kd_raw SOCKET SCENARIO [ARGS]\n");
+		return 2;
+	}
+	sock_path = argv[1];
+	sc = argv[2];
+
+	if (!strcmp(sc, "hello")) {
+		fd = xconnect();
+		hello(fd);
+		return 0;
+	}
+	if (!strcmp(sc, "truncated")) {
+		/* A header announcing 100 bytes, 10 bytes, then EOF. */
+		uint8_t b[14] = { 0, 0, 0, 100 };
+
+		fd = xconnect();
+		xwrite(fd, b, sizeof(b));
+		shutdown(fd, SHUT_WR);
+		if (read_reply(fd) != NULL)
+			return fail("a reply to a truncated frame");
+		close(fd);
+		return still_serving();
+	}
+	if (!strcmp(sc, "oversized")) {
+		uint8_t b[4] = { 0x7f, 0xff, 0xff, 0xff };
+
+		fd = xconnect();
+		xwrite(fd, b, sizeof(b));
+		if (expect_error_then_close(fd, KEYD_ERR_FRAME_TOO_LARGE))
+			return 1;
+		return still_serving();
+	}
+	if (!strcmp(sc, "garbage")) {
+		uint8_t b[4 + 64] = { 0, 0, 0, 64 };
+
+		memset(b + 4, 0xff, 64);
+		fd = xconnect();
+		xwrite(fd, b, sizeof(b));
+		if (expect_error_then_close(fd, KEYD_ERR_PROTOCOL))
+			return 1;
+		return still_serving();
+	}
+	if (!strcmp(sc, "unknown-op")) {
+		/* field 99, varint 1: a Request with an op this daemon does
+		 * not know; the connection stays usable. */
+		uint8_t b[] = { 0, 0, 0, 5, 0x08, 0x07, 0x98, 0x06, 0x01 };
+		Keyd__V1__Response *r;
+
+		fd = xconnect();
+		xwrite(fd, b, sizeof(b));
+		r = read_reply(fd);
+		if (r == NULL || r->error != KEYD_ERR_UNKNOWN_OP || r->id != 7)
+			return fail("no UNKNOWN_OP reply with id 7");
+		printf("error %d: %s\n", r->error, r->message);
+		frame_free_response(r);
+		hello(fd);
+		return 0;
+	}
+	if (!strcmp(sc, "split")) {
+		/* A hello written one byte at a time. */
+		Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+		Keyd__V1__HelloRequest h = KEYD__V1__HELLO_REQUEST__INIT;
+		struct kbuf out;
+		Keyd__V1__Response *r;
+
+		h.protocol_version = 1;
+		req.id = 9;
+		req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+		req.hello = &h;
+		kbuf_init(&out, 1024, 0);
+		if (frame_put_msg(&out, &req.base, 1024) != KEYD_OK)
+			return 1;
+		fd = xconnect();
+		for (size_t i = 0; i < kbuf_avail(&out); i++) {
+			xwrite(fd, kbuf_ptr(&out) + i, 1);
+			usleep(2000);
+		}
+		r = read_reply(fd);
+		if (r == NULL || r->error != 0 || r->id != 9)
+			return fail("no reply to a frame split in 1-byte writes");
+		return 0;
+	}
+	if (!strcmp(sc, "disconnect")) {
+		/* Sign requests sent, connection closed before the replies. */
+		uint8_t dg[32] = { 1 };
+
+		for (int i = 0; i < 20; i++) {
+			fd = xconnect();
+			sign_req(fd, 1, argc > 3 ? argv[3] : "x", 1, dg,
+			    sizeof(dg));
+			close(fd);
+		}
+		return still_serving();
+	}
+	if (!strcmp(sc, "pipeline")) {
+		/* kd_raw SOCK pipeline N KEY: N ECDSA requests written before
+		 * any reply is read; every id must come back once, signed. */
+		int n = argc > 3 ? atoi(argv[3]) : 100;
+		uint8_t dg[32], *seen;
+		Keyd__V1__Response *r;
+
+		if (argc < 5 || n <= 0 || n > 100000)
+			return fail("usage: pipeline N KEY");
+		seen = calloc((size_t)n + 1, 1);
+		fd = xconnect();
+		for (int i = 1; i <= n; i++) {
+			memset(dg, i & 0xff, sizeof(dg));
+			sign_req(fd, (uint64_t)i, argv[4], 1, dg, sizeof(dg));
+		}
+		for (int i = 1; i <= n; i++) {
+			r = read_reply(fd);
+			if (r == NULL)
+				return fail("connection closed mid-pipeline");
+			if (r->error != 0 || r->id == 0 || r->id > (uint64_t)n ||
+			    seen[r->id] || r->result_case !=
+			    KEYD__V1__RESPONSE__RESULT_SIGN) {
+				fprintf(stderr, "kd_raw: reply id %llu error %d "
+				    "%s\n", (unsigned long long)r->id,
+				    r->error, r->message);
+				return 1;
+			}
+			seen[r->id] = 1;
+			frame_free_response(r);
+		}
+		printf("%d pipelined replies\n", n);
+		return 0;
+	}
+	if (!strcmp(sc, "sign")) {
+		/* kd_raw SOCK sign KEY ALG HEX [WANT_ERROR] */
+		uint8_t d[20000];
+		size_t n = 0;
+		int want = argc > 6 ? atoi(argv[6]) : 0;
+		Keyd__V1__Response *r;
+
+		if (argc < 6 || parse_hex(argv[5], d, sizeof(d), &n) != 0)
+			return fail("usage: sign KEY ALG HEX [WANT_ERROR]");
+		fd = xconnect();
+		sign_req(fd, 5, argv[3], atoi(argv[4]), d, n);
+		r = read_reply(fd);
+		if (r == NULL)
+			return fail("connection closed");
+		printf("error %d: %s\n", r->error, r->message);
+		if (r->error != want) {
+			fprintf(stderr, "kd_raw: got error %d, want %d\n",
+			    r->error, want);
+			return 1;
+		}
+		frame_free_response(r);
+		hello(fd);   /* the connection stays usable */
+		return 0;
+	}
+	if (!strcmp(sc, "denied")) {
+		/* The daemon closes an unknown peer without a byte. */
+		uint8_t b;
+
+		fd = xconnect();
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, RAW_TIMEOUT_MS) != 1)
+			return fail("not closed");
+		if (recv(fd, &b, 1, 0) != 0)
+			return fail("the daemon sent bytes to an unknown peer");
+		return 0;
+	}
+	fprintf(stderr, "kd_raw: unknown scenario %s\n", sc);
+	return 2;
+}
