@@ -230,6 +230,7 @@ handle_list(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 		infos[i].id.data = (uint8_t *)(uintptr_t)tk->id;
 		infos[i].id.len = tk->id_len;
 		infos[i].weak_extractable = tk->weak_extractable;
+		infos[i].has_certificate = tk->cert != NULL;
 		ptrs[i] = &infos[i];
 	}
 	lr.n_keys = cl->n_keys;
@@ -263,6 +264,28 @@ handle_pubkey(struct req_ctx *rc, const Keyd__V1__PubkeyRequest *req,
 	pr->spki_der.len = tk->spki_len;
 	resp->result_case = KEYD__V1__RESPONSE__RESULT_PUBKEY;
 	resp->pubkey = pr;
+	return KEYD_OK;
+}
+
+static int
+handle_cert(struct req_ctx *rc, const Keyd__V1__CertRequest *req,
+    Keyd__V1__Response *resp, Keyd__V1__CertReply *cr)
+{
+	const struct token_key *tk;
+	int r;
+
+	if ((r = check_key(rc, req->key, 0)) != KEYD_OK)
+		return r;
+	tk = token_key(rc->d->token, (size_t)rc->key);
+	if (tk->cert == NULL) {
+		snprintf(rc->msg, sizeof(rc->msg), "the token holds no "
+		    "certificate with the CKA_ID of key '%s'", rc->key_name);
+		return KEYD_ERR_NOT_FOUND;
+	}
+	cr->cert_der.data = tk->cert;
+	cr->cert_der.len = tk->cert_len;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_CERT;
+	resp->cert = cr;
 	return KEYD_OK;
 }
 
@@ -668,6 +691,7 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	Keyd__V1__PubkeyReply pr = KEYD__V1__PUBKEY_REPLY__INIT;
 	Keyd__V1__SignReply sr = KEYD__V1__SIGN_REPLY__INIT;
 	Keyd__V1__DecryptReply dr = KEYD__V1__DECRYPT_REPLY__INIT;
+	Keyd__V1__CertReply cr = KEYD__V1__CERT_REPLY__INIT;
 	Keyd__V1__Op hello_ops[DISPATCH_NOPS];
 	char **hello_keys = NULL;
 	uint8_t sigbuf[TOKEN_MAX_SIG + 16];
@@ -734,6 +758,10 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 		}
 		r = handle_decrypt(&rc, req->decrypt, &resp, &dr, plain,
 		    DISPATCH_MAX_DECRYPT);
+		break;
+	case KEYD__V1__REQUEST__OP_CERT:
+		rc.op = "cert";
+		r = handle_cert(&rc, req->cert, &resp, &cr);
 		break;
 	case KEYD__V1__REQUEST__OP_STATUS:
 		rc.op = "status";

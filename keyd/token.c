@@ -578,66 +578,161 @@ find_key(struct token *t, struct token_key *k, char *err, size_t errlen)
 	return KEYD_OK;
 }
 
-/* Parses a key URI into a search template, and checks that any token it
- * names is the configured token. */
+/* The certificate object with the key's CKA_ID, if the token has one. */
+static void
+find_cert(struct token *t, struct token_key *k)
+{
+	CK_OBJECT_HANDLE objs[TOKEN_MAX_MATCHES];
+	CK_ULONG n = 0;
+	CK_ATTRIBUTE tmpl[1] = { { CKA_ID, k->id, k->id_len } };
+	uint8_t *der = NULL;
+	size_t len = 0;
+
+	if (k->id_len == 0 || k->type == TOKEN_KEY_AES)
+		return;
+	if (find_objects(t, tmpl, 1, CKO_CERTIFICATE, objs, &n) != CKR_OK ||
+	    n == 0)
+		return;
+	if (n > 1)
+		log_warn("key '%s': %lu certificates share its CKA_ID; serving "
+		    "the first", k->name, (unsigned long)n);
+	if (get_attr(t, t->keeper, objs[0], CKA_VALUE, &der, &len) !=
+	    CKR_OK || len == 0) {
+		free(der);
+		return;
+	}
+	k->cert = der;
+	k->cert_len = len;
+}
+
+/* Parses a URI into a search template, and checks that any token it names
+ * is the configured token. what names it in messages. */
+static int
+parse_uri(struct token *t, const char *name, const char *uri,
+    CK_ATTRIBUTE **out, CK_ULONG *nout, char *err, size_t errlen);
+
 static int
 parse_key_uri(struct token *t, struct token_key *k, char *err, size_t errlen)
 {
+	return parse_uri(t, k->name, k->uri, &k->tmpl, &k->tmpl_n, err,
+	    errlen);
+}
+
+/* Finds an earlier version of a key by its template: one AES secret key. */
+static int
+find_prev(struct token *t, struct token_key *k, size_t v, const char *uri,
+    char *err, size_t errlen)
+{
+	CK_OBJECT_HANDLE objs[TOKEN_MAX_MATCHES];
+	CK_ULONG n = 0;
+	CK_KEY_TYPE kt = 0;
+	CK_RV rv;
+
+	rv = find_objects(t, k->prev_tmpl[v], k->prev_tmpl_n[v],
+	    CKO_SECRET_KEY, objs, &n);
+	if (rv != CKR_OK || n != 1) {
+		errf(err, errlen, "key '%s': previous version %s %s", k->name,
+		    uri, rv != CKR_OK ? token_rv_name(rv) : n == 0 ?
+		    "is not on the token (as a secret key)" :
+		    "matches more than one object; add id=");
+		return rv != CKR_OK ? KEYD_ERR_TOKEN : KEYD_ERR_CONFIG;
+	}
+	if (get_ulong(t, objs[0], CKA_KEY_TYPE, &kt) != CKR_OK ||
+	    kt != CKK_AES) {
+		errf(err, errlen, "key '%s': previous version %s is not an AES "
+		    "key", k->name, uri);
+		return KEYD_ERR_CONFIG;
+	}
+	k->prev[v] = objs[0];
+	return KEYD_OK;
+}
+
+static int
+resolve_prev(struct token *t, struct token_key *k,
+    const struct config_key *ck, char *err, size_t errlen)
+{
+	int r;
+
+	if (ck->n_previous == 0)
+		return KEYD_OK;
+	k->prev = calloc(ck->n_previous, sizeof(*k->prev));
+	k->prev_tmpl = calloc(ck->n_previous, sizeof(*k->prev_tmpl));
+	k->prev_tmpl_n = calloc(ck->n_previous, sizeof(*k->prev_tmpl_n));
+	if (k->prev == NULL || k->prev_tmpl == NULL || k->prev_tmpl_n == NULL)
+		return KEYD_ERR_NOMEM;
+	k->n_prev = ck->n_previous;
+	for (size_t v = 0; v < ck->n_previous; v++) {
+		if ((r = parse_uri(t, k->name, ck->previous[v],
+		    &k->prev_tmpl[v], &k->prev_tmpl_n[v], err, errlen)) !=
+		    KEYD_OK ||
+		    (r = find_prev(t, k, v, ck->previous[v], err, errlen)) !=
+		    KEYD_OK)
+			return r;
+	}
+	return KEYD_OK;
+}
+
+static int
+parse_uri(struct token *t, const char *name, const char *uri,
+    CK_ATTRIBUTE **out, CK_ULONG *nout, char *err, size_t errlen)
+{
 	P11KitUri *u = p11_kit_uri_new();
-	CK_ATTRIBUTE *attrs;
-	CK_ULONG n;
+	CK_ATTRIBUTE *attrs, *tmpl = NULL;
+	CK_ULONG n, i = 0;
 	int pr, r = KEYD_ERR_CONFIG;
 
+	*out = NULL;
+	*nout = 0;
 	if (u == NULL)
 		return KEYD_ERR_NOMEM;
-	pr = p11_kit_uri_parse(k->uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, u);
+	pr = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, u);
 	if (pr != P11_KIT_URI_OK) {
-		errf(err, errlen, "key '%s': uri %s: %s", k->name, k->uri,
+		errf(err, errlen, "key '%s': uri %s: %s", name, uri,
 		    p11_kit_uri_message(pr));
 		goto out;
 	}
 	if (p11_kit_uri_any_unrecognized(u)) {
 		errf(err, errlen, "key '%s': uri %s has attributes keyd does "
-		    "not know", k->name, k->uri);
+		    "not know", name, uri);
 		goto out;
 	}
 	if (p11_kit_uri_get_pin_value(u) != NULL ||
 	    p11_kit_uri_get_pin_source(u) != NULL) {
 		errf(err, errlen, "key '%s': uri must not carry a PIN; keyd "
-		    "reads the PIN from pin_file", k->name);
+		    "reads the PIN from pin_file", name);
 		goto out;
 	}
 	if (!p11_kit_uri_match_token_info(u, &t->info)) {
 		errf(err, errlen, "key '%s': uri %s names another token than "
-		    "[keyd] token", k->name, k->uri);
+		    "[keyd] token", name, uri);
 		goto out;
 	}
 	attrs = p11_kit_uri_get_attributes(u, &n);
 	if (n == 0) {
 		errf(err, errlen, "key '%s': uri %s names no object; add "
-		    "object= or id=", k->name, k->uri);
+		    "object= or id=", name, uri);
 		goto out;
 	}
-	if ((k->tmpl = calloc(n, sizeof(*k->tmpl))) == NULL) {
+	if ((tmpl = calloc(n, sizeof(*tmpl))) == NULL) {
 		r = KEYD_ERR_NOMEM;
 		goto out;
 	}
-	for (CK_ULONG i = 0; i < n; i++) {
-		k->tmpl[i].type = attrs[i].type;
-		k->tmpl[i].ulValueLen = attrs[i].ulValueLen;
-		k->tmpl[i].pValue = malloc(attrs[i].ulValueLen ?
+	for (i = 0; i < n; i++) {
+		tmpl[i].type = attrs[i].type;
+		tmpl[i].ulValueLen = attrs[i].ulValueLen;
+		tmpl[i].pValue = malloc(attrs[i].ulValueLen ?
 		    attrs[i].ulValueLen : 1);
-		if (k->tmpl[i].pValue == NULL) {
-			k->tmpl_n = i;
+		if (tmpl[i].pValue == NULL) {
 			r = KEYD_ERR_NOMEM;
 			goto out;
 		}
-		memcpy(k->tmpl[i].pValue, attrs[i].pValue,
-		    attrs[i].ulValueLen);
+		memcpy(tmpl[i].pValue, attrs[i].pValue, attrs[i].ulValueLen);
 	}
-	k->tmpl_n = n;
+	/* The caller owns the template even on failure: it frees n entries. */
 	r = KEYD_OK;
 out:
+	*out = tmpl;
+	*nout = i;
 	p11_kit_uri_free(u);
 	return r;
 }
@@ -720,8 +815,11 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 		if ((r = parse_key_uri(t, k, err, errlen)) != KEYD_OK ||
 		    (r = find_key(t, k, err, errlen)) != KEYD_OK ||
 		    (r = describe_key(t, k, cfg->keys[i].ops, err, errlen)) !=
+		    KEYD_OK ||
+		    (r = resolve_prev(t, k, &cfg->keys[i], err, errlen)) !=
 		    KEYD_OK)
 			goto out;
+		find_cert(t, k);
 	}
 	*out = t;
 	t = NULL;
@@ -749,6 +847,18 @@ token_close(struct token *t)
 			free(t->keys[i].tmpl[j].pValue);
 		free(t->keys[i].tmpl);
 		free(t->keys[i].spki);
+		free(t->keys[i].cert);
+		for (size_t v = 0; v < t->keys[i].n_prev; v++) {
+			for (CK_ULONG j = 0; t->keys[i].prev_tmpl != NULL &&
+			    t->keys[i].prev_tmpl[v] != NULL &&
+			    j < t->keys[i].prev_tmpl_n[v]; j++)
+				free(t->keys[i].prev_tmpl[v][j].pValue);
+			if (t->keys[i].prev_tmpl != NULL)
+				free(t->keys[i].prev_tmpl[v]);
+		}
+		free(t->keys[i].prev);
+		free(t->keys[i].prev_tmpl);
+		free(t->keys[i].prev_tmpl_n);
 	}
 	free(t->keys);
 	if (t->uri != NULL)
@@ -804,7 +914,12 @@ token_recover(struct token *t, unsigned long seen, char *msg, size_t msglen)
 		goto out;
 	}
 	for (size_t i = 0; i < t->n_keys; i++) {
-		if (find_key(t, &t->keys[i], err, sizeof(err)) != KEYD_OK) {
+		int fr = find_key(t, &t->keys[i], err, sizeof(err));
+
+		for (size_t v = 0; fr == KEYD_OK && v < t->keys[i].n_prev; v++)
+			fr = find_prev(t, &t->keys[i], v, "(previous)", err,
+			    sizeof(err));
+		if (fr != KEYD_OK) {
 			snprintf(msg, msglen, "token reopened, but %s", err);
 			log_error("after reopening the token: %s", err);
 			r = KEYD_ERR_TOKEN;
@@ -843,36 +958,37 @@ session_ready(struct token *t, struct token_session *s)
 
 enum token_op { TOKEN_OP_SIGN, TOKEN_OP_DECRYPT };
 
+struct crypt_arg {
+	enum token_op op;
+	CK_MECHANISM *mech;
+	const uint8_t *in;
+	size_t inlen;
+	uint8_t *out;
+	size_t room;
+	size_t outlen;
+};
+
 static CK_RV
-do_op(struct token *t, struct token_session *s, enum token_op op,
-    CK_OBJECT_HANDLE key, CK_MECHANISM *mech, const uint8_t *in,
-    size_t inlen, uint8_t *out, size_t *outlen)
+crypt_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+    void *arg)
 {
-	CK_ULONG olen = *outlen;
+	struct crypt_arg *a = arg;
+	CK_ULONG olen = a->room;
 	CK_RV rv;
 
-	rv = session_ready(t, s);
-	if (rv != CKR_OK)
-		return rv;
-	if (op == TOKEN_OP_SIGN) {
-		rv = t->f->C_SignInit(s->h, mech, key);
+	if (a->op == TOKEN_OP_SIGN) {
+		rv = f->C_SignInit(s, a->mech, key);
 		if (rv == CKR_OK)
-			rv = t->f->C_Sign(s->h, (CK_BYTE *)(uintptr_t)in, inlen,
-			    out, &olen);
+			rv = f->C_Sign(s, (CK_BYTE *)(uintptr_t)a->in, a->inlen,
+			    a->out, &olen);
 	} else {
-		rv = t->f->C_DecryptInit(s->h, mech, key);
+		rv = f->C_DecryptInit(s, a->mech, key);
 		if (rv == CKR_OK)
-			rv = t->f->C_Decrypt(s->h, (CK_BYTE *)(uintptr_t)in,
-			    inlen, out, &olen);
-	}
-	if (rv == CKR_BUFFER_TOO_SMALL) {
-		/* The operation stays active after this one error; end it by
-		 * closing the session, which is cheap on every token. */
-		(void)t->f->C_CloseSession(s->h);
-		s->open = 0;
+			rv = f->C_Decrypt(s, (CK_BYTE *)(uintptr_t)a->in,
+			    a->inlen, a->out, &olen);
 	}
 	if (rv == CKR_OK)
-		*outlen = olen;
+		a->outlen = olen;
 	return rv;
 }
 
@@ -912,36 +1028,78 @@ map_rv(CK_RV rv, enum token_op op, char *msg, size_t msglen)
 	}
 }
 
-static int
-run_op(struct token *t, struct token_session *s, enum token_op op,
-    size_t key, CK_MECHANISM *mech, const uint8_t *in, size_t inlen,
-    uint8_t *out, size_t *outlen, char *msg, size_t msglen)
+/* Runs fn with the session and key, reopening and retrying once when the
+ * token lost the session or login. Returns the CK_RV of the last try, or
+ * sets *r to a KEYD_ERR_* code if recovery itself failed. */
+static CK_RV
+run_fn(struct token *t, struct token_session *s, size_t key, size_t version,
+    token_op_fn fn, void *arg, int *r, char *msg, size_t msglen)
 {
 	unsigned long gen;
-	size_t room = *outlen;
-	CK_RV rv;
-	int attempt, r;
+	CK_OBJECT_HANDLE h;
+	CK_RV rv = CKR_GENERAL_ERROR;
 
-	if (key >= t->n_keys)
-		return KEYD_ERR_INTERNAL;
-	for (attempt = 0; attempt < 2; attempt++) {
-		*outlen = room;
+	*r = KEYD_OK;
+	for (int attempt = 0; attempt < 2; attempt++) {
 		pthread_rwlock_rdlock(&t->lock);
 		gen = atomic_load(&t->generation);
-		rv = do_op(t, s, op, t->keys[key].handle, mech, in, inlen, out,
-		    outlen);
+		h = key >= t->n_keys ? CK_INVALID_HANDLE : version == 0 ?
+		    t->keys[key].handle : t->keys[key].prev[version - 1];
+		rv = session_ready(t, s);
+		if (rv == CKR_OK)
+			rv = fn(t->f, s->h, h, arg);
+		if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_OPERATION_ACTIVE) {
+			/* An operation may stay active after these errors;
+			 * end it by closing the session, which is cheap. */
+			(void)t->f->C_CloseSession(s->h);
+			s->open = 0;
+		}
 		pthread_rwlock_unlock(&t->lock);
 		if (!rv_session_lost(rv) || attempt == 1)
 			break;
 		s->open = 0;
-		if ((r = token_recover(t, gen, msg, msglen)) != KEYD_OK)
-			return r;
+		if ((*r = token_recover(t, gen, msg, msglen)) != KEYD_OK)
+			return rv;
 	}
-	if (rv != CKR_OK && rv_session_lost(rv)) {
+	if (rv_session_lost(rv)) {
 		snprintf(msg, msglen, "token failed again after reopening the "
 		    "session: %s", token_rv_name(rv));
-		return KEYD_ERR_TOKEN;
+		*r = KEYD_ERR_TOKEN;
 	}
+	return rv;
+}
+
+int
+token_run(struct token *t, struct token_session *s, size_t key,
+    size_t version, token_op_fn fn, void *arg, char *msg, size_t msglen)
+{
+	CK_RV rv;
+	int r;
+
+	if (key >= t->n_keys || version > t->keys[key].n_prev)
+		return KEYD_ERR_INTERNAL;
+	rv = run_fn(t, s, key, version, fn, arg, &r, msg, msglen);
+	if (r != KEYD_OK)
+		return r;
+	return map_rv(rv, TOKEN_OP_DECRYPT, msg, msglen);
+}
+
+static int
+run_crypt(struct token *t, struct token_session *s, enum token_op op,
+    size_t key, CK_MECHANISM *mech, const uint8_t *in, size_t inlen,
+    uint8_t *out, size_t *outlen, char *msg, size_t msglen)
+{
+	struct crypt_arg a = { op, mech, in, inlen, out, *outlen, 0 };
+	CK_RV rv;
+	int r;
+
+	if (key >= t->n_keys)
+		return KEYD_ERR_INTERNAL;
+	rv = run_fn(t, s, key, 0, crypt_fn, &a, &r, msg, msglen);
+	if (r != KEYD_OK)
+		return r;
+	if (rv == CKR_OK)
+		*outlen = a.outlen;
 	return map_rv(rv, op, msg, msglen);
 }
 
@@ -950,8 +1108,8 @@ token_sign(struct token *t, struct token_session *s, size_t key,
     CK_MECHANISM *mech, const uint8_t *in, size_t inlen, uint8_t *out,
     size_t *outlen, char *msg, size_t msglen)
 {
-	return run_op(t, s, TOKEN_OP_SIGN, key, mech, in, inlen, out, outlen,
-	    msg, msglen);
+	return run_crypt(t, s, TOKEN_OP_SIGN, key, mech, in, inlen, out,
+	    outlen, msg, msglen);
 }
 
 int
@@ -959,8 +1117,37 @@ token_decrypt(struct token *t, struct token_session *s, size_t key,
     CK_MECHANISM *mech, const uint8_t *in, size_t inlen, uint8_t *out,
     size_t *outlen, char *msg, size_t msglen)
 {
-	return run_op(t, s, TOKEN_OP_DECRYPT, key, mech, in, inlen, out,
+	return run_crypt(t, s, TOKEN_OP_DECRYPT, key, mech, in, inlen, out,
 	    outlen, msg, msglen);
+}
+
+struct random_arg {
+	uint8_t *out;
+	size_t n;
+};
+
+static CK_RV
+random_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+    void *arg)
+{
+	struct random_arg *a = arg;
+
+	(void)key;
+	return f->C_GenerateRandom(s, a->out, a->n);
+}
+
+int
+token_random(struct token *t, struct token_session *s, uint8_t *out,
+    size_t n, char *msg, size_t msglen)
+{
+	struct random_arg a = { out, n };
+	CK_RV rv;
+	int r;
+
+	rv = run_fn(t, s, 0, 0, random_fn, &a, &r, msg, msglen);
+	if (r != KEYD_OK)
+		return r;
+	return map_rv(rv, TOKEN_OP_SIGN, msg, msglen);
 }
 
 void

@@ -45,6 +45,14 @@ struct token_key {
 	int can_sign, can_decrypt, can_encrypt;
 	int extractable, wrap_with_trusted;
 	int weak_extractable;      /* extractable, not wrap-with-trusted */
+	uint8_t *cert;             /* DER X.509 with the same CKA_ID, or NULL */
+	size_t cert_len;
+	/* Earlier versions of the key ([key] previous, SRTP KEKs): their
+	 * handles, in the order of the config, checked to be AES keys. */
+	CK_OBJECT_HANDLE *prev;
+	CK_ATTRIBUTE **prev_tmpl;
+	CK_ULONG *prev_tmpl_n;
+	size_t n_prev;
 };
 
 struct token;
@@ -86,6 +94,24 @@ int token_sign(struct token *t, struct token_session *s, size_t key,
 int token_decrypt(struct token *t, struct token_session *s, size_t key,
     CK_MECHANISM *mech, const uint8_t *in, size_t inlen, uint8_t *out,
     size_t *outlen, char *msg, size_t msglen) TOKEN_WUR;
+
+/* token_op_fn: one PKCS#11 operation in session s with the key object
+ * key; returns the token's CK_RV. */
+typedef CK_RV (*token_op_fn)(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE key, void *arg);
+
+/* token_run: runs fn in the caller's session with the key of config index
+ * key: version 0 is the key itself, version v >= 1 is its v-th
+ * `previous` entry. Same recovery and retry as token_sign. fn must be
+ * safe to run twice (a retry), and must leave no operation active when it
+ * fails. Returns KEYD_OK, or a KEYD_ERR_* code with msg saying why. */
+int token_run(struct token *t, struct token_session *s, size_t key,
+    size_t version, token_op_fn fn, void *arg, char *msg, size_t msglen)
+    TOKEN_WUR;
+
+/* token_random: n bytes from the token's C_GenerateRandom. */
+int token_random(struct token *t, struct token_session *s, uint8_t *out,
+    size_t n, char *msg, size_t msglen) TOKEN_WUR;
 
 struct token_info {
 	char label[33];

@@ -32,6 +32,9 @@ keyd_strerror(int err)
 	case KEYD_ERR_AUDIT: return "audit log cannot be written; request refused";
 	case KEYD_ERR_CRYPTO: return "cryptographic library error";
 	case KEYD_ERR_AGAIN: return "incomplete input";
+	case KEYD_ERR_NOT_FOUND: return "not found";
+	case KEYD_ERR_BLOB: return "SRTP blob is altered or belongs to another key or context";
+	case KEYD_ERR_LIMIT: return "usage limit reached";
 	case KEYD_ERR_SHARE_CHECKSUM: return "share checksum is wrong";
 	case KEYD_ERR_SHARE_FORMAT: return "share is malformed";
 	case KEYD_ERR_SHARE_MISMATCH: return "shares belong to different sets";

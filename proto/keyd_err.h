@@ -42,6 +42,9 @@ enum keyd_err {
 	KEYD_ERR_AUDIT = -24,          /* the audit log cannot be written */
 	KEYD_ERR_CRYPTO = -25,         /* a cryptographic library call failed */
 	KEYD_ERR_AGAIN = -26,          /* incomplete input; try again later */
+	KEYD_ERR_NOT_FOUND = -27,      /* no such object (a certificate) */
+	KEYD_ERR_BLOB = -28,           /* an SRTP blob is altered or not ours */
+	KEYD_ERR_LIMIT = -29,          /* a usage limit was reached */
 	KEYD_ERR_SHARE_CHECKSUM = -40, /* a share's checksum does not match */
 	KEYD_ERR_SHARE_FORMAT = -41,   /* a share is malformed */
 	KEYD_ERR_SHARE_MISMATCH = -42, /* shares from different sets */
