@@ -60,6 +60,9 @@ struct keyd_keyinfo {
 	unsigned bits;
 	unsigned ops;
 	int weak;
+	uint8_t *id;           /* CKA_ID, id_len bytes (NULL if none) */
+	size_t id_len;
+	int has_cert;
 };
 
 struct keyd_keylist {
@@ -259,6 +262,9 @@ result_name(Keyd__V1__Response__ResultCase rc)
 	case KEYD__V1__RESPONSE__RESULT_SIGN: return "sign";
 	case KEYD__V1__RESPONSE__RESULT_DECRYPT: return "decrypt";
 	case KEYD__V1__RESPONSE__RESULT_STATUS: return "status";
+	case KEYD__V1__RESPONSE__RESULT_CERT: return "cert";
+	case KEYD__V1__RESPONSE__RESULT_SRTP_NEW: return "srtp-new";
+	case KEYD__V1__RESPONSE__RESULT_SRTP_OPEN: return "srtp-open";
 	default: return "empty";
 	}
 }
@@ -273,6 +279,9 @@ result_ptr(const Keyd__V1__Response *resp)
 	case KEYD__V1__RESPONSE__RESULT_SIGN: return resp->sign;
 	case KEYD__V1__RESPONSE__RESULT_DECRYPT: return resp->decrypt;
 	case KEYD__V1__RESPONSE__RESULT_STATUS: return resp->status;
+	case KEYD__V1__RESPONSE__RESULT_CERT: return resp->cert;
+	case KEYD__V1__RESPONSE__RESULT_SRTP_NEW: return resp->srtp_new;
+	case KEYD__V1__RESPONSE__RESULT_SRTP_OPEN: return resp->srtp_open;
 	default: return NULL;
 	}
 }
@@ -724,6 +733,22 @@ keylist_take(struct keyd_client *c, struct keyd_keyinfo *dst,
 	dst->bits = ki->bits;
 	dst->ops = ops_bits(ki->ops, ki->n_ops);
 	dst->weak = ki->weak_extractable ? 1 : 0;
+	dst->has_cert = ki->has_certificate ? 1 : 0;
+	if (ki->id.len > 0) {
+		/* keyd_list counts this entry only on success: undo here. */
+		if (ki->id.len > KEYD_MAX_KEY_ID ||
+		    (dst->id = malloc(ki->id.len)) == NULL) {
+			free(dst->name);
+			dst->name = NULL;
+			return ki->id.len > KEYD_MAX_KEY_ID ?
+			    client_fail(c, KEYD_ERR_PROTOCOL, "keyd sent a key "
+			    "id of %zu bytes, over %u", ki->id.len,
+			    KEYD_MAX_KEY_ID) :
+			    client_fail(c, KEYD_ERR_NOMEM, "out of memory");
+		}
+		memcpy(dst->id, ki->id.data, ki->id.len);
+		dst->id_len = ki->id.len;
+	}
 	return KEYD_OK;
 }
 
@@ -841,8 +866,10 @@ keyd_keylist_free(struct keyd_keylist *l)
 
 	if (l == NULL)
 		return;
-	for (i = 0; i < l->n; i++)
+	for (i = 0; i < l->n; i++) {
 		free(l->keys[i].name);
+		free(l->keys[i].id);
+	}
 	if (l->keys != NULL)
 		secmem_wipe(l->keys, l->n * sizeof(*l->keys));
 	free(l->keys);
@@ -889,4 +916,275 @@ void
 keyd_free(void *p)
 {
 	free(p);
+}
+
+int
+keyd_certificate(struct keyd_client *c, const char *key, uint8_t **der,
+    size_t *len)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__CertRequest cq = KEYD__V1__CERT_REQUEST__INIT;
+	Keyd__V1__Response *resp = NULL;
+	const ProtobufCBinaryData *d;
+	uint8_t *copy = NULL;
+	int r;
+
+	if (c == NULL)
+		return KEYD_ERR_INVALID_ARG;
+	client_lock(c);
+	if ((r = check_key_name(c, key)) != KEYD_OK)
+		goto out;
+	if (der == NULL || len == NULL) {
+		r = client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_certificate: a "
+		    "NULL output pointer");
+		goto out;
+	}
+	*der = NULL;
+	*len = 0;
+	cq.key = (char *)(uintptr_t)key;
+	req.op_case = KEYD__V1__REQUEST__OP_CERT;
+	req.cert = &cq;
+	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_CERT,
+	    &resp)) != KEYD_OK)
+		goto out;
+	d = &resp->cert->cert_der;
+	if (d->len == 0) {
+		r = client_fail(c, KEYD_ERR_PROTOCOL, "keyd sent an empty "
+		    "certificate");
+		goto out;
+	}
+	if ((copy = malloc(d->len)) == NULL) {
+		r = client_fail(c, KEYD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(copy, d->data, d->len);
+	*der = copy;
+	*len = d->len;
+	copy = NULL;
+out:
+	free(copy);
+	frame_free_response(resp);
+	client_unlock(c);
+	return r;
+}
+
+const uint8_t *
+keyd_keylist_id(const struct keyd_keylist *l, size_t i, size_t *len)
+{
+	const struct keyd_keyinfo *k = keylist_at(l, i);
+
+	if (len != NULL)
+		*len = k == NULL ? 0 : k->id_len;
+	return k == NULL ? NULL : k->id;
+}
+
+int
+keyd_keylist_has_cert(const struct keyd_keylist *l, size_t i)
+{
+	const struct keyd_keyinfo *k = keylist_at(l, i);
+
+	return k == NULL ? 0 : k->has_cert;
+}
+
+/* SRTP suites and their master key and salt lengths (RFC 4568 6.2,
+ * RFC 6188 7, RFC 7714 12). */
+static const struct {
+	int suite;
+	size_t key_len, salt_len;
+} srtp_suites[] = {
+	{ KEYD_SRTP_AES_CM_128_HMAC_SHA1_80, 16, 14 },
+	{ KEYD_SRTP_AES_CM_128_HMAC_SHA1_32, 16, 14 },
+	{ KEYD_SRTP_AES_256_CM_HMAC_SHA1_80, 32, 14 },
+	{ KEYD_SRTP_AES_256_CM_HMAC_SHA1_32, 32, 14 },
+	{ KEYD_SRTP_AEAD_AES_128_GCM, 16, 12 },
+	{ KEYD_SRTP_AEAD_AES_256_GCM, 32, 12 },
+};
+
+int
+keyd_srtp_suite_lengths(int suite, size_t *key_len, size_t *salt_len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(srtp_suites) / sizeof(srtp_suites[0]); i++)
+		if (srtp_suites[i].suite == suite) {
+			if (key_len != NULL)
+				*key_len = srtp_suites[i].key_len;
+			if (salt_len != NULL)
+				*salt_len = srtp_suites[i].salt_len;
+			return KEYD_OK;
+		}
+	return KEYD_ERR_INVALID_ARG;
+}
+
+static int
+srtp_b64_ok(const char *s, size_t n)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789+/=";
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '\0' || strchr(alphabet, s[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+/* Checks keyd's master key, salt and key-params string against suite,
+ * then copies them out; nothing is copied unless everything fits. */
+static int
+srtp_take(struct keyd_client *c, int suite, const ProtobufCBinaryData *mk,
+    const ProtobufCBinaryData *ms, const char *kp, uint8_t *key_salt,
+    size_t *key_salt_len, char *key_params, size_t key_params_size)
+{
+	size_t kl, sl, plen;
+
+	if (keyd_srtp_suite_lengths(suite, &kl, &sl) != KEYD_OK ||
+	    mk->len != kl || ms->len != sl)
+		return client_fail(c, KEYD_ERR_PROTOCOL, "keyd sent a master "
+		    "key of %zu and a salt of %zu bytes for SRTP suite %d",
+		    mk->len, ms->len, suite);
+	plen = kp != NULL ? strlen(kp) : 0;
+	if (plen != 7 + (kl + sl + 2) / 3 * 4 || strncmp(kp, "inline:", 7) !=
+	    0 || !srtp_b64_ok(kp + 7, plen - 7))
+		return client_fail(c, KEYD_ERR_PROTOCOL, "keyd sent a key-params "
+		    "string that is not inline: and the base64 of the key");
+	if (kl + sl > *key_salt_len) {
+		*key_salt_len = kl + sl;
+		return client_fail(c, KEYD_ERR_BUFFER_TOO_SMALL, "the master "
+		    "key and salt have %zu bytes; the buffer holds fewer",
+		    kl + sl);
+	}
+	if (key_params != NULL && plen + 1 > key_params_size)
+		return client_fail(c, KEYD_ERR_BUFFER_TOO_SMALL, "the key-params "
+		    "string needs %zu bytes; the buffer holds %zu", plen + 1,
+		    key_params_size);
+	memcpy(key_salt, mk->data, kl);
+	memcpy(key_salt + kl, ms->data, sl);
+	*key_salt_len = kl + sl;
+	if (key_params != NULL)
+		memcpy(key_params, kp, plen + 1);
+	return KEYD_OK;
+}
+
+int
+keyd_srtp_new(struct keyd_client *c, const char *key, int suite,
+    const void *context, size_t context_len, uint8_t *key_salt,
+    size_t *key_salt_len, char *key_params, size_t key_params_size,
+    uint8_t *blob, size_t *blob_len)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__SrtpNewRequest nr = KEYD__V1__SRTP_NEW_REQUEST__INIT;
+	Keyd__V1__Response *resp = NULL;
+	const Keyd__V1__SrtpNewReply *rep;
+	int r;
+
+	if (c == NULL)
+		return KEYD_ERR_INVALID_ARG;
+	client_lock(c);
+	if ((r = check_key_name(c, key)) != KEYD_OK)
+		goto out;
+	if (key_salt == NULL || key_salt_len == NULL || blob == NULL ||
+	    blob_len == NULL || (context == NULL && context_len != 0)) {
+		r = client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_srtp_new: a NULL "
+		    "buffer");
+		goto out;
+	}
+	if (keyd_srtp_suite_lengths(suite, NULL, NULL) != KEYD_OK) {
+		r = client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_srtp_new: "
+		    "unknown SRTP suite %d", suite);
+		goto out;
+	}
+	if (context_len > KEYD_SRTP_MAX_CONTEXT) {
+		r = client_fail(c, KEYD_ERR_BAD_LENGTH, "a context has at most "
+		    "%u bytes; this one has %zu", KEYD_SRTP_MAX_CONTEXT,
+		    context_len);
+		goto out;
+	}
+	nr.key = (char *)(uintptr_t)key;
+	nr.suite = (Keyd__V1__SrtpSuite)suite;
+	nr.context.data = (uint8_t *)(uintptr_t)context;
+	nr.context.len = context_len;
+	req.op_case = KEYD__V1__REQUEST__OP_SRTP_NEW;
+	req.srtp_new = &nr;
+	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_SRTP_NEW,
+	    &resp)) != KEYD_OK)
+		goto out;
+	rep = resp->srtp_new;
+	if (rep->blob.len == 0 || rep->blob.len > KEYD_SRTP_MAX_BLOB) {
+		r = client_fail(c, KEYD_ERR_PROTOCOL, "keyd sent a blob of %zu "
+		    "bytes", rep->blob.len);
+		goto out;
+	}
+	if (rep->blob.len > *blob_len) {
+		r = client_fail(c, KEYD_ERR_BUFFER_TOO_SMALL, "the blob has %zu "
+		    "bytes; the buffer holds %zu", rep->blob.len, *blob_len);
+		*blob_len = rep->blob.len;
+		goto out;
+	}
+	if ((r = srtp_take(c, suite, &rep->master_key, &rep->master_salt,
+	    rep->key_params, key_salt, key_salt_len, key_params,
+	    key_params_size)) != KEYD_OK)
+		goto out;
+	memcpy(blob, rep->blob.data, rep->blob.len);
+	*blob_len = rep->blob.len;
+out:
+	/* frame_free_response wipes the decoded key material. */
+	frame_free_response(resp);
+	client_unlock(c);
+	return r;
+}
+
+int
+keyd_srtp_open(struct keyd_client *c, const char *key, const void *blob,
+    size_t blob_len, const void *context, size_t context_len, int *suite,
+    uint8_t *key_salt, size_t *key_salt_len, char *key_params,
+    size_t key_params_size)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__SrtpOpenRequest orq = KEYD__V1__SRTP_OPEN_REQUEST__INIT;
+	Keyd__V1__Response *resp = NULL;
+	const Keyd__V1__SrtpOpenReply *rep;
+	int r;
+
+	if (c == NULL)
+		return KEYD_ERR_INVALID_ARG;
+	client_lock(c);
+	if ((r = check_key_name(c, key)) != KEYD_OK)
+		goto out;
+	if (key_salt == NULL || key_salt_len == NULL ||
+	    (blob == NULL && blob_len != 0) ||
+	    (context == NULL && context_len != 0)) {
+		r = client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_srtp_open: a "
+		    "NULL buffer");
+		goto out;
+	}
+	if (blob_len > KEYD_SRTP_MAX_BLOB || context_len >
+	    KEYD_SRTP_MAX_CONTEXT) {
+		r = client_fail(c, KEYD_ERR_BAD_LENGTH, "a blob has at most %u "
+		    "bytes and a context %u; these have %zu and %zu",
+		    KEYD_SRTP_MAX_BLOB, KEYD_SRTP_MAX_CONTEXT, blob_len,
+		    context_len);
+		goto out;
+	}
+	orq.key = (char *)(uintptr_t)key;
+	orq.blob.data = (uint8_t *)(uintptr_t)blob;
+	orq.blob.len = blob_len;
+	orq.context.data = (uint8_t *)(uintptr_t)context;
+	orq.context.len = context_len;
+	req.op_case = KEYD__V1__REQUEST__OP_SRTP_OPEN;
+	req.srtp_open = &orq;
+	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_SRTP_OPEN,
+	    &resp)) != KEYD_OK)
+		goto out;
+	rep = resp->srtp_open;
+	if ((r = srtp_take(c, (int)rep->suite, &rep->master_key,
+	    &rep->master_salt, rep->key_params, key_salt, key_salt_len,
+	    key_params, key_params_size)) != KEYD_OK)
+		goto out;
+	if (suite != NULL)
+		*suite = (int)rep->suite;
+out:
+	frame_free_response(resp);
+	client_unlock(c);
+	return r;
 }

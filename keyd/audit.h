@@ -3,6 +3,11 @@
  * request and every daemon event: who (client, uid, gid, pid), what (op,
  * key, mechanism), the result, its latency and the sizes. Never a secret,
  * a plaintext or a PIN: no field takes request or reply bytes.
+ *
+ * Tamper evidence: every line ends with "prev", the SHA-256 of the line
+ * before it (across rotations too), and checkpoint lines signed by the
+ * audit key on the token close every N lines or T seconds, a rotation and
+ * a clean stop. keyd-audit verify checks a file. See docs/operations.md.
  */
 #ifndef KEYD_AUDIT_H
 #define KEYD_AUDIT_H
@@ -12,6 +17,12 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "token.h"
+
+/* Repeated denials and rate-limit refusals from one peer are written once
+ * and then counted for this long, and summed up in one line. */
+#define AUDIT_FLOOD_INTERVAL_S 10
+#define AUDIT_HASH_HEX 64
 
 struct audit;
 
@@ -30,29 +41,39 @@ struct audit_record {
 	uint64_t latency_us;
 	size_t request_bytes;
 	size_t reply_bytes;
+	int aggregate;          /* a refusal that floods are folded into */
 };
 
-/* audit_open: opens (creating 0640) the configured audit log for append.
- * Its directory must exist. */
-int audit_open(const struct config *cfg, struct audit **out, char *err,
-    size_t errlen) __attribute__((warn_unused_result));
+/* audit_open: opens (creating 0640) the configured audit log for append
+ * and continues its hash chain from its last line. token: the token that
+ * holds the audit key (token_audit_key), or NULL for no checkpoints. */
+int audit_open(const struct config *cfg, struct token *token,
+    struct audit **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* audit_write: appends one line. In audit_sync = request mode the line is
- * durable (fdatasync) when this returns. Returns KEYD_OK, or KEYD_ERR_AUDIT
- * if the line could not be written whole, in which case nothing of it is
- * left in the file and the caller must refuse the request. */
+ * durable (fdatasync, shared with concurrent writers: group commit) when
+ * this returns. Returns KEYD_OK, or KEYD_ERR_AUDIT if the line could not
+ * be written whole (nothing of it is left in the file); the caller must
+ * then refuse the request. */
 int audit_write(struct audit *a, const struct audit_record *r)
     __attribute__((warn_unused_result));
 
-/* audit_sync: makes written lines durable if any are pending and the
- * interval has passed (or force). Called by the daemon's main loop. */
-void audit_sync(struct audit *a, int force);
+/* audit_tick: periodic work from the main thread: the interval-mode
+ * fdatasync, time-based checkpoints, flood summaries. */
+void audit_tick(struct audit *a);
 
-/* audit_reopen: closes and reopens the log file by its path (after an
- * outside rotation moved it away). */
-int audit_reopen(struct audit *a) __attribute__((warn_unused_result));
+/* audit_rotate: a checkpoint closes the current file, which is then
+ * reopened by its path (after an outside rotation moved it away); the
+ * new file's first line carries the old file's last hash. */
+int audit_rotate(struct audit *a) __attribute__((warn_unused_result));
 
-/* audit_close: syncs and closes. NULL is fine. */
+/* audit_close: flushes flood summaries, writes a final checkpoint, syncs
+ * and closes. NULL is fine. */
 void audit_close(struct audit *a);
+
+/* audit_hash_line: the hex SHA-256 of one line (without its newline), as
+ * "prev" carries it. out has AUDIT_HASH_HEX + 1 bytes. */
+void audit_hash_line(const char *line, size_t len, char *out);
 
 #endif

@@ -26,11 +26,16 @@
 #define CONFIG_MAX_WORKERS 64
 #define CONFIG_MAX_SYNC_MS 10000
 #define CONFIG_MAX_RATE 10000000.0
+/* inih's MAX_SECTION: it keeps one less than this of a section name. */
+#define CONFIG_INI_MAX_SECTION 50
 
 struct parse_state {
 	struct config *c;
 	struct kbuf in;          /* the file's bytes, read line by line */
 	int line;                /* line the reader last returned */
+	int header_line;         /* line of the last [section] header */
+	int sec_header;          /* header_line of the current section */
+	int keyd_seen;           /* a [keyd] section was started */
 	int line_too_long;
 	char *err;
 	size_t errlen;
@@ -58,7 +63,12 @@ fail(struct parse_state *ps, const char *fmt, ...)
 	if (ps->failed)
 		return;
 	ps->failed = 1;
-	n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->c->path, ps->line);
+	/* Line 0: a whole-file problem (a required setting missing). */
+	if (ps->line > 0)
+		n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->c->path,
+		    ps->line);
+	else
+		n = snprintf(ps->err, ps->errlen, "%s: ", ps->c->path);
 	if (n < 0 || (size_t)n >= ps->errlen)
 		return;
 	va_start(ap, fmt);
@@ -104,6 +114,31 @@ read_line(char *str, int num, void *stream)
 		return NULL;
 	}
 	str[n] = '\0';
+	/* inih reports a section only with its first setting; keep the
+	 * header's own line for messages about the section. */
+	{
+		const char *h = str;
+
+		if (ps->line == 1 && !strncmp(h, "\xef\xbb\xbf", 3))
+			h += 3;
+		/* At the start of a line only: an indented one may continue
+		 * a value. */
+		if (*h == '[') {
+			const char *end = strchr(h, ']');
+
+			ps->header_line = ps->line;
+			/* inih goes on after a header without ']', filing
+			 * the settings under the previous section, and
+			 * silently cuts long section names: refuse both. */
+			if (end == NULL)
+				fail(ps, "syntax error: section header without "
+				    "']'");
+			else if (end - h - 1 >= CONFIG_INI_MAX_SECTION)
+				fail(ps, "section header is longer than %d "
+				    "characters; use a shorter name",
+				    CONFIG_INI_MAX_SECTION - 1);
+		}
+	}
 	return str;
 }
 
@@ -140,6 +175,22 @@ set_str(struct parse_state *ps, char **dst, const char *value)
 	}
 	free(*dst);
 	*dst = xstrdup(ps, value);
+}
+
+static int
+parse_bool(struct parse_state *ps, const char *name, const char *v, int *out)
+{
+	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") ||
+	    !strcmp(v, "1"))
+		*out = 1;
+	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") ||
+	    !strcmp(v, "0"))
+		*out = 0;
+	else {
+		fail(ps, "%s = '%s': expected yes or no", name, v);
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -393,7 +444,7 @@ seen_before(struct parse_state *ps, const char *name)
 }
 
 static int
-begin_section(struct parse_state *ps, const char *section)
+begin_section_at(struct parse_state *ps, const char *section)
 {
 	struct config *c = ps->c;
 	const char *name;
@@ -401,6 +452,11 @@ begin_section(struct parse_state *ps, const char *section)
 	ps->n_seen = 0;
 	snprintf(ps->sec_name, sizeof(ps->sec_name), "%s", section);
 	if (!strcmp(section, "keyd")) {
+		/* A second [keyd] would start a fresh duplicate check. */
+		if (ps->keyd_seen++) {
+			fail(ps, "[keyd] appears twice; merge the two sections");
+			return -1;
+		}
 		ps->sec = SEC_KEYD;
 		return 0;
 	}
@@ -457,6 +513,22 @@ begin_section(struct parse_state *ps, const char *section)
 	fail(ps, "unknown section [%s] (expected [keyd], [key NAME] or "
 	    "[client NAME])", section);
 	return -1;
+}
+
+/* Starts a section when its first setting arrives, naming the header's
+ * line in its errors and in the key's or client's line. */
+static int
+begin_section(struct parse_state *ps, const char *section)
+{
+	int at = ps->line;
+
+	if (ps->header_line > 0)
+		ps->line = ps->header_line;
+	if (begin_section_at(ps, section) != 0)
+		return -1;
+	ps->sec_header = ps->header_line;
+	ps->line = at;
+	return 0;
 }
 
 static int
@@ -531,6 +603,31 @@ keyd_setting(struct parse_state *ps, const char *name, const char *v)
 			return -1;
 		}
 		set_str(ps, &c->audit_log, v);
+	} else if (!strcmp(name, "audit_key")) {
+		if (*v != '\0' && strncmp(v, "pkcs11:", 7) != 0) {
+			fail(ps, "audit_key = '%s': expected a PKCS#11 URI "
+			    "(pkcs11:token=...;object=...;type=private)", v);
+			return -1;
+		}
+		set_str(ps, &c->audit_key, v);
+	} else if (!strcmp(name, "audit_checkpoint_lines")) {
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_CHECKPOINT_LINES,
+		    &u) < 0)
+			return -1;
+		c->audit_checkpoint_lines = u;
+	} else if (!strcmp(name, "audit_checkpoint_interval")) {
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_CHECKPOINT_S, &u) < 0)
+			return -1;
+		c->audit_checkpoint_s = u;
+	} else if (!strcmp(name, "syslog")) {
+		if (parse_bool(ps, name, v, &c->syslog) < 0)
+			return -1;
+	} else if (!strcmp(name, "sandbox")) {
+		if (parse_bool(ps, name, v, &c->sandbox) < 0)
+			return -1;
+	} else if (!strcmp(name, "module_network")) {
+		if (parse_bool(ps, name, v, &c->module_network) < 0)
+			return -1;
 	} else if (!strcmp(name, "audit_sync")) {
 		if (!strcmp(v, "interval"))
 			c->audit_sync = CONFIG_SYNC_INTERVAL;
@@ -569,9 +666,81 @@ keyd_setting(struct parse_state *ps, const char *name, const char *v)
 		if (parse_uint(ps, name, v, 0, CONFIG_MAX_WORKERS, &u) < 0)
 			return -1;
 		c->workers = u;
+	} else if (!strcmp(name, "state_dir")) {
+		if (*v != '/') {
+			fail(ps, "state_dir = '%s': must be an absolute path", v);
+			return -1;
+		}
+		free(c->state_dir);
+		c->state_dir = xstrdup(ps, v);
+	} else if (!strcmp(name, "srtp_limit_for_tests")) {
+		/* TEST ONLY: lowers the SRTP blobs made per KEK (2^31) so that
+		 * tests reach the limit; see docs/srtp.md. */
+		if (parse_uint(ps, name, v, 1, CONFIG_MAX_SRTP_LIMIT, &u) < 0)
+			return -1;
+		c->srtp_limit_for_tests = u;
 	} else {
 		fail(ps, "unknown setting '%s' in [keyd]", name);
 		return -1;
+	}
+	return 0;
+}
+
+/* previous = URI[, URI...], repeatable: earlier SRTP KEK versions. A
+ * PKCS#11 URI may hold commas itself, so a list is split only at a comma
+ * that starts the next "pkcs11:". */
+static int
+add_previous(struct parse_state *ps, struct config_key *k, const char *v)
+{
+	const char *p = v, *next, *end;
+	char **grown;
+
+	while (*p != '\0') {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, "pkcs11:", 7) != 0) {
+			fail(ps, "previous = '%s': expected PKCS#11 URIs of "
+			    "earlier KEK versions, separated by commas", v);
+			return -1;
+		}
+		for (next = strchr(p + 7, ','); next != NULL;
+		    next = strchr(next + 1, ',')) {
+			const char *q = next + 1;
+
+			while (*q == ' ' || *q == '\t')
+				q++;
+			if (strncmp(q, "pkcs11:", 7) == 0)
+				break;
+		}
+		end = next != NULL ? next : p + strlen(p);
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (k->n_previous == CONFIG_MAX_LIST) {
+			fail(ps, "previous: more than %d earlier KEK versions",
+			    CONFIG_MAX_LIST);
+			return -1;
+		}
+		grown = realloc(k->previous, (k->n_previous + 1) *
+		    sizeof(*k->previous));
+		if (grown == NULL) {
+			fail(ps, "out of memory");
+			return -1;
+		}
+		k->previous = grown;
+		if ((k->previous[k->n_previous] = strndup(p,
+		    (size_t)(end - p))) == NULL) {
+			fail(ps, "out of memory");
+			return -1;
+		}
+		for (size_t i = 0; i < k->n_previous; i++)
+			if (!strcmp(k->previous[i], k->previous[k->n_previous])) {
+				fail(ps, "previous: %s is listed twice",
+				    k->previous[i]);
+				free(k->previous[k->n_previous]);
+				return -1;
+			}
+		k->n_previous++;
+		p = next != NULL ? next + 1 : end + strlen(end);
 	}
 	return 0;
 }
@@ -593,15 +762,21 @@ key_setting(struct parse_state *ps, const char *name, const char *v)
 		    CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN, &k->ops) < 0)
 			return -1;
 	} else if (!strcmp(name, "pkcs1_decrypt")) {
-		/* RSA PKCS#1 v1.5 decryption passed through to SoftHSM2 is a
-		 * padding oracle; only "no" is accepted by this version. */
-		if (strcmp(v, "no") != 0) {
-			fail(ps, "pkcs1_decrypt = '%s': this version of keyd "
-			    "serves RSA decryption with OAEP only; set no or "
-			    "remove the line", v);
+		/* A token's own PKCS#1 v1.5 decryption is a padding oracle
+		 * (SoftHSM2's is); keyd only offers it with implicit
+		 * rejection done by itself over raw RSA. */
+		if (!strcmp(v, "no"))
+			k->pkcs1_decrypt = 0;
+		else if (!strcmp(v, "implicit-rejection"))
+			k->pkcs1_decrypt = 1;
+		else {
+			fail(ps, "pkcs1_decrypt = '%s': expected no or "
+			    "implicit-rejection", v);
 			return -1;
 		}
-		k->pkcs1_decrypt = 0;
+	} else if (!strcmp(name, "previous")) {
+		if (add_previous(ps, k, v) < 0)
+			return -1;
 	} else {
 		fail(ps, "unknown setting '%s' in [%s]", name, ps->sec_name);
 		return -1;
@@ -664,10 +839,15 @@ handler(void *user, const char *section, const char *name, const char *value)
 		    name);
 		return 0;
 	}
-	if ((ps->sec == SEC_NONE || strcmp(section, ps->sec_name) != 0) &&
+	/* A new header with the same name as the section before is a new
+	 * section too (a duplicate, to be refused). */
+	if ((ps->sec == SEC_NONE || strcmp(section, ps->sec_name) != 0 ||
+	    ps->header_line != ps->sec_header) &&
 	    begin_section(ps, section) != 0)
 		return 0;
-	if (seen_before(ps, name)) {
+	/* previous is the one setting that may be repeated (a list). */
+	if (!(ps->sec == SEC_KEY && !strcmp(name, "previous")) &&
+	    seen_before(ps, name)) {
 		fail(ps, "'%s' is set twice in [%s]", name, ps->sec_name);
 		return 0;
 	}
@@ -707,7 +887,6 @@ check_semantics(struct parse_state *ps)
 	}
 	REQUIRE(module, "module (the PKCS#11 module's path)");
 	REQUIRE(token, "token (the token's PKCS#11 URI)");
-	REQUIRE(pin_file, "pin_file (the file holding the user PIN)");
 	REQUIRE(audit_log, "audit_log (the audit log's path)");
 #undef REQUIRE
 	for (i = 0; i < c->n_keys; i++) {
@@ -723,6 +902,24 @@ check_semantics(struct parse_state *ps)
 			    "for: sign, decrypt, srtp-new, srtp-open)", k->name);
 			return -1;
 		}
+		if (k->pkcs1_decrypt && !(k->ops & CONFIG_OP_DECRYPT)) {
+			fail(ps, "[key %s] has pkcs1_decrypt but not the "
+			    "decrypt op", k->name);
+			return -1;
+		}
+		if (k->n_previous > 0 && !(k->ops & (CONFIG_OP_SRTP_NEW |
+		    CONFIG_OP_SRTP_OPEN))) {
+			fail(ps, "[key %s] has previous (earlier SRTP KEK "
+			    "versions) but neither srtp-new nor srtp-open in "
+			    "its ops", k->name);
+			return -1;
+		}
+		for (j = 0; j < k->n_previous; j++)
+			if (!strcmp(k->previous[j], k->uri)) {
+				fail(ps, "[key %s] lists its own uri under "
+				    "previous", k->name);
+				return -1;
+			}
 	}
 	for (i = 0; i < c->n_clients; i++) {
 		struct config_client *cl = &c->clients[i];
@@ -823,6 +1020,9 @@ config_new(const char *name)
 		return NULL;
 	}
 	c->audit_sync = CONFIG_SYNC_INTERVAL;
+	c->sandbox = 1;
+	c->audit_checkpoint_lines = CONFIG_DEFAULT_CHECKPOINT_LINES;
+	c->audit_checkpoint_s = CONFIG_DEFAULT_CHECKPOINT_S;
 	c->audit_sync_ms = CONFIG_DEFAULT_AUDIT_SYNC_MS;
 	c->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
 	c->max_inflight = CONFIG_DEFAULT_MAX_INFLIGHT;

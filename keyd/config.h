@@ -26,6 +26,11 @@
 #define CONFIG_DEFAULT_IDLE_TIMEOUT_S 300
 #define CONFIG_DEFAULT_AUDIT_SYNC_MS 10
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/keyd"
+#define CONFIG_MAX_SRTP_LIMIT (1u << 31) /* srtp_limit_for_tests */
+#define CONFIG_DEFAULT_CHECKPOINT_LINES 1000
+#define CONFIG_DEFAULT_CHECKPOINT_S 60
+#define CONFIG_MAX_CHECKPOINT_LINES 1000000
+#define CONFIG_MAX_CHECKPOINT_S 86400
 
 /* Policy ops, one bit each: bit (proto Op value - 1). */
 enum config_op {
@@ -76,10 +81,13 @@ struct config {
 	uid_t user_uid;
 	gid_t user_gid;
 	char *state_dir;
+	unsigned srtp_limit_for_tests; /* TEST ONLY; 0: the real limit */
 	char *audit_log;
 	char *audit_key;         /* NULL: no signed checkpoints */
 	enum config_audit_sync audit_sync;
 	unsigned audit_sync_ms;
+	unsigned audit_checkpoint_lines; /* a signed checkpoint every N lines */
+	unsigned audit_checkpoint_s;     /* ... or every T seconds */
 	int syslog;
 	int sandbox;
 	int module_network;

@@ -12,6 +12,7 @@
 #include "keyd_err.h"
 #include "log.h"
 #include "secmem.h"
+#include "srtp.h"
 
 #define DISPATCH_MSG_MAX 256
 #define DISPATCH_ECDSA_MIN_DIGEST 20
@@ -654,6 +655,7 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 			ks[nk].ops[ks[nk].n_ops++] = o;
 		}
 		ks[nk].latency_us_total = lat;
+		srtp_key_status(d->srtp, i, &ks[nk]);
 		ksp[nk] = &ks[nk];
 		nk++;
 	}
@@ -667,6 +669,31 @@ out:
 	free(ksp);
 	free(oc);
 	free(ocp);
+	return r;
+}
+
+/* srtp-new and srtp-open: the policy here, the handlers in srtp.c. The
+ * audit's mech names the suite and the KEK version, never the key. */
+static int
+handle_srtp(struct req_ctx *rc, const Keyd__V1__Request *req,
+    Keyd__V1__Response *resp, struct srtp_result *res)
+{
+	int is_new = req->op_case == KEYD__V1__REQUEST__OP_SRTP_NEW;
+	int r;
+
+	rc->mech = is_new ? srtp_suite_name(req->srtp_new->suite) : "unknown";
+	if ((r = check_key(rc, is_new ? req->srtp_new->key :
+	    req->srtp_open->key, rc->op_bit)) != KEYD_OK)
+		return r;
+	if (is_new)
+		r = handle_srtp_new(rc->d->srtp, rc->d->token, rc->s,
+		    (size_t)rc->key, req->srtp_new, resp, res, rc->msg,
+		    sizeof(rc->msg));
+	else
+		r = handle_srtp_open(rc->d->srtp, rc->d->token, rc->s,
+		    (size_t)rc->key, req->srtp_open, resp, res, rc->msg,
+		    sizeof(rc->msg));
+	rc->mech = res->mech;
 	return r;
 }
 
@@ -696,6 +723,7 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	char **hello_keys = NULL;
 	uint8_t sigbuf[TOKEN_MAX_SIG + 16];
 	uint8_t *plain = NULL;
+	struct srtp_result *srtp_res = NULL;
 	struct req_ctx rc;
 	struct audit_record ar;
 	struct timespec t0;
@@ -759,6 +787,21 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 		r = handle_decrypt(&rc, req->decrypt, &resp, &dr, plain,
 		    DISPATCH_MAX_DECRYPT);
 		break;
+	case KEYD__V1__REQUEST__OP_SRTP_NEW:
+	case KEYD__V1__REQUEST__OP_SRTP_OPEN:
+		if (req->op_case == KEYD__V1__REQUEST__OP_SRTP_NEW) {
+			rc.op = "srtp-new";
+			rc.op_bit = CONFIG_OP_SRTP_NEW;
+		} else {
+			rc.op = "srtp-open";
+			rc.op_bit = CONFIG_OP_SRTP_OPEN;
+		}
+		if ((srtp_res = secmem_alloc(sizeof(*srtp_res))) == NULL) {
+			r = KEYD_ERR_NOMEM;
+			break;
+		}
+		r = handle_srtp(&rc, req, &resp, srtp_res);
+		break;
 	case KEYD__V1__REQUEST__OP_CERT:
 		rc.op = "cert";
 		r = handle_cert(&rc, req->cert, &resp, &cr);
@@ -808,6 +851,7 @@ reply:
 	ar.detail = r != KEYD_OK ? rc.msg : NULL;
 	ar.latency_us = elapsed_us(&t0);
 	ar.request_bytes = len;
+	ar.aggregate = r == KEYD_ERR_DENIED || r == KEYD_ERR_RATE_LIMITED;
 	if (!sent) {
 		if (r == KEYD_OK)
 			ar.reply_bytes = protobuf_c_message_get_packed_size(
@@ -839,6 +883,7 @@ reply:
 	}
 	secmem_wipe(sigbuf, sizeof(sigbuf));
 	secmem_free(plain, DISPATCH_MAX_DECRYPT);
+	secmem_free(srtp_res, sizeof(*srtp_res));
 	free(hello_keys);
 	frame_free_request(req);
 	if (protocol_error)

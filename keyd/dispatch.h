@@ -30,9 +30,12 @@ struct dispatch_counter {
 
 #define DISPATCH_NOPS 5  /* sign, decrypt, srtp-new, srtp-open, status */
 
+struct srtp;
+
 struct dispatch {
 	const struct config *cfg;
 	struct token *token;
+	struct srtp *srtp;             /* SRTP KEKs and counters, or NULL */
 	struct audit *audit;
 	struct timespec started;
 	struct dispatch_counter *counters;  /* n_keys * DISPATCH_NOPS */

@@ -372,6 +372,129 @@ out:
 	return r;
 }
 
+/* ---- share policy options ---------------------------------------------- */
+
+/* A SLIP-0039 policy from --threshold/--shares or --group-threshold and
+ * --group options (shamir split and create). */
+struct policy {
+	unsigned threshold, shares, gthreshold;
+	struct slip39_group groups[SLIP39_MAX_GROUPS];
+	size_t ngroups;
+};
+
+/* Takes one policy option (getopt code 't', 'n', 'g' or 'G'). Returns
+ * EXIT_OK, or prints a usage error and returns EXIT_USAGE. */
+static int
+policy_option(const struct command *self, struct policy *p, int opt,
+    const char *arg)
+{
+	char what[BACKUP_MAX_MSG];
+	const char *slash;
+	unsigned t, nn;
+
+	switch (opt) {
+	case 't':
+		if (!parse_uint(arg, strlen(arg), 1, SLIP39_MAX_MEMBERS,
+		    &p->threshold))
+			return usage_error(self, "--threshold needs a number "
+			    "from 1 to 16");
+		break;
+	case 'n':
+		if (!parse_uint(arg, strlen(arg), 1, SLIP39_MAX_MEMBERS,
+		    &p->shares))
+			return usage_error(self, "--shares needs a number from "
+			    "1 to 16");
+		break;
+	case 'g':
+		if (!parse_uint(arg, strlen(arg), 1, SLIP39_MAX_GROUPS,
+		    &p->gthreshold))
+			return usage_error(self, "--group-threshold needs a "
+			    "number from 1 to 16");
+		break;
+	default:
+		slash = strchr(arg, '/');
+		if (slash == NULL ||
+		    !parse_uint(arg, (size_t)(slash - arg), 1,
+		    SLIP39_MAX_MEMBERS, &t) ||
+		    !parse_uint(slash + 1, strlen(slash + 1), 1,
+		    SLIP39_MAX_MEMBERS, &nn)) {
+			snprintf(what, sizeof(what), "--group %.16s: give the "
+			    "group's threshold and share count as T/N, e.g. "
+			    "2/3, each from 1 to 16", arg);
+			return usage_error(self, what);
+		}
+		if (p->ngroups >= SLIP39_MAX_GROUPS)
+			return usage_error(self, "at most 16 --group options");
+		if (t > nn) {
+			snprintf(what, sizeof(what), "--group %u/%u: the "
+			    "threshold is more than the share count", t, nn);
+			return usage_error(self, what);
+		}
+		if (t == 1 && nn > 1) {
+			snprintf(what, sizeof(what), "--group 1/%u: a threshold "
+			    "of 1 with %u shares gives each holder the whole "
+			    "group share, which SLIP-0039 forbids; use --group "
+			    "1/1", nn, nn);
+			return usage_error(self, what);
+		}
+		p->groups[p->ngroups].member_threshold = t;
+		p->groups[p->ngroups].member_count = nn;
+		p->ngroups++;
+		break;
+	}
+	return EXIT_OK;
+}
+
+/* Checks the options taken as a whole and turns a single-level T-of-N
+ * scheme into one group (SLIP-0039 "Two-level scheme"). Returns EXIT_OK
+ * or EXIT_USAGE (printed). */
+static int
+policy_finish(const struct command *self, struct policy *p)
+{
+	char what[BACKUP_MAX_MSG];
+
+	if ((p->threshold || p->shares) && (p->gthreshold || p->ngroups))
+		return usage_error(self, "give either --threshold and --shares, "
+		    "or --group-threshold and --group, not both");
+	if (p->threshold || p->shares) {
+		if (!p->threshold || !p->shares)
+			return usage_error(self, "--threshold and --shares go "
+			    "together");
+		if (p->threshold > p->shares) {
+			snprintf(what, sizeof(what), "--threshold %u is more "
+			    "than --shares %u", p->threshold, p->shares);
+			return usage_error(self, what);
+		}
+		if (p->threshold == 1 && p->shares > 1) {
+			snprintf(what, sizeof(what), "--threshold 1 with "
+			    "--shares %u gives every holder the whole secret, "
+			    "which SLIP-0039 forbids; use --shares 1 and copy "
+			    "that share", p->shares);
+			return usage_error(self, what);
+		}
+		p->gthreshold = 1;
+		p->groups[0].member_threshold = p->threshold;
+		p->groups[0].member_count = p->shares;
+		p->ngroups = 1;
+		return EXIT_OK;
+	}
+	if (p->gthreshold || p->ngroups) {
+		if (!p->gthreshold || !p->ngroups)
+			return usage_error(self, "--group-threshold needs at "
+			    "least one --group T/N, and --group needs "
+			    "--group-threshold");
+		if (p->gthreshold > p->ngroups) {
+			snprintf(what, sizeof(what), "--group-threshold %u is "
+			    "more than the %zu groups given", p->gthreshold,
+			    p->ngroups);
+			return usage_error(self, what);
+		}
+		return EXIT_OK;
+	}
+	return usage_error(self, "say how to split: --threshold T --shares N, "
+	    "or --group-threshold G with --group T/N");
+}
+
 /* ---- shamir split ------------------------------------------------------- */
 
 static int
@@ -389,82 +512,29 @@ cmd_shamir_split(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct command *self = command_of(cmd_shamir_split);
-	struct slip39_group groups[SLIP39_MAX_GROUPS];
+	struct policy pol;
 	struct slip39_mnemonic *m = NULL;
 	uint8_t *in = NULL, *secret = NULL;
 	char *pass = NULL, *line = NULL;
 	const char *passfile = NULL;
 	char what[BACKUP_MAX_MSG];
-	size_t ngroups = 0, count = 0, inlen = 0, slen = 0, passlen = 0, i;
-	unsigned threshold = 0, shares = 0, gthreshold = 0, e = 1, t, nn;
+	size_t count = 0, inlen = 0, slen = 0, passlen = 0, i;
+	unsigned e = 1;
 	int ext = 1, opt, r = EXIT_USAGE, k;
 
+	memset(&pol, 0, sizeof(pol));
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		const char *slash;
-
 		switch (opt) {
 		case 't':
-			if (!parse_uint(optarg, strlen(optarg), 1,
-			    SLIP39_MAX_MEMBERS, &threshold)) {
-				r = usage_error(self, "--threshold needs a "
-				    "number from 1 to 16");
-				goto out;
-			}
-			break;
 		case 'n':
-			if (!parse_uint(optarg, strlen(optarg), 1,
-			    SLIP39_MAX_MEMBERS, &shares)) {
-				r = usage_error(self, "--shares needs a number "
-				    "from 1 to 16");
-				goto out;
-			}
-			break;
 		case 'g':
-			if (!parse_uint(optarg, strlen(optarg), 1,
-			    SLIP39_MAX_GROUPS, &gthreshold)) {
-				r = usage_error(self, "--group-threshold needs "
-				    "a number from 1 to 16");
-				goto out;
-			}
-			break;
 		case 'G':
-			slash = strchr(optarg, '/');
-			if (slash == NULL ||
-			    !parse_uint(optarg, (size_t)(slash - optarg), 1,
-			    SLIP39_MAX_MEMBERS, &t) ||
-			    !parse_uint(slash + 1, strlen(slash + 1), 1,
-			    SLIP39_MAX_MEMBERS, &nn)) {
-				snprintf(what, sizeof(what), "--group %.16s: "
-				    "give the group's threshold and share count "
-				    "as T/N, e.g. 2/3, each from 1 to 16", optarg);
-				r = usage_error(self, what);
+			if ((r = policy_option(self, &pol, opt, optarg)) !=
+			    EXIT_OK)
 				goto out;
-			}
-			if (ngroups >= SLIP39_MAX_GROUPS) {
-				r = usage_error(self, "at most 16 --group "
-				    "options");
-				goto out;
-			}
-			if (t > nn) {
-				snprintf(what, sizeof(what), "--group %u/%u: "
-				    "the threshold is more than the share count",
-				    t, nn);
-				r = usage_error(self, what);
-				goto out;
-			}
-			if (t == 1 && nn > 1) {
-				snprintf(what, sizeof(what), "--group 1/%u: a "
-				    "threshold of 1 with %u shares gives each "
-				    "holder the whole group share, which "
-				    "SLIP-0039 forbids; use --group 1/1", nn, nn);
-				r = usage_error(self, what);
-				goto out;
-			}
-			groups[ngroups].member_threshold = t;
-			groups[ngroups].member_count = nn;
-			ngroups++;
+			r = EXIT_USAGE;
 			break;
 		case 'p':
 			passfile = optarg;
@@ -498,56 +568,8 @@ cmd_shamir_split(int argc, char **argv)
 		r = usage_error(self, what);
 		goto out;
 	}
-	if ((threshold || shares) && (gthreshold || ngroups)) {
-		r = usage_error(self, "give either --threshold and --shares, "
-		    "or --group-threshold and --group, not both");
+	if ((r = policy_finish(self, &pol)) != EXIT_OK)
 		goto out;
-	}
-	if (threshold || shares) {
-		if (!threshold || !shares) {
-			r = usage_error(self, "--threshold and --shares go "
-			    "together");
-			goto out;
-		}
-		if (threshold > shares) {
-			snprintf(what, sizeof(what), "--threshold %u is more "
-			    "than --shares %u", threshold, shares);
-			r = usage_error(self, what);
-			goto out;
-		}
-		if (threshold == 1 && shares > 1) {
-			snprintf(what, sizeof(what), "--threshold 1 with "
-			    "--shares %u gives every holder the whole secret, "
-			    "which SLIP-0039 forbids; use --shares 1 and copy "
-			    "that share", shares);
-			r = usage_error(self, what);
-			goto out;
-		}
-		/* A single-level T-of-N scheme is one group (SLIP-0039
-		 * "Two-level scheme"). */
-		gthreshold = 1;
-		groups[0].member_threshold = threshold;
-		groups[0].member_count = shares;
-		ngroups = 1;
-	} else if (gthreshold || ngroups) {
-		if (!gthreshold || !ngroups) {
-			r = usage_error(self, "--group-threshold needs at "
-			    "least one --group T/N, and --group needs "
-			    "--group-threshold");
-			goto out;
-		}
-		if (gthreshold > ngroups) {
-			snprintf(what, sizeof(what), "--group-threshold %u is "
-			    "more than the %zu groups given", gthreshold,
-			    ngroups);
-			r = usage_error(self, what);
-			goto out;
-		}
-	} else {
-		r = usage_error(self, "say how to split: --threshold T "
-		    "--shares N, or --group-threshold G with --group T/N");
-		goto out;
-	}
 
 	r = EXIT_FAIL;
 	if (passfile != NULL &&
@@ -572,8 +594,8 @@ cmd_shamir_split(int argc, char **argv)
 	}
 	if (parse_hex_secret(in, inlen, secret, &slen) != EXIT_OK)
 		goto out;
-	k = slip39_split(secret, slen, pass, passlen, gthreshold, groups,
-	    ngroups, ext, e, &m, &count);
+	k = slip39_split(secret, slen, pass, passlen, pol.gthreshold,
+	    pol.groups, pol.ngroups, ext, e, &m, &count);
 	if (k != KEYD_OK) {
 		errmsg("cannot split the secret: %s", keyd_strerror(k));
 		goto out;

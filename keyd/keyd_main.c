@@ -1,6 +1,7 @@
 /* keyd_main.c: the daemon's start-up, signal loop and shutdown. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -18,11 +20,18 @@
 #include "keyd_err.h"
 #include "log.h"
 #include "pin.h"
+#include "sandbox.h"
 #include "server.h"
+#include "srtp.h"
 #include "token.h"
 
 #define ERRLEN 512
 #define TICK_MAX_MS 1000
+/* The credential name of the PIN under systemd (LoadCredential=pin:...). */
+#define PIN_CREDENTIAL "pin"
+/* Test-only: with this variable set, SIGUSR1 makes keyd call socket(AF_INET)
+ * so that tests can see the sandbox kill it. */
+#define SANDBOX_PROBE_ENV "KEYD_TEST_SANDBOX_PROBE"
 
 static void
 usage(FILE *f)
@@ -92,9 +101,11 @@ main(int argc, char **argv)
 	struct token *token = NULL;
 	struct audit *audit = NULL;
 	struct server *srv = NULL;
+	struct srtp *srtp = NULL;
 	struct dispatch d;
 	struct rlimit nocore = { 0, 0 };
-	char err[ERRLEN], detail[128];
+	char err[ERRLEN], detail[128], pin_path[PATH_MAX];
+	const char *creds;
 	char *pin = NULL;
 	size_t pin_len = 0, weak = 0;
 	sigset_t sigs;
@@ -124,7 +135,19 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (pin_read(cfg->pin_file, cfg->user != NULL ? cfg->user_uid :
+	if (cfg->pin_file != NULL) {
+		snprintf(pin_path, sizeof(pin_path), "%s", cfg->pin_file);
+	} else if ((creds = secure_getenv("CREDENTIALS_DIRECTORY")) != NULL &&
+	    *creds == '/') {
+		snprintf(pin_path, sizeof(pin_path), "%s/%s", creds,
+		    PIN_CREDENTIAL);
+	} else {
+		log_error("%s: [keyd] pin_file is required (or run keyd under "
+		    "systemd with LoadCredential=%s:FILE)", cfg_path,
+		    PIN_CREDENTIAL);
+		goto out;
+	}
+	if (pin_read(pin_path, cfg->user != NULL ? cfg->user_uid :
 	    geteuid(), &pin, &pin_len, err, sizeof(err)) != KEYD_OK) {
 		log_error("%s", err);
 		goto out;
@@ -148,7 +171,16 @@ main(int argc, char **argv)
 			    k->name);
 		}
 	}
-	log_warn("no audit_key: the audit log has no signed checkpoints");
+	if (cfg->audit_key == NULL)
+		log_warn("no audit_key: the audit log has no signed "
+		    "checkpoints, so tampering with its last lines cannot be "
+		    "detected");
+	/* Before dropping privileges: it may create state_dir. */
+	if (srtp_init(cfg, token, check_only, &srtp, err, sizeof(err)) !=
+	    KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (check_only) {
 		printf("keyd: %s is valid: token '%s', %zu keys, %zu clients%s\n",
 		    cfg_path, cfg->token, cfg->n_keys, cfg->n_clients,
@@ -157,7 +189,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	if (audit_open(cfg, &audit, err, sizeof(err)) != KEYD_OK) {
+	if (audit_open(cfg, token, &audit, err, sizeof(err)) != KEYD_OK) {
 		log_error("%s", err);
 		goto out;
 	}
@@ -177,6 +209,8 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	if (secure_getenv(SANDBOX_PROBE_ENV) != NULL)
+		sigaddset(&sigs, SIGUSR1);
 	(void)signal(SIGPIPE, SIG_IGN);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 ||
 	    (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
@@ -188,6 +222,19 @@ main(int argc, char **argv)
 		goto out;
 	}
 	dispatch_ready = 1;
+	d.srtp = srtp;
+	if (cfg->sandbox) {
+		if (sandbox_install(cfg->module_network, err, sizeof(err)) !=
+		    KEYD_OK) {
+			log_error("%s (set sandbox = no to run without it)",
+			    err);
+			goto out;
+		}
+		log_info("seccomp sandbox on%s", cfg->module_network ?
+		    ", network sockets allowed for the module" : "");
+	} else {
+		log_warn("sandbox = no: running without the seccomp filter");
+	}
 	if (server_start(srv, &d) != KEYD_OK) {
 		log_error("cannot start worker threads: %s", strerror(errno));
 		goto out;
@@ -204,13 +251,21 @@ main(int argc, char **argv)
 		    (int)cfg->audit_sync_ms : TICK_MAX_MS;
 
 		r = poll(&pfd, 1, tick);
-		audit_sync(audit, 0);
+		audit_tick(audit);
 		server_tick(srv);
 		if (r <= 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
+		if (si.ssi_signo == SIGUSR1) {
+			/* The sandbox test's probe: this must kill keyd. */
+			log_warn("sandbox probe: calling socket(AF_INET)");
+			r = socket(AF_INET, SOCK_STREAM, 0);
+			log_error("sandbox probe: socket(AF_INET) was allowed "
+			    "(%d)", r);
+			continue;
+		}
 		if (si.ssi_signo == SIGHUP) {
 			log_info("SIGHUP: reopening the audit log");
-			if (audit_reopen(audit) == KEYD_OK)
+			if (audit_rotate(audit) == KEYD_OK)
 				event(audit, "log-reopened", NULL);
 			continue;
 		}
@@ -222,8 +277,10 @@ main(int argc, char **argv)
 	ret = 0;
 out:
 	server_free(srv);
-	token_close(token);
+	srtp_free(srtp);
+	/* The final checkpoint is signed on the token: close the log first. */
 	audit_close(audit);
+	token_close(token);
 	if (dispatch_ready)
 		dispatch_free(&d);
 	pin_free(pin, pin_len);

@@ -55,8 +55,11 @@ pin_read(const char *path, uid_t owner_uid, char **pin, size_t *len,
 		r = KEYD_ERR_NOMEM;
 		goto out;
 	}
+	/* Up to two bytes past the longest PIN: a PIN of the longest
+	 * length, its newline, and one more byte to tell that such a line
+	 * is not alone in the file. */
 	for (;;) {
-		n = read(fd, buf + got, PIN_MAX_LEN + 1 - got);
+		n = read(fd, buf + got, PIN_MAX_LEN + 2 - got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -67,7 +70,7 @@ pin_read(const char *path, uid_t owner_uid, char **pin, size_t *len,
 		if (n == 0)
 			break;
 		got += (size_t)n;
-		if (got > PIN_MAX_LEN)
+		if (got > PIN_MAX_LEN + 1)
 			break;
 	}
 	if (got > 0 && buf[got - 1] == '\n')

@@ -242,6 +242,7 @@ audit_peer(struct server *s, const char *event, const char *client,
 	ar.pid = p->pid;
 	ar.result = result;
 	ar.detail = detail;
+	ar.aggregate = result == KEYD_ERR_DENIED || result == KEYD_ERR_BUSY;
 	(void)!audit_write(s->d->audit, &ar);
 }
 

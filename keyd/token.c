@@ -35,8 +35,10 @@ struct token {
 	pthread_rwlock_t lock;     /* writers: recovery; readers: operations */
 	atomic_ulong generation;
 	atomic_ulong recoveries;
-	struct token_key *keys;
-	size_t n_keys;
+	struct token_key *keys;    /* the config's keys, then the audit key */
+	size_t n_keys;             /* the config's keys */
+	size_t n_all;              /* n_keys, plus one with an audit key */
+	int has_audit_key;
 };
 
 /* DER of the curve OIDs keyd serves. */
@@ -737,6 +739,46 @@ out:
 	return r;
 }
 
+/* The audit key signs the audit log's checkpoints. It sits after the
+ * config's keys, where no client's key list can reach it, and it must not
+ * be the same token object as any served key: compared by handle, which
+ * names one object within one token, not by URI. */
+static int
+resolve_audit_key(struct token *t, const struct config *cfg, char *err,
+    size_t errlen)
+{
+	struct token_key *k = &t->keys[t->n_keys];
+	int r;
+
+	k->name = "audit_key";
+	k->uri = cfg->audit_key;
+	t->n_all = t->n_keys + 1;
+	if ((r = parse_key_uri(t, k, err, errlen)) != KEYD_OK ||
+	    (r = find_key(t, k, err, errlen)) != KEYD_OK ||
+	    (r = describe_key(t, k, CONFIG_OP_SIGN, err, errlen)) != KEYD_OK)
+		return r;
+	for (size_t i = 0; i < t->n_keys; i++) {
+		int same = t->keys[i].handle == k->handle;
+
+		for (size_t v = 0; !same && v < t->keys[i].n_prev; v++)
+			same = t->keys[i].prev[v] == k->handle;
+		if (same) {
+			errf(err, errlen, "audit_key %s is the same token object "
+			    "as [key %s]; the audit key must be a key that no "
+			    "client can use", cfg->audit_key, t->keys[i].name);
+			return KEYD_ERR_CONFIG;
+		}
+	}
+	t->has_audit_key = 1;
+	return KEYD_OK;
+}
+
+long
+token_audit_key(const struct token *t)
+{
+	return t->has_audit_key ? (long)t->n_keys : -1;
+}
+
 int
 token_open(const struct config *cfg, const char *pin, size_t pin_len,
     struct token **out, char *err, size_t errlen)
@@ -801,12 +843,12 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 	if ((r = keeper_login(t, err, errlen)) != KEYD_OK)
 		goto out;
 
-	if (cfg->n_keys > 0 &&
-	    (t->keys = calloc(cfg->n_keys, sizeof(*t->keys))) == NULL) {
+	if ((t->keys = calloc(cfg->n_keys + 1, sizeof(*t->keys))) == NULL) {
 		r = KEYD_ERR_NOMEM;
 		goto out;
 	}
 	t->n_keys = cfg->n_keys;
+	t->n_all = cfg->n_keys;
 	for (size_t i = 0; i < cfg->n_keys; i++) {
 		struct token_key *k = &t->keys[i];
 
@@ -821,6 +863,9 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 			goto out;
 		find_cert(t, k);
 	}
+	if (cfg->audit_key != NULL &&
+	    (r = resolve_audit_key(t, cfg, err, errlen)) != KEYD_OK)
+		goto out;
 	*out = t;
 	t = NULL;
 	r = KEYD_OK;
@@ -842,7 +887,7 @@ token_close(struct token *t)
 	}
 	if (t->f != NULL)
 		p11_kit_module_release(t->f);
-	for (size_t i = 0; i < t->n_keys; i++) {
+	for (size_t i = 0; i < t->n_all; i++) {
 		for (CK_ULONG j = 0; j < t->keys[i].tmpl_n; j++)
 			free(t->keys[i].tmpl[j].pValue);
 		free(t->keys[i].tmpl);
@@ -871,7 +916,7 @@ token_close(struct token *t)
 const struct token_key *
 token_key(const struct token *t, size_t i)
 {
-	return i < t->n_keys ? &t->keys[i] : NULL;
+	return i < t->n_all ? &t->keys[i] : NULL;
 }
 
 size_t
@@ -913,7 +958,7 @@ token_recover(struct token *t, unsigned long seen, char *msg, size_t msglen)
 		r = KEYD_ERR_TOKEN;
 		goto out;
 	}
-	for (size_t i = 0; i < t->n_keys; i++) {
+	for (size_t i = 0; i < t->n_all; i++) {
 		int fr = find_key(t, &t->keys[i], err, sizeof(err));
 
 		for (size_t v = 0; fr == KEYD_OK && v < t->keys[i].n_prev; v++)
@@ -1043,7 +1088,7 @@ run_fn(struct token *t, struct token_session *s, size_t key, size_t version,
 	for (int attempt = 0; attempt < 2; attempt++) {
 		pthread_rwlock_rdlock(&t->lock);
 		gen = atomic_load(&t->generation);
-		h = key >= t->n_keys ? CK_INVALID_HANDLE : version == 0 ?
+		h = key >= t->n_all ? CK_INVALID_HANDLE : version == 0 ?
 		    t->keys[key].handle : t->keys[key].prev[version - 1];
 		rv = session_ready(t, s);
 		if (rv == CKR_OK)
@@ -1076,7 +1121,7 @@ token_run(struct token *t, struct token_session *s, size_t key,
 	CK_RV rv;
 	int r;
 
-	if (key >= t->n_keys || version > t->keys[key].n_prev)
+	if (key >= t->n_all || version > t->keys[key].n_prev)
 		return KEYD_ERR_INTERNAL;
 	rv = run_fn(t, s, key, version, fn, arg, &r, msg, msglen);
 	if (r != KEYD_OK)
@@ -1093,7 +1138,7 @@ run_crypt(struct token *t, struct token_session *s, enum token_op op,
 	CK_RV rv;
 	int r;
 
-	if (key >= t->n_keys)
+	if (key >= t->n_all)
 		return KEYD_ERR_INTERNAL;
 	rv = run_fn(t, s, key, 0, crypt_fn, &a, &r, msg, msglen);
 	if (r != KEYD_OK)

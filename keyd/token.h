@@ -75,7 +75,11 @@ int token_open(const struct config *cfg, const char *pin, size_t pin_len,
  * module, wipes the PIN. NULL is fine. */
 void token_close(struct token *t);
 
-/* token_key: the resolved key with config index i. */
+/* token_audit_key: the key index of the audit key (for token_sign), or
+ * -1 when none is configured. No client can reach it. */
+long token_audit_key(const struct token *t);
+
+/* token_key: the resolved key with config index i (or the audit key's). */
 const struct token_key *token_key(const struct token *t, size_t i);
 size_t token_key_count(const struct token *t);
 

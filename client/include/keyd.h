@@ -239,6 +239,92 @@ KEYD_API int keyd_status(struct keyd_client *c, int format, char **text);
  * NULL is fine. */
 KEYD_API void keyd_free(void *p);
 
+/*
+ * keyd_certificate: the X.509 certificate the token holds for the key
+ * named key (the certificate object with the key's CKA_ID), as DER. On
+ * success *der is a new buffer of *len bytes that the caller frees with
+ * keyd_free. Returns KEYD_OK; KEYD_ERR_NOT_FOUND if the token holds no
+ * certificate for the key (keyd_keylist_has_cert says so beforehand),
+ * KEYD_ERR_UNKNOWN_KEY, KEYD_ERR_DENIED, ...
+ */
+KEYD_API int keyd_certificate(struct keyd_client *c, const char *key,
+    uint8_t **der, size_t *len);
+
+/* keyd_keylist_id: the token object's CKA_ID of key i, owned by l, with
+ * its length in *len (at most KEYD_MAX_KEY_ID bytes); NULL with *len 0 if
+ * the key has no CKA_ID or i is out of range. */
+#define KEYD_MAX_KEY_ID 256u
+KEYD_API const uint8_t *keyd_keylist_id(const struct keyd_keylist *l,
+    size_t i, size_t *len);
+/* keyd_keylist_has_cert: 1 if the token holds a certificate for key i
+ * (keyd_certificate fetches it), else 0. */
+KEYD_API int keyd_keylist_has_cert(const struct keyd_keylist *l, size_t i);
+
+/* SRTP crypto suites, for keyd_srtp_new (RFC 4568, RFC 6188, RFC 7714).
+ * The values are stable (the protocol's). */
+enum keyd_srtp_suite {
+	KEYD_SRTP_AES_CM_128_HMAC_SHA1_80 = 1, /* key 16, salt 14 bytes */
+	KEYD_SRTP_AES_CM_128_HMAC_SHA1_32 = 2, /* key 16, salt 14 */
+	KEYD_SRTP_AES_256_CM_HMAC_SHA1_80 = 3, /* key 32, salt 14 */
+	KEYD_SRTP_AES_256_CM_HMAC_SHA1_32 = 4, /* key 32, salt 14 */
+	KEYD_SRTP_AEAD_AES_128_GCM = 5,        /* key 16, salt 12 */
+	KEYD_SRTP_AEAD_AES_256_GCM = 6,        /* key 32, salt 12 */
+};
+/* Buffers of these sizes always do: master key || master salt; the SDES
+ * key-params string ("inline:" + base64, NUL-terminated); a blob. */
+#define KEYD_SRTP_MAX_KEY_SALT 46u
+#define KEYD_SRTP_MAX_KEY_PARAMS 80u
+#define KEYD_SRTP_MAX_BLOB 128u
+/* The longest context (a Call-ID, a trunk id) keyd binds into a blob. */
+#define KEYD_SRTP_MAX_CONTEXT 1024u
+
+/*
+ * keyd_srtp_suite_lengths: the master key and master salt lengths of
+ * suite (enum keyd_srtp_suite). Returns KEYD_OK, or KEYD_ERR_INVALID_ARG
+ * for an unknown suite.
+ */
+KEYD_API int keyd_srtp_suite_lengths(int suite, size_t *key_len,
+    size_t *salt_len);
+
+/*
+ * keyd_srtp_new: a fresh SRTP master key and salt for suite, drawn from
+ * the token's RNG, and a blob holding them wrapped under the current
+ * version of the KEK named key (see keyd's docs/srtp.md). context
+ * (context_len bytes, at most KEYD_SRTP_MAX_CONTEXT; NULL with 0 for
+ * none) is bound into the blob: keyd_srtp_open needs the same bytes.
+ * key_salt receives master key || master salt (as libsrtp2 takes them;
+ * keyd_srtp_suite_lengths splits them); *key_salt_len is its size on
+ * entry and the length on return. key_params, if not NULL, receives the
+ * SDES key-params string "inline:" + base64(key || salt), NUL-terminated
+ * (key_params_size bytes of room). blob receives the blob (*blob_len: room
+ * on entry, length on return); store it, it is not secret. The caller owns
+ * every buffer and should wipe key_salt and key_params after use; libkeyd
+ * wipes its own copies. If keyd hung up, the request is sent again on a
+ * new connection: the first key, if made, is then simply never used.
+ * Returns KEYD_OK; KEYD_ERR_BUFFER_TOO_SMALL (the KEYD_SRTP_MAX_* sizes
+ * always do), KEYD_ERR_INVALID_ARG, KEYD_ERR_DENIED, KEYD_ERR_UNKNOWN_KEY,
+ * KEYD_ERR_LIMIT (the KEK made its last blob: keyd's operator must add a
+ * new KEK version), ...
+ */
+KEYD_API int keyd_srtp_new(struct keyd_client *c, const char *key, int suite,
+    const void *context, size_t context_len, uint8_t *key_salt,
+    size_t *key_salt_len, char *key_params, size_t key_params_size,
+    uint8_t *blob, size_t *blob_len);
+
+/*
+ * keyd_srtp_open: the master key and salt in blob (from keyd_srtp_new for
+ * the key named key, with the same context). *suite (if not NULL) is set
+ * to the blob's suite; key_salt, *key_salt_len, key_params and
+ * key_params_size are as for keyd_srtp_new. Returns KEYD_OK;
+ * KEYD_ERR_BLOB (the blob was altered or truncated, belongs to another
+ * key or context, or its KEK version is no longer configured),
+ * KEYD_ERR_BUFFER_TOO_SMALL, KEYD_ERR_DENIED, KEYD_ERR_UNKNOWN_KEY, ...
+ */
+KEYD_API int keyd_srtp_open(struct keyd_client *c, const char *key,
+    const void *blob, size_t blob_len, const void *context,
+    size_t context_len, int *suite, uint8_t *key_salt, size_t *key_salt_len,
+    char *key_params, size_t key_params_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,3 +3,6 @@
 # by OpenSSL, GnuTLS and the raw protocol client kd_raw.
 add_executable(kd_raw ${CMAKE_CURRENT_SOURCE_DIR}/integration/kd_raw.c)
 target_link_libraries(kd_raw PRIVATE keydproto)
+
+keyd_script_test(hardening integration/hardening.sh integration)
+keyd_script_test(audit integration/audit.sh integration)

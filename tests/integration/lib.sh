@@ -91,7 +91,8 @@ CONF
 }
 
 start_keyd() {
-  "$KEYD" -c "$T/keyd.conf" "$@" >"$T/keyd.log" 2>&1 &
+  # KEYD_WRAPPER: a command to run keyd under (strace, valgrind), unquoted.
+  ${KEYD_WRAPPER:-} "$KEYD" -c "$T/keyd.conf" "$@" >"$T/keyd.log" 2>&1 &
   KEYD_PID=$!
   for _ in $(seq 1 100); do
     [[ -S $T/run/keyd.sock ]] && grep -q "serving" "$T/keyd.log" && return 0
@@ -112,4 +113,77 @@ expect_fail() {
   local pat=$1; shift
   if "$@" >"$T/out" 2>"$T/err"; then fail "succeeded: $*"; fi
   grep -q -- "$pat" "$T/err" || { cat "$T/err" >&2; fail "'$*' did not say '$pat'"; }
+}
+
+# ---- helpers of the core tests (sign_verify, decrypt, policy, protocol,
+# config_check, lifecycle, recovery) ----
+
+# need_root: for tests that change uids (setpriv) or owners; skip (77)
+# otherwise. CI runs the tests as root.
+need_root() {
+  if [[ $(id -u) -ne 0 ]]; then echo "SKIP: needs root"; exit 77; fi
+}
+
+# as_user UID GID[,SUPPLEMENTARY...] CMD...: CMD with those credentials
+# and no other groups.
+as_user() {
+  local uid=$1 gids=$2 groups=--clear-groups; shift 2
+  [[ $gids == *,* ]] && groups=--groups=${gids#*,}
+  setpriv --reuid="$uid" --regid="${gids%%,*}" "$groups" -- "$@"
+}
+
+# expect_error LINE CMD...: CMD must exit 1 having printed exactly LINE
+# on stderr (one line) and nothing on stdout.
+expect_error() {
+  local want=$1 rc=0; shift
+  "$@" >"$T/out" 2>"$T/err" || rc=$?
+  [[ $rc -eq 1 ]] || { cat "$T/err" >&2; fail "'$*' exited $rc, not 1"; }
+  [[ ! -s $T/out ]] || fail "'$*' wrote to stdout: $(head -c 200 "$T/out")"
+  [[ $(cat "$T/err") == "$want" ]] || fail "'$*' said:
+  $(cat "$T/err")
+expected:
+  $want"
+}
+
+# keyd_rss_kb: the running keyd's resident set size in kB.
+keyd_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$KEYD_PID/status"; }
+
+# wait_for FILE PATTERN [SECONDS]: until FILE has a line matching PATTERN.
+wait_for() {
+  local file=$1 pat=$2 i n=$(( ${3:-10} * 20 ))
+  for ((i = 0; i < n; i++)); do
+    grep -q -- "$pat" "$file" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  fail "$file has no line matching '$pat' after ${3:-10} s"
+}
+
+# json_field LINE NAME: the value of a top-level field of one audit line
+# as json-c writes it (no spaces; quotes inside strings escaped): a number,
+# or a string without its quotes (escapes kept). Nothing if absent. No jq:
+# a fresh Debian machine need not have it.
+json_field() {
+  local num="[{,]\"$2\":(-?[0-9]+)[,}]"
+  local str="[{,]\"$2\":\"(([^\"\\\\]|\\\\.)*)\""
+  if [[ $1 =~ $num ]]; then printf '%s\n' "${BASH_REMATCH[1]}"
+  elif [[ $1 =~ $str ]]; then printf '%s\n' "${BASH_REMATCH[1]}"
+  fi
+}
+
+# sha_of ALG: the openssl digest name a keydctl sign algorithm hashes with.
+sha_of() { case $1 in *sha256) echo sha256 ;; *sha384) echo sha384 ;; *sha512) echo sha512 ;; esac; }
+
+# verify_sig ALG PUB.pem MSG SIG: openssl's verdict on a keydctl signature;
+# returns openssl's status.
+verify_sig() {
+  local alg=$1 pub=$2 msg=$3 sig=$4
+  case $alg in
+    ed25519)
+      openssl pkeyutl -verify -pubin -inkey "$pub" -rawin -in "$msg" -sigfile "$sig" ;;
+    rsa-pss-*)
+      openssl dgst "-$(sha_of "$alg")" -verify "$pub" -sigopt rsa_padding_mode:pss \
+        -sigopt rsa_pss_saltlen:digest -signature "$sig" "$msg" ;;
+    *)
+      openssl dgst "-$(sha_of "$alg")" -verify "$pub" -signature "$sig" "$msg" ;;
+  esac
 }

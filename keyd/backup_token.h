@@ -1,0 +1,134 @@
+/*
+ * backup_token.h: what keyd-backup does inside a token: generate keys that
+ * can only be wrapped under a trusted key, check the token's RFC 5649 key
+ * wrap against the RFC's known answers, put the backup master key (BMK)
+ * in as a trusted session object, wrap keys under it, and restore them
+ * (all or nothing) with their original attributes.
+ *
+ * Every function takes an open struct p11 (p11.h) with the right user
+ * logged in, as its comment says, and writes what went wrong to err
+ * (never a secret).
+ */
+#ifndef KEYD_BACKUP_TOKEN_H
+#define KEYD_BACKUP_TOKEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bundle.h"
+#include "p11.h"
+
+#define BACKUP_TOKEN_WUR __attribute__((warn_unused_result))
+
+/* What keygen makes. */
+enum backup_key_kind {
+	BACKUP_KIND_EC_P256 = 1,
+	BACKUP_KIND_EC_P384,
+	BACKUP_KIND_RSA_2048,
+	BACKUP_KIND_RSA_3072,
+	BACKUP_KIND_ED25519,
+	BACKUP_KIND_AES_128,
+	BACKUP_KIND_AES_256,
+};
+
+/* Usage flags keygen takes (--usage). */
+enum {
+	BACKUP_USAGE_SIGN = 1u << 0,     /* CKA_SIGN (+ CKA_VERIFY on the pub) */
+	BACKUP_USAGE_DECRYPT = 1u << 1,  /* CKA_DECRYPT (+ CKA_ENCRYPT on pub) */
+	BACKUP_USAGE_SRTP = 1u << 2,     /* AES: CKA_ENCRYPT and CKA_DECRYPT */
+};
+
+struct backup_keygen {
+	enum backup_key_kind kind;
+	const char *label;
+	const uint8_t *id;
+	size_t id_len;
+	unsigned usage;          /* BACKUP_USAGE_* */
+	int backup;              /* 0: not extractable (--no-backup) */
+};
+
+/* backup_kind_parse: "ec:p256" ... "aes:256" to a kind; 0 if unknown. */
+enum backup_key_kind backup_kind_parse(const char *s);
+/* backup_kind_usage_ok: whether usage suits kind; if not, *why says. */
+int backup_kind_usage_ok(enum backup_key_kind kind, unsigned usage,
+    const char **why);
+
+/* backup_token_keygen: generates the key on the token (user logged in)
+ * with CKA_SENSITIVE, CKA_EXTRACTABLE (unless !backup) and
+ * CKA_WRAP_WITH_TRUSTED, and exactly the usage asked for, every flag set
+ * explicitly; the public key of a pair gets the same label and id. It
+ * refuses a label that a key on the token already has. The description
+ * of the new key (attributes and fingerprint, no wrapped bytes) goes to
+ * *out. */
+int backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
+    struct bundle_key *out, char *err, size_t errlen) BACKUP_TOKEN_WUR;
+
+/* backup_token_pick_wrap: the RFC 5649 mechanism to use on this token
+ * (user logged in): CKM_AES_KEY_WRAP_KWP if the token has it, else
+ * CKM_AES_KEY_WRAP_PAD; either only after its output matches RFC 5649's
+ * known answers (section 6) for wrapping and unwrapping. Returns KEYD_OK,
+ * KEYD_ERR_UNSUPPORTED (neither mechanism) or KEYD_ERR_TOKEN (the token's
+ * output differs from the RFC). */
+int backup_token_pick_wrap(struct p11 *p, CK_MECHANISM_TYPE *mech,
+    char *err, size_t errlen) BACKUP_TOKEN_WUR;
+
+/* backup_token_describe: reads the key at h (found by uri; user logged
+ * in) into *k: class, type, size, label, id, flags, and for a pair the
+ * public key object (same id) with its SPKI and fingerprint, for a secret
+ * key its check value. Refuses, naming the attribute, a key that is not
+ * extractable or is extractable without CKA_WRAP_WITH_TRUSTED. */
+int backup_token_describe(struct p11 *p, CK_OBJECT_HANDLE h, const char *uri,
+    struct bundle_key *k, char *err, size_t errlen) BACKUP_TOKEN_WUR;
+
+/* backup_token_new_bmk: 32 bytes of C_GenerateRandom XOR getrandom()
+ * into bmk (the caller's, locked). */
+int backup_token_new_bmk(struct p11 *p, uint8_t *bmk, char *err,
+    size_t errlen) BACKUP_TOKEN_WUR;
+
+/* backup_token_trusted_bmk: logs the SO in (so_pin), creates the BMK as
+ * a public session object with CKA_TRUSTED, CKA_WRAP and CKA_UNWRAP,
+ * logs the SO out and the user in (user_pin). *h is the BMK object,
+ * which lives until it is destroyed or the session closes. Whoever was
+ * logged in before is logged out first. */
+int backup_token_trusted_bmk(struct p11 *p, const char *so_pin,
+    size_t so_len, const char *user_pin, size_t user_len,
+    const uint8_t *bmk, CK_OBJECT_HANDLE *h, char *err, size_t errlen)
+    BACKUP_TOKEN_WUR;
+
+/* backup_token_wrap: wraps the key found by uri under the BMK object bmk
+ * with mech, into k->wrapped (user logged in). */
+int backup_token_wrap(struct p11 *p, CK_MECHANISM_TYPE mech,
+    CK_OBJECT_HANDLE bmk, const char *uri, struct bundle_key *k, char *err,
+    size_t errlen) BACKUP_TOKEN_WUR;
+
+/* backup_token_destroy: destroys a session or token object; errors are
+ * ignored (used in clean-up). */
+void backup_token_destroy(struct p11 *p, CK_OBJECT_HANDLE h);
+
+/* backup_token_restore: restores every key of the bundle b (its MAC
+ * already checked) onto the token (user logged in): checks that no
+ * object has a label or id of the bundle's keys, checks the wrap
+ * mechanism's known answers, imports bmk as a session object, unwraps
+ * each key with its recorded attributes, re-creates each public key,
+ * checks each fingerprint, runs a sign/verify or encrypt/decrypt
+ * self-test, and destroys the BMK object. Writes one line a key to
+ * report. All or nothing: on failure every object it made is destroyed.
+ * Returns KEYD_OK or a KEYD_ERR_* code with err saying why. */
+int backup_token_restore(struct p11 *p, const struct bundle *b,
+    const uint8_t *bmk, size_t bmk_len, FILE *report, char *err,
+    size_t errlen) BACKUP_TOKEN_WUR;
+
+/* The RFC 5649 section 6 known answers (KEK, then per example the key
+ * and the wrapped key), for the unit test that checks them against
+ * OpenSSL and tests/vectors/. */
+struct backup_kat {
+	const uint8_t *key;
+	size_t key_len;
+	const uint8_t *wrapped;
+	size_t wrapped_len;
+};
+extern const uint8_t backup_kat_kek[24];
+extern const struct backup_kat backup_kats[2];
+
+#endif

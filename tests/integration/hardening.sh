@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Hardening of the running daemon: the seccomp filter on every thread, a
+# forbidden call killing the process, the privilege drop, no core dumps,
+# and the PIN in no process metadata or log.
+source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
+
+TOKEN=hard
+make_token $TOKEN
+keygen EC:prime256v1 ec 01 --usage-sign
+write_pin
+write_config <<CONF
+[key ec]
+uri = pkcs11:object=ec;type=private
+ops = sign
+
+[client root]
+uid = 0
+keys = ec
+ops = sign, status
+CONF
+
+sign_ok() {
+  echo hello > "$T/msg"
+  "$KEYDCTL" sign ec -a ecdsa-sha256 -i "$T/msg" -o "$T/sig" || fail "sign failed"
+  "$KEYDCTL" pubkey ec -o "$T/pub.pem"
+  openssl dgst -sha256 -verify "$T/pub.pem" -signature "$T/sig" "$T/msg" >/dev/null ||
+    fail "signature made under the sandbox does not verify"
+}
+
+# 1. Every thread runs under the filter (Seccomp: 2 = filter mode), and
+#    keyd still serves.
+start_keyd
+grep -q "seccomp sandbox on" "$T/keyd.log" || fail "no sandbox line in the log"
+sign_ok
+n=0
+for st in /proc/$KEYD_PID/task/*/status; do
+  grep -qP '^Seccomp:\t2$' "$st" || fail "thread $(basename "$(dirname "$st")") is not under seccomp"
+  n=$((n + 1))
+done
+[[ $n -ge 3 ]] || fail "expected the main thread and workers, saw $n threads"
+pass "seccomp on all $n threads, signing works"
+
+# 2. The PIN is in no command line, environment or log.
+for f in cmdline environ; do
+  if tr '\0' '\n' < /proc/$KEYD_PID/$f | grep -qx "$PIN"; then fail "PIN in /proc/PID/$f"; fi
+done
+if grep -q "$PIN" "$T/keyd.log" "$T/audit.jsonl"; then fail "PIN in a log"; fi
+pass "no PIN in cmdline, environ or logs"
+stop_keyd
+
+# 3. A forbidden call (socket(AF_INET) through the test-only probe) kills
+#    the process with SIGSYS.
+KEYD_TEST_SANDBOX_PROBE=1 start_keyd
+kill -USR1 "$KEYD_PID"
+set +e
+wait "$KEYD_PID"
+status=$?
+set -e
+KEYD_PID=
+[[ $status -eq $((128 + 31)) ]] || fail "probe: keyd exited with $status, want 159 (SIGSYS)"
+if grep -q "was allowed" "$T/keyd.log"; then fail "socket(AF_INET) was allowed"; fi
+pass "socket(AF_INET) killed keyd (SIGSYS)"
+rm -f "$T/run/keyd.sock"
+
+# 4. Started as root with user = nobody: real, effective and saved uids
+#    (and gids) are all nobody's afterwards, and it still serves.
+chown -R nobody:nogroup "$T/tokens"
+sed -i "s|^\[keyd\]|[keyd]\nuser = nobody|" "$T/keyd.conf"
+start_keyd
+uid=$(id -u nobody)
+grep -qP "^Uid:\t$uid\t$uid\t$uid\t$uid$" /proc/$KEYD_PID/status ||
+  fail "uids after the drop: $(grep ^Uid /proc/$KEYD_PID/status)"
+grep -qP "^Groups:\t$(id -g nobody) ?$" /proc/$KEYD_PID/status ||
+  fail "groups after the drop: $(grep ^Groups /proc/$KEYD_PID/status)"
+grep -qP '^CapEff:\t0+$' /proc/$KEYD_PID/status || fail "capabilities kept"
+sign_ok
+pass "dropped to nobody: uids $uid, no capabilities, still serving"
+stop_keyd
+
+# 5. Started directly as an unprivileged user (as systemd does), with no
+#    drop: not dumpable, so /proc/PID files belong to root, not the user.
+sed -i "/^user = nobody$/d" "$T/keyd.conf"
+chown nobody:nogroup "$T/pin" "$T/keyd.conf" "$T/audit.jsonl" "$T/run"
+echo "[client nobody]
+uid = nobody
+keys = ec
+ops = sign" >> "$T/keyd.conf"
+sed -i "s|^\[client root\]|[client root-unused]|" "$T/keyd.conf"
+KEYD_WRAPPER="setpriv --reuid=nobody --regid=nogroup --clear-groups" start_keyd
+owner=$(stat -c %U /proc/$KEYD_PID/status)
+[[ $owner == root ]] || fail "started as nobody, /proc files owned by $owner: dumpable"
+pass "started as nobody without a drop: not dumpable"
+stop_keyd

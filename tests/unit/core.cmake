@@ -1,0 +1,8 @@
+# Unit tests of the daemon's core modules and the protocol code they
+# share (proto/, keyd/): one executable per module. Included from
+# tests/CMakeLists.txt, so paths are relative to tests/.
+keyd_unit_test(test_kbuf unit/test_kbuf.c LIBS keydcore)
+keyd_unit_test(test_frame unit/test_frame.c LIBS keydcore)
+keyd_unit_test(test_config unit/test_config.c LIBS keydcore)
+keyd_unit_test(test_policy unit/test_policy.c LIBS keydcore)
+keyd_unit_test(test_pin unit/test_pin.c LIBS keydcore)
