@@ -31,8 +31,9 @@
 /* Longest line of detail shown, and longest key name shown in full. */
 #define KEYDCTL_MSG_MAX 1024u
 #define KEYDCTL_NAME_MAX 260u
-/* Positional words: the command and at most one name. */
-#define KEYDCTL_MAX_WORDS 2
+/* Positional words: the command and at most three more (srtp open NAME
+ * BLOB). */
+#define KEYDCTL_MAX_WORDS 4
 /* Exit status for a failed operation, and for a usage error. */
 #define KEYDCTL_EXIT_FAIL 1
 #define KEYDCTL_EXIT_USAGE 2
@@ -45,6 +46,8 @@ enum {
 	OPT_ALG = 1u << 3,
 	OPT_DIGEST = 1u << 4,
 	OPT_PROMETHEUS = 1u << 5,
+	OPT_SUITE = 1u << 6,
+	OPT_CONTEXT = 1u << 7,
 };
 
 struct ctl_opts {
@@ -52,6 +55,8 @@ struct ctl_opts {
 	const char *in;
 	const char *out;
 	const char *alg;
+	const char *suite;      /* srtp new -S */
+	const char *context;    /* srtp -C */
 	unsigned given;         /* OPT_* seen */
 	const char *words[KEYDCTL_MAX_WORDS];
 	int nwords;
@@ -93,6 +98,12 @@ static const char ctl_usage[] =
 "  decrypt NAME -a ALG [-i FILE] [-o FILE]\n"
 "                                   decrypt an RSA-OAEP ciphertext\n"
 "  status [--prometheus]            keyd's tokens, keys and counters\n"
+"  srtp new NAME -S SUITE [-C CONTEXT]\n"
+"                                   a new SRTP master key: prints\n"
+"                                   inline:BASE64 (SDES key-params) and\n"
+"                                   blob:BASE64 (store it), one a line\n"
+"  srtp open NAME BLOB [-C CONTEXT] the key in a stored blob (BASE64, with\n"
+"                                   or without blob:): prints inline:BASE64\n"
 "\n"
 "options (before or after the command):\n"
 "  -s, --socket SOCKET   keyd's socket (default: $KEYD_SOCKET, else\n"
@@ -109,6 +120,11 @@ static const char ctl_usage[] =
 "                        creates it mode 0600, the others 0644\n"
 "      --digest          the input is already the digest (not Ed25519)\n"
 "      --prometheus      status in Prometheus text format\n"
+"  -S, --suite SUITE     AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32,\n"
+"                        AES_256_CM_HMAC_SHA1_80, AES_256_CM_HMAC_SHA1_32,\n"
+"                        AEAD_AES_128_GCM, AEAD_AES_256_GCM\n"
+"  -C, --context TEXT    bound into the blob (a Call-ID, a trunk id);\n"
+"                        srtp open needs the same\n"
 "  -h, --help            this text\n"
 "\n"
 "Signatures come out as openssl dgst -verify takes them: DER for ECDSA,\n"
@@ -518,6 +534,117 @@ out:
 	return ret;
 }
 
+/* SRTP suite names, as in SDP's a=crypto (RFC 4568, 6188, 7714). */
+static const struct {
+	const char *name;
+	int suite;
+} ctl_suites[] = {
+	{ "AES_CM_128_HMAC_SHA1_80", KEYD_SRTP_AES_CM_128_HMAC_SHA1_80 },
+	{ "AES_CM_128_HMAC_SHA1_32", KEYD_SRTP_AES_CM_128_HMAC_SHA1_32 },
+	{ "AES_256_CM_HMAC_SHA1_80", KEYD_SRTP_AES_256_CM_HMAC_SHA1_80 },
+	{ "AES_256_CM_HMAC_SHA1_32", KEYD_SRTP_AES_256_CM_HMAC_SHA1_32 },
+	{ "AEAD_AES_128_GCM", KEYD_SRTP_AEAD_AES_128_GCM },
+	{ "AEAD_AES_256_GCM", KEYD_SRTP_AEAD_AES_256_GCM },
+};
+
+/* A blob argument: base64, with or without the "blob:" srtp new prints. */
+static int
+ctl_blob_decode(const char *arg, uint8_t *out, size_t room, size_t *len)
+{
+	size_t n, pad = 0;
+	int got;
+
+	if (strncmp(arg, "blob:", 5) == 0)
+		arg += 5;
+	n = strlen(arg);
+	if (n == 0 || n % 4 != 0 || n / 4 * 3 > room)
+		return -1;
+	if (arg[n - 1] == '=')
+		pad = arg[n - 2] == '=' ? 2 : 1;
+	got = EVP_DecodeBlock(out, (const unsigned char *)arg, (int)n);
+	if (got < 0 || (size_t)got < pad)
+		return -1;
+	*len = (size_t)got - pad;
+	return 0;
+}
+
+static int
+cmd_srtp(const struct ctl_opts *o)
+{
+	const char *sub = o->nwords > 1 ? o->words[1] : "";
+	int is_new = strcmp(sub, "new") == 0;
+	struct keyd_client *c = NULL;
+	uint8_t *ks = NULL, blob[KEYD_SRTP_MAX_BLOB];
+	char *out = NULL, ctx[KEYDCTL_NAME_MAX + 16];
+	const char *context = o->context != NULL ? o->context : "";
+	size_t kslen = KEYD_SRTP_MAX_KEY_SALT, bloblen = sizeof(blob), n, i;
+	/* key-params and newline, "blob:", base64 of a blob, newline */
+	size_t outcap = KEYD_SRTP_MAX_KEY_PARAMS + 8 +
+	    (KEYD_SRTP_MAX_BLOB + 2) / 3 * 4 + 1;
+	int r, suite = 0, ret = KEYDCTL_EXIT_FAIL;
+
+	if (!is_new && strcmp(sub, "open") != 0)
+		return ctl_usage_error("srtp takes new NAME -S SUITE or open "
+		    "NAME BLOB");
+	if (o->nwords != (is_new ? 3 : 4))
+		return ctl_usage_error(is_new ? "srtp new takes one key name" :
+		    "srtp open takes a key name and a blob");
+	if ((o->given & ~(OPT_SOCKET | OPT_CONTEXT |
+	    (is_new ? OPT_SUITE : 0))) != 0)
+		return ctl_usage_error("srtp %s takes only -s, -C%s", sub,
+		    is_new ? " and -S" : "");
+	if (is_new) {
+		if (o->suite == NULL)
+			return ctl_usage_error("srtp new needs -S SUITE");
+		for (i = 0; i < sizeof(ctl_suites) / sizeof(ctl_suites[0]); i++)
+			if (strcmp(ctl_suites[i].name, o->suite) == 0)
+				suite = ctl_suites[i].suite;
+		if (suite == 0)
+			return ctl_usage_error("unknown SRTP suite '%s'",
+			    o->suite);
+	} else if (ctl_blob_decode(o->words[3], blob, sizeof(blob),
+	    &bloblen) != 0) {
+		return ctl_usage_error("the blob is not base64 (as srtp new "
+		    "prints it after blob:)");
+	}
+	snprintf(ctx, sizeof(ctx), "srtp %s %s", sub, o->words[2]);
+	ctl_no_dumps();
+	if ((ks = secmem_alloc(KEYD_SRTP_MAX_KEY_SALT)) == NULL ||
+	    (out = secmem_alloc(outcap)) == NULL) {
+		ctl_error(ctx, "out of memory", NULL);
+		goto out;
+	}
+	if (ctl_connect(ctx, o, &c) != 0)
+		goto out;
+	if (is_new)
+		r = keyd_srtp_new(c, o->words[2], suite, context,
+		    strlen(context), ks, &kslen, out, KEYD_SRTP_MAX_KEY_PARAMS,
+		    blob, &bloblen);
+	else
+		r = keyd_srtp_open(c, o->words[2], blob, bloblen, context,
+		    strlen(context), &suite, ks, &kslen, out,
+		    KEYD_SRTP_MAX_KEY_PARAMS);
+	if (r != KEYD_OK) {
+		ctl_keyd_error(ctx, r, c);
+		goto out;
+	}
+	n = strlen(out);
+	out[n++] = '\n';
+	if (is_new) {
+		memcpy(out + n, "blob:", 5);
+		n += 5;
+		n += (size_t)EVP_EncodeBlock((unsigned char *)out + n, blob,
+		    (int)bloblen);
+		out[n++] = '\n';
+	}
+	ret = ctl_write_output(ctx, NULL, out, n, 0600, 1);
+out:
+	secmem_free(ks, KEYD_SRTP_MAX_KEY_SALT);
+	secmem_free(out, outcap);
+	keyd_close(c);
+	return ret;
+}
+
 /* Options may come before, between or after the command words: the '-'
  * at the head of optstring hands every word back in order (code 1), with
  * no reordering and no dependence on POSIXLY_CORRECT. */
@@ -531,6 +658,8 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		{ "alg", required_argument, NULL, 'a' },
 		{ "digest", no_argument, NULL, 'd' },
 		{ "prometheus", no_argument, NULL, 'p' },
+		{ "suite", required_argument, NULL, 'S' },
+		{ "context", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -539,7 +668,7 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 	memset(o, 0, sizeof(*o));
 	*help = 0;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "-:s:i:o:a:h", longopts,
+	while ((ch = getopt_long(argc, argv, "-:s:i:o:a:S:C:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 1:
@@ -554,6 +683,8 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		case 'a': o->alg = optarg; o->given |= OPT_ALG; break;
 		case 'd': o->given |= OPT_DIGEST; break;
 		case 'p': o->given |= OPT_PROMETHEUS; break;
+		case 'S': o->suite = optarg; o->given |= OPT_SUITE; break;
+		case 'C': o->context = optarg; o->given |= OPT_CONTEXT; break;
 		case 'h': *help = 1; break;
 		case ':':
 			return ctl_usage_error("option %s needs a value",
@@ -602,6 +733,8 @@ main(int argc, char **argv)
 	}
 	if (o.nwords == 0)
 		return ctl_usage_error("no command given");
+	if (strcmp(o.words[0], "srtp") == 0)
+		return cmd_srtp(&o);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(cmds[i].name, o.words[0]) == 0)
 			break;

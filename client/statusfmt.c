@@ -42,6 +42,25 @@ prom_label(char *dst, size_t n, const char *src)
 	dst[o] = '\0';
 }
 
+/* An SRTP KEK's blob count and, past its warning mark, the warning. */
+static int
+text_srtp(struct kbuf *b, const Keyd__V1__KeyStatus *k)
+{
+	char kek[STATUSFMT_NAME_MAX], warning[STATUSFMT_NAME_MAX];
+	int r;
+
+	if (k->srtp_kek == NULL || k->srtp_kek[0] == '\0')
+		return KEYD_OK;
+	strutil_printable(kek, sizeof(kek), k->srtp_kek);
+	if ((r = strutil_appendf(b, "; srtp %s %" PRIu64 " of %" PRIu64
+	    " blobs", kek, k->srtp_kek_blobs, k->srtp_kek_limit)) != KEYD_OK)
+		return r;
+	if (k->srtp_warning == NULL || k->srtp_warning[0] == '\0')
+		return KEYD_OK;
+	strutil_printable(warning, sizeof(warning), k->srtp_warning);
+	return strutil_appendf(b, "; WARNING: %s", warning);
+}
+
 static int
 text_key(struct kbuf *b, const Keyd__V1__KeyStatus *k)
 {
@@ -70,6 +89,8 @@ text_key(struct kbuf *b, const Keyd__V1__KeyStatus *k)
 		return r;
 	if (k->weak_extractable && (r = strutil_appendf(b, "; WEAK: "
 	    "extractable without wrap-with-trusted")) != KEYD_OK)
+		return r;
+	if ((r = text_srtp(b, k)) != KEYD_OK)
 		return r;
 	return strutil_appendf(b, "\n");
 }
@@ -177,6 +198,28 @@ prom_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 		if ((r = strutil_appendf(b, "keyd_key_weak_extractable{key="
 		    "\"%s\"} %d\n", name, s->keys[i]->weak_extractable ? 1 :
 		    0)) != KEYD_OK)
+			return r;
+	}
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_srtp_kek_blobs SRTP blobs made under the current "
+	    "KEK version of a key (persistent).\n"
+	    "# TYPE keyd_srtp_kek_blobs gauge\n"
+	    "# HELP keyd_srtp_kek_limit The most SRTP blobs keyd makes under "
+	    "one KEK version.\n"
+	    "# TYPE keyd_srtp_kek_limit gauge\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_keys; i++) {
+		const Keyd__V1__KeyStatus *k = s->keys[i];
+		char kek[2 * STATUSFMT_NAME_MAX];
+
+		if (k->srtp_kek == NULL || k->srtp_kek[0] == '\0')
+			continue;
+		prom_label(name, sizeof(name), k->name);
+		prom_label(kek, sizeof(kek), k->srtp_kek);
+		if ((r = strutil_appendf(b, "keyd_srtp_kek_blobs{key=\"%s\","
+		    "kek=\"%s\"} %" PRIu64 "\nkeyd_srtp_kek_limit{key=\"%s\","
+		    "kek=\"%s\"} %" PRIu64 "\n", name, kek, k->srtp_kek_blobs,
+		    name, kek, k->srtp_kek_limit)) != KEYD_OK)
 			return r;
 	}
 	if ((r = strutil_appendf(b,

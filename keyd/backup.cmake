@@ -44,6 +44,11 @@ endforeach()
 file(CONFIGURE OUTPUT ${SLIP39_WORDLIST_INC} CONTENT "${_slip39_inc}" @ONLY)
 
 target_sources(keydcore PRIVATE
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_file.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_share.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_token.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/bundle.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/p11.c
   ${CMAKE_CURRENT_SOURCE_DIR}/gf256.c
   ${CMAKE_CURRENT_SOURCE_DIR}/shamir.c
   ${CMAKE_CURRENT_SOURCE_DIR}/slip39.c)

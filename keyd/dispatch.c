@@ -11,6 +11,7 @@
 #include "frame.h"
 #include "keyd_err.h"
 #include "log.h"
+#include "rsa_ir.h"
 #include "secmem.h"
 #include "srtp.h"
 
@@ -523,9 +524,13 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 	CK_RSA_PKCS_OAEP_PARAMS oaep;
 	CK_MECHANISM mech = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
 	size_t outlen = room;
-	int r;
+	int r, pkcs1 = 0;
 
 	switch (req->alg) {
+	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_PKCS1:
+		rc->mech = "rsa-pkcs1";
+		pkcs1 = 1;
+		break;
 	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA1:
 		rc->mech = "rsa-oaep-sha1";
 		oaep.hashAlg = CKM_SHA_1;
@@ -572,6 +577,25 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 		    req->ciphertext.len);
 		return KEYD_ERR_BAD_LENGTH;
 	}
+	if (pkcs1) {
+		/* Never the token's CKM_RSA_PKCS: its error for a bad padding
+		 * is a padding oracle. Raw RSA and implicit rejection in
+		 * rsa_ir, for keys that opted in, answer every ciphertext of
+		 * the right length and range alike. */
+		if (!rc->d->cfg->keys[rc->key].pkcs1_decrypt) {
+			snprintf(rc->msg, sizeof(rc->msg), "key '%s' does not "
+			    "allow RSA PKCS#1 v1.5 decryption (use rsa-oaep-*, "
+			    "or set pkcs1_decrypt = implicit-rejection in its "
+			    "[key] section)", rc->key_name);
+			return KEYD_ERR_DENIED;
+		}
+		r = rsa_ir_decrypt(rc->d->token, rc->s, (size_t)rc->key,
+		    req->ciphertext.data, req->ciphertext.len, plain, room,
+		    &outlen, rc->msg, sizeof(rc->msg));
+		if (r != KEYD_OK)
+			return r;
+		goto reply;
+	}
 	r = token_decrypt(rc->d->token, rc->s, (size_t)rc->key, &mech,
 	    req->ciphertext.data, req->ciphertext.len, plain, &outlen, rc->msg,
 	    sizeof(rc->msg));
@@ -584,6 +608,7 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 	}
 	if (r != KEYD_OK)
 		return r;
+reply:
 	dr->plaintext.data = plain;
 	dr->plaintext.len = outlen;
 	resp->result_case = KEYD__V1__RESPONSE__RESULT_DECRYPT;

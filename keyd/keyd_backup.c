@@ -22,8 +22,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+#include <time.h>
+
+#include "backup_file.h"
+#include "backup_share.h"
+#include "backup_token.h"
+#include "bundle.h"
 #include "kbuf.h"
 #include "keyd_err.h"
+#include "p11.h"
+#include "pin.h"
 #include "secmem.h"
 #include "slip39.h"
 
@@ -46,6 +55,11 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 #define WUR __attribute__((warn_unused_result))
 
+static int cmd_keygen(int argc, char **argv);
+static int cmd_create(int argc, char **argv);
+static int cmd_verify(int argc, char **argv);
+static int cmd_restore(int argc, char **argv);
+static int cmd_inspect(int argc, char **argv);
 static int cmd_shamir_split(int argc, char **argv);
 static int cmd_shamir_combine(int argc, char **argv);
 
@@ -58,6 +72,33 @@ struct command {
 };
 
 static const struct command commands[] = {
+	{ NULL, "keygen", cmd_keygen,
+	  "--module M --token URI --pin-file F --type ec:p256|ec:p384|"
+	  "rsa:2048|rsa:3072|ed25519|aes:128|aes:256 --label L [--id HEX] "
+	  "--usage sign|decrypt|srtp[,...] [--no-backup]",
+	  "generate a key on the token that can be wrapped only under a "
+	  "trusted key (or, with --no-backup, not at all)" },
+	{ NULL, "create", cmd_create,
+	  "--module M --token URI --pin-file F --so-pin-file F --key URI "
+	  "[--key URI ...] (--threshold T --shares N | --group-threshold G "
+	  "--group T/N [--group T/N ...]) [--passphrase-file F] "
+	  "[--iteration-exponent E] --bundle OUT --shares-dir DIR "
+	  "[--allow-disk]",
+	  "wrap the keys under a new backup master key, write the bundle and "
+	  "one share sheet per holder" },
+	{ NULL, "verify", cmd_verify,
+	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
+	  "[--share-file F ...]",
+	  "check a bundle, shares against their commitments and, with enough "
+	  "shares, the bundle MAC; touches no token" },
+	{ NULL, "restore", cmd_restore,
+	  "--module M --token URI --pin-file F --bundle B "
+	  "[--bundle-fingerprint HEX] [--passphrase-file F] "
+	  "[--share-file F ...]",
+	  "restore the bundle's keys onto a blank token; without --share-file "
+	  "the shares are typed, one a line, not shown" },
+	{ NULL, "inspect", cmd_inspect, "--bundle B",
+	  "show what a bundle holds: keys, fingerprints, policy, set id" },
 	{ "shamir", "split", cmd_shamir_split,
 	  "(--threshold T --shares N | --group-threshold G --group T/N "
 	  "[--group T/N ...]) [--passphrase-file F] [--no-extendable] "
@@ -752,6 +793,1126 @@ out:
 	secmem_free(secret, SLIP39_MAX_SECRET_LEN);
 	secmem_free(hex, 2 * SLIP39_MAX_SECRET_LEN + 1);
 	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
+	return r;
+}
+
+/* ---- shared by the token commands --------------------------------------- */
+
+/* A PIN file, with the daemon's checks (pin_read): a regular file, not a
+ * symbolic link, owned by root or by us, mode 0400 or 0600. Prints the
+ * error itself; returns an exit status. */
+static WUR int
+read_pin(const char *path, const char *what, char **pin, size_t *len)
+{
+	char err[BACKUP_MAX_MSG];
+
+	if (pin_read(path, geteuid(), pin, len, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s: %s", what, err);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* Hex of a CKA_ID (--id) into out (BUNDLE_MAX_ID bytes). */
+static int
+parse_id(const char *s, uint8_t *out, size_t *len)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n % 2 != 0 || n / 2 > BUNDLE_MAX_ID)
+		return 0;
+	*len = n / 2;
+	return backup_share_hex(s, n, out, n / 2);
+}
+
+/* Opens the token, logging the user in. Prints the error itself. */
+static WUR int
+open_token(const char *module, const char *token, const char *pin,
+    size_t pinlen, struct p11 **p)
+{
+	char err[BACKUP_MAX_MSG];
+	int k;
+
+	if ((k = p11_open(module, token, p, err, sizeof(err))) != KEYD_OK ||
+	    (k = p11_login(*p, CKU_USER, pin, pinlen, err, sizeof(err))) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		p11_close(*p);
+		*p = NULL;
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* The flags of a key as words: "sensitive, extractable, ...". */
+static const char *
+flag_words(uint32_t flags, char *buf, size_t cap)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (const struct bundle_flag *f = bundle_flags; f->bit != 0; f++) {
+		int n;
+
+		if (!(flags & f->bit))
+			continue;
+		n = snprintf(buf + o, cap - o, "%s%s", o ? ", " : "", f->name);
+		if (n < 0 || (size_t)n >= cap - o)
+			break;
+		o += (size_t)n;
+	}
+	if (o == 0)
+		snprintf(buf, cap, "(none)");
+	return buf;
+}
+
+/* Hex in groups of four digits (fingerprints people compare). */
+static const char *
+grouped(const uint8_t *p, size_t n, char *out)
+{
+	char hex[2 * BUNDLE_HASH_LEN + 1];
+	size_t o = 0;
+
+	bundle_hex(p, n, hex);
+	for (size_t i = 0; i < 2 * n; i++) {
+		if (i > 0 && i % 4 == 0)
+			out[o++] = ' ';
+		out[o++] = hex[i];
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void
+print_key(FILE *f, const struct bundle_key *k)
+{
+	char type[32], id[2 * BUNDLE_MAX_ID + 1], fl[BACKUP_MAX_MSG];
+	char fp[3 * BUNDLE_HASH_LEN];
+
+	fprintf(f, "key '%s'\n  id: %s\n  type: %s (%s)\n  flags: %s\n",
+	    k->label, k->id_len ? bundle_hex(k->id, k->id_len, id) : "(none)",
+	    bundle_key_type_name(k, type, sizeof(type)),
+	    k->cls == CKO_PRIVATE_KEY ? "private key, public key with it" :
+	    "secret key", flag_words(k->flags, fl, sizeof(fl)));
+	if (k->cls == CKO_PRIVATE_KEY)
+		fprintf(f, "  public key flags: %s\n  fingerprint: SHA-256 of "
+		    "SPKI %s\n", flag_words(k->pub_flags, fl, sizeof(fl)),
+		    grouped(k->fp, k->fp_len, fp));
+	else
+		fprintf(f, "  fingerprint: check value %s\n",
+		    bundle_hex(k->fp, k->fp_len, id));
+	if (k->wrapped_len > 0)
+		fprintf(f, "  wrapped: %zu bytes\n", k->wrapped_len);
+}
+
+/* Reads and parses a bundle. Prints the error itself. */
+static WUR int
+load_bundle(const char *path, struct bundle **b)
+{
+	char err[BACKUP_MAX_MSG];
+	const char *why = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int k, r = EXIT_FAIL;
+
+	*b = NULL;
+	if (backup_file_read(path, "bundle", BUNDLE_MAX_SIZE, 0, &data, &len,
+	    err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	k = bundle_parse(data, len, b, &why);
+	if (k == KEYD_ERR_VERSION) {
+		errmsg("bundle %s: %s; use the keyd-backup that made it", path,
+		    why);
+		goto out;
+	}
+	if (k != KEYD_OK) {
+		errmsg("bundle %s is truncated, altered or not a bundle: %s; "
+		    "use another copy of the bundle", path,
+		    why != NULL ? why : keyd_strerror(k));
+		goto out;
+	}
+	r = EXIT_OK;
+out:
+	backup_file_free(data, BUNDLE_MAX_SIZE, 0);
+	return r;
+}
+
+static WUR int
+check_fingerprint(const struct bundle *b, const char *path,
+    const uint8_t fp[BUNDLE_HASH_LEN], const char *source)
+{
+	char have[3 * BUNDLE_HASH_LEN], want[3 * BUNDLE_HASH_LEN];
+
+	if (memcmp(fp, b->fingerprint, BUNDLE_HASH_LEN) == 0)
+		return EXIT_OK;
+	errmsg("bundle %s has fingerprint %s, but %s says %s: this is not the "
+	    "bundle the shares were made for, or it was altered; use another "
+	    "copy", path, grouped(b->fingerprint, BUNDLE_HASH_LEN, have),
+	    source, grouped(fp, BUNDLE_HASH_LEN, want));
+	return EXIT_FAIL;
+}
+
+/* The shares gathered for verify and restore, in locked memory. */
+struct shareset {
+	struct slip39_share shares[SLIP39_MAX_SHARES];
+	struct backup_sheet sheet;
+	char line[BACKUP_SHARE_MAX_LINE];
+	size_t n;
+};
+
+/*
+ * Checks share text[0..len) (the n-th given, named by name) and adds it
+ * to ss: its checksum (naming the probably wrong word), that it belongs to
+ * bundle b (identifier, then commitment), and that it is not one already
+ * given. Prints the error itself; returns an exit status.
+ */
+static WUR int
+add_share(struct shareset *ss, const struct bundle *b, const char *name,
+    const char *text, size_t len)
+{
+	struct slip39_share *s = &ss->shares[ss->n];
+	struct slip39_diag diag;
+	char what[BACKUP_MAX_MSG], set[2 * BUNDLE_SET_ID_LEN + 1];
+	const char *why = NULL;
+	int k;
+
+	if (ss->n >= SLIP39_MAX_SHARES) {
+		errmsg("more than %d shares given", SLIP39_MAX_SHARES);
+		return EXIT_FAIL;
+	}
+	if (slip39_decode(text, len, (int)ss->n, s, &diag) != KEYD_OK) {
+		errmsg("%s: %s", name, slip39_diag_format(&diag, what,
+		    sizeof(what)));
+		return EXIT_FAIL;
+	}
+	k = bundle_check_share(b, s, &why);
+	if (k == KEYD_ERR_SHARE_MISMATCH && strcmp(why, "commitment") == 0) {
+		errmsg("%s (group %u, member %u) does not match its commitment "
+		    "in the bundle: it is a share of another bundle, or it was "
+		    "altered; check it against the sheet", name,
+		    s->group_index + 1u, s->member_index + 1u);
+	} else if (k == KEYD_ERR_SHARE_MISMATCH) {
+		errmsg("%s belongs to another backup set than bundle set %s "
+		    "(its %s differs): find the shares made with this bundle",
+		    name, bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, set), why);
+	} else if (k != KEYD_OK) {
+		errmsg("%s: %s", name, keyd_strerror(k));
+	}
+	if (k != KEYD_OK) {
+		secmem_wipe(s, sizeof(*s));
+		return EXIT_FAIL;
+	}
+	for (size_t i = 0; i < ss->n; i++) {
+		if (ss->shares[i].group_index != s->group_index ||
+		    ss->shares[i].member_index != s->member_index)
+			continue;
+		/* It matched the same commitment: it is the same share. */
+		errmsg("%s is the same share as share %zu (group %u, member "
+		    "%u); give each share once", name, i + 1,
+		    s->group_index + 1u, s->member_index + 1u);
+		secmem_wipe(s, sizeof(*s));
+		return EXIT_FAIL;
+	}
+	ss->n++;
+	return EXIT_OK;
+}
+
+/* A share file: a sheet or the bare words. Its set id and bundle
+ * fingerprint, if it has them, must be the bundle's. */
+static WUR int
+add_share_file(struct shareset *ss, const struct bundle *b, const char *path,
+    const char *bundle_path)
+{
+	char err[BACKUP_MAX_MSG], name[BACKUP_MAX_MSG];
+	char set[2 * BUNDLE_SET_ID_LEN + 1];
+	const char *why = NULL;
+	uint8_t *data = NULL;
+	size_t len = 0;
+	int r = EXIT_FAIL;
+
+	snprintf(name, sizeof(name), "share %zu (%s)", ss->n + 1, path);
+	if (backup_file_read(path, "share file", BACKUP_SHARE_MAX_FILE, 1,
+	    &data, &len, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (backup_share_parse(data, len, &ss->sheet, &why) != KEYD_OK) {
+		errmsg("share file %s: %s", path, why);
+		goto out;
+	}
+	if (ss->sheet.has_set_id && memcmp(ss->sheet.set_id, b->set_id,
+	    BUNDLE_SET_ID_LEN) != 0) {
+		errmsg("%s is a share of backup set %s, not of the bundle's set "
+		    "%s: find the shares made with this bundle", name,
+		    bundle_hex(ss->sheet.set_id, BUNDLE_SET_ID_LEN, set),
+		    bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, err));
+		goto out;
+	}
+	if (ss->sheet.has_fp) {
+		snprintf(err, sizeof(err), "share file %s", path);
+		if (check_fingerprint(b, bundle_path, ss->sheet.fp, err) !=
+		    EXIT_OK)
+			goto out;
+	}
+	r = add_share(ss, b, name, ss->sheet.mnemonic, ss->sheet.len);
+out:
+	secmem_wipe(&ss->sheet, sizeof(ss->sheet));
+	backup_file_free(data, BACKUP_SHARE_MAX_FILE, 1);
+	return r;
+}
+
+/* Shares typed at the prompt (or lines on standard input) until the
+ * bundle's policy is met. A bad share is refused at once, and its holder
+ * may type it again. */
+static WUR int
+add_prompted_shares(struct shareset *ss, const struct bundle *b)
+{
+	char name[64];
+	size_t len = 0;
+	int tty = isatty(STDIN_FILENO), k;
+
+	if (tty)
+		fprintf(stderr, "Type the shares, one at a time, the words "
+		    "separated by spaces; they are not shown. At least %u are "
+		    "needed.\n", bundle_shares_needed(b));
+	while (!bundle_policy_met(b, ss->shares, ss->n)) {
+		if (tty) {
+			fprintf(stderr, "share %zu: ", ss->n + 1);
+			fflush(stderr);
+		}
+		k = backup_share_read_line(STDIN_FILENO, ss->line,
+		    sizeof(ss->line), &len);
+		if (k == KEYD_ERR_CLOSED)
+			break;
+		if (k == KEYD_ERR_FRAME_TOO_LARGE) {
+			errmsg("share %zu: the line is too long to be a share",
+			    ss->n + 1);
+			if (tty)
+				continue;
+			return EXIT_FAIL;
+		}
+		if (k != KEYD_OK) {
+			errmsg("cannot read standard input: %s",
+			    strerror(errno));
+			return EXIT_FAIL;
+		}
+		if (strspn(ss->line, " \t\r") == len)
+			continue;
+		snprintf(name, sizeof(name), "share %zu", ss->n + 1);
+		k = add_share(ss, b, name, ss->line, len);
+		secmem_wipe(ss->line, sizeof(ss->line));
+		if (k != EXIT_OK && !tty)
+			return EXIT_FAIL;
+		if (k != EXIT_OK)
+			fprintf(stderr, "that share was not taken; type it "
+			    "again, or another\n");
+	}
+	return EXIT_OK;
+}
+
+/* Combines the shares into the BMK (bmk: BUNDLE_BMK_LEN locked bytes)
+ * and checks the bundle's MAC with it. Prints the error itself. */
+static WUR int
+combine_and_check(struct shareset *ss, const struct bundle *b,
+    const char *pass, size_t passlen, uint8_t *bmk)
+{
+	struct slip39_diag diag;
+	char what[BACKUP_MAX_MSG];
+	size_t len = 0;
+	int k;
+
+	k = slip39_combine(ss->shares, ss->n, pass, passlen, bmk,
+	    BUNDLE_BMK_LEN, &len, &diag);
+	if (k != KEYD_OK) {
+		errmsg("%s", slip39_diag_format(&diag, what, sizeof(what)));
+		return EXIT_FAIL;
+	}
+	k = len == BUNDLE_BMK_LEN ? bundle_verify_mac(b, bmk, len) :
+	    KEYD_ERR_BUNDLE;
+	if (k == KEYD_ERR_PASSPHRASE) {
+		/* Each share matched its commitment and they combined, so
+		 * only the passphrase can be wrong (or the bundle altered
+		 * by someone who kept its structure). */
+		errmsg("wrong passphrase: the shares each match their "
+		    "commitments and combine, but the bundle's MAC does not "
+		    "verify with the secret they give under this passphrase "
+		    "(%s); give the set's passphrase with --passphrase-file, "
+		    "or none if it has none", keyd_strerror(k));
+		return EXIT_FAIL;
+	}
+	if (k != KEYD_OK) {
+		errmsg("cannot check the bundle's MAC: %s", keyd_strerror(k));
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* ---- keygen ------------------------------------------------------------- */
+
+static int
+cmd_keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "module", required_argument, NULL, 'm' },
+		{ "token", required_argument, NULL, 't' },
+		{ "pin-file", required_argument, NULL, 'P' },
+		{ "type", required_argument, NULL, 'T' },
+		{ "label", required_argument, NULL, 'l' },
+		{ "id", required_argument, NULL, 'i' },
+		{ "usage", required_argument, NULL, 'u' },
+		{ "no-backup", no_argument, NULL, 'N' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_keygen);
+	const char *module = NULL, *token = NULL, *pinfile = NULL;
+	const char *type = NULL, *why = NULL;
+	struct backup_keygen req;
+	struct bundle_key *k = NULL;
+	struct p11 *p = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG], fl[BACKUP_MAX_MSG];
+	char idhex[2 * BUNDLE_MAX_ID + 1], fp[3 * BUNDLE_HASH_LEN];
+	uint8_t id[BUNDLE_MAX_ID];
+	char *pin = NULL, *usage = NULL, *tok, *save = NULL;
+	size_t pinlen = 0, idlen = 0;
+	int opt, r = EXIT_USAGE;
+
+	memset(&req, 0, sizeof(req));
+	req.backup = 1;
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'm': module = optarg; break;
+		case 't': token = optarg; break;
+		case 'P': pinfile = optarg; break;
+		case 'T': type = optarg; break;
+		case 'l': req.label = optarg; break;
+		case 'N': req.backup = 0; break;
+		case 'i':
+			if (!parse_id(optarg, id, &idlen)) {
+				r = usage_error(self, "--id needs an even number "
+				    "of hex digits, at most 256");
+				goto out;
+			}
+			break;
+		case 'u':
+			free(usage);
+			if ((usage = strdup(optarg)) == NULL) {
+				errmsg("out of memory");
+				r = EXIT_FAIL;
+				goto out;
+			}
+			break;
+		case 'h':
+			printf("usage: %s\n", usage_of(self, what,
+			    sizeof(what)));
+			r = EXIT_OK;
+			goto out;
+		default:
+			snprintf(what, sizeof(what), "unknown option or missing "
+			    "value: %.64s", argv[optind - 1]);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (optind < argc || !module || !token || !pinfile || !type ||
+	    !req.label || !usage) {
+		r = usage_error(self, "--module, --token, --pin-file, --type, "
+		    "--label and --usage are needed");
+		goto out;
+	}
+	if ((req.kind = backup_kind_parse(type)) == 0) {
+		snprintf(what, sizeof(what), "--type %.32s: give one of "
+		    "ec:p256, ec:p384, rsa:2048, rsa:3072, ed25519, aes:128, "
+		    "aes:256", type);
+		r = usage_error(self, what);
+		goto out;
+	}
+	for (tok = strtok_r(usage, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		if (strcmp(tok, "sign") == 0)
+			req.usage |= BACKUP_USAGE_SIGN;
+		else if (strcmp(tok, "decrypt") == 0)
+			req.usage |= BACKUP_USAGE_DECRYPT;
+		else if (strcmp(tok, "srtp") == 0)
+			req.usage |= BACKUP_USAGE_SRTP;
+		else {
+			snprintf(what, sizeof(what), "--usage %.32s: each usage "
+			    "is sign, decrypt or srtp", tok);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (!backup_kind_usage_ok(req.kind, req.usage, &why)) {
+		snprintf(what, sizeof(what), "--type %s --usage: %s", type, why);
+		r = usage_error(self, what);
+		goto out;
+	}
+	req.id = id;
+	req.id_len = idlen;
+
+	r = EXIT_FAIL;
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	if (read_pin(pinfile, "--pin-file", &pin, &pinlen) != EXIT_OK ||
+	    open_token(module, token, pin, pinlen, &p) != EXIT_OK)
+		goto out;
+	if (backup_token_keygen(p, &req, k, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	printf("generated %s key '%s' id %s on token '%s'\n", type, k->label,
+	    bundle_hex(k->id, k->id_len, idhex), p11_token_label(p));
+	printf("  flags: %s\n", flag_words(k->flags, fl, sizeof(fl)));
+	if (k->cls == CKO_PRIVATE_KEY)
+		printf("  public key '%s' flags: %s\n  SPKI SHA-256: %s\n",
+		    k->label, flag_words(k->pub_flags, fl, sizeof(fl)),
+		    grouped(k->fp, k->fp_len, fp));
+	else
+		printf("  check value: %s\n", bundle_hex(k->fp, k->fp_len,
+		    idhex));
+	printf("  %s\n", req.backup ? "backup: extractable only under a key "
+	    "the SO made trusted (keyd-backup create)" : "backup: none (not "
+	    "extractable)");
+	r = EXIT_OK;
+out:
+	p11_close(p);
+	pin_free(pin, pinlen);
+	free(usage);
+	free(k);
+	return r;
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+/* Writes every share sheet into dir, O_EXCL; on failure removes the ones
+ * written. Prints the error itself. */
+static WUR int
+write_sheets(const struct bundle *b, const char *bundle_path,
+    const char *dir, const struct slip39_mnemonic *m, size_t count,
+    int passphrase)
+{
+	struct kbuf w;
+	struct slip39_share *s = NULL;
+	char name[64], path[BACKUP_FILE_MAX_PATH], err[BACKUP_MAX_MSG];
+	size_t written = 0, i;
+	int r = EXIT_FAIL;
+
+	kbuf_init(&w, BACKUP_SHARE_MAX_FILE, KBUF_SECRET);
+	if ((s = secmem_alloc(sizeof(*s))) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	for (i = 0; i < count; i++) {
+		const struct bundle_commit *c = NULL;
+
+		for (size_t j = 0; j < b->n_commits; j++)
+			if (b->commits[j].group == m[i].group_index &&
+			    b->commits[j].member == m[i].member_index)
+				c = &b->commits[j];
+		backup_share_file_name(b, m[i].group_index + 1u,
+		    m[i].member_index + 1u, name, sizeof(name));
+		if (c == NULL || (size_t)snprintf(path, sizeof(path), "%s/%s",
+		    dir, name) >= sizeof(path)) {
+			errmsg("--shares-dir %s: path too long", dir);
+			goto out;
+		}
+		kbuf_reset(&w);
+		if (backup_share_sheet(&w, b, bundle_path, &m[i], c->c,
+		    passphrase) != KEYD_OK) {
+			errmsg("cannot format share sheet %s", name);
+			goto out;
+		}
+		if (backup_file_create_excl(path, kbuf_ptr(&w), kbuf_avail(&w),
+		    err, sizeof(err)) != KEYD_OK) {
+			errmsg("%s", err);
+			goto out;
+		}
+		written++;
+	}
+	if (backup_file_fsync_dir(dir, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	r = EXIT_OK;
+out:
+	if (r != EXIT_OK)
+		for (i = 0; i < written; i++) {
+			backup_share_file_name(b, m[i].group_index + 1u,
+			    m[i].member_index + 1u, name, sizeof(name));
+			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+			    name) < sizeof(path))
+				(void)unlink(path);
+		}
+	secmem_free(s, sizeof(*s));
+	kbuf_free(&w);
+	return r;
+}
+
+/* Fills b's policy and commitments from the split's mnemonics. */
+static WUR int
+commit_shares(struct bundle *b, const struct slip39_mnemonic *m,
+    size_t count)
+{
+	struct slip39_share *s = NULL;
+	int r = KEYD_ERR_NOMEM;
+
+	if ((s = secmem_alloc(sizeof(*s))) == NULL)
+		goto out;
+	for (size_t i = 0; i < count; i++) {
+		if ((r = slip39_decode(m[i].text, strlen(m[i].text), (int)i, s,
+		    NULL)) != KEYD_OK)
+			goto out;
+		if (i == 0) {
+			b->slip39_id = s->id;
+			b->ext = s->ext;
+			b->iteration_exp = s->iteration_exp;
+			b->secret_len = (uint8_t)s->value_len;
+		}
+		b->commits[i].group = s->group_index;
+		b->commits[i].member = s->member_index;
+		if ((r = bundle_commit(b->set_id, s, b->commits[i].c)) !=
+		    KEYD_OK)
+			goto out;
+	}
+	b->n_commits = count;
+	r = KEYD_OK;
+out:
+	secmem_free(s, sizeof(*s));
+	return r;
+}
+
+static int
+cmd_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "module", required_argument, NULL, 'm' },
+		{ "token", required_argument, NULL, 'T' },
+		{ "pin-file", required_argument, NULL, 'P' },
+		{ "so-pin-file", required_argument, NULL, 'S' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "shares", required_argument, NULL, 'n' },
+		{ "group-threshold", required_argument, NULL, 'g' },
+		{ "group", required_argument, NULL, 'G' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "shares-dir", required_argument, NULL, 'd' },
+		{ "allow-disk", no_argument, NULL, 'D' },
+		{ "iteration-exponent", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_create);
+	const char *module = NULL, *token = NULL, *pinfile = NULL;
+	const char *sopinfile = NULL, *passfile = NULL, *bundle_path = NULL;
+	const char *dir = NULL, *keys[BUNDLE_MAX_KEYS];
+	struct policy pol;
+	struct p11 *p = NULL;
+	struct bundle *b = NULL;
+	struct slip39_mnemonic *m = NULL;
+	CK_OBJECT_HANDLE hbmk = CK_INVALID_HANDLE, h;
+	CK_MECHANISM_TYPE mech = 0;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG], fp[3 * BUNDLE_HASH_LEN];
+	char *pin = NULL, *sopin = NULL, *pass = NULL, *tmp = NULL;
+	uint8_t *bmk = NULL;
+	size_t nkeys = 0, pinlen = 0, sopinlen = 0, passlen = 0, count = 0, i;
+	unsigned e = 1;
+	int allow_disk = 0, opt, r = EXIT_USAGE;
+
+	memset(&pol, 0, sizeof(pol));
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'm': module = optarg; break;
+		case 'T': token = optarg; break;
+		case 'P': pinfile = optarg; break;
+		case 'S': sopinfile = optarg; break;
+		case 'p': passfile = optarg; break;
+		case 'b': bundle_path = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'D': allow_disk = 1; break;
+		case 'k':
+			if (nkeys >= BUNDLE_MAX_KEYS) {
+				r = usage_error(self, "at most 64 --key options");
+				goto out;
+			}
+			keys[nkeys++] = optarg;
+			break;
+		case 't':
+		case 'n':
+		case 'g':
+		case 'G':
+			if ((r = policy_option(self, &pol, opt, optarg)) !=
+			    EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
+			break;
+		case 'e':
+			if (!parse_uint(optarg, strlen(optarg), 0,
+			    SLIP39_MAX_ITERATION_EXP, &e)) {
+				r = usage_error(self, "--iteration-exponent "
+				    "needs a number from 0 to 15");
+				goto out;
+			}
+			break;
+		case 'h':
+			printf("usage: %s\n", usage_of(self, what,
+			    sizeof(what)));
+			r = EXIT_OK;
+			goto out;
+		default:
+			snprintf(what, sizeof(what), "unknown option or missing "
+			    "value: %.64s", argv[optind - 1]);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (optind < argc || !module || !token || !pinfile || !sopinfile ||
+	    !bundle_path || !dir || nkeys == 0) {
+		r = usage_error(self, "--module, --token, --pin-file, "
+		    "--so-pin-file, at least one --key, --bundle and "
+		    "--shares-dir are needed");
+		goto out;
+	}
+	if ((r = policy_finish(self, &pol)) != EXIT_OK)
+		goto out;
+
+	/* Everything that can be refused is refused before the token. */
+	r = EXIT_FAIL;
+	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (access(bundle_path, F_OK) == 0) {
+		errmsg("bundle %s already exists; keyd-backup never replaces a "
+		    "bundle: choose another --bundle", bundle_path);
+		goto out;
+	}
+	if (read_pin(pinfile, "--pin-file", &pin, &pinlen) != EXIT_OK ||
+	    read_pin(sopinfile, "--so-pin-file", &sopin, &sopinlen) != EXIT_OK)
+		goto out;
+	if (passfile != NULL &&
+	    read_passphrase(passfile, &pass, &passlen) != EXIT_OK)
+		goto out;
+	if ((b = bundle_new(nkeys)) == NULL ||
+	    (bmk = secmem_alloc(BUNDLE_BMK_LEN)) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	if (open_token(module, token, pin, pinlen, &p) != EXIT_OK)
+		goto out;
+	for (i = 0; i < nkeys; i++) {
+		if (p11_find_key_uri(p, keys[i], &h, err, sizeof(err)) !=
+		    KEYD_OK ||
+		    backup_token_describe(p, h, keys[i], &b->keys[i], err,
+		    sizeof(err)) != KEYD_OK) {
+			errmsg("%s", err);
+			goto out;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (b->keys[j].label_len == b->keys[i].label_len &&
+			    memcmp(b->keys[j].label, b->keys[i].label,
+			    b->keys[i].label_len) == 0) {
+				errmsg("--key %s and --key %s name keys with the "
+				    "same label '%s'; each key once, and labels "
+				    "unique", keys[j], keys[i], b->keys[i].label);
+				goto out;
+			}
+	}
+	if (backup_token_pick_wrap(p, &mech, err, sizeof(err)) != KEYD_OK ||
+	    backup_token_new_bmk(p, bmk, err, sizeof(err)) != KEYD_OK ||
+	    backup_token_trusted_bmk(p, sopin, sopinlen, pin, pinlen, bmk,
+	    &hbmk, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	for (i = 0; i < nkeys; i++)
+		if (backup_token_wrap(p, mech, hbmk, keys[i], &b->keys[i], err,
+		    sizeof(err)) != KEYD_OK) {
+			errmsg("%s", err);
+			goto out;
+		}
+	backup_token_destroy(p, hbmk);
+	hbmk = CK_INVALID_HANDLE;
+
+	if (RAND_bytes(b->set_id, BUNDLE_SET_ID_LEN) != 1) {
+		errmsg("the random number generator failed");
+		goto out;
+	}
+	b->created = (uint64_t)time(NULL);
+	b->wrap_alg = BUNDLE_WRAP_RFC5649;
+	b->wrap_mech = (uint32_t)mech;
+	b->mac_alg = BUNDLE_MAC_HKDF_HMAC_SHA256;
+	b->group_threshold = (uint8_t)pol.gthreshold;
+	b->group_count = (uint8_t)pol.ngroups;
+	for (i = 0; i < pol.ngroups; i++) {
+		b->member_threshold[i] = (uint8_t)pol.groups[i].member_threshold;
+		b->member_count[i] = (uint8_t)pol.groups[i].member_count;
+	}
+	if (slip39_split(bmk, BUNDLE_BMK_LEN, pass, passlen, pol.gthreshold,
+	    pol.groups, pol.ngroups, 1, e, &m, &count) != KEYD_OK ||
+	    commit_shares(b, m, count) != KEYD_OK) {
+		errmsg("cannot split the backup master key");
+		goto out;
+	}
+	if (bundle_encode(b, bmk, BUNDLE_BMK_LEN) != KEYD_OK) {
+		errmsg("cannot encode the bundle");
+		goto out;
+	}
+	/* All or nothing: the bundle is staged, the shares written, and only
+	 * then the bundle takes its name. */
+	if (backup_file_stage(bundle_path, b->raw, b->raw_len, &tmp, err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (write_sheets(b, bundle_path, dir, m, count, pass != NULL &&
+	    passlen > 0) != EXIT_OK)
+		goto out;
+	if (backup_file_commit(&tmp, bundle_path, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	printf("bundle %s: %zu key%s, backup set %s\n", bundle_path, nkeys,
+	    nkeys == 1 ? "" : "s", bundle_hex(b->set_id, BUNDLE_SET_ID_LEN,
+	    what));
+	printf("bundle fingerprint (SHA-256): %s\n",
+	    grouped(b->fingerprint, BUNDLE_HASH_LEN, fp));
+	printf("wrap mechanism: %s (RFC 5649, known answers checked)\n",
+	    mech == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP" :
+	    "CKM_AES_KEY_WRAP_PAD");
+	for (i = 0; i < nkeys; i++)
+		printf("wrapped key '%s'\n", b->keys[i].label);
+	for (i = 0; i < count; i++)
+		printf("share sheet %s/%s\n", dir, backup_share_file_name(b,
+		    m[i].group_index + 1u, m[i].member_index + 1u, what,
+		    sizeof(what)));
+	r = EXIT_OK;
+out:
+	if (p != NULL && hbmk != CK_INVALID_HANDLE)
+		backup_token_destroy(p, hbmk);
+	backup_file_abort(&tmp);
+	p11_close(p);
+	slip39_mnemonics_free(m, count);
+	secmem_free(bmk, BUNDLE_BMK_LEN);
+	bundle_free(b);
+	pin_free(pin, pinlen);
+	pin_free(sopin, sopinlen);
+	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
+	return r;
+}
+
+/* ---- verify ------------------------------------------------------------- */
+
+static int
+cmd_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "bundle-fingerprint", required_argument, NULL, 'f' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "share-file", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_verify);
+	const char *bundle_path = NULL, *passfile = NULL, *fphex = NULL;
+	const char *files[SLIP39_MAX_SHARES];
+	struct bundle *b = NULL;
+	struct shareset *ss = NULL;
+	uint8_t fp[BUNDLE_HASH_LEN], *bmk = NULL;
+	char what[BACKUP_MAX_MSG], fptext[3 * BUNDLE_HASH_LEN], *pass = NULL;
+	size_t nfiles = 0, passlen = 0, i;
+	int opt, r = EXIT_USAGE;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'b': bundle_path = optarg; break;
+		case 'f': fphex = optarg; break;
+		case 'p': passfile = optarg; break;
+		case 's':
+			if (nfiles >= SLIP39_MAX_SHARES) {
+				r = usage_error(self, "too many --share-file");
+				goto out;
+			}
+			files[nfiles++] = optarg;
+			break;
+		case 'h':
+			printf("usage: %s\n", usage_of(self, what,
+			    sizeof(what)));
+			r = EXIT_OK;
+			goto out;
+		default:
+			snprintf(what, sizeof(what), "unknown option or missing "
+			    "value: %.64s", argv[optind - 1]);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (optind < argc || bundle_path == NULL) {
+		r = usage_error(self, "--bundle is needed");
+		goto out;
+	}
+	if (fphex != NULL && !backup_share_hex(fphex, strlen(fphex), fp,
+	    sizeof(fp))) {
+		r = usage_error(self, "--bundle-fingerprint needs the 64 hex "
+		    "digits of the sheet's bundle-fingerprint");
+		goto out;
+	}
+	r = EXIT_FAIL;
+	if (load_bundle(bundle_path, &b) != EXIT_OK)
+		goto out;
+	if (fphex != NULL && check_fingerprint(b, bundle_path, fp,
+	    "--bundle-fingerprint") != EXIT_OK)
+		goto out;
+	if (passfile != NULL &&
+	    read_passphrase(passfile, &pass, &passlen) != EXIT_OK)
+		goto out;
+	if ((ss = secmem_alloc(sizeof(*ss))) == NULL ||
+	    (bmk = secmem_alloc(BUNDLE_BMK_LEN)) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	printf("bundle %s: backup set %s, %zu keys, fingerprint %s%s\n",
+	    bundle_path, bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what),
+	    b->n_keys, grouped(b->fingerprint, BUNDLE_HASH_LEN, fptext),
+	    fphex != NULL ? " (matches --bundle-fingerprint)" : "");
+	for (i = 0; i < nfiles; i++) {
+		const struct slip39_share *s;
+
+		if (add_share_file(ss, b, files[i], bundle_path) != EXIT_OK)
+			goto out;
+		s = &ss->shares[ss->n - 1];
+		printf("share %zu (%s): group %u, member %u: matches its "
+		    "commitment in the bundle\n", i + 1, files[i],
+		    s->group_index + 1u, s->member_index + 1u);
+	}
+	if (ss->n > 0 && bundle_policy_met(b, ss->shares, ss->n)) {
+		if (combine_and_check(ss, b, pass, passlen, bmk) != EXIT_OK)
+			goto out;
+		printf("the %zu shares combine and the bundle MAC verifies: "
+		    "they and the passphrase restore this bundle\n", ss->n);
+	} else if (ss->n > 0) {
+		printf("%zu share%s checked alone; at least %u are needed to "
+		    "check the bundle MAC too\n", ss->n, ss->n == 1 ? "" : "s",
+		    bundle_shares_needed(b));
+	} else {
+		printf("no share given: only the bundle's structure%s was "
+		    "checked\n", fphex != NULL ? " and fingerprint" : "");
+	}
+	r = EXIT_OK;
+out:
+	secmem_free(ss, sizeof(*ss));
+	secmem_free(bmk, BUNDLE_BMK_LEN);
+	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
+	bundle_free(b);
+	return r;
+}
+
+/* ---- restore ------------------------------------------------------------ */
+
+static int
+cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "module", required_argument, NULL, 'm' },
+		{ "token", required_argument, NULL, 'T' },
+		{ "pin-file", required_argument, NULL, 'P' },
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "bundle-fingerprint", required_argument, NULL, 'f' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "share-file", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_restore);
+	const char *module = NULL, *token = NULL, *pinfile = NULL;
+	const char *bundle_path = NULL, *passfile = NULL, *fphex = NULL;
+	const char *files[SLIP39_MAX_SHARES];
+	struct bundle *b = NULL;
+	struct shareset *ss = NULL;
+	struct p11 *p = NULL;
+	uint8_t fp[BUNDLE_HASH_LEN], *bmk = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
+	char *pin = NULL, *pass = NULL;
+	size_t nfiles = 0, pinlen = 0, passlen = 0, i;
+	int opt, r = EXIT_USAGE;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'm': module = optarg; break;
+		case 'T': token = optarg; break;
+		case 'P': pinfile = optarg; break;
+		case 'b': bundle_path = optarg; break;
+		case 'f': fphex = optarg; break;
+		case 'p': passfile = optarg; break;
+		case 's':
+			if (nfiles >= SLIP39_MAX_SHARES) {
+				r = usage_error(self, "too many --share-file");
+				goto out;
+			}
+			files[nfiles++] = optarg;
+			break;
+		case 'h':
+			printf("usage: %s\n", usage_of(self, what,
+			    sizeof(what)));
+			r = EXIT_OK;
+			goto out;
+		default:
+			snprintf(what, sizeof(what), "unknown option or missing "
+			    "value: %.64s", argv[optind - 1]);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (optind < argc || !module || !token || !pinfile || !bundle_path) {
+		r = usage_error(self, "--module, --token, --pin-file and "
+		    "--bundle are needed");
+		goto out;
+	}
+	if (fphex != NULL && !backup_share_hex(fphex, strlen(fphex), fp,
+	    sizeof(fp))) {
+		r = usage_error(self, "--bundle-fingerprint needs the 64 hex "
+		    "digits of the sheet's bundle-fingerprint");
+		goto out;
+	}
+	r = EXIT_FAIL;
+	if (load_bundle(bundle_path, &b) != EXIT_OK)
+		goto out;
+	if (fphex != NULL && check_fingerprint(b, bundle_path, fp,
+	    "--bundle-fingerprint") != EXIT_OK)
+		goto out;
+	if (read_pin(pinfile, "--pin-file", &pin, &pinlen) != EXIT_OK)
+		goto out;
+	if (passfile != NULL &&
+	    read_passphrase(passfile, &pass, &passlen) != EXIT_OK)
+		goto out;
+	if ((ss = secmem_alloc(sizeof(*ss))) == NULL ||
+	    (bmk = secmem_alloc(BUNDLE_BMK_LEN)) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	/* Log in before the officers type their shares: a wrong PIN is
+	 * found before anyone has typed anything. Nothing is written yet. */
+	if (open_token(module, token, pin, pinlen, &p) != EXIT_OK)
+		goto out;
+	for (i = 0; i < nfiles; i++)
+		if (add_share_file(ss, b, files[i], bundle_path) != EXIT_OK)
+			goto out;
+	if (nfiles == 0 && add_prompted_shares(ss, b) != EXIT_OK)
+		goto out;
+	if (combine_and_check(ss, b, pass, passlen, bmk) != EXIT_OK)
+		goto out;
+	if (backup_token_restore(p, b, bmk, BUNDLE_BMK_LEN, stdout, err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("restore failed, nothing was left on the token: %s",
+		    err);
+		goto out;
+	}
+	printf("restored %zu key%s onto token '%s' from backup set %s; the "
+	    "backup master key object was destroyed\n", b->n_keys,
+	    b->n_keys == 1 ? "" : "s", p11_token_label(p),
+	    bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what));
+	r = EXIT_OK;
+out:
+	p11_close(p);
+	secmem_free(ss, sizeof(*ss));
+	secmem_free(bmk, BUNDLE_BMK_LEN);
+	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
+	pin_free(pin, pinlen);
+	bundle_free(b);
+	return r;
+}
+
+/* ---- inspect ------------------------------------------------------------ */
+
+static int
+cmd_inspect(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_inspect);
+	const char *bundle_path = NULL;
+	struct bundle *b = NULL;
+	char what[BACKUP_MAX_MSG], fp[3 * BUNDLE_HASH_LEN], when[64];
+	time_t created;
+	struct tm tm;
+	int opt, r = EXIT_USAGE;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'b': bundle_path = optarg; break;
+		case 'h':
+			printf("usage: %s\n", usage_of(self, what,
+			    sizeof(what)));
+			r = EXIT_OK;
+			goto out;
+		default:
+			snprintf(what, sizeof(what), "unknown option or missing "
+			    "value: %.64s", argv[optind - 1]);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (optind < argc || bundle_path == NULL) {
+		r = usage_error(self, "--bundle is needed");
+		goto out;
+	}
+	r = EXIT_FAIL;
+	if (load_bundle(bundle_path, &b) != EXIT_OK)
+		goto out;
+	created = (time_t)b->created;
+	if (gmtime_r(&created, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(when, sizeof(when), "%llu",
+		    (unsigned long long)b->created);
+	printf("bundle %s (format version %u)\n", bundle_path, b->version);
+	printf("fingerprint (SHA-256 of the file): %s\n",
+	    grouped(b->fingerprint, BUNDLE_HASH_LEN, fp));
+	printf("set id: %s\n", bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what));
+	printf("created: %s\n", when);
+	printf("wrap algorithm: RFC 5649 AES key wrap with padding, made with "
+	    "%s (0x%lx)\n", b->wrap_mech == CKM_AES_KEY_WRAP_KWP ?
+	    "CKM_AES_KEY_WRAP_KWP" : b->wrap_mech == CKM_AES_KEY_WRAP_PAD ?
+	    "CKM_AES_KEY_WRAP_PAD" : "an unknown mechanism",
+	    (unsigned long)b->wrap_mech);
+	printf("MAC: HMAC-SHA256, key by HKDF-SHA256 from the backup master "
+	    "key\n");
+	printf("shares: SLIP-0039 identifier %u, extendable %u, iteration "
+	    "exponent %u, %u-byte master secret\n", b->slip39_id, b->ext,
+	    b->iteration_exp, b->secret_len);
+	printf("policy: %u of %u groups\n", b->group_threshold, b->group_count);
+	for (unsigned g = 0; g < b->group_count; g++)
+		printf("  group %u: %u of %u shares\n", g + 1,
+		    b->member_threshold[g], b->member_count[g]);
+	for (size_t i = 0; i < b->n_commits; i++)
+		printf("share group %u member %u commitment: %s\n",
+		    b->commits[i].group + 1u, b->commits[i].member + 1u,
+		    grouped(b->commits[i].c, BUNDLE_HASH_LEN, fp));
+	printf("keys: %zu\n", b->n_keys);
+	for (size_t i = 0; i < b->n_keys; i++)
+		print_key(stdout, &b->keys[i]);
+	r = EXIT_OK;
+out:
+	bundle_free(b);
 	return r;
 }
 

@@ -91,3 +91,15 @@ owner=$(stat -c %U /proc/$KEYD_PID/status)
 [[ $owner == root ]] || fail "started as nobody, /proc files owned by $owner: dumpable"
 pass "started as nobody without a drop: not dumpable"
 stop_keyd
+
+# 6. Under systemd the PIN comes as a credential: with no pin_file, keyd
+#    reads $CREDENTIALS_DIRECTORY/pin.
+sed -i "/^pin_file = /d" "$T/keyd.conf"
+chown root:root "$T/keyd.conf"
+expect_fail "pin_file is required" "$KEYD" -c "$T/keyd.conf" --check-config
+mkdir -p "$T/creds"
+printf '%s' "$PIN" > "$T/creds/pin"
+chmod 0400 "$T/creds/pin"
+CREDENTIALS_DIRECTORY=$T/creds "$KEYD" -c "$T/keyd.conf" --check-config > "$T/out" 2>&1 ||
+  { cat "$T/out" >&2; fail "the PIN credential was not used"; }
+pass "PIN from \$CREDENTIALS_DIRECTORY/pin"

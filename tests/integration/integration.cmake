@@ -6,3 +6,4 @@ target_link_libraries(kd_raw PRIVATE keydproto)
 
 keyd_script_test(hardening integration/hardening.sh integration)
 keyd_script_test(audit integration/audit.sh integration)
+keyd_script_test(limits integration/limits.sh integration)

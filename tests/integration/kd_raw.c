@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -244,7 +246,12 @@ main(int argc, char **argv)
 		return still_serving();
 	}
 	if (!strcmp(sc, "oversized")) {
-		uint8_t b[4] = { 0x7f, 0xff, 0xff, 0xff };
+		/* kd_raw SOCK oversized [LEN]: a header announcing LEN
+		 * (default 0x7fffffff) bytes, and no body. */
+		uint32_t n = argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 0) :
+		    0x7fffffffu;
+		uint8_t b[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16),
+		    (uint8_t)(n >> 8), (uint8_t)n };
 
 		fd = xconnect();
 		xwrite(fd, b, sizeof(b));
@@ -253,11 +260,21 @@ main(int argc, char **argv)
 		return still_serving();
 	}
 	if (!strcmp(sc, "garbage")) {
-		uint8_t b[4 + 64] = { 0, 0, 0, 64 };
+		/* kd_raw SOCK garbage [LEN]: a frame of LEN (default 64)
+		 * 0xff bytes. */
+		uint32_t n = argc > 3 ? (uint32_t)strtoul(argv[3], NULL, 0) : 64;
+		uint8_t *b;
 
-		memset(b + 4, 0xff, 64);
+		if (n > FRAME_MAX_CEILING || (b = malloc(4 + (size_t)n)) == NULL)
+			return fail("usage: garbage [LEN up to 1 MiB]");
+		b[0] = (uint8_t)(n >> 24);
+		b[1] = (uint8_t)(n >> 16);
+		b[2] = (uint8_t)(n >> 8);
+		b[3] = (uint8_t)n;
+		memset(b + 4, 0xff, n);
 		fd = xconnect();
-		xwrite(fd, b, sizeof(b));
+		xwrite(fd, b, 4 + (size_t)n);
+		free(b);
 		if (expect_error_then_close(fd, KEYD_ERR_PROTOCOL))
 			return 1;
 		return still_serving();
@@ -371,6 +388,43 @@ main(int argc, char **argv)
 		hello(fd);   /* the connection stays usable */
 		return 0;
 	}
+	if (!strcmp(sc, "burst")) {
+		/* kd_raw SOCK burst KEY N: N signs pipelined on one
+		 * connection; prints each reply's error code, in id order. */
+		int n = argc > 4 ? atoi(argv[4]) : 0;
+		uint8_t dg[32] = { 3 };
+		int *codes;
+		Keyd__V1__Response *r;
+
+		if (n <= 0 || n > 10000)
+			return fail("usage: burst KEY N");
+		codes = calloc((size_t)n + 1, sizeof(*codes));
+		fd = xconnect();
+		for (int i = 1; i <= n; i++)
+			sign_req(fd, (uint64_t)i, argv[3], 1, dg, sizeof(dg));
+		for (int i = 1; i <= n; i++) {
+			if ((r = read_reply(fd)) == NULL || r->id == 0 ||
+			    r->id > (uint64_t)n)
+				return fail("bad or missing reply in burst");
+			codes[r->id] = r->error;
+			frame_free_response(r);
+		}
+		for (int i = 1; i <= n; i++)
+			printf("%d\n", codes[i]);
+		return 0;
+	}
+	if (!strcmp(sc, "hold")) {
+		/* kd_raw SOCK hold N: N connections that said hello, held
+		 * open until killed. */
+		int n = argc > 3 ? atoi(argv[3]) : 1;
+
+		for (int i = 0; i < n; i++)
+			hello(xconnect());
+		printf("held %d\n", n);
+		fflush(stdout);
+		pause();
+		return 0;
+	}
 	if (!strcmp(sc, "denied")) {
 		/* The daemon closes an unknown peer without a byte. */
 		uint8_t b;
@@ -382,6 +436,123 @@ main(int argc, char **argv)
 		if (recv(fd, &b, 1, 0) != 0)
 			return fail("the daemon sent bytes to an unknown peer");
 		return 0;
+	}
+	if (!strcmp(sc, "empty")) {
+		/* A zero-length frame is a Request with no operation: an
+		 * UNKNOWN_OP reply, and the connection stays usable. */
+		uint8_t b[4] = { 0, 0, 0, 0 };
+		Keyd__V1__Response *r;
+
+		fd = xconnect();
+		xwrite(fd, b, sizeof(b));
+		r = read_reply(fd);
+		if (r == NULL || r->error != KEYD_ERR_UNKNOWN_OP || r->id != 0)
+			return fail("no UNKNOWN_OP reply to an empty frame");
+		printf("error %d: %s\n", r->error, r->message);
+		frame_free_response(r);
+		hello(fd);
+		return 0;
+	}
+	if (!strcmp(sc, "version")) {
+		/* hello speaking protocol version 2: KEYD_ERR_VERSION, and
+		 * a version-1 hello still works on the connection. */
+		Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+		Keyd__V1__HelloRequest h = KEYD__V1__HELLO_REQUEST__INIT;
+		Keyd__V1__Response *r;
+
+		h.protocol_version = 2;
+		req.id = 3;
+		req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+		req.hello = &h;
+		fd = xconnect();
+		send_req(fd, &req);
+		r = read_reply(fd);
+		if (r == NULL || r->error != KEYD_ERR_VERSION || r->id != 3)
+			return fail("no VERSION reply to protocol version 2");
+		printf("error %d: %s\n", r->error, r->message);
+		frame_free_response(r);
+		hello(fd);
+		return 0;
+	}
+	if (!strcmp(sc, "idle")) {
+		/* kd_raw SOCK idle MAX_S: half a frame header, then silence.
+		 * The daemon must close the connection (idle_timeout) within
+		 * MAX_S seconds, sending nothing. */
+		uint8_t b[2] = { 0, 0 }, c;
+		int max_s = argc > 3 ? atoi(argv[3]) : 10;
+		struct timespec t0, t1;
+		struct pollfd pfd;
+		ssize_t n;
+
+		fd = xconnect();
+		xwrite(fd, b, sizeof(b));
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (poll(&pfd, 1, max_s * 1000) != 1)
+			return fail("an idle connection was not closed in time");
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		n = recv(fd, &c, 1, 0);
+		if (n > 0)
+			return fail("the daemon sent bytes to an idle connection");
+		printf("closed after %ld ms\n", (long)(t1.tv_sec - t0.tv_sec) *
+		    1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		close(fd);
+		return still_serving();
+	}
+	if (!strcmp(sc, "flood")) {
+		/* kd_raw SOCK flood N KEY: N signs written without reading a
+		 * reply (until the daemon stops taking them), then the
+		 * connection closed. The daemon must not be stuck. */
+		int n = argc > 3 ? atoi(argv[3]) : 0;
+		struct timeval tv = { 2, 0 };
+		uint8_t dg[32] = { 7 };
+		struct kbuf out;
+		int sent = 0;
+
+		if (argc < 5 || n <= 0 || n > 1000000)
+			return fail("usage: flood N KEY");
+		fd = xconnect();
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		kbuf_init(&out, FRAME_MAX_CEILING, 0);
+		for (int i = 1; i <= n; i++) {
+			Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+			Keyd__V1__SignRequest s = KEYD__V1__SIGN_REQUEST__INIT;
+			const uint8_t *p;
+			size_t left;
+
+			s.key = argv[4];
+			s.alg = KEYD__V1__SIGN_ALG__SIGN_ALG_ECDSA;
+			s.data.data = dg;
+			s.data.len = sizeof(dg);
+			req.id = (uint64_t)i;
+			req.op_case = KEYD__V1__REQUEST__OP_SIGN;
+			req.sign = &s;
+			kbuf_reset(&out);
+			if (frame_put_msg(&out, &req.base, FRAME_MAX_CEILING) !=
+			    KEYD_OK)
+				return 1;
+			p = kbuf_ptr(&out);
+			left = kbuf_avail(&out);
+			while (left > 0) {
+				ssize_t w = send(fd, p, left, MSG_NOSIGNAL);
+
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0)
+					break;
+				p += w;
+				left -= (size_t)w;
+			}
+			if (left > 0)
+				break;   /* the daemon stopped reading */
+			sent++;
+		}
+		kbuf_free(&out);
+		close(fd);
+		printf("%d requests sent, none read\n", sent);
+		return still_serving();
 	}
 	fprintf(stderr, "kd_raw: unknown scenario %s\n", sc);
 	return 2;

@@ -133,11 +133,13 @@ as_user() {
 }
 
 # expect_error LINE CMD...: CMD must exit 1 having printed exactly LINE
-# on stderr (one line) and nothing on stdout.
-expect_error() {
-  local want=$1 rc=0; shift
+# on stderr (one line) and nothing on stdout. expect_error_rc RC LINE
+# CMD...: the same with exit status RC (keydctl's usage errors: 2).
+expect_error() { expect_error_rc 1 "$@"; }
+expect_error_rc() {
+  local want_rc=$1 want=$2 rc=0; shift 2
   "$@" >"$T/out" 2>"$T/err" || rc=$?
-  [[ $rc -eq 1 ]] || { cat "$T/err" >&2; fail "'$*' exited $rc, not 1"; }
+  [[ $rc -eq $want_rc ]] || { cat "$T/err" >&2; fail "'$*' exited $rc, not $want_rc"; }
   [[ ! -s $T/out ]] || fail "'$*' wrote to stdout: $(head -c 200 "$T/out")"
   [[ $(cat "$T/err") == "$want" ]] || fail "'$*' said:
   $(cat "$T/err")

@@ -154,7 +154,7 @@ pass "pubkey"
 
 # Refusals, with the exact lines keydctl prints.
 s=$T/run/keyd.sock
-expect_error "keydctl: sign ed: ed25519 signs the message itself; drop --digest; run keydctl --help" \
+expect_error_rc 2 "keydctl: ed25519 signs the message itself; drop --digest; run keydctl --help" \
   "$KEYDCTL" sign ed -a ed25519 --digest -i "$T/m1"
 openssl dgst -sha256 -binary "$T/m1" > "$T/dg"
 expect_error "keydctl: sign p256: bad input: a SHA384 digest has 48 bytes; the input has 32 (without --digest keydctl hashes the input)" \
