@@ -84,6 +84,7 @@ static const struct ctl_alg ctl_algs[] = {
 	{ "rsa-oaep-sha256", 0, KEYD_RSA_OAEP_SHA256, NULL },
 	{ "rsa-oaep-sha384", 0, KEYD_RSA_OAEP_SHA384, NULL },
 	{ "rsa-oaep-sha512", 0, KEYD_RSA_OAEP_SHA512, NULL },
+	{ "rsa-pkcs1", 0, KEYD_RSA_PKCS1, NULL },
 };
 
 static const char ctl_usage[] =
@@ -96,7 +97,8 @@ static const char ctl_usage[] =
 "                                   sign the input (a message keydctl\n"
 "                                   hashes, or with --digest the digest)\n"
 "  decrypt NAME -a ALG [-i FILE] [-o FILE]\n"
-"                                   decrypt an RSA-OAEP ciphertext\n"
+"                                   decrypt an RSA-OAEP (or, for keys\n"
+"                                   that allow it, PKCS#1 v1.5) ciphertext\n"
 "  status [--prometheus]            keyd's tokens, keys and counters\n"
 "  srtp new NAME -S SUITE [-C CONTEXT]\n"
 "                                   a new SRTP master key: prints\n"
@@ -113,7 +115,8 @@ static const char ctl_usage[] =
 "                        rsa-pkcs1-sha512, rsa-pss-sha256, rsa-pss-sha384,\n"
 "                        rsa-pss-sha512, ed25519 (sign);\n"
 "                        rsa-oaep-sha1, rsa-oaep-sha256, rsa-oaep-sha384,\n"
-"                        rsa-oaep-sha512 (decrypt)\n"
+"                        rsa-oaep-sha512, rsa-pkcs1 (decrypt; rsa-pkcs1 never\n"
+"                        fails on a bad padding, see pkcs1_decrypt)\n"
 "  -i, --in FILE         input (default: standard input); a message is at\n"
 "                        most 1 MiB, an Ed25519 message 16384 bytes\n"
 "  -o, --out FILE        output (default: standard output); decrypt\n"

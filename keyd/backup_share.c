@@ -183,13 +183,14 @@ putf(struct kbuf *w, const char *fmt, ...)
 	return n;
 }
 
-/* Hex in groups of four digits, for reading aloud and comparing. */
-static char *
-grouped_hex(const uint8_t *p, size_t n, char *out)
+char *
+backup_share_grouped_hex(const uint8_t *p, size_t n, char *out)
 {
 	char hex[2 * BUNDLE_HASH_LEN + 1];
 	size_t o = 0;
 
+	if (n > BUNDLE_HASH_LEN)
+		n = BUNDLE_HASH_LEN;
 	bundle_hex(p, n, hex);
 	for (size_t i = 0; i < 2 * n; i++) {
 		if (i > 0 && i % 4 == 0)
@@ -228,7 +229,8 @@ backup_share_sheet(struct kbuf *w, const struct bundle *b,
 	    (r = putf(w, "created: %s\n", when)) != KEYD_OK ||
 	    (r = putf(w, "bundle: %.200s\n", bundle_name)) != KEYD_OK ||
 	    (r = putf(w, "%s %s\n", FIELD_FINGERPRINT,
-	    grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fp))) != KEYD_OK ||
+	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fp))) !=
+	    KEYD_OK ||
 	    (r = putf(w, "policy: %u of %u groups\n", b->group_threshold,
 	    b->group_count)) != KEYD_OK)
 		return r;
@@ -239,7 +241,7 @@ backup_share_sheet(struct kbuf *w, const struct bundle *b,
 	if ((r = putf(w, "share: group %u, member %u of %u\n", g + 1,
 	    m->member_index + 1u, b->member_count[g])) != KEYD_OK ||
 	    (r = putf(w, "share-commitment: %s\n",
-	    grouped_hex(c, BUNDLE_HASH_LEN, cm))) != KEYD_OK ||
+	    backup_share_grouped_hex(c, BUNDLE_HASH_LEN, cm))) != KEYD_OK ||
 	    (r = putf(w, "passphrase: %s\n", passphrase ? "needed (it is not "
 	    "on any sheet)" : "none")) != KEYD_OK ||
 	    (r = putf(w, "words: %u\n\n", nwords)) != KEYD_OK)

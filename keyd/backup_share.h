@@ -61,6 +61,11 @@ char *backup_share_file_name(const struct bundle *b, unsigned group,
 int backup_share_read_line(int fd, char *buf, size_t cap, size_t *len)
     BACKUP_SHARE_WUR;
 
+/* backup_share_grouped_hex: p[0..n) (n <= BUNDLE_HASH_LEN) as hex in
+ * groups of four digits separated by spaces, for reading aloud and
+ * comparing; out needs 3 * n bytes. Returns out. */
+char *backup_share_grouped_hex(const uint8_t *p, size_t n, char *out);
+
 /* backup_share_hex: parses hex (either case; blanks and ':' between
  * digits ignored) of exactly n bytes into out. Returns 1 if it is. */
 int backup_share_hex(const char *s, size_t slen, uint8_t *out, size_t n);

@@ -59,9 +59,24 @@ static const uint8_t kat2_wrapped[16] = {
 	0xaf, 0xbe, 0xb0, 0xf0, 0x7d, 0xfb, 0xf5, 0x41,
 	0x92, 0x00, 0xf2, 0xcc, 0xb5, 0x0b, 0xb2, 0x4f,
 };
+/* RFC 5649 of the same keys zero-padded to 24 and 8 bytes: SoftHSM2
+ * 2.6.1's CKM_AES_KEY_WRAP_PAD pads the key with zeros to a multiple of 8
+ * before wrapping (its RFC3394Pad), so its answers are these. */
+static const uint8_t kat1_zp_wrapped[32] = {
+	0xcf, 0x1e, 0x48, 0x53, 0x60, 0xe1, 0xa8, 0x12,
+	0x6f, 0x52, 0x4d, 0x01, 0x77, 0x16, 0x77, 0xf9,
+	0x40, 0x0e, 0xdb, 0x4d, 0x07, 0x4f, 0x14, 0x11,
+	0x69, 0x88, 0xd7, 0x1e, 0x15, 0x88, 0xe3, 0x67,
+};
+static const uint8_t kat2_zp_wrapped[16] = {
+	0x0e, 0x13, 0xc7, 0x81, 0x7f, 0x2e, 0x66, 0x81,
+	0xf6, 0x4d, 0x91, 0x1b, 0x7d, 0xd0, 0x14, 0xd5,
+};
 const struct backup_kat backup_kats[2] = {
-	{ kat1_key, sizeof(kat1_key), kat1_wrapped, sizeof(kat1_wrapped) },
-	{ kat2_key, sizeof(kat2_key), kat2_wrapped, sizeof(kat2_wrapped) },
+	{ kat1_key, sizeof(kat1_key), kat1_wrapped, sizeof(kat1_wrapped),
+	  kat1_zp_wrapped, sizeof(kat1_zp_wrapped) },
+	{ kat2_key, sizeof(kat2_key), kat2_wrapped, sizeof(kat2_wrapped),
+	  kat2_zp_wrapped, sizeof(kat2_zp_wrapped) },
 };
 
 static const CK_BBOOL ck_true = CK_TRUE, ck_false = CK_FALSE;
@@ -654,11 +669,13 @@ session_secret(struct p11 *p, CK_KEY_TYPE kt, const uint8_t *v, size_t len,
 	return p11_fn(p)->C_CreateObject(p11_session(p), t.a, t.n, h);
 }
 
-/* Runs RFC 5649's two examples through mech: wrap must give the RFC's
- * bytes, and unwrapping the RFC's bytes must give the key. Every object
+/* Runs RFC 5649's two examples through mech. Unwrapping the RFC's bytes
+ * must give the key; *exact says whether wrapping gave the RFC's bytes,
+ * *zero_pad whether it gave the wrap of the zero-padded key. Every object
  * is a session object, destroyed before return. */
 static WUR CK_RV
-kat_run(struct p11 *p, CK_MECHANISM_TYPE mtype, int *match)
+kat_run(struct p11 *p, CK_MECHANISM_TYPE mtype, int *unwrap_ok, int *exact,
+    int *zero_pad)
 {
 	CK_MECHANISM m = { mtype, NULL, 0 };
 	CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, key = CK_INVALID_HANDLE;
@@ -681,7 +698,7 @@ kat_run(struct p11 *p, CK_MECHANISM_TYPE mtype, int *match)
 	CK_ULONG olen;
 	CK_RV rv;
 
-	*match = 0;
+	*unwrap_ok = *exact = *zero_pad = 1;
 	rv = session_secret(p, CKK_AES, backup_kat_kek, sizeof(backup_kat_kek),
 	    1, &kek);
 	if (rv != CKR_OK)
@@ -689,6 +706,21 @@ kat_run(struct p11 *p, CK_MECHANISM_TYPE mtype, int *match)
 	for (size_t i = 0; i < sizeof(backup_kats) / sizeof(backup_kats[0]);
 	    i++) {
 		const struct backup_kat *v = &backup_kats[i];
+
+		rv = p11_fn(p)->C_UnwrapKey(p11_session(p), &m, kek,
+		    (CK_BYTE *)(uintptr_t)v->wrapped, v->wrapped_len, ut, 6,
+		    &back);
+		if (rv != CKR_OK)
+			goto out;
+		rv = p11_get_attr(p, back, CKA_VALUE, &val, &vlen);
+		backup_token_destroy(p, back);
+		back = CK_INVALID_HANDLE;
+		if (rv != CKR_OK)
+			goto out;
+		if (vlen != v->key_len || memcmp(val, v->key, vlen) != 0)
+			*unwrap_ok = 0;
+		free(val);
+		val = NULL;
 
 		rv = session_secret(p, CKK_GENERIC_SECRET, v->key, v->key_len,
 		    0, &key);
@@ -703,27 +735,15 @@ kat_run(struct p11 *p, CK_MECHANISM_TYPE mtype, int *match)
 			goto out;
 		if (olen != v->wrapped_len ||
 		    memcmp(out, v->wrapped, olen) != 0)
-			goto out;
-		rv = p11_fn(p)->C_UnwrapKey(p11_session(p), &m, kek,
-		    (CK_BYTE *)(uintptr_t)v->wrapped, v->wrapped_len, ut, 6,
-		    &back);
-		if (rv != CKR_OK)
-			goto out;
-		rv = p11_get_attr(p, back, CKA_VALUE, &val, &vlen);
-		backup_token_destroy(p, back);
-		back = CK_INVALID_HANDLE;
-		if (rv != CKR_OK)
-			goto out;
-		if (vlen != v->key_len || memcmp(val, v->key, vlen) != 0)
-			goto out;
-		free(val);
-		val = NULL;
+			*exact = 0;
+		if (olen != v->zp_wrapped_len ||
+		    memcmp(out, v->zp_wrapped, olen) != 0)
+			*zero_pad = 0;
 	}
-	*match = 1;
 out:
+	if (rv != CKR_OK)
+		*unwrap_ok = *exact = *zero_pad = 0;
 	free(val);
-	if (key != CK_INVALID_HANDLE)
-		backup_token_destroy(p, key);
 	if (kek != CK_INVALID_HANDLE)
 		backup_token_destroy(p, kek);
 	return rv;
@@ -734,22 +754,22 @@ has_mechanism(struct p11 *p, CK_SLOT_ID slot, CK_MECHANISM_TYPE m)
 {
 	CK_MECHANISM_INFO info;
 
-	(void)p;
 	return p11_fn(p)->C_GetMechanismInfo(slot, m, &info) == CKR_OK &&
 	    (info.flags & CKF_WRAP) && (info.flags & CKF_UNWRAP);
 }
 
 int
-backup_token_pick_wrap(struct p11 *p, CK_MECHANISM_TYPE *mech, char *err,
-    size_t errlen)
+backup_token_pick_wrap(struct p11 *p, int for_wrap, CK_MECHANISM_TYPE *mech,
+    uint8_t *alg, char *err, size_t errlen)
 {
 	static const CK_MECHANISM_TYPE order[2] = { CKM_AES_KEY_WRAP_KWP,
 		CKM_AES_KEY_WRAP_PAD };
 	CK_SESSION_INFO si;
-	int match = 0;
+	int unwrap_ok = 0, exact = 0, zero_pad = 0;
 	CK_RV rv;
 
 	*mech = 0;
+	*alg = 0;
 	if ((rv = p11_fn(p)->C_GetSessionInfo(p11_session(p), &si)) != CKR_OK) {
 		errf(err, errlen, "C_GetSessionInfo failed: %s",
 		    token_rv_name(rv));
@@ -761,15 +781,20 @@ backup_token_pick_wrap(struct p11 *p, CK_MECHANISM_TYPE *mech, char *err,
 		/* 0x210A is RFC 5649 on SoftHSM2 and nShield but RFC 3394 with
 		 * PKCS#7 padding on others (PKCS#11 3.1, kryoptic): only the
 		 * RFC's own answers tell which (FIELD-NOTES). */
-		rv = kat_run(p, order[i], &match);
-		if (rv == CKR_OK && match) {
+		rv = kat_run(p, order[i], &unwrap_ok, &exact, &zero_pad);
+		if (rv == CKR_OK && unwrap_ok && (!for_wrap || exact ||
+		    zero_pad)) {
 			*mech = order[i];
+			*alg = !for_wrap || exact ? BUNDLE_WRAP_RFC5649 :
+			    BUNDLE_WRAP_RFC5649_ZERO_PAD;
 			return KEYD_OK;
 		}
 		errf(err, errlen, "token '%s': mechanism 0x%lx does not give "
-		    "RFC 5649's known answers (section 6)%s%s; keyd-backup will "
-		    "not wrap keys with it", p11_token_label(p),
-		    (unsigned long)order[i], rv != CKR_OK ? ": " : "",
+		    "RFC 5649's known answers (section 6) when %s%s%s; "
+		    "keyd-backup will not use it", p11_token_label(p),
+		    (unsigned long)order[i], rv != CKR_OK ? "asked" :
+		    !unwrap_ok ? "unwrapping" : "wrapping",
+		    rv != CKR_OK ? ": " : "",
 		    rv != CKR_OK ? token_rv_name(rv) : "");
 		return KEYD_ERR_TOKEN;
 	}
@@ -898,7 +923,10 @@ backup_token_wrap(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
 	}
 	if (rv != CKR_OK) {
 		errf(err, errlen, "wrapping key '%s' under the backup master "
-		    "key failed: %s", k->label, token_rv_name(rv));
+		    "key failed: %s%s", k->label, token_rv_name(rv),
+		    rv == CKR_KEY_NOT_WRAPPABLE ? " (the key is wrap-with-trusted "
+		    "and the backup key trusted, so this token cannot wrap keys "
+		    "of this type; SoftHSM2 2.6 cannot wrap Ed25519 keys)" : "");
 		return KEYD_ERR_TOKEN;
 	}
 	k->wrapped_len = len;
@@ -1271,7 +1299,7 @@ backup_token_restore(struct p11 *p, const struct bundle *b,
 	struct created *made = NULL;
 	CK_OBJECT_HANDLE hbmk = CK_INVALID_HANDLE;
 	CK_MECHANISM_TYPE mech = 0;
-	uint8_t *spki = NULL;
+	uint8_t *spki = NULL, alg = 0;
 	size_t spki_len = 0;
 	unsigned bits = 0;
 	CK_RV rv;
@@ -1298,7 +1326,8 @@ backup_token_restore(struct p11 *p, const struct bundle *b,
 		spki = NULL;
 	}
 	if ((r = check_free(p, b, err, errlen)) != KEYD_OK ||
-	    (r = backup_token_pick_wrap(p, &mech, err, errlen)) != KEYD_OK)
+	    (r = backup_token_pick_wrap(p, 0, &mech, &alg, err, errlen)) !=
+	    KEYD_OK)
 		goto out;
 	if ((rv = import_bmk(p, bmk, bmk_len, &hbmk)) != CKR_OK) {
 		errf(err, errlen, "importing the backup master key as a session "

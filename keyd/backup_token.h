@@ -66,12 +66,17 @@ int backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
 
 /* backup_token_pick_wrap: the RFC 5649 mechanism to use on this token
  * (user logged in): CKM_AES_KEY_WRAP_KWP if the token has it, else
- * CKM_AES_KEY_WRAP_PAD; either only after its output matches RFC 5649's
- * known answers (section 6) for wrapping and unwrapping. Returns KEYD_OK,
- * KEYD_ERR_UNSUPPORTED (neither mechanism) or KEYD_ERR_TOKEN (the token's
- * output differs from the RFC). */
-int backup_token_pick_wrap(struct p11 *p, CK_MECHANISM_TYPE *mech,
-    char *err, size_t errlen) BACKUP_TOKEN_WUR;
+ * CKM_AES_KEY_WRAP_PAD; either only after the token's answers to RFC
+ * 5649's known-answer examples (section 6) are checked. Unwrapping must
+ * give the RFC's keys exactly. Wrapping must give the RFC's bytes (*alg =
+ * BUNDLE_WRAP_RFC5649) or, with for_wrap, the RFC 5649 wrap of the keys
+ * zero-padded to 8 bytes (*alg = BUNDLE_WRAP_RFC5649_ZERO_PAD: SoftHSM2
+ * 2.6.1's 0x210A). Without for_wrap (restore) only unwrapping is checked.
+ * Returns KEYD_OK, KEYD_ERR_UNSUPPORTED (neither mechanism) or
+ * KEYD_ERR_TOKEN (the token's answers differ). */
+int backup_token_pick_wrap(struct p11 *p, int for_wrap,
+    CK_MECHANISM_TYPE *mech, uint8_t *alg, char *err, size_t errlen)
+    BACKUP_TOKEN_WUR;
 
 /* backup_token_describe: reads the key at h (found by uri; user logged
  * in) into *k: class, type, size, label, id, flags, and for a pair the
@@ -120,13 +125,16 @@ int backup_token_restore(struct p11 *p, const struct bundle *b,
     size_t errlen) BACKUP_TOKEN_WUR;
 
 /* The RFC 5649 section 6 known answers (KEK, then per example the key
- * and the wrapped key), for the unit test that checks them against
- * OpenSSL and tests/vectors/. */
+ * and the wrapped key), and the wrap of the key zero-padded to 8 bytes
+ * (computed with OpenSSL's id-aes192-wrap-pad), for the unit test that
+ * checks them against OpenSSL and tests/vectors/. */
 struct backup_kat {
 	const uint8_t *key;
 	size_t key_len;
 	const uint8_t *wrapped;
 	size_t wrapped_len;
+	const uint8_t *zp_wrapped;
+	size_t zp_wrapped_len;
 };
 extern const uint8_t backup_kat_kek[24];
 extern const struct backup_kat backup_kats[2];

@@ -362,9 +362,10 @@ get_bytes16(struct kbuf *rd, uint8_t *out, size_t max, size_t *len,
 {
 	uint16_t n = 0;
 
-	NEED(kbuf_get_u16(rd, &n) == KEYD_OK, what);
+	NEED(kbuf_get_u16(rd, &n) == KEYD_OK, "truncated in a key record");
 	NEED(n <= max, what);
-	NEED(kbuf_get_bytes(rd, out, n) == KEYD_OK, what);
+	NEED(kbuf_get_bytes(rd, out, n) == KEYD_OK,
+	    "truncated in a key record");
 	*len = n;
 	return KEYD_OK;
 }
@@ -521,7 +522,9 @@ parse_body(struct kbuf *rd, struct bundle *b, const char **why)
 	    kbuf_get_u8(rd, &b->mac_alg) == KEYD_OK, "truncated header");
 	NEED(reserved == 0, "reserved header bits set");
 	b->created = ((uint64_t)hi << 32) | lo;
-	NEED(b->wrap_alg == BUNDLE_WRAP_RFC5649, "an unknown wrap algorithm");
+	NEED(b->wrap_alg == BUNDLE_WRAP_RFC5649 ||
+	    b->wrap_alg == BUNDLE_WRAP_RFC5649_ZERO_PAD,
+	    "an unknown wrap algorithm");
 	NEED(b->mac_alg == BUNDLE_MAC_HKDF_HMAC_SHA256,
 	    "an unknown MAC algorithm");
 	if ((r = parse_policy(rd, b, why)) != KEYD_OK)

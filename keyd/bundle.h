@@ -44,6 +44,10 @@
 
 /* Wrap algorithm and MAC algorithm codes stored in the header. */
 #define BUNDLE_WRAP_RFC5649 1        /* AES key wrap with padding */
+/* RFC 5649 of the key zero-padded to a multiple of 8 bytes first: what
+ * SoftHSM2 2.6.1's CKM_AES_KEY_WRAP_PAD gives. RFC 5649 unwrapping gives
+ * the key followed by up to 7 zero bytes. */
+#define BUNDLE_WRAP_RFC5649_ZERO_PAD 2
 #define BUNDLE_MAC_HKDF_HMAC_SHA256 1
 
 /* Fingerprint kinds. */

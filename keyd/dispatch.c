@@ -109,12 +109,18 @@ check_key(struct req_ctx *rc, const char *name, unsigned op)
 	size_t idx;
 	int r;
 
-	rc->key_name = name;
 	if (name == NULL || *name == '\0') {
 		snprintf(rc->msg, sizeof(rc->msg), "no key named in the "
 		    "request");
 		return KEYD_ERR_INVALID_ARG;
 	}
+	if (strlen(name) > CONFIG_NAME_MAX) {
+		/* Not put in the audit line: no key has such a name. */
+		snprintf(rc->msg, sizeof(rc->msg), "a key name is at most %d "
+		    "bytes", CONFIG_NAME_MAX);
+		return KEYD_ERR_UNKNOWN_KEY;
+	}
+	rc->key_name = name;
 	if (op == 0) {
 		long k = config_find_key(rc->d->cfg, name);
 
@@ -556,8 +562,8 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 		if ((r = check_key(rc, req->key, CONFIG_OP_DECRYPT)) != KEYD_OK)
 			return r;
 		snprintf(rc->msg, sizeof(rc->msg), "unknown decryption "
-		    "algorithm %d (keyd decrypts RSA-OAEP only)",
-		    (int)req->alg);
+		    "algorithm %d (keyd decrypts RSA-OAEP, and PKCS#1 v1.5 "
+		    "on keys that allow it)", (int)req->alg);
 		return KEYD_ERR_BAD_ALGORITHM;
 	}
 	oaep.source = CKZ_DATA_SPECIFIED;
@@ -599,7 +605,7 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 	r = token_decrypt(rc->d->token, rc->s, (size_t)rc->key, &mech,
 	    req->ciphertext.data, req->ciphertext.len, plain, &outlen, rc->msg,
 	    sizeof(rc->msg));
-	if (r == KEYD_ERR_TOKEN && oaep.hashAlg != CKM_SHA_1) {
+	if (r == KEYD_ERR_UNSUPPORTED && oaep.hashAlg != CKM_SHA_1) {
 		/* SoftHSM2 answers CKR_ARGUMENTS_BAD for OAEP with anything
 		 * but SHA-1; say what it means. */
 		snprintf(rc->msg, sizeof(rc->msg), "%s is not supported by "
@@ -772,7 +778,10 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 		goto reply;
 	}
 	resp.id = req->id;
-	if (p->limiter != NULL && !policy_limiter_take(p->limiter)) {
+	/* hello is free: every connection starts with it, and a client
+	 * with a small rate must still get its first real request. */
+	if (p->limiter != NULL && req->op_case != KEYD__V1__REQUEST__OP_HELLO &&
+	    !policy_limiter_take(p->limiter)) {
 		rc.op = "rate-limited";
 		snprintf(rc.msg, sizeof(rc.msg), "client '%s' is over its rate "
 		    "limit", d->cfg->clients[p->client].name);
@@ -874,6 +883,15 @@ reply:
 	ar.mech = rc.mech;
 	ar.result = r;
 	ar.detail = r != KEYD_OK ? rc.msg : NULL;
+	if (r == KEYD_OK && req != NULL &&
+	    req->op_case == KEYD__V1__REQUEST__OP_HELLO &&
+	    req->hello->client_version != NULL &&
+	    req->hello->client_version[0] != '\0') {
+		/* The client's own words, bounded; json-c escapes them. */
+		snprintf(rc.msg, sizeof(rc.msg), "client version %.64s",
+		    req->hello->client_version);
+		ar.detail = rc.msg;
+	}
 	ar.latency_us = elapsed_us(&t0);
 	ar.request_bytes = len;
 	ar.aggregate = r == KEYD_ERR_DENIED || r == KEYD_ERR_RATE_LIMITED;

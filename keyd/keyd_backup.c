@@ -9,8 +9,14 @@
  * Conventions: every error is one line on stderr, "keyd-backup: ...",
  * that says what is wrong and what to do, and never holds a secret; exit
  * status 0 is success, 1 a failure, 2 a usage error. Secrets (master secret,
- * shares, passphrase) are only held in locked memory (secmem) and leave it
- * only through write(2) to standard output.
+ * shares, passphrase, PINs) are only held in locked memory (secmem) and
+ * leave it only through write(2): to standard output (shamir), to share
+ * files (create), and to the token (PINs, the backup master key).
+ *
+ * keygen, create, verify, restore and inspect are the backup of keys on a
+ * token (docs/backup.md, docs/ceremonies.md): the token side is
+ * backup_token.c, the bundle bundle.c, share sheets backup_share.c, files
+ * backup_file.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -866,23 +872,6 @@ flag_words(uint32_t flags, char *buf, size_t cap)
 	return buf;
 }
 
-/* Hex in groups of four digits (fingerprints people compare). */
-static const char *
-grouped(const uint8_t *p, size_t n, char *out)
-{
-	char hex[2 * BUNDLE_HASH_LEN + 1];
-	size_t o = 0;
-
-	bundle_hex(p, n, hex);
-	for (size_t i = 0; i < 2 * n; i++) {
-		if (i > 0 && i % 4 == 0)
-			out[o++] = ' ';
-		out[o++] = hex[i];
-	}
-	out[o] = '\0';
-	return out;
-}
-
 static void
 print_key(FILE *f, const struct bundle_key *k)
 {
@@ -897,7 +886,7 @@ print_key(FILE *f, const struct bundle_key *k)
 	if (k->cls == CKO_PRIVATE_KEY)
 		fprintf(f, "  public key flags: %s\n  fingerprint: SHA-256 of "
 		    "SPKI %s\n", flag_words(k->pub_flags, fl, sizeof(fl)),
-		    grouped(k->fp, k->fp_len, fp));
+		    backup_share_grouped_hex(k->fp, k->fp_len, fp));
 	else
 		fprintf(f, "  fingerprint: check value %s\n",
 		    bundle_hex(k->fp, k->fp_len, id));
@@ -949,8 +938,9 @@ check_fingerprint(const struct bundle *b, const char *path,
 		return EXIT_OK;
 	errmsg("bundle %s has fingerprint %s, but %s says %s: this is not the "
 	    "bundle the shares were made for, or it was altered; use another "
-	    "copy", path, grouped(b->fingerprint, BUNDLE_HASH_LEN, have),
-	    source, grouped(fp, BUNDLE_HASH_LEN, want));
+	    "copy", path, backup_share_grouped_hex(b->fingerprint,
+	    BUNDLE_HASH_LEN, have), source, backup_share_grouped_hex(fp,
+	    BUNDLE_HASH_LEN, want));
 	return EXIT_FAIL;
 }
 
@@ -1133,13 +1123,14 @@ combine_and_check(struct shareset *ss, const struct bundle *b,
 	    KEYD_ERR_BUNDLE;
 	if (k == KEYD_ERR_PASSPHRASE) {
 		/* Each share matched its commitment and they combined, so
-		 * only the passphrase can be wrong (or the bundle altered
-		 * by someone who kept its structure). */
-		errmsg("wrong passphrase: the shares each match their "
-		    "commitments and combine, but the bundle's MAC does not "
-		    "verify with the secret they give under this passphrase "
-		    "(%s); give the set's passphrase with --passphrase-file, "
-		    "or none if it has none", keyd_strerror(k));
+		 * the passphrase is wrong, or the bundle was altered in a way
+		 * that kept its structure (its fingerprint tells). */
+		errmsg("wrong passphrase, or an altered bundle: the shares "
+		    "each match their commitments and combine, but the bundle's "
+		    "MAC does not verify with the secret they give under this "
+		    "passphrase; give the set's passphrase with "
+		    "--passphrase-file (none if it has none), and compare the "
+		    "bundle's fingerprint with the sheets'");
 		return EXIT_FAIL;
 	}
 	if (k != KEYD_OK) {
@@ -1272,7 +1263,7 @@ cmd_keygen(int argc, char **argv)
 	if (k->cls == CKO_PRIVATE_KEY)
 		printf("  public key '%s' flags: %s\n  SPKI SHA-256: %s\n",
 		    k->label, flag_words(k->pub_flags, fl, sizeof(fl)),
-		    grouped(k->fp, k->fp_len, fp));
+		    backup_share_grouped_hex(k->fp, k->fp_len, fp));
 	else
 		printf("  check value: %s\n", bundle_hex(k->fp, k->fp_len,
 		    idhex));
@@ -1420,7 +1411,7 @@ cmd_create(int argc, char **argv)
 	CK_MECHANISM_TYPE mech = 0;
 	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG], fp[3 * BUNDLE_HASH_LEN];
 	char *pin = NULL, *sopin = NULL, *pass = NULL, *tmp = NULL;
-	uint8_t *bmk = NULL;
+	uint8_t *bmk = NULL, alg = 0;
 	size_t nkeys = 0, pinlen = 0, sopinlen = 0, passlen = 0, count = 0, i;
 	unsigned e = 1;
 	int allow_disk = 0, opt, r = EXIT_USAGE;
@@ -1527,7 +1518,8 @@ cmd_create(int argc, char **argv)
 				goto out;
 			}
 	}
-	if (backup_token_pick_wrap(p, &mech, err, sizeof(err)) != KEYD_OK ||
+	if (backup_token_pick_wrap(p, 1, &mech, &alg, err, sizeof(err)) !=
+	    KEYD_OK ||
 	    backup_token_new_bmk(p, bmk, err, sizeof(err)) != KEYD_OK ||
 	    backup_token_trusted_bmk(p, sopin, sopinlen, pin, pinlen, bmk,
 	    &hbmk, err, sizeof(err)) != KEYD_OK) {
@@ -1548,7 +1540,7 @@ cmd_create(int argc, char **argv)
 		goto out;
 	}
 	b->created = (uint64_t)time(NULL);
-	b->wrap_alg = BUNDLE_WRAP_RFC5649;
+	b->wrap_alg = alg;
 	b->wrap_mech = (uint32_t)mech;
 	b->mac_alg = BUNDLE_MAC_HKDF_HMAC_SHA256;
 	b->group_threshold = (uint8_t)pol.gthreshold;
@@ -1586,10 +1578,11 @@ cmd_create(int argc, char **argv)
 	    nkeys == 1 ? "" : "s", bundle_hex(b->set_id, BUNDLE_SET_ID_LEN,
 	    what));
 	printf("bundle fingerprint (SHA-256): %s\n",
-	    grouped(b->fingerprint, BUNDLE_HASH_LEN, fp));
-	printf("wrap mechanism: %s (RFC 5649, known answers checked)\n",
+	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fp));
+	printf("wrap mechanism: %s, %s (known answers checked)\n",
 	    mech == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP" :
-	    "CKM_AES_KEY_WRAP_PAD");
+	    "CKM_AES_KEY_WRAP_PAD", alg == BUNDLE_WRAP_RFC5649 ? "RFC 5649" :
+	    "RFC 5649 of the key zero-padded to 8 bytes");
 	for (i = 0; i < nkeys; i++)
 		printf("wrapped key '%s'\n", b->keys[i].label);
 	for (i = 0; i < count; i++)
@@ -1686,7 +1679,8 @@ cmd_verify(int argc, char **argv)
 	}
 	printf("bundle %s: backup set %s, %zu keys, fingerprint %s%s\n",
 	    bundle_path, bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what),
-	    b->n_keys, grouped(b->fingerprint, BUNDLE_HASH_LEN, fptext),
+	    b->n_keys, backup_share_grouped_hex(b->fingerprint,
+	    BUNDLE_HASH_LEN, fptext),
 	    fphex != NULL ? " (matches --bundle-fingerprint)" : "");
 	for (i = 0; i < nfiles; i++) {
 		const struct slip39_share *s;
@@ -1886,11 +1880,12 @@ cmd_inspect(int argc, char **argv)
 		    (unsigned long long)b->created);
 	printf("bundle %s (format version %u)\n", bundle_path, b->version);
 	printf("fingerprint (SHA-256 of the file): %s\n",
-	    grouped(b->fingerprint, BUNDLE_HASH_LEN, fp));
+	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fp));
 	printf("set id: %s\n", bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what));
 	printf("created: %s\n", when);
-	printf("wrap algorithm: RFC 5649 AES key wrap with padding, made with "
-	    "%s (0x%lx)\n", b->wrap_mech == CKM_AES_KEY_WRAP_KWP ?
+	printf("wrap algorithm: RFC 5649 AES key wrap with padding%s, made "
+	    "with %s (0x%lx)\n", b->wrap_alg == BUNDLE_WRAP_RFC5649 ? "" :
+	    " of the key zero-padded to 8 bytes", b->wrap_mech == CKM_AES_KEY_WRAP_KWP ?
 	    "CKM_AES_KEY_WRAP_KWP" : b->wrap_mech == CKM_AES_KEY_WRAP_PAD ?
 	    "CKM_AES_KEY_WRAP_PAD" : "an unknown mechanism",
 	    (unsigned long)b->wrap_mech);
@@ -1906,7 +1901,7 @@ cmd_inspect(int argc, char **argv)
 	for (size_t i = 0; i < b->n_commits; i++)
 		printf("share group %u member %u commitment: %s\n",
 		    b->commits[i].group + 1u, b->commits[i].member + 1u,
-		    grouped(b->commits[i].c, BUNDLE_HASH_LEN, fp));
+		    backup_share_grouped_hex(b->commits[i].c, BUNDLE_HASH_LEN, fp));
 	printf("keys: %zu\n", b->n_keys);
 	for (size_t i = 0; i < b->n_keys; i++)
 		print_key(stdout, &b->keys[i]);

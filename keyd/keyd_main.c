@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -20,6 +21,7 @@
 #include "keyd_err.h"
 #include "log.h"
 #include "pin.h"
+#include "rsa_ir.h"
 #include "sandbox.h"
 #include "server.h"
 #include "srtp.h"
@@ -110,6 +112,7 @@ main(int argc, char **argv)
 	size_t pin_len = 0, weak = 0;
 	sigset_t sigs;
 	int check_only = 0, o, sfd = -1, ret = 1, r, dispatch_ready = 0;
+	time_t last_sweep = 0;
 
 	/* No core dumps and no ptrace by other users, whatever the start
 	 * mode: the process holds a logged-in token session and the PIN. */
@@ -170,6 +173,12 @@ main(int argc, char **argv)
 			    "the clear. Regenerate it with keyd-backup keygen.",
 			    k->name);
 		}
+	}
+	/* The per-key implicit-rejection secrets, from the token, before any
+	 * worker thread exists (rsa_ir.h). */
+	if (rsa_ir_init(cfg, token, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
 	}
 	if (cfg->audit_key == NULL)
 		log_warn("no audit_key: the audit log has no signed "
@@ -245,6 +254,7 @@ main(int argc, char **argv)
 	log_info("serving %zu keys on %s", cfg->n_keys, cfg->socket);
 
 	for (;;) {
+		struct timespec now;
 		struct pollfd pfd = { sfd, POLLIN, 0 };
 		struct signalfd_siginfo si;
 		int tick = (int)cfg->audit_sync_ms < TICK_MAX_MS ?
@@ -252,7 +262,13 @@ main(int argc, char **argv)
 
 		r = poll(&pfd, 1, tick);
 		audit_tick(audit);
-		server_tick(srv);
+		/* The idle-connection sweep walks every descriptor slot: once
+		 * a second is enough. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec != last_sweep) {
+			server_tick(srv);
+			last_sweep = now.tv_sec;
+		}
 		if (r <= 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
 			continue;
 		if (si.ssi_signo == SIGUSR1) {
@@ -280,6 +296,7 @@ out:
 	srtp_free(srtp);
 	/* The final checkpoint is signed on the token: close the log first. */
 	audit_close(audit);
+	rsa_ir_cleanup();
 	token_close(token);
 	if (dispatch_ready)
 		dispatch_free(&d);

@@ -31,6 +31,7 @@ static const char *const allowed[] = {
 	"restart_syscall", "exit", "exit_group", "getpid", "gettid",
 	"getuid", "geteuid", "getgid", "getegid", "getrandom",
 	"rt_sigprocmask", "rt_sigreturn", "rt_sigaction", "tgkill",
+	"sigaltstack",
 	"prlimit64", "getrlimit", "sysinfo", "uname",
 	/* the signal and wake-up descriptors */
 	"eventfd2", "signalfd4",
@@ -70,6 +71,11 @@ sandbox_install(int network, char *err, size_t errlen)
 	rc |= seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
 	for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
 		rc |= allow(ctx, allowed[i]);
+#ifdef KEYD_SANITIZE_BUILD
+	/* LeakSanitizer's exit-time check calls prctl; only sanitizer
+	 * builds, which are for testing, allow it. */
+	rc |= allow(ctx, "prctl");
+#endif
 	/* New threads only: a clone without CLONE_THREAD would be a new
 	 * process, which keyd never makes. */
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,

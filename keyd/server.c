@@ -268,19 +268,24 @@ accept_one(struct server *s, int fd)
 		close(fd);
 		return;
 	}
-	if (atomic_load(&s->d->connections) >= s->cfg->max_connections) {
+	/* Counted first, then checked: two workers accepting at once cannot
+	 * both take the last place. */
+	if (atomic_fetch_add(&s->d->connections, 1) >= s->cfg->max_connections) {
+		atomic_fetch_sub(&s->d->connections, 1);
 		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
 		    KEYD_ERR_BUSY, "max_connections reached");
 		close(fd);
 		return;
 	}
 	if (!policy_limiter_connect(&s->limiters[client])) {
+		atomic_fetch_sub(&s->d->connections, 1);
 		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
 		    KEYD_ERR_BUSY, "the client's max_connections reached");
 		close(fd);
 		return;
 	}
 	if ((size_t)fd >= s->n_slots || (c = calloc(1, sizeof(*c))) == NULL) {
+		atomic_fetch_sub(&s->d->connections, 1);
 		policy_limiter_disconnect(&s->limiters[client]);
 		close(fd);
 		return;
@@ -293,7 +298,6 @@ accept_one(struct server *s, int fd)
 	/* A reply may be larger than the largest request. */
 	kbuf_init(&c->out, SERVER_OUT_HIGH_WATER + FRAME_MAX_CEILING, 0);
 	atomic_store(&c->last_active, now_s());
-	atomic_fetch_add(&s->d->connections, 1);
 	pthread_mutex_lock(&s->table_mu);
 	s->conns[fd] = c;
 	pthread_mutex_unlock(&s->table_mu);

@@ -236,9 +236,9 @@ dir_open(struct srtp *st, int check_only, char *err, size_t errlen)
 	/* The counters keep keyd within the GCM limit: nobody but keyd may
 	 * be able to reset them. */
 	if (sb.st_uid != owner || (sb.st_mode & (S_IWGRP | S_IWOTH))) {
-		errf(err, errlen, "state_dir %s must be owned by uid %u (keyd's "
-		    "user) and not writable by group or others (it is owned "
-		    "by uid %u, mode %04o)", dir, (unsigned)owner,
+		errf(err, errlen, "state_dir %s must be owned by uid %u "
+		    "(keyd's user) and not writable by group or others (it is "
+		    "owned by uid %u, mode %04o)", dir, (unsigned)owner,
 		    (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 07777));
 		return KEYD_ERR_CONFIG;
 	}
@@ -254,8 +254,8 @@ dir_open(struct srtp *st, int check_only, char *err, size_t errlen)
 		return KEYD_ERR_CONFIG;
 	}
 	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		errf(err, errlen, "%s/%s is locked: another keyd uses state_dir "
-		    "%s; give each keyd its own state_dir and its own KEKs",
+		errf(err, errlen, "%s/%s is locked: another keyd uses "
+		    "state_dir %s; give each keyd its own state_dir and its own KEKs",
 		    dir, SRTP_LOCK_FILE, dir);
 		return KEYD_ERR_CONFIG;
 	}
@@ -447,8 +447,8 @@ counter_take(struct srtp *st, struct srtp_counter *c, const char *key_name,
 	if (c->used > st->warn_at && !c->warned) {
 		c->warned = 1;
 		log_warn("SRTP KEK %s (key '%s') has wrapped %" PRIu64 " keys, "
-		    "past %" PRIu64 "; srtp-new stops at %" PRIu64 ": add a new "
-		    "KEK version (docs/srtp.md)", c->name, key_name, c->used,
+		    "past %" PRIu64 "; srtp-new stops at %" PRIu64 ": add a "
+		    "new KEK version (docs/srtp.md)", c->name, key_name, c->used,
 		    st->warn_at, st->limit);
 	}
 	if (c->used == st->limit)
@@ -490,7 +490,8 @@ key_init(struct srtp *st, struct token *t, struct token_session *s,
 			errf(err, errlen, "key '%s': cannot compute the check "
 			    "value of KEK %s (%s): %s", ck->name, v == 0 ?
 			    ck->uri : ck->previous[v - 1], msg, v == 0 ?
-			    "it must allow CKM_AES_ECB or carry CKA_CHECK_VALUE" :
+			    "it must allow CKM_AES_ECB or carry "
+			    "CKA_CHECK_VALUE" :
 			    "");
 			return r;
 		}
@@ -498,10 +499,10 @@ key_init(struct srtp *st, struct token *t, struct token_session *s,
 		kcv_name(a.kcv, k->v[v].name, sizeof(k->v[v].name));
 		for (size_t w = 0; w < v; w++)
 			if (memcmp(k->v[w].kcv, a.kcv, SRTP_KCV_LEN) == 0) {
-				errf(err, errlen, "key '%s': KEK versions %s and "
-				    "%s have the same check value %s: the same "
-				    "KEK is listed twice (or, once in 2^24, two "
-				    "KEKs collide: make a new one)", ck->name,
+				errf(err, errlen, "key '%s': KEK versions %s "
+				    "and %s have the same check value %s: the "
+				    "same KEK is listed twice (or, once in "
+				    "2^24, two KEKs collide: make a new one)", ck->name,
 				    w == 0 ? ck->uri : ck->previous[w - 1],
 				    ck->previous[v - 1], k->v[v].name);
 				return KEYD_ERR_CONFIG;
@@ -914,8 +915,8 @@ handle_srtp_open(struct srtp *st, struct token *t, struct token_session *s,
 		if (memcmp(k->v[v].kcv, kcv, SRTP_KCV_LEN) == 0)
 			break;
 	if (v == k->n_v) {
-		snprintf(msg, msglen, "the blob was made under KEK %s, which is "
-		    "not a version of key '%s' in keyd's configuration (list "
+		snprintf(msg, msglen, "the blob was made under KEK %s, which "
+		    "is not a version of key '%s' in keyd's configuration (list "
 		    "it under previous to open its blobs)", kek, name);
 		goto out;
 	}

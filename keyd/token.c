@@ -35,6 +35,7 @@ struct token {
 	pthread_rwlock_t lock;     /* writers: recovery; readers: operations */
 	atomic_ulong generation;
 	atomic_ulong recoveries;
+	atomic_int broken;         /* a recovery failed: try again first */
 	struct token_key *keys;    /* the config's keys, then the audit key */
 	size_t n_keys;             /* the config's keys */
 	size_t n_all;              /* n_keys, plus one with an audit key */
@@ -563,7 +564,7 @@ find_key(struct token *t, struct token_key *k, char *err, size_t errlen)
 	if (rv != CKR_OK) {
 		errf(err, errlen, "key '%s' (%s): search failed: %s", k->name,
 		    k->uri, token_rv_name(rv));
-		return rv_session_lost(rv) ? KEYD_ERR_TOKEN : KEYD_ERR_TOKEN;
+		return KEYD_ERR_TOKEN;
 	}
 	if (total == 0) {
 		errf(err, errlen, "key '%s' (%s) is not on the token", k->name,
@@ -940,14 +941,17 @@ token_session_close(struct token *t, struct token_session *s)
 static int
 token_recover(struct token *t, unsigned long seen, char *msg, size_t msglen)
 {
-	char err[256];
+	char err[256], label[sizeof(t->info.label) + 1];
 	int r = KEYD_OK;
 
 	pthread_rwlock_wrlock(&t->lock);
 	if (atomic_load(&t->generation) != seen)
 		goto out;
-	log_warn("token '%.32s' lost its session or login; reopening",
-	    t->info.label);
+	copy_padded(label, t->info.label, sizeof(t->info.label));
+	if (!atomic_load(&t->broken))
+		log_warn("token '%s' lost its session or login; reopening",
+		    label);
+	atomic_store(&t->broken, 1);
 	(void)t->f->C_CloseAllSessions(t->slot);
 	t->keeper_open = 0;
 	t->logged_in = 0;
@@ -973,7 +977,8 @@ token_recover(struct token *t, unsigned long seen, char *msg, size_t msglen)
 	}
 	atomic_fetch_add(&t->generation, 1);
 	atomic_fetch_add(&t->recoveries, 1);
-	log_info("token '%.32s' reopened and logged in again", t->info.label);
+	atomic_store(&t->broken, 0);
+	log_info("token '%s' reopened and logged in again", label);
 out:
 	pthread_rwlock_unlock(&t->lock);
 	return r;
@@ -1019,18 +1024,21 @@ crypt_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
 {
 	struct crypt_arg *a = arg;
 	CK_ULONG olen = a->room;
+	/* Some tokens refuse a NULL pointer even with length 0 (SoftHSM2's
+	 * Ed25519 sign of an empty message): give them an empty buffer. */
+	static const CK_BYTE empty[1];
+	CK_BYTE *in = a->in != NULL ? (CK_BYTE *)(uintptr_t)a->in :
+	    (CK_BYTE *)(uintptr_t)empty;
 	CK_RV rv;
 
 	if (a->op == TOKEN_OP_SIGN) {
 		rv = f->C_SignInit(s, a->mech, key);
 		if (rv == CKR_OK)
-			rv = f->C_Sign(s, (CK_BYTE *)(uintptr_t)a->in, a->inlen,
-			    a->out, &olen);
+			rv = f->C_Sign(s, in, a->inlen, a->out, &olen);
 	} else {
 		rv = f->C_DecryptInit(s, a->mech, key);
 		if (rv == CKR_OK)
-			rv = f->C_Decrypt(s, (CK_BYTE *)(uintptr_t)a->in,
-			    a->inlen, a->out, &olen);
+			rv = f->C_Decrypt(s, in, a->inlen, a->out, &olen);
 	}
 	if (rv == CKR_OK)
 		a->outlen = olen;
@@ -1067,8 +1075,28 @@ map_rv(CK_RV rv, enum token_op op, char *msg, size_t msglen)
 		snprintf(msg, msglen, "the token does not allow this key to do "
 		    "that (%s)", token_rv_name(rv));
 		return KEYD_ERR_BAD_ALGORITHM;
+	case CKR_ARGUMENTS_BAD:
+		if (op == TOKEN_OP_DECRYPT) {
+			/* SoftHSM2's answer to OAEP parameters it does not
+			 * implement (any hash but SHA-1). */
+			snprintf(msg, msglen, "the token rejected the "
+			    "mechanism's parameters (%s)", token_rv_name(rv));
+			return KEYD_ERR_UNSUPPORTED;
+		}
+		snprintf(msg, msglen, "the token failed: %s", token_rv_name(rv));
+		return KEYD_ERR_TOKEN;
+	case CKR_GENERAL_ERROR:
+	case CKR_FUNCTION_FAILED:
+		if (op == TOKEN_OP_DECRYPT) {
+			/* SoftHSM2 reports a bad OAEP ciphertext this way.
+			 * One answer for every bad ciphertext. */
+			snprintf(msg, msglen, "decryption failed");
+			return KEYD_ERR_DECRYPT;
+		}
+		snprintf(msg, msglen, "the token failed: %s", token_rv_name(rv));
+		return KEYD_ERR_TOKEN;
 	default:
-		snprintf(msg, msglen, "token error: %s", token_rv_name(rv));
+		snprintf(msg, msglen, "the token failed: %s", token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
 	}
 }
@@ -1085,6 +1113,16 @@ run_fn(struct token *t, struct token_session *s, size_t key, size_t version,
 	CK_RV rv = CKR_GENERAL_ERROR;
 
 	*r = KEYD_OK;
+	/* A recovery that failed earlier (the token was gone) is retried
+	 * first: until it succeeds nothing is logged in, and a token shows
+	 * private keys only to a logged-in session, so the operation itself
+	 * would fail with a misleading CKR_KEY_HANDLE_INVALID. */
+	if (atomic_load(&t->broken)) {
+		gen = atomic_load(&t->generation);
+		s->open = 0;
+		if ((*r = token_recover(t, gen, msg, msglen)) != KEYD_OK)
+			return CKR_TOKEN_NOT_PRESENT;
+	}
 	for (int attempt = 0; attempt < 2; attempt++) {
 		pthread_rwlock_rdlock(&t->lock);
 		gen = atomic_load(&t->generation);
@@ -1093,9 +1131,12 @@ run_fn(struct token *t, struct token_session *s, size_t key, size_t version,
 		rv = session_ready(t, s);
 		if (rv == CKR_OK)
 			rv = fn(t->f, s->h, h, arg);
-		if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_OPERATION_ACTIVE) {
-			/* An operation may stay active after these errors;
-			 * end it by closing the session, which is cheap. */
+		if (rv != CKR_OK && s->open && !rv_session_lost(rv)) {
+			/* The standard ends an operation on most errors, but
+			 * not all (CKR_BUFFER_TOO_SMALL), and tokens differ
+			 * (SoftHSM2 keeps it after CKR_ARGUMENTS_BAD): close
+			 * the session, which is cheap, so that no operation
+			 * left behind can fail the next client's request. */
 			(void)t->f->C_CloseSession(s->h);
 			s->open = 0;
 		}

@@ -83,6 +83,12 @@ enum keyd_decrypt_alg {
 	KEYD_RSA_OAEP_SHA256 = 102,    /* OAEP, SHA-256, MGF1-SHA256, empty label */
 	KEYD_RSA_OAEP_SHA384 = 103,
 	KEYD_RSA_OAEP_SHA512 = 104,
+	/* PKCS#1 v1.5 with implicit rejection, for keys configured with
+	 * pkcs1_decrypt = implicit-rejection (others: KEYD_ERR_DENIED). A bad
+	 * padding is never an error: it decrypts to a random-looking message
+	 * that is the same for the same ciphertext, as the protocol using
+	 * it (TLS 1.2 RSA key exchange, say) must expect. */
+	KEYD_RSA_PKCS1 = 105,
 };
 
 /* Flags for keyd_sign_ex. */

@@ -255,7 +255,8 @@ kp11mech_op_init(struct kp11mech_op *op, const CK_MECHANISM *m,
 	case KP11MECH_ECDSA_HASH:
 		if (!params_absent(m))
 			return CKR_MECHANISM_PARAM_INVALID;
-		h = hash_by_name(mi->md);
+		if ((h = hash_by_name(mi->md)) == NULL)
+			return CKR_GENERAL_ERROR;
 		op->keyd_alg = h->ecdsa;
 		break;
 	case KP11MECH_RSA_PKCS:
@@ -266,7 +267,8 @@ kp11mech_op_init(struct kp11mech_op *op, const CK_MECHANISM *m,
 	case KP11MECH_RSA_PKCS_HASH:
 		if (!params_absent(m))
 			return CKR_MECHANISM_PARAM_INVALID;
-		h = hash_by_name(mi->md);
+		if ((h = hash_by_name(mi->md)) == NULL)
+			return CKR_GENERAL_ERROR;
 		op->keyd_alg = h->pkcs1;
 		break;
 	case KP11MECH_PSS:
@@ -275,7 +277,9 @@ kp11mech_op_init(struct kp11mech_op *op, const CK_MECHANISM *m,
 		op->keyd_alg = h->pss;
 		break;
 	case KP11MECH_PSS_HASH:
-		if ((rv = check_pss(m, hash_by_name(mi->md), &h)) != CKR_OK)
+		if ((h = hash_by_name(mi->md)) == NULL)
+			return CKR_GENERAL_ERROR;
+		if ((rv = check_pss(m, h, &h)) != CKR_OK)
 			return rv;
 		op->keyd_alg = h->pss;
 		break;

@@ -7,9 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include <openssl/bn.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
@@ -83,31 +82,6 @@ blob_octet_string(struct kp11obj_blob *b, const uint8_t *p, size_t len)
 	return blob_take_der(b, der, n);
 }
 
-static int
-blob_bn(struct kp11obj_blob *b, const EVP_PKEY *pk, const char *param)
-{
-	BIGNUM *bn = NULL;
-	uint8_t *p = NULL;
-	int n, r = KEYD_ERR_CRYPTO;
-
-	if (EVP_PKEY_get_bn_param(pk, param, &bn) != 1)
-		goto out;
-	n = BN_num_bytes(bn);
-	if (n <= 0 || (p = malloc((size_t)n)) == NULL)
-		goto out;
-	if (BN_bn2bin(bn, p) != n)
-		goto out;
-	blob_free(b);
-	b->p = p;
-	b->len = (size_t)n;
-	p = NULL;
-	r = KEYD_OK;
-out:
-	free(p);
-	BN_free(bn);
-	return r;
-}
-
 static void
 key_free(struct kp11obj_key *k)
 {
@@ -153,112 +127,165 @@ keytype_of(const char *s)
 	return KP11_KEY_NONE;
 }
 
-/* The public attributes of k from its SubjectPublicKeyInfo, which must be
- * of the type keyd listed. *pk is the parsed key, for the certificate
- * check; the caller frees it. */
+/* An RSAPublicKey (RFC 8017 A.1.1), SEQUENCE { n INTEGER, e INTEGER },
+ * read with the generic ASN.1 parser: OpenSSL 3 deprecates the RSA
+ * structure's functions. */
 static int
-parse_spki(struct kp11obj_key *k, EVP_PKEY **pk, char *err, size_t errlen)
+parse_rsa(struct kp11obj_key *k, const uint8_t *der, int len)
 {
-	const uint8_t *p = k->spki.p;
-	uint8_t pt[KP11OBJ_POINT_MAX];
-	char group[64];
-	size_t ptlen = 0;
-	int nid, want;
+	STACK_OF(ASN1_TYPE) *seq = NULL;
+	const uint8_t *p = der;
+	const ASN1_TYPE *n, *e;
+	BIGNUM *bn = NULL;
+	uint8_t *buf = NULL;
+	struct kp11obj_blob *dst;
+	int i, nb, r = KEYD_ERR_PROTOCOL;
 
-	*pk = NULL;
+	if ((seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, len)) == NULL ||
+	    p != der + len || sk_ASN1_TYPE_num(seq) != 2)
+		goto out;
+	n = sk_ASN1_TYPE_value(seq, 0);
+	e = sk_ASN1_TYPE_value(seq, 1);
+	if (n->type != V_ASN1_INTEGER || e->type != V_ASN1_INTEGER)
+		goto out;
+	for (i = 0; i < 2; i++) {
+		dst = i == 0 ? &k->modulus : &k->exponent;
+		BN_free(bn);
+		if ((bn = ASN1_INTEGER_to_BN((i == 0 ? n : e)->value.integer,
+		    NULL)) == NULL || BN_is_negative(bn) || BN_is_zero(bn))
+			goto out;
+		nb = BN_num_bytes(bn);
+		if ((buf = malloc((size_t)nb)) == NULL) {
+			r = KEYD_ERR_NOMEM;
+			goto out;
+		}
+		if (BN_bn2bin(bn, buf) != nb)
+			goto out;
+		blob_free(dst);
+		dst->p = buf;
+		dst->len = (size_t)nb;
+		buf = NULL;
+		if (i == 0)
+			k->modulus_bits = (CK_ULONG)BN_num_bits(bn);
+	}
+	k->out_len = k->modulus.len;
+	r = KEYD_OK;
+out:
+	free(buf);
+	BN_free(bn);
+	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+	return r;
+}
+
+/*
+ * The public attributes of k from its SubjectPublicKeyInfo, which must be
+ * of the type keyd listed. Read from the SPKI's fields rather than from an
+ * EVP_PKEY: inside an application that loaded libp11's engine, OpenSSL
+ * makes legacy EC keys, whose parameters EVP_PKEY_get_params cannot read.
+ */
+static int
+parse_spki(struct kp11obj_key *k, char *err, size_t errlen)
+{
+	const uint8_t *p = k->spki.p, *pub = NULL;
+	X509_PUBKEY *xpk = NULL;
+	ASN1_OBJECT *alg = NULL;
+	const void *pval = NULL;
+	const X509_ALGOR *algor = NULL;
+	const ASN1_OBJECT *curve;
+	unsigned char *der = NULL;
+	int publen = 0, ptype = 0, n, want, r = KEYD_ERR_PROTOCOL;
+	size_t fl;
+
 	if (k->spki.len > LONG_MAX ||
-	    (*pk = d2i_PUBKEY(NULL, &p, (long)k->spki.len)) == NULL ||
-	    p != k->spki.p + k->spki.len)
+	    (xpk = d2i_X509_PUBKEY(NULL, &p, (long)k->spki.len)) == NULL ||
+	    p != k->spki.p + k->spki.len ||
+	    X509_PUBKEY_get0_param(&alg, &pub, &publen, (X509_ALGOR **)&algor,
+	    xpk) != 1 || pub == NULL || publen <= 0)
 		goto bad;
 	switch (k->type) {
 	case KP11_KEY_RSA:
-		if (EVP_PKEY_get_base_id(*pk) != EVP_PKEY_RSA ||
-		    blob_bn(&k->modulus, *pk, OSSL_PKEY_PARAM_RSA_N) !=
-		    KEYD_OK ||
-		    blob_bn(&k->exponent, *pk, OSSL_PKEY_PARAM_RSA_E) !=
-		    KEYD_OK)
+		if (OBJ_obj2nid(alg) != NID_rsaEncryption ||
+		    (r = parse_rsa(k, pub, publen)) != KEYD_OK)
 			goto bad;
-		k->modulus_bits = (CK_ULONG)EVP_PKEY_get_bits(*pk);
-		k->out_len = k->modulus.len;
-		return KEYD_OK;
+		break;
 	case KP11_KEY_EC_P256:
 	case KP11_KEY_EC_P384:
 		want = k->type == KP11_KEY_EC_P256 ? NID_X9_62_prime256v1 :
 		    NID_secp384r1;
-		if (EVP_PKEY_get_base_id(*pk) != EVP_PKEY_EC ||
-		    EVP_PKEY_get_utf8_string_param(*pk,
-		    OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) != 1)
+		fl = k->type == KP11_KEY_EC_P256 ? 32 : 48;
+		X509_ALGOR_get0(NULL, &ptype, &pval, algor);
+		if (OBJ_obj2nid(alg) != NID_X9_62_id_ecPublicKey ||
+		    ptype != V_ASN1_OBJECT || pval == NULL ||
+		    OBJ_obj2nid(pval) != want)
 			goto bad;
-		nid = OBJ_txt2nid(group);
-		if (nid == NID_undef)
-			nid = EC_curve_nist2nid(group);
-		if (nid != want)
+		curve = pval;
+		n = i2d_ASN1_OBJECT(curve, &der);
+		if (blob_take_der(&k->ec_params, der, n) != KEYD_OK)
 			goto bad;
-		{
-			unsigned char *der = NULL;
-			int n = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &der);
-
-			if (blob_take_der(&k->ec_params, der, n) != KEYD_OK)
-				goto bad;
-		}
 		/* PKCS#11 wants the point uncompressed, in a DER OCTET
 		 * STRING (2.40 section 2.3.3). */
-		if (EVP_PKEY_get_octet_string_param(*pk,
-		    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt, sizeof(pt),
-		    &ptlen) != 1 || ptlen == 0 || pt[0] != 0x04 ||
-		    blob_octet_string(&k->ec_point, pt, ptlen) != KEYD_OK)
+		if ((size_t)publen != 1 + 2 * fl || pub[0] != 0x04 ||
+		    blob_octet_string(&k->ec_point, pub, (size_t)publen) !=
+		    KEYD_OK)
 			goto bad;
-		k->out_len = 2 * (((size_t)EVP_PKEY_get_bits(*pk) + 7) / 8);
-		return KEYD_OK;
+		k->out_len = 2 * fl;
+		break;
 	case KP11_KEY_ED25519:
-		ptlen = sizeof(pt);
-		if (EVP_PKEY_get_base_id(*pk) != EVP_PKEY_ED25519 ||
-		    EVP_PKEY_get_raw_public_key(*pk, pt, &ptlen) != 1 ||
+		if (OBJ_obj2nid(alg) != NID_ED25519 || publen != 32 ||
 		    blob_set(&k->ec_params, ed25519_oid,
 		    sizeof(ed25519_oid)) != KEYD_OK ||
-		    blob_octet_string(&k->ec_point, pt, ptlen) != KEYD_OK)
+		    blob_octet_string(&k->ec_point, pub, (size_t)publen) !=
+		    KEYD_OK)
 			goto bad;
 		k->out_len = 64;
-		return KEYD_OK;
-	default:
 		break;
+	default:
+		goto bad;
 	}
+	X509_PUBKEY_free(xpk);
+	return KEYD_OK;
 bad:
+	X509_PUBKEY_free(xpk);
 	snprintf(err, errlen, "keyd's public key for '%.64s' does not parse as "
 	    "the key type it listed", k->name);
-	EVP_PKEY_free(*pk);
-	*pk = NULL;
-	return KEYD_ERR_PROTOCOL;
+	return r == KEYD_ERR_NOMEM ? r : KEYD_ERR_PROTOCOL;
 }
 
 /* The certificate's attributes; a certificate that is not for the key is
  * not shown (it would only make TLS fail later, more obscurely). */
 static int
-parse_cert(struct kp11obj_key *k, const EVP_PKEY *pk)
+parse_cert(struct kp11obj_key *k)
 {
 	const uint8_t *p = k->cert.p;
 	X509 *x = NULL;
-	unsigned char *der;
+	unsigned char *der = NULL;
 	int n, r = KEYD_ERR_PROTOCOL;
 
 	if (k->cert.len > LONG_MAX ||
 	    (x = d2i_X509(NULL, &p, (long)k->cert.len)) == NULL ||
 	    p != k->cert.p + k->cert.len)
 		goto out;
-	if (EVP_PKEY_eq(X509_get0_pubkey(x), pk) != 1)
+	n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+	if (n <= 0 || (size_t)n != k->spki.len ||
+	    memcmp(der, k->spki.p, k->spki.len) != 0)
 		goto out;
+	OPENSSL_free(der);
 	der = NULL;
 	n = i2d_X509_NAME(X509_get_subject_name(x), &der);
-	if ((r = blob_take_der(&k->subject, der, n)) != KEYD_OK)
-		goto out;
+	r = blob_take_der(&k->subject, der, n);
 	der = NULL;
+	if (r != KEYD_OK)
+		goto out;
 	n = i2d_X509_NAME(X509_get_issuer_name(x), &der);
-	if ((r = blob_take_der(&k->issuer, der, n)) != KEYD_OK)
-		goto out;
+	r = blob_take_der(&k->issuer, der, n);
 	der = NULL;
+	if (r != KEYD_OK)
+		goto out;
 	n = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
 	r = blob_take_der(&k->serial, der, n);
+	der = NULL;
 out:
+	OPENSSL_free(der);
 	X509_free(x);
 	if (r != KEYD_OK) {
 		blob_free(&k->cert);
@@ -274,7 +301,6 @@ static int
 fetch_key(struct keyd_client *c, struct kp11obj_key *k, int has_cert,
     char *err, size_t errlen)
 {
-	EVP_PKEY *pk = NULL;
 	uint8_t *der = NULL;
 	size_t len = 0;
 	int r;
@@ -287,7 +313,7 @@ fetch_key(struct keyd_client *c, struct kp11obj_key *k, int has_cert,
 	k->spki.p = der;
 	k->spki.len = len;
 	der = NULL;
-	if ((r = parse_spki(k, &pk, err, errlen)) != KEYD_OK)
+	if ((r = parse_spki(k, err, errlen)) != KEYD_OK)
 		goto out;
 	if (has_cert) {
 		r = keyd_certificate(c, k->name, &der, &len);
@@ -304,12 +330,11 @@ fetch_key(struct keyd_client *c, struct kp11obj_key *k, int has_cert,
 		k->cert.len = len;
 		der = NULL;
 		/* A certificate that does not parse or fit is left out. */
-		(void)parse_cert(k, pk);
+		(void)parse_cert(k);
 	}
 	r = KEYD_OK;
 out:
 	keyd_free(der);
-	EVP_PKEY_free(pk);
 	return r;
 }
 
@@ -528,6 +553,9 @@ key_attr(const struct kp11obj_key *k, enum kp11obj_kind kind,
 	switch (type) {
 	case CKA_KEY_TYPE: return val_ulong(v, ck_key_type(k->type));
 	case CKA_DERIVE: return val_bool(v, 0);
+	/* keyd does not say how the key was made or whether it was ever
+	 * extractable (keyd-backup's keys are, for backup): claim nothing. */
+	case CKA_LOCAL: return val_bool(v, 0);
 	case CKA_START_DATE:
 	case CKA_END_DATE:
 		v->p = NULL;
@@ -559,6 +587,9 @@ key_attr(const struct kp11obj_key *k, enum kp11obj_kind kind,
 		case CKA_SIGN_RECOVER:
 		case CKA_UNWRAP:
 		case CKA_ALWAYS_AUTHENTICATE:
+		case CKA_ALWAYS_SENSITIVE:
+		case CKA_NEVER_EXTRACTABLE:
+		case CKA_WRAP_WITH_TRUSTED:
 			return val_bool(v, 0);
 		case CKA_VALUE:
 		case CKA_PRIVATE_EXPONENT:

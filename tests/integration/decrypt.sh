@@ -115,7 +115,7 @@ done
 # No plaintext in the audit log or keyd's log; the sizes are there.
 for f in "$T/audit.jsonl" "$T/keyd.log"; do
   for p in p1 p3; do
-    hex=$(od -An -tx1 "$T/$p" | tr -d ' \n')
+    hex=$(od -An -v -tx1 "$T/$p" | tr -d ' \n')
     ! grep -qi "$hex" "$f" || fail "plaintext $p in $f"
     ! grep -qaF -f <(head -c 16 "$T/$p") "$f" 2>/dev/null || fail "raw plaintext $p in $f"
   done

@@ -317,6 +317,8 @@ main(int argc, char **argv)
 		r = read_reply(fd);
 		if (r == NULL || r->error != 0 || r->id != 9)
 			return fail("no reply to a frame split in 1-byte writes");
+		frame_free_response(r);
+		kbuf_free(&out);
 		return 0;
 	}
 	if (!strcmp(sc, "disconnect")) {
@@ -362,6 +364,7 @@ main(int argc, char **argv)
 			frame_free_response(r);
 		}
 		printf("%d pipelined replies\n", n);
+		free(seen);
 		return 0;
 	}
 	if (!strcmp(sc, "sign")) {
@@ -411,6 +414,7 @@ main(int argc, char **argv)
 		}
 		for (int i = 1; i <= n; i++)
 			printf("%d\n", codes[i]);
+		free(codes);
 		return 0;
 	}
 	if (!strcmp(sc, "hold")) {

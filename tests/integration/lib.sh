@@ -189,3 +189,45 @@ verify_sig() {
       openssl dgst "-$(sha_of "$alg")" -verify "$pub" -signature "$sig" "$msg" ;;
   esac
 }
+
+# use_shim: makes the config written by write_config load SoftHSM2 through
+# the fault-injecting module keyd-p11shim.so (tests/shim/p11shim.c), with
+# its control file $P11SHIM_CONTROL (empty: no faults) and its log
+# $P11SHIM_LOG. Returns 1, saying why, when keyd would refuse the module:
+# it must be root's and not group/world-writable, and so must every
+# directory above it.
+SHIM=$KEYD_BUILD_DIR/tests/shim/keyd-p11shim.so
+use_shim() {
+  local d
+  [[ -f $SHIM ]] || { echo "$SHIM is not built (target keyd-p11shim)"; return 1; }
+  d=$(realpath "$SHIM")
+  while :; do
+    if [[ $(stat -c %u "$d") != 0 || $(( 0$(stat -c %a "$d") & 022 )) != 0 ]]; then
+      echo "$d is not root's or is group/world-writable: keyd would refuse $SHIM"
+      return 1
+    fi
+    [[ $d == / ]] && break
+    d=$(dirname "$d")
+  done
+  export P11SHIM_MODULE=$SOFTHSM_MODULE
+  export P11SHIM_CONTROL=$T/shim.ctl
+  export P11SHIM_LOG=$T/shim.log
+  : > "$P11SHIM_CONTROL"
+  : > "$P11SHIM_LOG"
+  sed -i "s|^module = .*|module = $SHIM|" "$T/keyd.conf"
+  grep -q "^module = $SHIM\$" "$T/keyd.conf" || fail "use_shim: no module line in keyd.conf"
+}
+
+# shim_ctl RULE...: rewrites the shim's control file, one rule a line (a
+# new version of the file: fresh counters even for the same rule).
+shim_ctl() {
+  printf '%s\n' "$@" > "$P11SHIM_CONTROL.new"
+  mv "$P11SHIM_CONTROL.new" "$P11SHIM_CONTROL"
+}
+
+# Sanitizer builds: leaks inside outside libraries (SoftHSM2's Ed25519
+# code) are not keyd's; see lsan.supp. The suppression needs whole stacks
+# (libcrypto has no frame pointers), hence the slow unwinder. Harmless in
+# other builds.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$KEYD_SOURCE_DIR/tests/integration/lsan.supp:print_suppressions=0}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-fast_unwind_on_malloc=0}

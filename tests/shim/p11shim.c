@@ -13,6 +13,8 @@
  *   fail-for CODE MS [FUNC...]    fail every call for MS milliseconds
  *                                 after the file was last written
  *   delay MS [FUNC...]            sleep MS milliseconds, then go on
+ *   trace [FUNC...]               log each call and what the real module
+ *                                 answered
  *
  * CODE is a CKR_ name (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
  * CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
@@ -20,9 +22,11 @@
  * CKR_DEVICE_MEMORY, CKR_HOST_MEMORY, CKR_OPERATION_ACTIVE) or a number.
  * FUNC names a wrapped function (C_SignInit, C_Sign, C_DecryptInit,
  * C_Decrypt, C_GenerateRandom, C_Login, C_OpenSession, C_FindObjectsInit,
- * C_Encrypt, C_EncryptInit, C_WrapKey, C_UnwrapKey); without any, a rule
- * applies to the four sign and decrypt calls. A rule may end with
- * "noeffect" to fail a call without the state change below.
+ * C_Encrypt, C_EncryptInit, C_WrapKey, C_UnwrapKey, C_Logout,
+ * C_CloseSession, C_CloseAllSessions, C_Finalize); without any, a rule
+ * applies to the four sign and decrypt calls (trace: to every wrapped
+ * function). A rule may end with "noeffect" to fail a call without the
+ * state change below.
  *
  * Counters belong to a version of the file (its inode, size, mtime and
  * bytes): rewriting the file, even with the same rule, starts afresh.
@@ -36,7 +40,8 @@
  * operation that its Init started (as a real failure would).
  *
  * Every injection appends a line to the file named by env P11SHIM_LOG,
- * if set: "C_Sign CKR_SESSION_HANDLE_INVALID", or "C_Sign delay 50".
+ * if set: "C_Sign CKR_SESSION_HANDLE_INVALID", or "C_Sign delay 50"; a
+ * traced call "trace C_Logout CKR_OK".
  *
  * Test code only: it trusts its environment and never goes near a
  * production keyd.
@@ -65,13 +70,15 @@
 enum shim_func {
 	F_SIGN_INIT, F_SIGN, F_DECRYPT_INIT, F_DECRYPT, F_GENERATE_RANDOM,
 	F_LOGIN, F_OPEN_SESSION, F_FIND_OBJECTS_INIT, F_ENCRYPT_INIT,
-	F_ENCRYPT, F_WRAP_KEY, F_UNWRAP_KEY, F_COUNT
+	F_ENCRYPT, F_WRAP_KEY, F_UNWRAP_KEY, F_LOGOUT, F_CLOSE_SESSION,
+	F_CLOSE_ALL_SESSIONS, F_FINALIZE, F_COUNT
 };
 
 static const char *const func_names[F_COUNT] = {
 	"C_SignInit", "C_Sign", "C_DecryptInit", "C_Decrypt",
 	"C_GenerateRandom", "C_Login", "C_OpenSession", "C_FindObjectsInit",
-	"C_EncryptInit", "C_Encrypt", "C_WrapKey", "C_UnwrapKey",
+	"C_EncryptInit", "C_Encrypt", "C_WrapKey", "C_UnwrapKey", "C_Logout",
+	"C_CloseSession", "C_CloseAllSessions", "C_Finalize",
 };
 
 #define DEFAULT_FUNCS ((1u << F_SIGN_INIT) | (1u << F_SIGN) | \
@@ -97,7 +104,7 @@ static const struct {
 	{ "CKR_TOKEN_NOT_RECOGNIZED", CKR_TOKEN_NOT_RECOGNIZED },
 };
 
-enum rule_kind { R_FAIL, R_FAIL_NTH, R_FAIL_FOR, R_DELAY };
+enum rule_kind { R_FAIL, R_FAIL_NTH, R_FAIL_FOR, R_DELAY, R_TRACE };
 
 struct rule {
 	enum rule_kind kind;
@@ -213,6 +220,9 @@ parse_rule(char *line)
 		if (nw < 2 || parse_ulong(w[1], &r.n) != 0)
 			goto bad;
 		first_func = 2;
+	} else if (strcmp(w[0], "trace") == 0) {
+		r.kind = R_TRACE;
+		first_func = 1;
 	} else {
 		if (strcmp(w[0], "fail") == 0)
 			r.kind = R_FAIL;
@@ -244,7 +254,8 @@ parse_rule(char *line)
 		r.funcs |= 1u << f;
 	}
 	if (r.funcs == 0)
-		r.funcs = DEFAULT_FUNCS;
+		r.funcs = r.kind == R_TRACE ? (1u << F_COUNT) - 1 :
+		    DEFAULT_FUNCS;
 	if (n_rules < SHIM_MAX_RULES)
 		rules[n_rules++] = r;
 	return;
@@ -351,6 +362,8 @@ decide(enum shim_func f, int *effect)
 			if (delay_ms == 0)
 				delay_ms = r->n;
 			break;
+		case R_TRACE:
+			break;
 		}
 		if (rv != CKR_OK)
 			*effect = r->effect;
@@ -367,6 +380,23 @@ decide(enum shim_func f, int *effect)
 	if (rv != CKR_OK)
 		shim_log("%s %s%s", func_names[f], code_name(rv),
 		    *effect ? "" : " noeffect");
+	return rv;
+}
+
+/* Logs a real call's result if a trace rule names the function. */
+static CK_RV
+trace(enum shim_func f, CK_RV rv)
+{
+	int on = 0;
+
+	pthread_mutex_lock(&mu);
+	reload();
+	for (size_t i = 0; i < n_rules && !on; i++)
+		on = rules[i].kind == R_TRACE && (rules[i].funcs & (1u << f));
+	pthread_mutex_unlock(&mu);
+	if (on)
+		shim_log("trace %s %s", func_names[f], rv == CKR_OK ? "CKR_OK" :
+		    code_name(rv));
 	return rv;
 }
 
@@ -424,7 +454,7 @@ static CK_RV
 shim_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	INJECT(F_SIGN_INIT, s);
-	return real->C_SignInit(s, m, k);
+	return trace(F_SIGN_INIT, real->C_SignInit(s, m, k));
 }
 
 static CK_RV
@@ -434,14 +464,15 @@ shim_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR sig,
 	/* A length query does not end the operation: pass it through. */
 	if (sig == NULL)
 		return real->C_Sign(s, d, dl, sig, sl);
-	INJECT_FINAL(F_SIGN, s, real->C_Sign(s, d, dl, sig, sl));
+	INJECT_FINAL(F_SIGN, s, trace(F_SIGN, real->C_Sign(s, d, dl, sig,
+	    sl)));
 }
 
 static CK_RV
 shim_DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	INJECT(F_DECRYPT_INIT, s);
-	return real->C_DecryptInit(s, m, k);
+	return trace(F_DECRYPT_INIT, real->C_DecryptInit(s, m, k));
 }
 
 static CK_RV
@@ -450,14 +481,15 @@ shim_Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR d,
 {
 	if (d == NULL)
 		return real->C_Decrypt(s, e, el, d, dl);
-	INJECT_FINAL(F_DECRYPT, s, real->C_Decrypt(s, e, el, d, dl));
+	INJECT_FINAL(F_DECRYPT, s, trace(F_DECRYPT, real->C_Decrypt(s, e, el,
+	    d, dl)));
 }
 
 static CK_RV
 shim_EncryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	INJECT(F_ENCRYPT_INIT, s);
-	return real->C_EncryptInit(s, m, k);
+	return trace(F_ENCRYPT_INIT, real->C_EncryptInit(s, m, k));
 }
 
 static CK_RV
@@ -466,14 +498,15 @@ shim_Encrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e,
 {
 	if (e == NULL)
 		return real->C_Encrypt(s, d, dl, e, el);
-	INJECT_FINAL(F_ENCRYPT, s, real->C_Encrypt(s, d, dl, e, el));
+	INJECT_FINAL(F_ENCRYPT, s, trace(F_ENCRYPT, real->C_Encrypt(s, d, dl,
+	    e, el)));
 }
 
 static CK_RV
 shim_GenerateRandom(CK_SESSION_HANDLE s, CK_BYTE_PTR p, CK_ULONG n)
 {
 	INJECT(F_GENERATE_RANDOM, s);
-	return real->C_GenerateRandom(s, p, n);
+	return trace(F_GENERATE_RANDOM, real->C_GenerateRandom(s, p, n));
 }
 
 static CK_RV
@@ -481,7 +514,7 @@ shim_Login(CK_SESSION_HANDLE s, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin,
     CK_ULONG n)
 {
 	INJECT(F_LOGIN, s);
-	return real->C_Login(s, u, pin, n);
+	return trace(F_LOGIN, real->C_Login(s, u, pin, n));
 }
 
 static CK_RV
@@ -494,14 +527,41 @@ shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
 	/* No session yet: nothing to make real. */
 	if (rv != CKR_OK)
 		return rv;
-	return real->C_OpenSession(slot, flags, app, notify, s);
+	return trace(F_OPEN_SESSION, real->C_OpenSession(slot, flags, app,
+	    notify, s));
+}
+
+/* Calls that are only traced, never failed: they end things, and a
+ * test wants to see that they happen. */
+static CK_RV
+shim_Logout(CK_SESSION_HANDLE s)
+{
+	return trace(F_LOGOUT, real->C_Logout(s));
+}
+
+static CK_RV
+shim_CloseSession(CK_SESSION_HANDLE s)
+{
+	return trace(F_CLOSE_SESSION, real->C_CloseSession(s));
+}
+
+static CK_RV
+shim_CloseAllSessions(CK_SLOT_ID slot)
+{
+	return trace(F_CLOSE_ALL_SESSIONS, real->C_CloseAllSessions(slot));
+}
+
+static CK_RV
+shim_Finalize(CK_VOID_PTR reserved)
+{
+	return trace(F_FINALIZE, real->C_Finalize(reserved));
 }
 
 static CK_RV
 shim_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
 	INJECT(F_FIND_OBJECTS_INIT, s);
-	return real->C_FindObjectsInit(s, t, n);
+	return trace(F_FIND_OBJECTS_INIT, real->C_FindObjectsInit(s, t, n));
 }
 
 static CK_RV
@@ -509,7 +569,7 @@ shim_WrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk,
     CK_OBJECT_HANDLE k, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
 	INJECT(F_WRAP_KEY, s);
-	return real->C_WrapKey(s, m, wk, k, out, outlen);
+	return trace(F_WRAP_KEY, real->C_WrapKey(s, m, wk, k, out, outlen));
 }
 
 static CK_RV
@@ -518,7 +578,8 @@ shim_UnwrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk,
     CK_OBJECT_HANDLE_PTR k)
 {
 	INJECT(F_UNWRAP_KEY, s);
-	return real->C_UnwrapKey(s, m, uk, w, wl, t, tn, k);
+	return trace(F_UNWRAP_KEY, real->C_UnwrapKey(s, m, uk, w, wl, t, tn,
+	    k));
 }
 
 static CK_RV shim_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
@@ -559,6 +620,10 @@ load_real(void)
 	shim_list.C_FindObjectsInit = shim_FindObjectsInit;
 	shim_list.C_WrapKey = shim_WrapKey;
 	shim_list.C_UnwrapKey = shim_UnwrapKey;
+	shim_list.C_Logout = shim_Logout;
+	shim_list.C_CloseSession = shim_CloseSession;
+	shim_list.C_CloseAllSessions = shim_CloseAllSessions;
+	shim_list.C_Finalize = shim_Finalize;
 	load_rv = CKR_OK;
 }
 

@@ -5,3 +5,14 @@ keyd_unit_test(test_shamir unit/test_shamir.c LIBS keydcore)
 keyd_unit_test(test_slip39 unit/test_slip39.c LIBS keydcore)
 # Drives the real keyd-backup program; build it first (target keyd-backup).
 keyd_script_test(test_shamir_cli unit/test_shamir_cli.sh unit)
+# The backup bundle, share sheets and RFC 5649 known answers, no token.
+keyd_unit_test(test_bundle unit/test_bundle.c LIBS keydcore)
+# An outside judge for the token tests: talks PKCS#11 directly, none of
+# keyd's code.
+add_executable(backup_probe ${CMAKE_CURRENT_SOURCE_DIR}/integration/backup_probe.c)
+target_link_libraries(backup_probe PRIVATE PkgConfig::P11KIT)
+# keyd-backup against real SoftHSM2 tokens (build keyd-backup and
+# backup_probe first).
+keyd_script_test(backup_drill integration/backup_drill.sh integration)
+keyd_script_test(backup_badinput integration/backup_badinput.sh integration)
+keyd_script_test(backup_keygen integration/backup_keygen.sh integration)

@@ -1,0 +1,29 @@
+# End-to-end tests of keyd-pkcs11.so with programs this project did not
+# write (OpenSC's pkcs11-tool, OpenSSL with libp11's engine, GnuTLS's
+# p11tool) and p11drive, a PKCS#11 application of ours that dlopens the
+# module as shipped. Label e2e. Included from tests/CMakeLists.txt, so
+# paths are relative to tests/.
+
+add_executable(p11drive e2e/p11drive.c)
+target_include_directories(p11drive PRIVATE ${P11KIT_INCLUDE_DIRS})
+target_link_libraries(p11drive PRIVATE PkgConfig::LIBCRYPTO Threads::Threads
+  ${CMAKE_DL_LIBS})
+# The tests load the module: build it with them.
+add_dependencies(p11drive keyd-pkcs11)
+
+set(KEYD_E2E_TESTS pkcs11_tool openssl_tls gnutls p11_mechs p11_restart
+  p11_fork p11_threads)
+foreach(t ${KEYD_E2E_TESTS})
+  keyd_script_test(e2e_${t} e2e/${t}.sh e2e)
+endforeach()
+
+# With the sanitizers, programs that were not built with them need the
+# ASan runtime preloaded to load the module.
+if(KEYD_SANITIZE)
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+    OUTPUT_VARIABLE KEYD_ASAN_RUNTIME OUTPUT_STRIP_TRAILING_WHITESPACE)
+  foreach(t ${KEYD_E2E_TESTS})
+    set_property(TEST e2e_${t} APPEND PROPERTY ENVIRONMENT
+      "KEYD_P11_PRELOAD=${KEYD_ASAN_RUNTIME}")
+  endforeach()
+endif()

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# config_check.sh: `keyd -c FILE --check-config` against a real token. A
+# good configuration passes with a summary; each bad one fails with one
+# error line naming what to fix (the file and line, or the key and its
+# URI). Also the socket at start-up: a second keyd on the same socket
+# refuses and leaves the first one serving; a socket file left by a keyd
+# killed with SIGKILL is replaced; a file that is not a socket is not.
+source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
+
+TOKEN=cctest
+make_token $TOKEN
+keygen EC:prime256v1 p256 01
+keygen rsa:2048 rsa 02
+keygen AES:32 aes 03 2>/dev/null
+write_pin
+write_config <<CONF
+[key p256]
+uri = pkcs11:token=$TOKEN;object=p256;type=private
+ops = sign
+[key rsa]
+uri = pkcs11:token=$TOKEN;object=rsa;type=private
+ops = sign, decrypt
+[client me]
+uid = $(id -u)
+keys = p256, rsa
+ops = sign, decrypt
+CONF
+cp -p "$T/keyd.conf" "$T/good.conf"
+C=$T/keyd.conf
+
+# check_ok: --check-config passes and prints the summary.
+"$KEYD" -c "$C" --check-config > "$T/out" 2> "$T/err" ||
+  fail "a good configuration failed: $(cat "$T/err")"
+[[ $(cat "$T/out") == "keyd: $C is valid: token 'pkcs11:token=$TOKEN', 2 keys, 1 clients" ]] ||
+  fail "summary: $(cat "$T/out")"
+grep -q "error" "$T/err" && fail "errors on a good configuration: $(cat "$T/err")"
+[[ ! -e $T/run/keyd.sock && ! -e $T/audit.jsonl ]] ||
+  fail "--check-config created the socket or the audit log"
+pass "good configuration"
+
+# check_fails WANT: --check-config fails, with exactly one error line,
+# and that line is WANT.
+check_fails() {
+  local want="keyd: error: $1" rc=0
+  "$KEYD" -c "$C" --check-config > "$T/out" 2> "$T/err" || rc=$?
+  [[ $rc -ne 0 ]] || fail "--check-config passed; want: $want"
+  [[ ! -s $T/out ]] || fail "a failed check printed: $(cat "$T/out")"
+  [[ $(grep -c 'error' "$T/err") -eq 1 ]] || fail "not one error line: $(cat "$T/err")"
+  [[ $(grep 'error' "$T/err") == "$want" ]] || fail "said:
+  $(grep 'error' "$T/err")
+want:
+  $want"
+  # The same configuration must not start a daemon either.
+  rc=0
+  timeout 10 "$KEYD" -c "$C" > "$T/out" 2>&1 || rc=$?
+  [[ $rc -ne 0 && $rc -ne 124 ]] || fail "keyd started (or hung) with: $want"
+}
+# edit_conf SED-SCRIPT: the good configuration changed by sed.
+edit_conf() { sed "$1" "$T/good.conf" > "$C"; chmod 0600 "$C"; }
+append_conf() { cp "$T/good.conf" "$C"; cat >> "$C"; chmod 0600 "$C"; }
+
+# A key that is not on the token: the key's name and URI.
+edit_conf 's/object=p256;/object=nothere;/'
+check_fails "key 'p256' (pkcs11:token=$TOKEN;object=nothere;type=private) is not on the token"
+# Ops that do not fit the key's type.
+append_conf <<CONF
+[key aes]
+uri = pkcs11:token=$TOKEN;object=aes
+ops = sign
+CONF
+check_fails "key 'aes' (pkcs11:token=$TOKEN;object=aes) has ops = sign, but it is an AES key"
+edit_conf '/^\[key p256\]$/,/^ops/ s/^ops = sign$/ops = decrypt/'
+check_fails "key 'p256' (pkcs11:token=$TOKEN;object=p256;type=private) has ops = decrypt, but only RSA keys decrypt"
+pass "keys checked against the token"
+
+# The PIN file: mode 0644, a symbolic link, the wrong PIN, missing.
+cp -p "$T/good.conf" "$C"
+chmod 0644 "$T/pin"
+check_fails "PIN file $T/pin has mode 0644; it must be readable by its owner only (chmod 0400 $T/pin)"
+chmod 0400 "$T/pin"
+mv "$T/pin" "$T/pin.real"
+ln -s "$T/pin.real" "$T/pin"
+check_fails "cannot read PIN file $T/pin: Too many levels of symbolic links (it must not be a symbolic link)"
+rm "$T/pin"
+check_fails "cannot read PIN file $T/pin: No such file or directory"
+mv "$T/pin.real" "$T/pin"
+PIN=9999 write_pin
+check_fails "login to the token failed: CKR_PIN_INCORRECT (check the PIN file)"
+write_pin
+pass "PIN file checks"
+
+# The configuration file itself: group-writable, a symlink, an unknown
+# setting (its line), a token that is not there.
+cp -p "$T/good.conf" "$C"
+chmod 0620 "$C"
+check_fails "configuration $C is writable by group or others (mode 0620); run chmod go-w $C"
+chmod 0600 "$C"
+ln -s "$T/good.conf" "$T/link.conf"
+C=$T/link.conf check_fails "cannot open configuration $T/link.conf: Too many levels of symbolic links (it must not be a symbolic link)"
+edit_conf '/^\[key p256\]$/a\
+colour = blue'
+check_fails "$C:$(grep -n '^colour' "$C" | cut -d: -f1): unknown setting 'colour' in [key p256]"
+edit_conf '/^\[keyd\]$/a\
+workers = many'
+check_fails "$C:$(grep -n '^workers' "$C" | cut -d: -f1): workers = 'many': expected a whole number"
+edit_conf "s/^token = .*/token = pkcs11:token=no-such-token/"
+# (SoftHSM2 also shows its free slot's uninitialised token: 2 present)
+check_fails "no token matches the configured token URI (2 tokens present)"
+edit_conf "s|^module = .*|module = /nonexistent/libsofthsm2.so|"
+check_fails "module /nonexistent/libsofthsm2.so: No such file or directory"
+pass "configuration file checks"
+
+# The socket. A second keyd on the same socket refuses and leaves the
+# first one (and its socket file) alone.
+cp -p "$T/good.conf" "$C"
+start_keyd
+first=$KEYD_PID
+rc=0
+"$KEYD" -c "$C" > "$T/second.log" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] || fail "a second keyd on the same socket started"
+grep -q "keyd: error: another process is serving $T/run/keyd.sock; is keyd already running?" \
+  "$T/second.log" || fail "second keyd said: $(cat "$T/second.log")"
+[[ -S $T/run/keyd.sock ]] || fail "the second keyd removed the first one's socket"
+"$KD_RAW" "$T/run/keyd.sock" hello || fail "the first keyd stopped serving"
+kill -0 "$first" || fail "the first keyd died"
+pass "second keyd refused"
+
+# A socket file left behind by SIGKILL (no one answers on it) is
+# replaced by the next keyd.
+kill -KILL "$first"
+wait "$first" 2>/dev/null || true
+KEYD_PID=
+[[ -S $T/run/keyd.sock ]] || fail "SIGKILL removed the socket file (test assumption)"
+! "$KD_RAW" "$T/run/keyd.sock" hello 2>/dev/null || fail "a dead keyd answered"
+start_keyd
+"$KD_RAW" "$T/run/keyd.sock" hello || fail "keyd did not replace the stale socket"
+stop_keyd
+[[ ! -e $T/run/keyd.sock ]] || fail "socket file left after SIGTERM"
+pass "stale socket replaced"
+
+# A regular file where the socket should be is not removed.
+echo "precious" > "$T/run/keyd.sock"
+rc=0
+"$KEYD" -c "$C" > "$T/third.log" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] || fail "keyd started over a regular file"
+grep -q "keyd: error: $T/run/keyd.sock exists and is not a socket" "$T/third.log" ||
+  fail "keyd said: $(cat "$T/third.log")"
+[[ $(cat "$T/run/keyd.sock") == precious ]] || fail "the regular file was changed"
+pass "config_check"
