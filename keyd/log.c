@@ -24,7 +24,7 @@ log_set_prefix(const char *prefix)
 	log_prefix = prefix;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 vlog(enum log_level level, const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "error", "warning", "", "debug" };

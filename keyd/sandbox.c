@@ -72,9 +72,18 @@ sandbox_install(int network, char *err, size_t errlen)
 	for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
 		rc |= allow(ctx, allowed[i]);
 #ifdef KEYD_SANITIZE_BUILD
-	/* LeakSanitizer's exit-time check calls prctl; only sanitizer
-	 * builds, which are for testing, allow it. */
+	/* LeakSanitizer's exit-time check calls prctl and clones a tracer
+	 * task (not a thread); only sanitizer builds, which are for
+	 * testing, allow them. */
 	rc |= allow(ctx, "prctl");
+	rc |= allow(ctx, "clone");
+	rc |= allow(ctx, "ptrace");
+	rc |= allow(ctx, "wait4");
+	rc |= allow(ctx, "waitpid");
+	rc |= allow(ctx, "getppid");
+	rc |= allow(ctx, "kill");
+	rc |= allow(ctx, "tkill");
+	rc |= allow(ctx, "process_vm_readv");
 #endif
 	/* New threads only: a clone without CLONE_THREAD would be a new
 	 * process, which keyd never makes. */
@@ -93,8 +102,11 @@ sandbox_install(int network, char *err, size_t errlen)
 		    sizeof(network_calls[0]); i++)
 			rc |= allow(ctx, network_calls[i]);
 	} else {
+		/* datum_b spelled out (EQ ignores it): the two-value form
+		 * leaves it to the initializer, which clang's
+		 * -Wmissing-field-initializers refuses. */
 		rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket),
-		    1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		    1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
 	}
 	if (rc != 0) {
 		snprintf(err, errlen, "building the seccomp filter failed: %s",

@@ -26,6 +26,18 @@
 /* Replies a connection may have queued, in bytes, before keyd stops
  * reading its requests (the client is not reading its replies). */
 #define SERVER_OUT_HIGH_WATER (256u * 1024u)
+/* Descriptors kept free for the token module and the audit log: SoftHSM2
+ * opens its object files on every operation and, when it cannot, answers
+ * CKR_OBJECT_HANDLE_INVALID, so a full descriptor table would fail every
+ * client, not only the new ones. A connection that would take one of
+ * these is closed at once. */
+#define SERVER_FD_RESERVE 32
+/* Descriptors keyd holds besides connections and the reserve: the
+ * listener, epoll, eventfd, signalfd, audit log, syslog, stdio. */
+#define SERVER_FD_BASE 16
+/* At most one warning this often about refused connections (a client
+ * that opens connections in a loop must not flood the log). */
+#define SERVER_WARN_INTERVAL_S 60
 
 struct conn {
 	int fd;
@@ -52,6 +64,14 @@ struct server {
 	size_t n_slots;
 	struct policy_limiter *limiters; /* one per client */
 	int started;
+	size_t fd_cap;            /* descriptors at or above it: refused */
+	/* Out of descriptors, the listener is taken out of the epoll set
+	 * until a connection closes (or the next tick): it would stay
+	 * readable, and the workers would spin on a failing accept. */
+	pthread_mutex_t accept_mu; /* guards the three below */
+	_Atomic int accept_paused;
+	long warned_at;           /* CLOCK_MONOTONIC s of the last warning */
+	unsigned long refused;    /* connections refused since then */
 };
 
 /* Tags that tell epoll events of the listener and stop fd apart from
@@ -88,6 +108,18 @@ make_dir(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
 			    "directory", dir);
 			goto out;
 		}
+		/* Whoever may write the directory may remove keyd's socket
+		 * and bind another in its place (a sticky directory such as
+		 * /tmp protects the socket). */
+		if ((st.st_uid != 0 && st.st_uid != uid) ||
+		    ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
+		    !(st.st_mode & S_ISVTX))) {
+			snprintf(err, errlen, "socket directory %s (owner uid "
+			    "%u, mode %04o) must be owned by root or keyd's "
+			    "user and not writable by group or others", dir,
+			    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+			goto out;
+		}
 		r = KEYD_OK;
 		goto out;
 	}
@@ -111,6 +143,7 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 	struct sockaddr_un sa;
 	struct stat st;
 	struct rlimit rl;
+	rlim_t want;
 	gid_t gid = cfg->has_socket_gid ? cfg->socket_gid :
 	    (cfg->user != NULL ? cfg->user_gid : getegid());
 	mode_t old;
@@ -122,13 +155,34 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 	s->cfg = cfg;
 	s->listen_fd = s->epfd = s->stop_fd = -1;
 	pthread_mutex_init(&s->table_mu, NULL);
+	pthread_mutex_init(&s->accept_mu, NULL);
+	s->warned_at = -SERVER_WARN_INTERVAL_S;
 	if ((s->path = strdup(cfg->socket)) == NULL) {
 		r = KEYD_ERR_NOMEM;
 		goto fail;
 	}
+	/* The soft file limit is raised (within the hard limit) to what
+	 * max_connections needs: systemd's default soft limit is 1024. */
+	want = (rlim_t)cfg->max_connections + SERVER_FD_RESERVE +
+	    SERVER_FD_BASE;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want &&
+	    rl.rlim_cur != RLIM_INFINITY) {
+		rl.rlim_cur = rl.rlim_max != RLIM_INFINITY &&
+		    rl.rlim_max < want ? rl.rlim_max : want;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		rl.rlim_cur = 65536;
 	s->n_slots = (size_t)rl.rlim_cur;
+	s->fd_cap = s->n_slots > 4 * SERVER_FD_RESERVE ?
+	    s->n_slots - SERVER_FD_RESERVE : s->n_slots * 3 / 4;
+	if (rl.rlim_cur < want)
+		log_warn("max_connections = %u, but the file limit of %zu "
+		    "(hard limit too) leaves room for about %zu connections: "
+		    "raise it (LimitNOFILE= under systemd)",
+		    cfg->max_connections, s->n_slots,
+		    s->fd_cap > SERVER_FD_BASE ? s->fd_cap - SERVER_FD_BASE :
+		    0);
 	if ((s->conns = calloc(s->n_slots, sizeof(*s->conns))) == NULL) {
 		r = KEYD_ERR_NOMEM;
 		goto fail;
@@ -202,6 +256,55 @@ fail:
 	return r;
 }
 
+/* Counts a connection refused for want of descriptors, and says so at
+ * most once per SERVER_WARN_INTERVAL_S. */
+static void
+accept_refused(struct server *s, const char *why)
+{
+	long now = now_s();
+
+	pthread_mutex_lock(&s->accept_mu);
+	s->refused++;
+	if (now - s->warned_at >= SERVER_WARN_INTERVAL_S) {
+		log_warn("refusing connections: %s (%lu since the last "
+		    "warning; raise keyd's file limit, LimitNOFILE= under "
+		    "systemd, or lower max_connections)", why, s->refused);
+		s->warned_at = now;
+		s->refused = 0;
+	}
+	pthread_mutex_unlock(&s->accept_mu);
+}
+
+static void
+accept_pause(struct server *s)
+{
+	pthread_mutex_lock(&s->accept_mu);
+	if (!atomic_load(&s->accept_paused)) {
+		(void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+		atomic_store(&s->accept_paused, 1);
+	}
+	pthread_mutex_unlock(&s->accept_mu);
+}
+
+static void
+accept_resume(struct server *s)
+{
+	struct epoll_event ev;
+
+	if (!atomic_load(&s->accept_paused))
+		return;
+	pthread_mutex_lock(&s->accept_mu);
+	if (atomic_load(&s->accept_paused)) {
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+		ev.data.ptr = &listen_tag;
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) == 0 ||
+		    errno == EEXIST)
+			atomic_store(&s->accept_paused, 0);
+	}
+	pthread_mutex_unlock(&s->accept_mu);
+}
+
 static void
 conn_free(struct conn *c)
 {
@@ -225,6 +328,7 @@ conn_close(struct server *s, struct conn *c)
 		policy_limiter_disconnect(c->peer.limiter);
 	atomic_fetch_sub(&s->d->connections, 1);
 	conn_free(c);
+	accept_resume(s);
 }
 
 static void
@@ -284,7 +388,17 @@ accept_one(struct server *s, int fd)
 		close(fd);
 		return;
 	}
-	if ((size_t)fd >= s->n_slots || (c = calloc(1, sizeof(*c))) == NULL) {
+	if ((size_t)fd >= s->fd_cap) {
+		atomic_fetch_sub(&s->d->connections, 1);
+		policy_limiter_disconnect(&s->limiters[client]);
+		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
+		    KEYD_ERR_BUSY, "keyd's file descriptor limit reached");
+		close(fd);
+		accept_refused(s, "the file descriptor limit is nearly "
+		    "reached");
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		atomic_fetch_sub(&s->d->connections, 1);
 		policy_limiter_disconnect(&s->limiters[client]);
 		close(fd);
@@ -296,7 +410,8 @@ accept_one(struct server *s, int fd)
 	c->peer.limiter = &s->limiters[client];
 	kbuf_init(&c->in, s->cfg->max_frame + FRAME_HDR_LEN, 0);
 	/* A reply may be larger than the largest request. */
-	kbuf_init(&c->out, SERVER_OUT_HIGH_WATER + FRAME_MAX_CEILING, 0);
+	kbuf_init(&c->out, SERVER_OUT_HIGH_WATER + FRAME_MAX_CEILING,
+	    KBUF_SECRET);
 	atomic_store(&c->last_active, now_s());
 	pthread_mutex_lock(&s->table_mu);
 	s->conns[fd] = c;
@@ -321,9 +436,10 @@ accept_all(struct server *s)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE)
-				log_warn("accept: %s (raise the file limit or "
-				    "lower max_connections)", strerror(errno));
+			if (errno == EMFILE || errno == ENFILE) {
+				accept_refused(s, strerror(errno));
+				accept_pause(s);
+			}
 			return;
 		}
 		accept_one(s, fd);
@@ -567,6 +683,9 @@ server_tick(struct server *s)
 			(void)shutdown(c->fd, SHUT_RDWR);
 	}
 	pthread_mutex_unlock(&s->table_mu);
+	/* Accepting again after running out of descriptors, if nothing
+	 * closed since. */
+	accept_resume(s);
 }
 
 void
@@ -597,5 +716,6 @@ server_free(struct server *s)
 	free(s->conns);
 	free(s->path);
 	pthread_mutex_destroy(&s->table_mu);
+	pthread_mutex_destroy(&s->accept_mu);
 	free(s);
 }

@@ -171,7 +171,10 @@ kbuf_grow(struct kbuf *b, size_t n)
 	if (n > b->max || b->len > b->max - n)
 		return KEYD_ERR_FRAME_TOO_LARGE;
 	need = b->len + n;
-	ncap = b->cap < 256 ? 256 : b->cap;
+	/* Secret buffers get whole pages from mmap anyway: start at one. */
+	ncap = (b->flags & KBUF_SECRET) ? 4096 : 256;
+	if (ncap < b->cap)
+		ncap = b->cap;
 	while (ncap < need)
 		ncap = ncap > b->max / 2 ? b->max : ncap * 2;
 	if (ncap > b->max)

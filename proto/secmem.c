@@ -90,14 +90,19 @@ void
 secmem_free(void *p, size_t n)
 {
 	struct secmem_hdr *h;
+	size_t maplen;
 
 	(void)n;
 	if (p == NULL)
 		return;
 	h = (struct secmem_hdr *)p - 1;
-	secmem_wipe(h, h->maplen);
-	(void)munlock(h, h->maplen);
-	(void)munmap(h, h->maplen);
+	/* The length first: the wipe clears the header that holds it, and
+	 * munlock and munmap of 0 bytes would leave every page mapped and
+	 * locked (found by fuzz_bundle: RSS grew by a page per call). */
+	maplen = h->maplen;
+	secmem_wipe(h, maplen);
+	(void)munlock(h, maplen);
+	(void)munmap(h, maplen);
 }
 
 int

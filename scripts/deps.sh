@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev openssl
   libp11-kit-dev p11-kit
   libprotobuf-c-dev protobuf-c-compiler

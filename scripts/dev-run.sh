@@ -46,7 +46,12 @@ else
 fi
 
 users="root"
-if [[ -n ${SUDO_USER:-} && ${SUDO_USER} != root ]]; then users="root, $SUDO_USER"; fi
+group_line=""
+if [[ -n ${SUDO_USER:-} && ${SUDO_USER} != root ]]; then
+  # The user who ran sudo may connect too: through the socket's group.
+  users="root, $SUDO_USER"
+  group_line="socket_group = $(id -gn "$SUDO_USER")"
+fi
 cat > "$RUN/keyd.conf" <<CONF
 ; Development configuration written by scripts/dev-run.sh.
 [keyd]
@@ -56,6 +61,7 @@ token = pkcs11:token=$TOKEN
 pin_file = $RUN/pin
 audit_log = $RUN/audit.jsonl
 state_dir = $RUN/state
+$group_line
 
 [key sip-tls]
 uri = pkcs11:token=$TOKEN;object=sip-tls;type=private

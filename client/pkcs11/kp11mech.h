@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "kbuf.h"
 #include "kp11.h"
 
 /* Data buffered for a multi-part EdDSA operation: keyd signs Ed25519
@@ -78,13 +79,13 @@ struct kp11mech_op {
  */
 CK_RV kp11mech_op_init(struct kp11mech_op *op, const CK_MECHANISM *m,
     CK_FLAGS what, enum kp11_keytype kt, const char *key, size_t out_len,
-    const uint8_t *spki_der, size_t spki_len);
+    const uint8_t *spki_der, size_t spki_len) KBUF_WUR;
 
 /* kp11mech_op_update: adds a part (multi-part sign or verify). Hashing
  * mechanisms hash it; EdDSA buffers it (bounded); the raw mechanisms are
  * single-part only (CKR_FUNCTION_NOT_SUPPORTED). */
 CK_RV kp11mech_op_update(struct kp11mech_op *op, const uint8_t *data,
-    size_t len);
+    size_t len) KBUF_WUR;
 
 /*
  * kp11mech_op_input: what keyd signs for this operation, into in (room
@@ -94,13 +95,13 @@ CK_RV kp11mech_op_update(struct kp11mech_op *op, const uint8_t *data,
  * CKR_DATA_LEN_RANGE, CKR_DATA_INVALID (a DigestInfo of an unknown hash).
  */
 CK_RV kp11mech_op_input(struct kp11mech_op *op, const uint8_t *data,
-    size_t len, uint8_t *in, size_t *inlen, const uint8_t **msg);
+    size_t len, uint8_t *in, size_t *inlen, const uint8_t **msg) KBUF_WUR;
 
 /* kp11mech_op_verify: verifies sig over the operation's input (data for
  * single-part, or what the updates gave) with OpenSSL. CKR_OK,
  * CKR_SIGNATURE_INVALID, CKR_SIGNATURE_LEN_RANGE, ... */
 CK_RV kp11mech_op_verify(struct kp11mech_op *op, const uint8_t *data,
-    size_t len, const uint8_t *sig, size_t siglen);
+    size_t len, const uint8_t *sig, size_t siglen) KBUF_WUR;
 
 /* kp11mech_op_reset: ends op, wiping and freeing what it held. */
 void kp11mech_op_reset(struct kp11mech_op *op);

@@ -17,8 +17,6 @@
 
 /* The most mechanisms CKA_ALLOWED_MECHANISMS lists for one key. */
 #define KP11OBJ_MAX_MECHS 16u
-/* An uncompressed P-384 point is 97 bytes; Ed25519's key 32. */
-#define KP11OBJ_POINT_MAX 133u
 /* DER of the OID 1.3.101.112, id-Ed25519 (RFC 8410), as PKCS#11 3.0
  * allows for CKK_EC_EDWARDS's CKA_EC_PARAMS. */
 static const uint8_t ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };

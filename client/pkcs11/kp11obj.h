@@ -91,7 +91,7 @@ const struct kp11obj_key *kp11obj_lookup(const struct kp11obj_table *t,
 /* kp11obj_get_attrs: C_GetAttributeValue for object (k, kind), with the
  * spec's rules for unknown and sensitive attributes and short buffers. */
 CK_RV kp11obj_get_attrs(const struct kp11obj_key *k, enum kp11obj_kind kind,
-    CK_ATTRIBUTE *tmpl, CK_ULONG n);
+    CK_ATTRIBUTE *tmpl, CK_ULONG n) KBUF_WUR;
 
 /* kp11obj_match: 1 if object (k, kind) has every attribute of tmpl with
  * exactly its value. */

@@ -11,8 +11,13 @@ target_link_libraries(p11drive PRIVATE PkgConfig::LIBCRYPTO Threads::Threads
 # The tests load the module: build it with them.
 add_dependencies(p11drive keyd-pkcs11)
 
+# A pre-forking server on OpenSSL's ENGINE API (libp11 0.4.12 has no
+# provider), as Kamailio's tls module is.
+add_executable(engine_fork e2e/engine_fork.c)
+target_link_libraries(engine_fork PRIVATE PkgConfig::LIBCRYPTO)
+
 set(KEYD_E2E_TESTS pkcs11_tool openssl_tls gnutls p11_mechs p11_restart
-  p11_fork p11_threads)
+  p11_fork p11_threads engine_fork)
 foreach(t ${KEYD_E2E_TESTS})
   keyd_script_test(e2e_${t} e2e/${t}.sh e2e)
 endforeach()

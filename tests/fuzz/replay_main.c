@@ -144,10 +144,16 @@ main(int argc, char **argv)
 		    "each directory)\n", argv[0]);
 		return 2;
 	}
-	for (i = 0; i < (int)(sizeof(sigs) / sizeof(sigs[0])); i++)
-		signal(sigs[i], on_crash);
-	if (__sanitizer_set_death_callback != NULL)
+	/* Under a sanitizer, its own handlers report a crash (and then call
+	 * the death callback); only an abort (fuzz_check) is ours to catch.
+	 * Without one, every crash signal is. */
+	if (__sanitizer_set_death_callback != NULL) {
 		__sanitizer_set_death_callback(say_current);
+		signal(SIGABRT, on_crash);
+	} else {
+		for (i = 0; i < (int)(sizeof(sigs) / sizeof(sigs[0])); i++)
+			signal(sigs[i], on_crash);
+	}
 	if (LLVMFuzzerInitialize != NULL)
 		(void)LLVMFuzzerInitialize(&argc, &argv);
 	for (i = 1; i < argc; i++) {

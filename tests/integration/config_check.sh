@@ -115,12 +115,16 @@ pass "configuration file checks"
 cp -p "$T/good.conf" "$C"
 start_keyd
 first=$KEYD_PID
+"$KD_RAW" "$T/run/keyd.sock" hello
+cp "$T/audit.jsonl" "$T/audit.before"
 rc=0
 "$KEYD" -c "$C" > "$T/second.log" 2>&1 || rc=$?
 [[ $rc -ne 0 ]] || fail "a second keyd on the same socket started"
 grep -q "keyd: error: another process is serving $T/run/keyd.sock; is keyd already running?" \
   "$T/second.log" || fail "second keyd said: $(cat "$T/second.log")"
 [[ -S $T/run/keyd.sock ]] || fail "the second keyd removed the first one's socket"
+# ...and wrote nothing into the first one's audit log (its hash chain).
+cmp -s "$T/audit.before" "$T/audit.jsonl" || fail "the second keyd wrote to the audit log"
 "$KD_RAW" "$T/run/keyd.sock" hello || fail "the first keyd stopped serving"
 kill -0 "$first" || fail "the first keyd died"
 pass "second keyd refused"
@@ -137,6 +141,37 @@ start_keyd
 stop_keyd
 [[ ! -e $T/run/keyd.sock ]] || fail "socket file left after SIGTERM"
 pass "stale socket replaced"
+
+# A socket directory that others may write: they could remove keyd's
+# socket and put their own in its place. Refused; a sticky one is fine.
+rm -rf "$T/run"
+mkdir -m 0777 "$T/run"
+rc=0
+"$KEYD" -c "$C" > "$T/dir.log" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] || fail "keyd started with a world-writable socket directory"
+grep -q "keyd: error: socket directory $T/run (owner uid $(id -u), mode 0777) must be owned by root or keyd's user and not writable by group or others" \
+  "$T/dir.log" || fail "keyd said: $(cat "$T/dir.log")"
+chmod 0770 "$T/run"
+rc=0
+"$KEYD" -c "$C" > "$T/dir.log" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] && grep -q "mode 0770) must be owned by root" "$T/dir.log" ||
+  fail "group-writable socket directory: $(cat "$T/dir.log")"
+if [[ $(id -u) -eq 0 ]]; then
+  chmod 0755 "$T/run"
+  chown 65534 "$T/run"
+  rc=0
+  "$KEYD" -c "$C" > "$T/dir.log" 2>&1 || rc=$?
+  [[ $rc -ne 0 ]] && grep -q "(owner uid 65534, mode 0755) must be owned by root" "$T/dir.log" ||
+    fail "socket directory owned by nobody: $(cat "$T/dir.log")"
+  chown 0 "$T/run"
+fi
+chmod 1777 "$T/run"
+start_keyd
+"$KD_RAW" "$T/run/keyd.sock" hello || fail "keyd in a sticky socket directory"
+stop_keyd
+rm -rf "$T/run"
+mkdir -m 0750 "$T/run"
+pass "socket directory checked"
 
 # A regular file where the socket should be is not removed.
 echo "precious" > "$T/run/keyd.sock"

@@ -9,6 +9,8 @@ make_token $TOKEN
 keygen EC:prime256v1 ec 01 --usage-sign
 write_pin
 write_config <<CONF
+sandbox = yes
+
 [key ec]
 uri = pkcs11:object=ec;type=private
 ops = sign

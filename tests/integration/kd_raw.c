@@ -8,6 +8,7 @@
  * the scenario expects, 1 (with a line on stderr) otherwise.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,9 @@
 #include "keyd_err.h"
 
 #define RAW_TIMEOUT_MS 10000
+/* The hostile-client scenarios (hostile.sh). */
+#define RAW_MAX_CONNS 4096
+#define RAW_SCM_FDS 16          /* descriptors passed with each frame */
 
 static const char *sock_path;
 
@@ -212,6 +216,472 @@ parse_hex(const char *s, uint8_t *out, size_t max, size_t *n)
 		out[i] = (uint8_t)v;
 	}
 	*n = len / 2;
+	return 0;
+}
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A connection whose connect() gives up after RAW_TIMEOUT_MS (a blocking
+ * connect to a listener whose backlog is full waits for room); -1 if it
+ * could not connect. */
+static int
+connect_timed(void)
+{
+	struct timeval tv = { RAW_TIMEOUT_MS / 1000, 0 };
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	if (fd < 0)
+		return -1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		fprintf(stderr, "kd_raw: connect %s: %s\n", sock_path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The frame of an ECDSA sign request, in out (initialized here). */
+static void
+sign_frame(struct kbuf *out, uint64_t id, const char *key)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__SignRequest s = KEYD__V1__SIGN_REQUEST__INIT;
+	uint8_t dg[32];
+
+	memset(dg, (int)(id & 0xff), sizeof(dg));
+	s.key = (char *)(uintptr_t)key;
+	s.alg = KEYD__V1__SIGN_ALG__SIGN_ALG_ECDSA;
+	s.data.data = dg;
+	s.data.len = sizeof(dg);
+	req.id = id;
+	req.op_case = KEYD__V1__REQUEST__OP_SIGN;
+	req.sign = &s;
+	kbuf_init(out, FRAME_MAX_CEILING + 4, 0);
+	if (frame_put_msg(out, &req.base, FRAME_MAX_CEILING) != KEYD_OK)
+		exit(1);
+}
+
+/* 0 if r is a successful signature for request id. */
+static int
+check_signed(Keyd__V1__Response *r, uint64_t id)
+{
+	if (r == NULL)
+		return fail("connection closed before the reply");
+	if (r->error != 0 || r->id != id ||
+	    r->result_case != KEYD__V1__RESPONSE__RESULT_SIGN ||
+	    r->sign == NULL || r->sign->signature.len < 8) {
+		fprintf(stderr, "kd_raw: reply id %llu error %d (%s), want a "
+		    "signature for id %llu\n", (unsigned long long)r->id,
+		    r->error, r->message, (unsigned long long)id);
+		return 1;
+	}
+	frame_free_response(r);
+	return 0;
+}
+
+/*
+ * The well-behaved client of hostile.sh: for SECONDS, a fresh connection
+ * each round (so that accepting is tested too) says hello and has one
+ * digest signed; every round must finish within MAX_MS. With "keep", one
+ * connection made at the start serves every round instead (a server that
+ * holds its connection to keyd). Prints the number of rounds and the
+ * slowest.
+ */
+static int
+scenario_live(const char *key, int seconds, long max_ms, int keep)
+{
+	long start = now_ms(), t0, dt, slowest = 0;
+	struct kbuf out;
+	int n = 0, fd = -1;
+
+	while (now_ms() - start < (long)seconds * 1000) {
+		t0 = now_ms();
+		if (fd < 0) {
+			if ((fd = connect_timed()) < 0)
+				return fail("the well-behaved client cannot "
+				    "connect");
+			hello(fd);
+		}
+		sign_frame(&out, 2, key);
+		xwrite(fd, kbuf_ptr(&out), kbuf_avail(&out));
+		kbuf_free(&out);
+		if (check_signed(read_reply(fd), 2))
+			return 1;
+		if (!keep) {
+			close(fd);
+			fd = -1;
+		}
+		dt = now_ms() - t0;
+		if (dt > slowest)
+			slowest = dt;
+		if (dt > max_ms) {
+			fprintf(stderr, "kd_raw: round %d took %ld ms (bound "
+			    "%ld ms)\n", n + 1, dt, max_ms);
+			return 1;
+		}
+		n++;
+		usleep(50000);
+	}
+	printf("%d rounds, slowest %ld ms\n", n, slowest);
+	return n > 0 ? 0 : fail("no round completed");
+}
+
+/*
+ * Slowloris: N connections, each sent one byte of a hello frame a second.
+ * Trickling bytes must not keep a connection alive: the daemon must close
+ * every one, without a reply, within MAX_S seconds. Prints when the last
+ * was closed.
+ */
+static int
+scenario_slowloris(int n, int max_s)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__HelloRequest h = KEYD__V1__HELLO_REQUEST__INIT;
+	struct kbuf fr;
+	struct pollfd *p;
+	int *fds;
+	size_t sent = 0;
+	long start, last = 0;
+	int open_n = n;
+
+	if (n <= 0 || n > RAW_MAX_CONNS || max_s <= 0)
+		return fail("usage: slowloris N MAX_S");
+	h.protocol_version = 1;
+	req.id = 1;
+	req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+	req.hello = &h;
+	kbuf_init(&fr, 1024, 0);
+	if (frame_put_msg(&fr, &req.base, 1024) != KEYD_OK ||
+	    (fds = calloc((size_t)n, sizeof(*fds))) == NULL)
+		return 1;
+	if ((p = calloc((size_t)n, sizeof(*p))) == NULL)
+		return 1;
+	for (int i = 0; i < n; i++)
+		fds[i] = xconnect();
+	start = now_ms();
+	while (open_n > 0 && now_ms() - start < (long)max_s * 1000) {
+		/* One byte on each open connection; the frame is never
+		 * finished (a closed connection is seen by poll below). */
+		if (sent + 1 < kbuf_avail(&fr)) {
+			for (int i = 0; i < n; i++)
+				if (fds[i] >= 0)
+					(void)send(fds[i], kbuf_ptr(&fr) + sent,
+					    1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			sent++;
+		}
+		/* A second of watching for the daemon's close. */
+		for (long t = now_ms(); now_ms() - t < 1000 && open_n > 0;) {
+			for (int i = 0; i < n; i++) {
+				p[i].fd = fds[i];
+				p[i].events = POLLIN;
+				p[i].revents = 0;
+			}
+			(void)poll(p, (nfds_t)n, 100);
+			for (int i = 0; i < n; i++) {
+				uint8_t b;
+
+				if (fds[i] < 0 || p[i].revents == 0)
+					continue;
+				if (recv(fds[i], &b, 1, MSG_DONTWAIT) > 0)
+					return fail("the daemon replied to an "
+					    "unfinished frame");
+				close(fds[i]);
+				fds[i] = -1;
+				open_n--;
+				last = now_ms() - start;
+			}
+		}
+	}
+	free(p);
+	kbuf_free(&fr);
+	free(fds);
+	if (open_n > 0) {
+		fprintf(stderr, "kd_raw: %d of %d slowloris connections still "
+		    "open after %d s\n", open_n, n, max_s);
+		return 1;
+	}
+	printf("%d slowloris connections closed, the last after %ld ms\n", n,
+	    last);
+	return 0;
+}
+
+/*
+ * Clients that never read their replies: CONNS connections, each written
+ * up to N pipelined sign requests (non-blocking, in writes of up to 64 KiB)
+ * until the daemon stops taking them (no progress for half a second), then
+ * held for HOLD_S seconds without reading a byte, then closed. Prints how
+ * many requests went out; fails if the daemon read all N of any
+ * connection (then it did not stop reading).
+ */
+static int
+scenario_noread(int conns, int n, const char *key, int hold_s)
+{
+	struct kbuf fr, batch;
+	size_t flen, blen;
+	long total = 0, *done, *last, all;
+	int *fds, busy;
+
+	if (conns <= 0 || conns > RAW_MAX_CONNS || n <= 0 || n > 1000000)
+		return fail("usage: noread CONNS N KEY HOLD_S");
+	fds = calloc((size_t)conns, sizeof(*fds));
+	done = calloc((size_t)conns, sizeof(*done));
+	last = calloc((size_t)conns, sizeof(*last));
+	if (fds == NULL || done == NULL || last == NULL)
+		return 1;
+	sign_frame(&fr, 1, key);
+	flen = kbuf_avail(&fr);
+	all = (long)flen * n;
+	/* The stream each connection sends is this batch over and over. */
+	kbuf_init(&batch, 64 * 1024, 0);
+	while (kbuf_avail(&batch) + flen <= 64 * 1024)
+		if (kbuf_put(&batch, kbuf_ptr(&fr), flen) != KEYD_OK)
+			return 1;
+	blen = kbuf_avail(&batch);
+	for (int c = 0; c < conns; c++) {
+		fds[c] = xconnect();
+		(void)fcntl(fds[c], F_SETFL, O_NONBLOCK);
+		last[c] = now_ms();
+	}
+	do {
+		busy = 0;
+		for (int c = 0; c < conns; c++) {
+			size_t off = (size_t)(done[c] % (long)blen), len;
+			ssize_t w;
+
+			if (fds[c] < 0 || done[c] >= all ||
+			    now_ms() - last[c] > 500)
+				continue;
+			busy = 1;
+			len = blen - off;
+			if ((long)len > all - done[c])
+				len = (size_t)(all - done[c]);
+			w = send(fds[c], kbuf_ptr(&batch) + off, len,
+			    MSG_NOSIGNAL);
+			if (w > 0) {
+				done[c] += w;
+				last[c] = now_ms();
+			} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+				return fail("send failed: the daemon closed a "
+				    "client that sent valid requests");
+			}
+		}
+		if (busy)
+			usleep(1000);
+	} while (busy);
+	for (int c = 0; c < conns; c++) {
+		if (done[c] >= all) {
+			fprintf(stderr, "kd_raw: the daemon read all %d "
+			    "requests of a client that reads no reply\n", n);
+			return 1;
+		}
+		total += done[c] / (long)flen;
+	}
+	printf("%ld requests sent on %d connections, no reply read; the "
+	    "daemon stopped reading each\n", total, conns);
+	fflush(stdout);
+	sleep((unsigned)hold_s);
+	for (int c = 0; c < conns; c++)
+		close(fds[c]);
+	kbuf_free(&fr);
+	kbuf_free(&batch);
+	free(fds);
+	free(done);
+	free(last);
+	return 0;
+}
+
+/*
+ * Many connections at once: N non-blocking connects (those refused
+ * because the daemon's backlog is full are counted, not retried), each
+ * sent a hello frame that is never read, held HOLD_S seconds, closed.
+ */
+static int
+scenario_conns(int n, int hold_s)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__HelloRequest h = KEYD__V1__HELLO_REQUEST__INIT;
+	struct sockaddr_un sa;
+	struct kbuf fr;
+	int *fds, up = 0, refused = 0;
+
+	if (n <= 0 || n > RAW_MAX_CONNS || hold_s < 0)
+		return fail("usage: conns N HOLD_S");
+	h.protocol_version = 1;
+	req.id = 1;
+	req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+	req.hello = &h;
+	kbuf_init(&fr, 1024, 0);
+	if (frame_put_msg(&fr, &req.base, 1024) != KEYD_OK ||
+	    (fds = calloc((size_t)n, sizeof(*fds))) == NULL)
+		return 1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	for (int i = 0; i < n; i++) {
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
+		    SOCK_NONBLOCK, 0);
+		if (fds[i] < 0) {
+			fprintf(stderr, "kd_raw: socket: %s (raise this "
+			    "process's file limit)\n", strerror(errno));
+			return 1;
+		}
+		if (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			if (errno != EAGAIN) {
+				fprintf(stderr, "kd_raw: connect: %s\n",
+				    strerror(errno));
+				return 1;
+			}
+			close(fds[i]);
+			fds[i] = -1;
+			refused++;
+			continue;
+		}
+		(void)send(fds[i], kbuf_ptr(&fr), kbuf_avail(&fr),
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		up++;
+	}
+	printf("%d connected, %d refused (backlog full)\n", up, refused);
+	fflush(stdout);
+	sleep((unsigned)hold_s);
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	kbuf_free(&fr);
+	free(fds);
+	return 0;
+}
+
+/* 1 once the write end of the pipe whose read end is fd is closed
+ * everywhere (EOF), 0 if it is still open after ms. */
+static int
+pipe_released(int fd, int ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	uint8_t b;
+
+	return poll(&p, 1, ms) == 1 && read(fd, &b, 1) == 0;
+}
+
+/*
+ * File descriptors passed to the daemon (SCM_RIGHTS): ROUNDS times, a sign
+ * request sent with RAW_SCM_FDS descriptors attached (write ends of pipes,
+ * whose own copies are closed here at once). The daemon must answer each
+ * request and hold none of the descriptors: each pipe's read end sees EOF
+ * once the daemon has read the frame, which proves that the last copy of
+ * the write end is gone. Half the rounds attach the descriptors to the
+ * frame's first byte only, the rest of the frame following in a plain
+ * write.
+ */
+static int
+scenario_scm(const char *key, int rounds)
+{
+	int fd = xconnect();
+
+	if (rounds <= 0 || rounds > 100000)
+		return fail("usage: scm KEY ROUNDS");
+	hello(fd);
+	for (int i = 1; i <= rounds; i++) {
+		union {
+			char buf[CMSG_SPACE(RAW_SCM_FDS * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		int rd[RAW_SCM_FDS], wr[RAW_SCM_FDS], split = i % 2 == 0;
+		struct msghdr m;
+		struct iovec iov;
+		struct cmsghdr *cm;
+		struct kbuf fr;
+
+		for (int k = 0; k < RAW_SCM_FDS; k++) {
+			int p[2];
+
+			if (pipe2(p, O_CLOEXEC) != 0)
+				return fail("pipe2 failed");
+			rd[k] = p[0];
+			wr[k] = p[1];
+		}
+		sign_frame(&fr, (uint64_t)i, key);
+		memset(&m, 0, sizeof(m));
+		memset(&u, 0, sizeof(u));
+		iov.iov_base = (void *)(uintptr_t)kbuf_ptr(&fr);
+		iov.iov_len = split ? 1 : kbuf_avail(&fr);
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = u.buf;
+		m.msg_controllen = sizeof(u.buf);
+		cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(wr));
+		memcpy(CMSG_DATA(cm), wr, sizeof(wr));
+		if (sendmsg(fd, &m, MSG_NOSIGNAL) != (ssize_t)iov.iov_len)
+			return fail("sendmsg with SCM_RIGHTS failed");
+		for (int k = 0; k < RAW_SCM_FDS; k++)
+			close(wr[k]);
+		if (split)
+			xwrite(fd, kbuf_ptr(&fr) + 1, kbuf_avail(&fr) - 1);
+		kbuf_free(&fr);
+		if (check_signed(read_reply(fd), (uint64_t)i))
+			return 1;
+		for (int k = 0; k < RAW_SCM_FDS; k++) {
+			if (!pipe_released(rd[k], 2000)) {
+				fprintf(stderr, "kd_raw: round %d: a descriptor "
+				    "passed to the daemon is still open 2 s "
+				    "after its reply\n", i);
+				return 1;
+			}
+			close(rd[k]);
+		}
+	}
+	printf("%d requests with %d descriptors each answered; every "
+	    "descriptor released\n", rounds, RAW_SCM_FDS);
+	close(fd);
+	return still_serving();
+}
+
+/*
+ * Frames in 1-byte writes on many connections at once: CONNS connections,
+ * each sent one sign request a byte at a time, the connections' bytes
+ * interleaved; each must be answered.
+ */
+static int
+scenario_split_many(const char *key, int conns)
+{
+	struct kbuf fr;
+	int *fds;
+
+	if (conns <= 0 || conns > RAW_MAX_CONNS)
+		return fail("usage: split-many KEY CONNS");
+	if ((fds = calloc((size_t)conns, sizeof(*fds))) == NULL)
+		return 1;
+	sign_frame(&fr, 4, key);
+	for (int c = 0; c < conns; c++)
+		fds[c] = xconnect();
+	for (size_t i = 0; i < kbuf_avail(&fr); i++) {
+		for (int c = 0; c < conns; c++)
+			xwrite(fds[c], kbuf_ptr(&fr) + i, 1);
+		usleep(1000);
+	}
+	for (int c = 0; c < conns; c++) {
+		if (check_signed(read_reply(fds[c]), 4))
+			return 1;
+		close(fds[c]);
+	}
+	printf("%d requests in 1-byte writes answered\n", conns);
+	kbuf_free(&fr);
+	free(fds);
 	return 0;
 }
 
@@ -558,6 +1028,32 @@ main(int argc, char **argv)
 		printf("%d requests sent, none read\n", sent);
 		return still_serving();
 	}
+	if (!strcmp(sc, "live"))
+		/* kd_raw SOCK live KEY SECONDS MAX_MS [keep] */
+		return argc < 6 ? fail("usage: live KEY SECONDS MAX_MS [keep]") :
+		    scenario_live(argv[3], atoi(argv[4]), atol(argv[5]),
+		    argc > 6 && !strcmp(argv[6], "keep"));
+	if (!strcmp(sc, "slowloris"))
+		/* kd_raw SOCK slowloris N MAX_S */
+		return argc < 5 ? fail("usage: slowloris N MAX_S") :
+		    scenario_slowloris(atoi(argv[3]), atoi(argv[4]));
+	if (!strcmp(sc, "noread"))
+		/* kd_raw SOCK noread CONNS N KEY HOLD_S */
+		return argc < 7 ? fail("usage: noread CONNS N KEY HOLD_S") :
+		    scenario_noread(atoi(argv[3]), atoi(argv[4]), argv[5],
+		    atoi(argv[6]));
+	if (!strcmp(sc, "conns"))
+		/* kd_raw SOCK conns N HOLD_S */
+		return argc < 5 ? fail("usage: conns N HOLD_S") :
+		    scenario_conns(atoi(argv[3]), atoi(argv[4]));
+	if (!strcmp(sc, "scm"))
+		/* kd_raw SOCK scm KEY ROUNDS */
+		return argc < 5 ? fail("usage: scm KEY ROUNDS") :
+		    scenario_scm(argv[3], atoi(argv[4]));
+	if (!strcmp(sc, "split-many"))
+		/* kd_raw SOCK split-many KEY CONNS */
+		return argc < 5 ? fail("usage: split-many KEY CONNS") :
+		    scenario_split_many(argv[3], atoi(argv[4]));
 	fprintf(stderr, "kd_raw: unknown scenario %s\n", sc);
 	return 2;
 }

@@ -1,0 +1,8 @@
+# Benchmarks (STYLE.md: programs, never timed assertions; nothing here is
+# registered with ctest). tests/bench/run-bench.sh sets up a token, keyd
+# and p11-kit server and runs keyd-bench; docs/benchmarks.md holds a run.
+# Included from tests/CMakeLists.txt, so paths are relative to tests/.
+add_executable(keyd-bench bench/keyd-bench.c)
+target_include_directories(keyd-bench PRIVATE ${P11KIT_INCLUDE_DIRS})
+target_link_libraries(keyd-bench PRIVATE keydclient PkgConfig::LIBCRYPTO
+  Threads::Threads ${CMAKE_DL_LIBS})
