@@ -29,13 +29,6 @@ TOKEN=hostile
 LIVE_MS=5000            # one round of the good client, connect to reply
 RSS_GROWTH_KB=65536     # 64 MiB: a leak bound, not a budget
 CPU_MAX_TICKS=100       # keyd's CPU time over a 3 s hold: 1 s at most
-if [[ ${KEYD_SANITIZE:-OFF} == ON ]]; then
-  # ASan and UBSan make keyd several times slower, and ASan keeps freed
-  # memory in a quarantine (256 MiB by default) that would read as growth:
-  # a small quarantine keeps the RSS bound meaningful.
-  LIVE_MS=15000
-  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16
-fi
 
 make_token $TOKEN
 keygen EC:prime256v1 ec 01 --usage-sign
