@@ -439,7 +439,8 @@ seen_before(struct parse_state *ps, const char *name)
 			return 1;
 	if (ps->n_seen < sizeof(ps->seen) / sizeof(ps->seen[0]) &&
 	    strlen(name) < sizeof(ps->seen[0]))
-		strcpy(ps->seen[ps->n_seen++], name);
+		snprintf(ps->seen[ps->n_seen++], sizeof(ps->seen[0]), "%s",
+		    name);
 	return 0;
 }
 

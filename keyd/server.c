@@ -197,7 +197,7 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 		snprintf(err, errlen, "socket path %s is too long", cfg->socket);
 		goto fail;
 	}
-	strcpy(sa.sun_path, cfg->socket);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket);
 
 	/* A socket file left by a keyd that died is replaced; one that
 	 * answers belongs to a running keyd and is left alone. */
