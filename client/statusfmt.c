@@ -100,7 +100,8 @@ text_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 {
 	char ver[STATUSFMT_NAME_MAX], label[STATUSFMT_NAME_MAX];
 	char manuf[STATUSFMT_NAME_MAX], model[STATUSFMT_NAME_MAX];
-	char serial[STATUSFMT_NAME_MAX];
+	char serial[STATUSFMT_NAME_MAX], role[STATUSFMT_NAME_MAX];
+	char state[STATUSFMT_NAME_MAX];
 	uint64_t up = s->uptime_s;
 	size_t i;
 	int r;
@@ -119,10 +120,20 @@ text_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 		strutil_printable(manuf, sizeof(manuf), t->manufacturer);
 		strutil_printable(model, sizeof(model), t->model);
 		strutil_printable(serial, sizeof(serial), t->serial);
+		strutil_printable(role, sizeof(role), t->role);
+		strutil_printable(state, sizeof(state), t->state);
 		if ((r = strutil_appendf(b, "token %s: %s, %" PRIu64
-		    " recoveries (%s %s, serial %s)\n", label,
+		    " recoveries (%s %s, serial %s)", label,
 		    t->logged_in ? "logged in" : "NOT LOGGED IN",
 		    t->recoveries, manuf, model, serial)) != KEYD_OK)
+			return r;
+		/* A keyd older than failover sends no role. */
+		if (role[0] != '\0' && (r = strutil_appendf(b, ", %s, %s%s, "
+		    "%u keys in session copies", role, state[0] ? state :
+		    "unknown", t->active ? " (active)" : "", t->key_copies)) !=
+		    KEYD_OK)
+			return r;
+		if ((r = strutil_appendf(b, "\n")) != KEYD_OK)
 			return r;
 	}
 	for (i = 0; i < s->n_keys; i++)
@@ -243,6 +254,21 @@ prom_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 		if ((r = strutil_appendf(b, "keyd_token_recoveries_total{"
 		    "token=\"%s\"} %" PRIu64 "\n", name,
 		    s->tokens[i]->recoveries)) != KEYD_OK)
+			return r;
+	}
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_token_active 1 for the token that served the last "
+	    "request (primary or failover).\n"
+	    "# TYPE keyd_token_active gauge\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_tokens; i++) {
+		char role[STATUSFMT_NAME_MAX];
+
+		prom_label(name, sizeof(name), s->tokens[i]->label);
+		prom_label(role, sizeof(role), s->tokens[i]->role);
+		if ((r = strutil_appendf(b, "keyd_token_active{token=\"%s\","
+		    "role=\"%s\"} %d\n", name, role, s->tokens[i]->active ?
+		    1 : 0)) != KEYD_OK)
 			return r;
 	}
 	return KEYD_OK;

@@ -47,12 +47,17 @@ struct audit {
 	enum config_audit_sync mode;
 	unsigned sync_ms;
 	struct timespec last_sync;
-	/* what fdatasync has made durable, for request mode */
+	/* What fdatasync has made durable. durable_size in both modes; the
+	 * rest for request mode. sync_running: an fdatasync of fd runs
+	 * outside mu (group commit, or the interval sync); nothing may close
+	 * or swap fd, or start another sync, until it is back. rollbacks
+	 * counts the times a failed sync took written lines back. */
 	uint64_t written_seq, durable_seq;
 	int sync_running;
 	off_t durable_size;
 	char durable_prev[AUDIT_HASH_HEX + 1];
 	uint64_t durable_next_seq;
+	uint64_t rollbacks;
 	/* checkpoints */
 	struct token *token;
 	long audit_key;            /* token key index, -1: no checkpoints */
@@ -264,8 +269,10 @@ sign_checkpoint(struct audit *a, const char *msg, size_t len, uint8_t *sig,
 	} else {
 		EVP_Digest(msg, len, in, NULL, EVP_sha256(), NULL);
 	}
-	r = token_sign(a->token, &a->sess, (size_t)a->audit_key, &mech, data,
-	    inlen, raw, &rawlen, err, errlen);
+	/* Signed while the log's lock is held: never wait on a hung token
+	 * for longer than token_timeout. */
+	r = token_sign_within(a->token, (size_t)a->audit_key, mech.mechanism,
+	    data, inlen, raw, &rawlen, err, errlen);
 	if (r != KEYD_OK)
 		return r;
 	if (mech.mechanism == CKM_ECDSA) {
@@ -474,13 +481,48 @@ flood_flush_locked(struct audit *a)
 	clock_gettime(CLOCK_MONOTONIC, &a->flood_start);
 }
 
+/* Waits until no fdatasync runs outside mu, so that fd may be swapped or
+ * closed. Called with mu held; returns with mu held. */
+static void
+wait_sync_idle(struct audit *a)
+{
+	while (a->sync_running)
+		pthread_cond_wait(&a->synced_cv, &a->mu);
+}
+
+/* Request mode, after a failed fdatasync: what was written since the last
+ * good one may be lost. The file and the chain go back to the last
+ * durable line, and every writer still waiting for a line written before
+ * this fails (wait_durable sees rollbacks change). Caller holds mu. */
+static void
+rollback_locked(struct audit *a)
+{
+	(void)!ftruncate(a->fd, a->durable_size);
+	a->size = a->durable_size;
+	memcpy(a->prev, a->durable_prev, sizeof(a->prev));
+	a->seq = a->durable_next_seq;
+	a->failing = 1;
+	a->rollbacks++;
+	pthread_cond_broadcast(&a->synced_cv);
+}
+
 /* Group commit: the first writer to need durability runs fdatasync for
- * every line written so far; the others wait for it. Called with mu held;
- * returns with mu held. */
+ * every line written so far; the others wait for it. Called with mu held,
+ * right after the line seq was committed; returns with mu held. */
 static int
 wait_durable(struct audit *a, uint64_t seq)
 {
-	while (a->durable_seq < seq + 1) {
+	/* After a rollback, seq numbers are written again, so durable_seq
+	 * no longer says whether this line survived: any rollback since the
+	 * line was written fails it (fail closed; the line may well be in
+	 * the file, but its reply must not be released on a guess). */
+	uint64_t gen = a->rollbacks;
+
+	for (;;) {
+		if (a->rollbacks != gen)
+			return KEYD_ERR_AUDIT;
+		if (a->durable_seq >= seq + 1)
+			return KEYD_OK;
 		if (a->sync_running) {
 			pthread_cond_wait(&a->synced_cv, &a->mu);
 			continue;
@@ -489,25 +531,19 @@ wait_durable(struct audit *a, uint64_t seq)
 		off_t size = a->size;
 		char prev[AUDIT_HASH_HEX + 1];
 		uint64_t next = a->seq;
-		int fd = a->fd, ok;
+		int fd = a->fd, ok, e;
 
 		memcpy(prev, a->prev, sizeof(prev));
 		a->sync_running = 1;
 		pthread_mutex_unlock(&a->mu);
 		ok = fdatasync(fd) == 0;
+		e = errno;
 		pthread_mutex_lock(&a->mu);
 		a->sync_running = 0;
 		if (!ok) {
-			/* What was written since the last sync may be lost:
-			 * take it back, and let every waiter fail. */
 			log_error("fdatasync of audit log %s: %s", a->path,
-			    strerror(errno));
-			(void)!ftruncate(a->fd, a->durable_size);
-			a->size = a->durable_size;
-			memcpy(a->prev, a->durable_prev, sizeof(a->prev));
-			a->seq = a->durable_next_seq;
-			a->failing = 1;
-			pthread_cond_broadcast(&a->synced_cv);
+			    strerror(e));
+			rollback_locked(a);
 			return KEYD_ERR_AUDIT;
 		}
 		a->durable_seq = target;
@@ -516,7 +552,6 @@ wait_durable(struct audit *a, uint64_t seq)
 		a->durable_next_seq = next;
 		pthread_cond_broadcast(&a->synced_cv);
 	}
-	return KEYD_OK;
 }
 
 int
@@ -593,6 +628,9 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 void
 audit_tick(struct audit *a)
 {
+	off_t size;
+	int fd, e = 0;
+
 	if (a == NULL)
 		return;
 	pthread_mutex_lock(&a->mu);
@@ -601,14 +639,35 @@ audit_tick(struct audit *a)
 	if (a->since_cp > 0 && ms_since(&a->last_cp) >= (long)a->cp_every_s *
 	    1000L)
 		(void)checkpoint_locked(a, "interval");
-	if (a->mode == CONFIG_SYNC_INTERVAL && a->size != a->durable_size &&
-	    ms_since(&a->last_sync) >= (long)a->sync_ms) {
-		if (fdatasync(a->fd) != 0)
-			log_error("fdatasync of audit log %s: %s", a->path,
-			    strerror(errno));
-		a->durable_size = a->size;
-		clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
+	if (a->mode != CONFIG_SYNC_INTERVAL || a->sync_running ||
+	    a->size == a->durable_size ||
+	    ms_since(&a->last_sync) < (long)a->sync_ms) {
+		pthread_mutex_unlock(&a->mu);
+		return;
 	}
+	/* The sync runs outside mu, as the group commit's does, so that
+	 * workers keep writing lines while the disk works: holding mu here
+	 * stalled every request for the length of an fdatasync. What it
+	 * makes durable is what was written before it started: size. While
+	 * sync_running is set, rotate and close wait, so fd stays open and
+	 * stays the file that size describes. */
+	size = a->size;
+	fd = a->fd;
+	a->sync_running = 1;
+	pthread_mutex_unlock(&a->mu);
+	if (fdatasync(fd) != 0)
+		e = errno;
+	pthread_mutex_lock(&a->mu);
+	a->sync_running = 0;
+	/* Interval mode's lines were released before this sync; an error is
+	 * logged, as it always was, and the next interval tries again with
+	 * whatever is new. */
+	if (e != 0)
+		log_error("fdatasync of audit log %s: %s", a->path,
+		    strerror(e));
+	a->durable_size = size;
+	clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
+	pthread_cond_broadcast(&a->synced_cv);
 	pthread_mutex_unlock(&a->mu);
 }
 
@@ -619,6 +678,8 @@ audit_rotate(struct audit *a)
 	int fd, r = KEYD_OK;
 
 	pthread_mutex_lock(&a->mu);
+	/* A sync running outside mu still uses the old fd. */
+	wait_sync_idle(a);
 	flood_flush_locked(a);
 	(void)checkpoint_locked(a, "rotation");
 	fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
@@ -631,11 +692,26 @@ audit_rotate(struct audit *a)
 		r = KEYD_ERR_AUDIT;
 		goto out;
 	}
-	(void)fdatasync(a->fd);
+	/* The old file's lines are made durable before it is let go: no
+	 * later sync of the new fd covers them. */
+	if (fdatasync(a->fd) != 0) {
+		log_error("fdatasync of audit log %s before reopening it: %s",
+		    a->path, strerror(errno));
+		/* Request mode fails the replies still waiting, and the new
+		 * file's chain starts after the last durable line. */
+		if (a->mode == CONFIG_SYNC_REQUEST)
+			rollback_locked(a);
+	} else {
+		a->durable_seq = a->written_seq + 1;
+		memcpy(a->durable_prev, a->prev, sizeof(a->prev));
+		a->durable_next_seq = a->seq;
+	}
 	close(a->fd);
 	a->fd = fd;
 	a->size = st.st_size;
 	a->durable_size = a->size;
+	clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
+	pthread_cond_broadcast(&a->synced_cv);
 	/* seq and prev carry on: the new file's first line names the old
 	 * file's last hash. */
 out:
@@ -650,6 +726,7 @@ audit_close(struct audit *a)
 		return;
 	if (a->fd >= 0) {
 		pthread_mutex_lock(&a->mu);
+		wait_sync_idle(a);
 		flood_flush_locked(a);
 		(void)checkpoint_locked(a, "stop");
 		pthread_mutex_unlock(&a->mu);

@@ -578,6 +578,21 @@ keyd_setting(struct parse_state *ps, const char *name, const char *v)
 			return -1;
 		}
 		set_str(ps, &c->token, v);
+	} else if (!strcmp(name, "failover_token")) {
+		if (*v != '\0' && strncmp(v, "pkcs11:", 7) != 0) {
+			fail(ps, "failover_token = '%s': expected a PKCS#11 URI "
+			    "(pkcs11:token=LABEL)", v);
+			return -1;
+		}
+		set_str(ps, &c->failover_token, v);
+	} else if (!strcmp(name, "token_timeout")) {
+		if (parse_uint(ps, name, v, CONFIG_MIN_TOKEN_TIMEOUT_MS,
+		    CONFIG_MAX_TOKEN_TIMEOUT_MS, &u) < 0)
+			return -1;
+		c->token_timeout_ms = u;
+	} else if (!strcmp(name, "key_copies")) {
+		if (parse_bool(ps, name, v, &c->key_copies) < 0)
+			return -1;
 	} else if (!strcmp(name, "pin_file")) {
 		if (*v != '/') {
 			fail(ps, "pin_file = '%s': must be an absolute path", v);
@@ -890,6 +905,11 @@ check_semantics(struct parse_state *ps)
 	REQUIRE(token, "token (the token's PKCS#11 URI)");
 	REQUIRE(audit_log, "audit_log (the audit log's path)");
 #undef REQUIRE
+	if (c->failover_token != NULL && !strcmp(c->failover_token, c->token)) {
+		fail(ps, "failover_token is the same URI as token; name the "
+		    "second token (a token restored from a backup)");
+		return -1;
+	}
 	for (i = 0; i < c->n_keys; i++) {
 		struct config_key *k = &c->keys[i];
 
@@ -1028,6 +1048,8 @@ config_new(const char *name)
 	c->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
 	c->max_inflight = CONFIG_DEFAULT_MAX_INFLIGHT;
 	c->idle_timeout_s = CONFIG_DEFAULT_IDLE_TIMEOUT_S;
+	c->token_timeout_ms = CONFIG_DEFAULT_TOKEN_TIMEOUT_MS;
+	c->key_copies = 1;
 	return c;
 }
 

@@ -25,6 +25,9 @@
 #define CONFIG_DEFAULT_MAX_INFLIGHT 64
 #define CONFIG_DEFAULT_IDLE_TIMEOUT_S 300
 #define CONFIG_DEFAULT_AUDIT_SYNC_MS 10
+#define CONFIG_DEFAULT_TOKEN_TIMEOUT_MS 5000
+#define CONFIG_MIN_TOKEN_TIMEOUT_MS 100
+#define CONFIG_MAX_TOKEN_TIMEOUT_MS 600000
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/keyd"
 #define CONFIG_MAX_SRTP_LIMIT (1u << 31) /* srtp_limit_for_tests */
 #define CONFIG_DEFAULT_CHECKPOINT_LINES 1000
@@ -91,7 +94,9 @@ struct config {
 	int syslog;
 	int sandbox;
 	int module_network;
-	char *failover_token;
+	char *failover_token;    /* NULL: none; same module as token */
+	unsigned token_timeout_ms; /* a token call this old means it hangs */
+	int key_copies;          /* serve from session-object copies */
 	unsigned max_connections;
 	unsigned max_frame;
 	unsigned max_inflight;

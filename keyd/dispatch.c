@@ -4,6 +4,7 @@
 
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,59 @@ static const struct {
 	{ di_sha384, sizeof(di_sha384), 48 },
 	{ di_sha512, sizeof(di_sha512), 64 },
 };
+
+/*
+ * Each thread that dispatches gets one area of locked memory (secmem:
+ * mlock, MADV_DONTDUMP, MADV_WIPEONFORK) for the plaintexts a request
+ * makes: decrypt's plaintext, srtp-new's and srtp-open's master key and
+ * salt. It is allocated on the thread's first such request and freed
+ * (wiped, unmapped) when the thread exits; between requests it is all
+ * zero, as a fresh secmem_alloc would be. An mmap, mlock, munlock and
+ * munmap per request cost about a sixth of keyd's CPU on srtp-open
+ * (docs/benchmarks.md). A worker runs one request at a time, so one area
+ * a thread is enough.
+ */
+struct dispatch_scratch {
+	uint8_t plain[DISPATCH_MAX_DECRYPT];
+	struct srtp_result srtp;
+};
+
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+static int scratch_key_ok;
+
+static void
+scratch_destroy(void *p)
+{
+	secmem_free(p, sizeof(struct dispatch_scratch));
+}
+
+static void
+scratch_key_create(void)
+{
+	scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0;
+}
+
+/* The calling thread's scratch area, allocated on first use; NULL when
+ * it cannot be had (the request then fails with KEYD_ERR_NOMEM). */
+static struct dispatch_scratch *
+scratch_get(void)
+{
+	struct dispatch_scratch *sc;
+
+	if (pthread_once(&scratch_once, scratch_key_create) != 0 ||
+	    !scratch_key_ok)
+		return NULL;
+	if ((sc = pthread_getspecific(scratch_key)) != NULL)
+		return sc;
+	if ((sc = secmem_alloc(sizeof(*sc))) == NULL)
+		return NULL;
+	if (pthread_setspecific(scratch_key, sc) != 0) {
+		secmem_free(sc, sizeof(*sc));
+		return NULL;
+	}
+	return sc;
+}
 
 /* What one request did, for the audit line and the counters. */
 struct req_ctx {
@@ -84,10 +138,20 @@ dispatch_init(struct dispatch *d, const struct config *cfg,
 void
 dispatch_free(struct dispatch *d)
 {
+	struct dispatch_scratch *sc;
+
 	if (d == NULL)
 		return;
 	free(d->counters);
 	d->counters = NULL;
+	/* The thread that set up the dispatcher may have run requests on it
+	 * too (the fuzz targets do) and may not exit soon: give its scratch
+	 * area back now. The workers' areas go when they exit. */
+	if (pthread_once(&scratch_once, scratch_key_create) == 0 &&
+	    scratch_key_ok && (sc = pthread_getspecific(scratch_key)) != NULL) {
+		(void)pthread_setspecific(scratch_key, NULL);
+		secmem_free(sc, sizeof(*sc));
+	}
 }
 
 int
@@ -630,10 +694,10 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 	const struct config_client *cl = &cfg->clients[rc->p->client];
 	int all = (cl->ops & CONFIG_OP_STATUS) != 0;
 	Keyd__V1__StatusReply sr = KEYD__V1__STATUS_REPLY__INIT;
-	Keyd__V1__TokenStatus ts = KEYD__V1__TOKEN_STATUS__INIT, *tsp = &ts;
+	Keyd__V1__TokenStatus ts[2], *tsp[2];
 	Keyd__V1__KeyStatus *ks = NULL, **ksp = NULL;
 	Keyd__V1__OpCounters *oc = NULL, **ocp = NULL;
-	struct token_info ti;
+	struct token_info ti[2];
 	struct timespec now;
 	size_t nk = 0, i, j;
 	int r = KEYD_ERR_NOMEM;
@@ -647,17 +711,25 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 			goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	token_get_info(d->token, &ti);
-	ts.label = ti.label;
-	ts.manufacturer = ti.manufacturer;
-	ts.model = ti.model;
-	ts.serial = ti.serial;
-	ts.logged_in = ti.logged_in;
-	ts.recoveries = ti.recoveries;
+	sr.n_tokens = token_count(d->token);
+	for (j = 0; j < sr.n_tokens && j < 2; j++) {
+		keyd__v1__token_status__init(&ts[j]);
+		tsp[j] = &ts[j];
+		token_get_info(d->token, j, &ti[j]);
+		ts[j].label = ti[j].label;
+		ts[j].manufacturer = ti[j].manufacturer;
+		ts[j].model = ti[j].model;
+		ts[j].serial = ti[j].serial;
+		ts[j].logged_in = ti[j].logged_in;
+		ts[j].recoveries = ti[j].recoveries;
+		ts[j].role = (char *)ti[j].role;
+		ts[j].state = (char *)ti[j].state;
+		ts[j].active = ti[j].active;
+		ts[j].key_copies = ti[j].key_copies;
+	}
 	sr.uptime_s = (uint64_t)(now.tv_sec - d->started.tv_sec);
 	sr.daemon_version = (char *)KEYD_VERSION;
-	sr.n_tokens = 1;
-	sr.tokens = &tsp;
+	sr.tokens = tsp;
 	sr.connections = atomic_load(&d->connections);
 	sr.requests = atomic_load(&d->requests);
 	sr.errors = atomic_load(&d->errors);
@@ -753,6 +825,7 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	Keyd__V1__Op hello_ops[DISPATCH_NOPS];
 	char **hello_keys = NULL;
 	uint8_t sigbuf[TOKEN_MAX_SIG + 16];
+	struct dispatch_scratch *scratch = NULL;
 	uint8_t *plain = NULL;
 	struct srtp_result *srtp_res = NULL;
 	struct req_ctx rc;
@@ -814,10 +887,11 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	case KEYD__V1__REQUEST__OP_DECRYPT:
 		rc.op = "decrypt";
 		rc.op_bit = CONFIG_OP_DECRYPT;
-		if ((plain = secmem_alloc(DISPATCH_MAX_DECRYPT)) == NULL) {
+		if ((scratch = scratch_get()) == NULL) {
 			r = KEYD_ERR_NOMEM;
 			break;
 		}
+		plain = scratch->plain;
 		r = handle_decrypt(&rc, req->decrypt, &resp, &dr, plain,
 		    DISPATCH_MAX_DECRYPT);
 		break;
@@ -830,10 +904,11 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 			rc.op = "srtp-open";
 			rc.op_bit = CONFIG_OP_SRTP_OPEN;
 		}
-		if ((srtp_res = secmem_alloc(sizeof(*srtp_res))) == NULL) {
+		if ((scratch = scratch_get()) == NULL) {
 			r = KEYD_ERR_NOMEM;
 			break;
 		}
+		srtp_res = &scratch->srtp;
 		r = handle_srtp(&rc, req, &resp, srtp_res);
 		break;
 	case KEYD__V1__REQUEST__OP_CERT:
@@ -925,8 +1000,12 @@ reply:
 		r = KEYD_OK;
 	}
 	secmem_wipe(sigbuf, sizeof(sigbuf));
-	secmem_free(plain, DISPATCH_MAX_DECRYPT);
-	secmem_free(srtp_res, sizeof(*srtp_res));
+	/* The reply frame (in out, locked) holds its own copy by now, and the
+	 * audit line has read rc.mech out of srtp_res. The whole region the
+	 * request was given, not just the plaintext's length: a token may
+	 * have used all the room it was offered. */
+	secmem_wipe(plain, DISPATCH_MAX_DECRYPT);
+	secmem_wipe(srtp_res, sizeof(*srtp_res));
 	free(hello_keys);
 	frame_free_request(req);
 	if (protocol_error)

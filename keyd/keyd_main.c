@@ -113,6 +113,7 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	int check_only = 0, o, sfd = -1, ret = 1, r, dispatch_ready = 0;
 	time_t last_sweep = 0;
+	size_t stuck;
 	int sandboxed __attribute__((unused)) = 0;
 
 	/* No core dumps and no ptrace by other users, whatever the start
@@ -219,6 +220,7 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR2);
 	if (secure_getenv(SANDBOX_PROBE_ENV) != NULL)
 		sigaddset(&sigs, SIGUSR1);
 	(void)signal(SIGPIPE, SIG_IGN);
@@ -287,10 +289,30 @@ main(int argc, char **argv)
 				event(audit, "log-reopened", NULL);
 			continue;
 		}
+		if (si.ssi_signo == SIGUSR2) {
+			/* Session copies of the keys do not see changes made
+			 * on the token by others: this reads them again. */
+			log_info("SIGUSR2: reading the keys from the token "
+			    "again");
+			event(audit, "keys-reload", NULL);
+			token_reload(token);
+			continue;
+		}
 		log_info("stopping on signal %u", si.ssi_signo);
 		break;
 	}
-	server_stop(srv);
+	if ((stuck = server_stop(srv)) > 0) {
+		/* Workers inside a hung token call own memory and the token
+		 * module: neither can be freed or finalised under them. */
+		log_error("a token call hangs in %zu workers; exiting without "
+		    "closing the token", stuck);
+		token_abandon(token);
+		server_free(srv);       /* only removes the socket file */
+		event(audit, "stop", "token hung");
+		audit_close(audit);
+		fflush(NULL);
+		_exit(1);
+	}
 	event(audit, "stop", NULL);
 	ret = 0;
 out:

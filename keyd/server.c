@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -22,7 +23,10 @@
 
 #define SERVER_BACKLOG 128
 #define SERVER_READ_CHUNK 16384
-#define SERVER_EVENTS 32
+/* One event per epoll_wait: a worker never holds events it has not
+ * started on, which would wait behind its request if the token hangs
+ * (another worker, or a spare, takes them instead). */
+#define SERVER_EVENTS 1
 /* Replies a connection may have queued, in bytes, before keyd stops
  * reading its requests (the client is not reading its replies). */
 #define SERVER_OUT_HIGH_WATER (256u * 1024u)
@@ -38,6 +42,13 @@
 /* At most one warning this often about refused connections (a client
  * that opens connections in a loop must not flood the log). */
 #define SERVER_WARN_INTERVAL_S 60
+/* Workers started beside the configured ones while others wait on a hung
+ * token call, so that requests keep being answered (with the failover
+ * token, or a timeout error). */
+#define SERVER_MAX_SPARE 16
+/* How long a stop waits for the workers before leaving the ones stuck in
+ * a token call behind. */
+#define SERVER_STOP_WAIT_MS 3000
 
 struct conn {
 	int fd;
@@ -59,6 +70,12 @@ struct server {
 	char *path;
 	pthread_t *threads;
 	size_t n_threads;
+	size_t max_threads;       /* with the spares */
+	size_t spares;            /* spare workers started */
+	pthread_t watch_thread;   /* the token hang watch */
+	int watching;
+	_Atomic int watch_stop;
+	size_t abandoned;         /* workers a stop left in token calls */
 	pthread_mutex_t table_mu; /* guards conns[] */
 	struct conn **conns;      /* by fd */
 	size_t n_slots;
@@ -611,6 +628,8 @@ out:
 	return NULL;
 }
 
+static void *watch_main(void *arg);
+
 int
 server_start(struct server *s, struct dispatch *d)
 {
@@ -641,30 +660,99 @@ server_start(struct server *s, struct dispatch *d)
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	s->n_threads = s->cfg->workers ? s->cfg->workers :
 	    (size_t)(ncpu > 0 ? ncpu : 2);
-	if ((s->threads = calloc(s->n_threads, sizeof(*s->threads))) == NULL)
+	s->max_threads = s->n_threads + SERVER_MAX_SPARE;
+	if ((s->threads = calloc(s->max_threads, sizeof(*s->threads))) ==
+	    NULL)
 		return KEYD_ERR_NOMEM;
 	for (i = 0; i < s->n_threads; i++) {
 		if (pthread_create(&s->threads[i], NULL, worker_main, s) != 0) {
 			s->n_threads = i;
-			server_stop(s);
+			(void)server_stop(s);
 			return KEYD_ERR_IO;
 		}
 	}
+	if (pthread_create(&s->watch_thread, NULL, watch_main, s) != 0) {
+		(void)server_stop(s);
+		return KEYD_ERR_IO;
+	}
+	s->watching = 1;
 	s->started = 1;
 	return KEYD_OK;
 }
 
-void
+size_t
 server_stop(struct server *s)
 {
 	uint64_t one = 1;
+	struct timespec until;
+	size_t stuck = 0;
 
+	/* The watch first: it starts spare workers, which are joined below. */
+	if (s->watching) {
+		atomic_store(&s->watch_stop, 1);
+		pthread_join(s->watch_thread, NULL);
+		s->watching = 0;
+	}
 	if (s->stop_fd >= 0)
 		(void)!write(s->stop_fd, &one, sizeof(one));
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SERVER_STOP_WAIT_MS / 1000;
+	until.tv_nsec += (SERVER_STOP_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	for (size_t i = 0; i < s->n_threads; i++)
-		pthread_join(s->threads[i], NULL);
+		if (pthread_timedjoin_np(s->threads[i], NULL, &until) != 0)
+			stuck++;
 	s->n_threads = 0;
 	s->started = 0;
+	/* A worker still inside a token call owns its connection: nothing
+	 * may be freed under it. */
+	s->abandoned = stuck;
+	return stuck;
+}
+
+static void
+watch_once(struct server *s)
+{
+	size_t stuck;
+
+	token_watch(s->d->token, &stuck);
+	if (stuck <= s->spares || s->n_threads >= s->max_threads)
+		return;
+	if (pthread_create(&s->threads[s->n_threads], NULL, worker_main, s) !=
+	    0) {
+		log_error("cannot start a spare worker: %s", strerror(errno));
+		return;
+	}
+	s->n_threads++;
+	s->spares++;
+	log_warn("%zu workers wait on a token call; started a spare worker "
+	    "(%zu workers now)", stuck, s->n_threads);
+}
+
+/* The token hang watch runs on a thread of its own, which never calls the
+ * token: the main thread may itself wait on it (an audit checkpoint is
+ * signed there), and a hang must be seen all the same. */
+static void *
+watch_main(void *arg)
+{
+	struct server *s = arg;
+	long ms = (long)s->cfg->token_timeout_ms / 5;
+	struct timespec ts;
+
+	if (ms < 10)
+		ms = 10;
+	if (ms > 100)
+		ms = 100;
+	ts.tv_sec = 0;
+	ts.tv_nsec = ms * 1000000L;
+	while (!atomic_load(&s->watch_stop)) {
+		(void)nanosleep(&ts, NULL);
+		watch_once(s);
+	}
+	return NULL;
 }
 
 void
@@ -694,7 +782,12 @@ server_free(struct server *s)
 	if (s == NULL)
 		return;
 	if (s->started)
-		server_stop(s);
+		(void)server_stop(s);
+	if (s->abandoned > 0) {
+		if (s->listen_fd >= 0)
+			(void)unlink(s->path);
+		return;
+	}
 	for (size_t i = 0; s->conns != NULL && i < s->n_slots; i++) {
 		if (s->conns[i] != NULL) {
 			close(s->conns[i]->fd);

@@ -35,7 +35,6 @@ struct token_key {
 	const char *uri;           /* (not owned) */
 	enum token_key_type type;
 	unsigned bits;             /* modulus, curve or AES key size */
-	CK_OBJECT_HANDLE handle;   /* private or secret key */
 	CK_ATTRIBUTE *tmpl;        /* the URI's search template */
 	CK_ULONG tmpl_n;
 	uint8_t id[TOKEN_MAX_ID];
@@ -47,25 +46,35 @@ struct token_key {
 	int weak_extractable;      /* extractable, not wrap-with-trusted */
 	uint8_t *cert;             /* DER X.509 with the same CKA_ID, or NULL */
 	size_t cert_len;
-	/* Earlier versions of the key ([key] previous, SRTP KEKs): their
-	 * handles, in the order of the config, checked to be AES keys. */
-	CK_OBJECT_HANDLE *prev;
+	uint8_t kcv[3];            /* AES: check value, if has_kcv */
+	int has_kcv;
+	/* Search templates of the key's URI and of its earlier versions
+	 * ([key] previous, SRTP KEKs), in the order of the config. */
 	CK_ATTRIBUTE **prev_tmpl;
 	CK_ULONG *prev_tmpl_n;
+	const char **prev_uri;     /* (not owned) */
+	uint8_t (*prev_kcv)[3];    /* their check values ... */
+	int *prev_has_kcv;         /* ... where the token gives one */
 	size_t n_prev;
 };
 
 struct token;
 
-/* Per-thread session; zero-initialise before first use. */
+/* A worker's sessions, one on each token; zero-initialise before first
+ * use. One thread at a time uses it. */
 struct token_session {
-	CK_SESSION_HANDLE h;
-	unsigned long generation;
-	int open;
+	CK_SESSION_HANDLE h[2];
+	unsigned long generation[2];
+	int open[2];
+	unsigned call;             /* its slot in the hang watch; 0: none yet */
 };
 
-/* token_open: loads the module, finds the token, logs in with pin and
- * resolves every configured key, checking its type against its ops.
+/* token_open: loads the module, finds the token (and the failover token),
+ * logs in with pin and resolves every configured key, checking its type
+ * against its ops. With a failover token, keyd starts if either token can
+ * serve every key, and the keys on both must be the same (public key, AES
+ * check value). With cfg->key_copies, each token's keys are copied into
+ * session objects, which operations then use.
  * The token keeps a copy of the PIN in locked memory for logging in again
  * after a token reset. err names the key and URI of any failure. */
 int token_open(const struct config *cfg, const char *pin, size_t pin_len,
@@ -99,6 +108,17 @@ int token_decrypt(struct token *t, struct token_session *s, size_t key,
     CK_MECHANISM *mech, const uint8_t *in, size_t inlen, uint8_t *out,
     size_t *outlen, char *msg, size_t msglen) TOKEN_WUR;
 
+/* token_sign_within: token_sign with the key of config index key and a
+ * mechanism without parameters, in a session of the token's own signer
+ * thread, waiting at most token_timeout. KEYD_ERR_TIMEOUT if the token
+ * has not answered by then (the signature is made, or hangs, alone and is
+ * discarded), or if an earlier such signature still waits on the token.
+ * For callers that hold a lock others need: the audit log's checkpoints.
+ * inlen: at most 4096 bytes. */
+int token_sign_within(struct token *t, size_t key, CK_MECHANISM_TYPE mech,
+    const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen, char *msg,
+    size_t msglen) TOKEN_WUR;
+
 /* token_op_fn: one PKCS#11 operation in session s with the key object
  * key; returns the token's CK_RV. */
 typedef CK_RV (*token_op_fn)(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
@@ -122,12 +142,35 @@ struct token_info {
 	char manufacturer[33];
 	char model[17];
 	char serial[17];
+	const char *role;          /* "primary", "failover" */
+	const char *state;         /* serving, standby, failed, hung, ... */
+	int active;                /* served the last request */
 	int logged_in;
+	unsigned key_copies;       /* keys served from session copies */
 	unsigned long recoveries;
 };
 
-/* token_get_info: identity and state, for status. */
-void token_get_info(struct token *t, struct token_info *info);
+/* token_count: 1, or 2 with a failover token. */
+size_t token_count(const struct token *t);
+
+/* token_get_info: identity and state of token i (0: the primary). */
+void token_get_info(struct token *t, size_t i, struct token_info *info);
+
+/* token_watch: the hang watch, run often (every few ms) from one thread.
+ * A token with a call older than token_timeout is hung: requests go to
+ * the other token, or fail with KEYD_ERR_TIMEOUT, until every such call
+ * has returned. *stuck: how many sessions are in such calls. */
+void token_watch(struct token *t, size_t *stuck);
+
+/* token_abandon: at an exit that leaves workers inside token calls: every
+ * token with a call in progress counts as hung from now on, so that the
+ * last audit checkpoint fails fast instead of waiting on it. */
+void token_abandon(struct token *t);
+
+/* token_reload: the keys are read again from the tokens (handles, session
+ * copies) before each token's next operation; a key whose public key
+ * changed is refused. */
+void token_reload(struct token *t);
 
 /* token_key_type_name: "ec-p256", "rsa", ... */
 const char *token_key_type_name(enum token_key_type type);

@@ -222,6 +222,18 @@ kbuf_unreserve(struct kbuf *b, size_t n)
 	secmem_wipe(b->data + b->len, n);
 }
 
+void
+kbuf_unreserve_unwritten(struct kbuf *b, size_t n)
+{
+	/* A socket read reserves a 16 KiB chunk and usually gets a frame of
+	 * a hundred bytes: wiping the rest cost a 16 KiB write per recv and
+	 * made every page of every connection's buffer resident, to clear
+	 * bytes that held nothing. */
+	if (n > b->len - b->off)
+		n = b->len - b->off;
+	b->len -= n;
+}
+
 int
 kbuf_put(struct kbuf *b, const void *p, size_t n)
 {
@@ -268,6 +280,8 @@ kbuf_compact(struct kbuf *b)
 	n = b->len - b->off;
 	if (n > 0)
 		memmove(b->data, b->data + b->off, n);
+	/* [n, len) held the read bytes or the old copy of the unread ones:
+	 * off bytes, whatever the capacity. */
 	secmem_wipe(b->data + n, b->len - n);
 	b->len = n;
 	b->off = 0;

@@ -62,10 +62,23 @@ int kbuf_put_u8(struct kbuf *b, uint8_t v) KBUF_WUR;
 int kbuf_put_u16(struct kbuf *b, uint16_t v) KBUF_WUR;
 int kbuf_put_u32(struct kbuf *b, uint32_t v) KBUF_WUR;
 /* kbuf_reserve: n bytes of room at the end; *p points at them. They count
- * as written; kbuf_unreserve gives back what was not used. */
+ * as written until given back. */
 int kbuf_reserve(struct kbuf *b, size_t n, uint8_t **p) KBUF_WUR;
+/* kbuf_unreserve: gives back the last n unread bytes (at most what is
+ * unread) and wipes them: they may hold what the caller wrote (a reply
+ * taken back, a message half packed). */
 void kbuf_unreserve(struct kbuf *b, size_t n);
-/* kbuf_compact: moves unread bytes to the front, wiping what was read. */
+/* kbuf_unreserve_unwritten: gives back the last n bytes of a reservation
+ * that the caller never wrote into, such as what a recv into it did not
+ * fill, without wiping them. Nothing of the buffer's is there: the bytes
+ * past its end are wiped whenever the buffer gives bytes up (compact,
+ * unreserve, reset), so they are only ever wiped bytes or memory the
+ * buffer never used. A caller that did write into them must use
+ * kbuf_unreserve. */
+void kbuf_unreserve_unwritten(struct kbuf *b, size_t n);
+/* kbuf_compact: moves unread bytes to the front and wipes the bytes it
+ * gives up: as many as were read, and no more (the room past the end is
+ * not touched). */
 void kbuf_compact(struct kbuf *b);
 /* kbuf_spare: free room at the end without growing; kbuf_grow makes at
  * least n bytes of room (within max). */

@@ -61,7 +61,7 @@ append_conf() { cp "$T/good.conf" "$C"; cat >> "$C"; chmod 0600 "$C"; }
 
 # A key that is not on the token: the key's name and URI.
 edit_conf 's/object=p256;/object=nothere;/'
-check_fails "key 'p256' (pkcs11:token=$TOKEN;object=nothere;type=private) is not on the token"
+check_fails "key 'p256' (pkcs11:token=$TOKEN;object=nothere;type=private) is not on token '$TOKEN'"
 # Ops that do not fit the key's type.
 append_conf <<CONF
 [key aes]
@@ -85,7 +85,7 @@ rm "$T/pin"
 check_fails "cannot read PIN file $T/pin: No such file or directory"
 mv "$T/pin.real" "$T/pin"
 PIN=9999 write_pin
-check_fails "login to the token failed: CKR_PIN_INCORRECT (check the PIN file)"
+check_fails "login to token '$TOKEN' failed: CKR_PIN_INCORRECT (check the PIN file)"
 write_pin
 pass "PIN file checks"
 
@@ -105,7 +105,7 @@ workers = many'
 check_fails "$C:$(grep -n '^workers' "$C" | cut -d: -f1): workers = 'many': expected a whole number"
 edit_conf "s/^token = .*/token = pkcs11:token=no-such-token/"
 # (SoftHSM2 also shows its free slot's uninitialised token: 2 present)
-check_fails "no token matches the configured token URI (2 tokens present)"
+check_fails "no token matches pkcs11:token=no-such-token (2 tokens present)"
 edit_conf "s|^module = .*|module = /nonexistent/libsofthsm2.so|"
 check_fails "module /nonexistent/libsofthsm2.so: No such file or directory"
 pass "configuration file checks"

@@ -23,3 +23,13 @@ keyd_script_test(recovery integration/recovery.sh integration)
 # 77: skipped (policy needs root for setpriv; recovery needs a build tree
 # that keyd accepts as a module's home: root's, not group/world-writable).
 set_tests_properties(policy recovery PROPERTIES SKIP_RETURN_CODE 77)
+
+# Token faults beyond a lost session, through keyd-p11shim.so: a second
+# token restored from a backup takes over when the first fails or hangs
+# (failover_token); a hung token without one fails requests with a timeout
+# instead of stalling every client.
+keyd_script_test(failover integration/failover.sh integration)
+keyd_script_test(token_hang integration/token_hang.sh integration)
+set_tests_properties(failover token_hang PROPERTIES SKIP_RETURN_CODE 77)
+# Session-object copies of the keys, and SIGUSR2 to read them again.
+keyd_script_test(key_copies integration/key_copies.sh integration)

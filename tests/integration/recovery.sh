@@ -138,20 +138,21 @@ last=$(tail -1 "$T/audit.jsonl")
 [[ $(json_field "$last" event) == stop ]] || fail "last audit line: $last"
 pass "pipeline under faults"
 
-# Recovery itself fails (the login is refused): the client is told the
-# token is unavailable; once the token is back, keyd logs in again. With
-# one worker, so that the next request surely runs in a session opened
-# after the failed login (with several, a worker still holding a closed
-# session would trigger the recovery by chance).
+# Recovery itself fails (the token is not back yet: the login fails with
+# a device error): the client is told the token is unavailable; once the
+# token is back, keyd logs in again. With one worker, so that the next
+# request surely runs in a session opened after the failed login (with
+# several, a worker still holding a closed session would trigger the
+# recovery by chance).
 sed -i 's/^\[keyd\]$/[keyd]\nworkers = 1/' "$T/keyd.conf"
 start_keyd
 sign_ok ecdsa-sha256 p256
-ctl "fail CKR_DEVICE_REMOVED 1 C_SignInit" "fail CKR_PIN_INCORRECT 1 C_Login"
+ctl "fail CKR_DEVICE_REMOVED 1 C_SignInit" "fail CKR_DEVICE_ERROR 1 C_Login"
 "$KEYDCTL" sign p256 -a ecdsa-sha256 -i "$T/msg" > /dev/null 2> "$T/err" &&
-  fail "signed although the login was refused"
-grep -q "^keydctl: sign p256: token error: token unavailable: login to the token failed: CKR_PIN_INCORRECT" "$T/err" ||
+  fail "signed although the login failed"
+grep -q "^keydctl: sign p256: token error: token unavailable: login to token '$TOKEN' failed: CKR_DEVICE_ERROR" "$T/err" ||
   fail "failed recovery said: $(cat "$T/err")"
-grep -q "cannot reopen the token" "$T/keyd.log" || fail "keyd's log does not say the reopen failed"
+grep -q "cannot reopen token $TOKEN: " "$T/keyd.log" || fail "keyd's log does not say the reopen failed"
 # The token is fine again: keyd must get back to it within a few
 # requests, not stay logged out for good.
 for i in 1 2 3; do
@@ -163,6 +164,24 @@ sign_ok rsa-pkcs1-sha512 rsa
 "$KEYDCTL" status > "$T/status"
 grep -q "^token rectest: logged in," "$T/status" || fail "status after: $(sed -n 2p "$T/status")"
 pass "failed reopen, then recovered"
+
+# The token refuses the PIN at a re-login: every try brings a real token
+# closer to locking the PIN, so keyd does not try again by itself, however
+# many requests come; SIGUSR2 lets it try once more.
+: > "$P11SHIM_LOG"
+ctl "fail CKR_DEVICE_REMOVED 1 C_SignInit" "fail CKR_PIN_INCORRECT 1 C_Login" "trace C_Login"
+for i in 1 2 3 4 5; do
+  "$KEYDCTL" sign p256 -a ecdsa-sha256 -i "$T/msg" > /dev/null 2> "$T/err" &&
+    fail "signed although the PIN was refused"
+done
+grep -q "^keydctl: sign p256: token error: token '$TOKEN' refused keyd's PIN; keyd does not log in to it again until SIGUSR2 or a restart" "$T/err" ||
+  fail "after a refused PIN: $(cat "$T/err")"
+[[ $(grep -c "C_Login" "$P11SHIM_LOG") == 1 ]] ||
+  fail "keyd logged in more than once after the PIN was refused: $(cat "$P11SHIM_LOG")"
+kill -USR2 "$KEYD_PID"
+wait_for "$T/keyd.log" "SIGUSR2: reading the keys" 5
+sign_ok ecdsa-sha256 p256
+pass "a refused PIN: no more logins until SIGUSR2, then served again"
 
 stop_keyd
 pass "recovery"

@@ -135,7 +135,7 @@ expect_fail "have the same check value $k3: the same KEK is listed twice" \
 config kek-3 "$(kek_uri kek-2)" "$(kek_uri kek-2)"
 expect_fail "is listed twice" "$KEYD" -c "$T/keyd.conf" --check-config
 config kek-3 "$(kek_uri no-such-kek)"
-expect_fail "previous version .* is not on the token" "$KEYD" -c "$T/keyd.conf" --check-config
+expect_fail "previous version .* is not on token" "$KEYD" -c "$T/keyd.conf" --check-config
 config kek-3 "not-a-uri"
 expect_fail "expected PKCS#11 URIs of earlier KEK versions" \
   "$KEYD" -c "$T/keyd.conf" --check-config

@@ -2,31 +2,73 @@
  * p11shim.c: a fault-injecting PKCS#11 module for keyd's tests. It loads
  * the real module (env P11SHIM_MODULE, default SoftHSM2), hands out a copy
  * of its function list with some calls wrapped, and makes those calls fail
- * as a control file says (env P11SHIM_CONTROL). The file is read again on
- * every wrapped call, so a test steers a running keyd by rewriting it.
+ * or wait as a control file says (env P11SHIM_CONTROL). The file is read
+ * again on every wrapped call, so a test steers a running keyd by
+ * rewriting it.
  *
  * Control file: one rule a line, '#' starts a comment. The first rule
  * that fires decides the call.
  *
- *   fail CODE COUNT [FUNC...]     fail the next COUNT calls
- *   fail-nth CODE N [FUNC...]     let N-1 calls through, fail the Nth
- *   fail-for CODE MS [FUNC...]    fail every call for MS milliseconds
- *                                 after the file was last written
- *   delay MS [FUNC...]            sleep MS milliseconds, then go on
- *   trace [FUNC...]               log each call and what the real module
- *                                 answered
+ *   fail CODE COUNT [FUNC...] [token=LABEL]   fail the next COUNT calls
+ *   fail-nth CODE N [FUNC...] [token=LABEL]   let N-1 calls through, fail
+ *                                             the Nth
+ *   fail-for CODE MS [FUNC...] [token=LABEL]  fail every call for MS
+ *                                             milliseconds after the file
+ *                                             was last written
+ *   delay MS [FUNC...] [token=LABEL]          sleep MS milliseconds, then
+ *                                             go on
+ *   hang [FUNC...] [token=LABEL]              block the call while the
+ *                                             file holds a hang rule that
+ *                                             matches it, then go on
+ *   trace [FUNC...] [token=LABEL]             log each call and what the
+ *                                             real module answered
  *
  * CODE is a CKR_ name (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
  * CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
- * CKR_DEVICE_ERROR, CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED,
- * CKR_DEVICE_MEMORY, CKR_HOST_MEMORY, CKR_OPERATION_ACTIVE) or a number.
- * FUNC names a wrapped function (C_SignInit, C_Sign, C_DecryptInit,
- * C_Decrypt, C_GenerateRandom, C_Login, C_OpenSession, C_FindObjectsInit,
- * C_Encrypt, C_EncryptInit, C_WrapKey, C_UnwrapKey, C_Logout,
- * C_CloseSession, C_CloseAllSessions, C_Finalize); without any, a rule
- * applies to the four sign and decrypt calls (trace: to every wrapped
- * function). A rule may end with "noeffect" to fail a call without the
- * state change below.
+ * CKR_DEVICE_ERROR, CKR_DEVICE_MEMORY, CKR_GENERAL_ERROR,
+ * CKR_FUNCTION_FAILED, CKR_HOST_MEMORY, CKR_OPERATION_ACTIVE,
+ * CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_TOKEN_NOT_RECOGNIZED) or a
+ * number. FUNC names a wrapped function: C_SignInit, C_Sign,
+ * C_DecryptInit, C_Decrypt, C_GenerateRandom, C_Login, C_OpenSession,
+ * C_FindObjectsInit, C_Encrypt, C_EncryptInit, C_WrapKey, C_UnwrapKey and
+ * C_GetTokenInfo can be failed, delayed and hung; C_Logout,
+ * C_CloseSession, C_CloseAllSessions and C_Finalize are only traced.
+ * Without any FUNC, a rule applies to the four sign and decrypt calls
+ * (trace: to every wrapped function). C_Sign, C_Decrypt and C_Encrypt
+ * asking only for the output length (a NULL buffer) pass straight through.
+ * After the rule's numbers, in any order with the FUNCs:
+ *
+ *   noeffect      fail a call without the state change below
+ *   token=LABEL   apply only to calls that concern the token labelled
+ *                 LABEL (CK_TOKEN_INFO.label without its padding; exact,
+ *                 case-sensitive, 1 to 32 bytes, no blanks), at most one
+ *
+ * A call concerns a token through its session (the slot that
+ * C_OpenSession, through the shim, opened it on) or through the slot it
+ * names (C_OpenSession, C_CloseAllSessions, C_GetTokenInfo). The shim
+ * learns a slot's label from the real module's C_GetTokenInfo, once per
+ * slot (SoftHSM2 keeps slot IDs for the life of the process); an
+ * uninitialised token has no label. A token= rule never fires for a call
+ * whose token is not known (C_Finalize, a session the shim did not see
+ * opened, or one beyond the 1024 open sessions it keeps track of) or has
+ * another label, and such calls do not count towards it.
+ * So with two tokens A and B behind the shim,
+ * "fail CKR_TOKEN_NOT_PRESENT 100 C_GetTokenInfo token=A" hides A from
+ * a caller that looks its tokens up with C_GetSlotList (not wrapped) and
+ * C_GetTokenInfo, and "fail CKR_DEVICE_ERROR 5 token=A" fails signing on A
+ * only.
+ *
+ * A hang holds the call before the real module sees it, checking the
+ * file again every 20 ms, for as long as the file (as it is then) holds a
+ * hang rule that matches the call: removing the rule, or the file,
+ * releases every call it holds. Rewrite the file by rename (as
+ * tests/integration/lib.sh's shim_ctl does): a rewrite in place can show
+ * an empty file in between and let a hung call go. A call is held 120 s
+ * at most, so that a forgotten hang cannot block a test for ever (each
+ * call: under a forgotten "hang", a signature waits in C_SignInit, then
+ * in C_Sign). The other rules decide a call once it is let go, as the
+ * file then says: hang counts no calls, and a call that hung meets fail
+ * rules like any other.
  *
  * Counters belong to a version of the file (its inode, size, mtime and
  * bytes): rewriting the file, even with the same rule, starts afresh.
@@ -35,13 +77,19 @@
  * so that the caller's recovery is tested against a token in that state:
  * CKR_SESSION_HANDLE_INVALID and CKR_SESSION_CLOSED close the session,
  * CKR_USER_NOT_LOGGED_IN logs the token out, CKR_DEVICE_REMOVED and
- * CKR_TOKEN_NOT_PRESENT close every session of the slot. A failed
+ * CKR_TOKEN_NOT_PRESENT close every session of the slot (the call's
+ * session's slot, or the slot that C_OpenSession or C_GetTokenInfo
+ * names; so a token made invisible also loses its sessions unless the
+ * rule says noeffect). A call without a session has no session to close
+ * or to log out with: only the last two do something there. A failed
  * C_Sign, C_Decrypt or C_Encrypt first runs the real call, which ends the
  * operation that its Init started (as a real failure would).
  *
  * Every injection appends a line to the file named by env P11SHIM_LOG,
- * if set: "C_Sign CKR_SESSION_HANDLE_INVALID", or "C_Sign delay 50"; a
- * traced call "trace C_Logout CKR_OK".
+ * if set: "C_Sign CKR_SESSION_HANDLE_INVALID", "C_Sign delay 50",
+ * "C_Sign hang" when a call starts to hang and "C_Sign hang released"
+ * when it goes on ("C_Sign hang timed out" after 120 s); a traced call
+ * "trace C_Logout CKR_OK".
  *
  * Test code only: it trusts its environment and never goes near a
  * production keyd.
@@ -64,25 +112,32 @@
 #define SHIM_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define SHIM_MAX_FILE 8192
 #define SHIM_MAX_RULES 32
-#define SHIM_MAX_FUNCS 16
+#define SHIM_MAX_WORDS 48       /* words in one rule, comment excluded */
 #define SHIM_LINE_MAX 512
+#define SHIM_LABEL_MAX 32       /* sizeof(CK_TOKEN_INFO.label) */
+#define SHIM_MAX_SESSIONS 1024  /* sessions open at once that token= sees */
+#define SHIM_MAX_SLOTS 64       /* slots whose label is remembered */
+#define SHIM_HANG_STEP_MS 20
+#define SHIM_HANG_CAP_MS 120000L
 
 enum shim_func {
 	F_SIGN_INIT, F_SIGN, F_DECRYPT_INIT, F_DECRYPT, F_GENERATE_RANDOM,
 	F_LOGIN, F_OPEN_SESSION, F_FIND_OBJECTS_INIT, F_ENCRYPT_INIT,
-	F_ENCRYPT, F_WRAP_KEY, F_UNWRAP_KEY, F_LOGOUT, F_CLOSE_SESSION,
-	F_CLOSE_ALL_SESSIONS, F_FINALIZE, F_COUNT
+	F_ENCRYPT, F_WRAP_KEY, F_UNWRAP_KEY, F_GET_TOKEN_INFO, F_LOGOUT,
+	F_CLOSE_SESSION, F_CLOSE_ALL_SESSIONS, F_FINALIZE, F_COUNT
 };
 
 static const char *const func_names[F_COUNT] = {
 	"C_SignInit", "C_Sign", "C_DecryptInit", "C_Decrypt",
 	"C_GenerateRandom", "C_Login", "C_OpenSession", "C_FindObjectsInit",
-	"C_EncryptInit", "C_Encrypt", "C_WrapKey", "C_UnwrapKey", "C_Logout",
-	"C_CloseSession", "C_CloseAllSessions", "C_Finalize",
+	"C_EncryptInit", "C_Encrypt", "C_WrapKey", "C_UnwrapKey",
+	"C_GetTokenInfo", "C_Logout", "C_CloseSession", "C_CloseAllSessions",
+	"C_Finalize",
 };
 
 #define DEFAULT_FUNCS ((1u << F_SIGN_INIT) | (1u << F_SIGN) | \
 	(1u << F_DECRYPT_INIT) | (1u << F_DECRYPT))
+#define ALL_FUNCS ((1u << F_COUNT) - 1)
 
 static const struct {
 	const char *name;
@@ -104,7 +159,7 @@ static const struct {
 	{ "CKR_TOKEN_NOT_RECOGNIZED", CKR_TOKEN_NOT_RECOGNIZED },
 };
 
-enum rule_kind { R_FAIL, R_FAIL_NTH, R_FAIL_FOR, R_DELAY, R_TRACE };
+enum rule_kind { R_FAIL, R_FAIL_NTH, R_FAIL_FOR, R_DELAY, R_HANG, R_TRACE };
 
 struct rule {
 	enum rule_kind kind;
@@ -113,6 +168,7 @@ struct rule {
 	unsigned funcs;         /* bit per enum shim_func */
 	int effect;             /* make the failure real */
 	unsigned long seen;     /* matching calls so far (this version) */
+	char token[SHIM_LABEL_MAX + 1]; /* "": any call; else its label */
 };
 
 /* The file's version: a change starts every counter afresh. */
@@ -125,6 +181,21 @@ struct file_id {
 	size_t len;
 };
 
+/* One wrapped call and what it concerns, for the token= qualifier. The
+ * slot of a session is looked up when the call starts, so that a call
+ * that closes its session still knows its token afterwards. */
+struct call {
+	enum shim_func f;
+	int has_session;
+	CK_SESSION_HANDLE session;
+	int has_slot;
+	CK_SLOT_ID slot;
+	int label_state;        /* 0: not looked up, 1: known, -1: unknown */
+	char label[SHIM_LABEL_MAX + 1];
+};
+
+/* Lock order: mu, then tab_mu; tab_mu is never held across a call into
+ * the real module, mu only across a C_GetTokenInfo that learns a label. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static CK_FUNCTION_LIST shim_list;
@@ -134,6 +205,18 @@ static struct file_id current;
 static int have_current;
 static struct rule rules[SHIM_MAX_RULES];
 static size_t n_rules;
+
+static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	CK_SESSION_HANDLE session;
+	CK_SLOT_ID slot;
+} sess_tab[SHIM_MAX_SESSIONS];
+static size_t n_sess;
+static struct {
+	CK_SLOT_ID slot;
+	char label[SHIM_LABEL_MAX + 1];
+} slot_tab[SHIM_MAX_SLOTS];
+static size_t n_slot;
 
 static void
 shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -161,6 +244,193 @@ shim_log(const char *fmt, ...)
 		return;
 	(void)!write(fd, line, (size_t)n);
 	close(fd);
+}
+
+static void
+sleep_ms(unsigned long ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000),
+		(long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Session -> slot, as C_OpenSession answered. A full table only makes
+ * token= rules blind to the sessions that did not fit. */
+static void
+session_add(CK_SESSION_HANDLE s, CK_SLOT_ID slot)
+{
+	size_t i;
+	int full = 0;
+
+	pthread_mutex_lock(&tab_mu);
+	for (i = 0; i < n_sess && sess_tab[i].session != s; i++)
+		;
+	if (i == n_sess && n_sess < SHIM_MAX_SESSIONS)
+		n_sess++;
+	if (i < n_sess) {
+		sess_tab[i].session = s;
+		sess_tab[i].slot = slot;
+	} else
+		full = 1;
+	pthread_mutex_unlock(&tab_mu);
+	if (full)
+		shim_log("p11shim: more than %d sessions open; token= rules "
+		    "will not see session %lu", SHIM_MAX_SESSIONS,
+		    (unsigned long)s);
+}
+
+static int
+session_slot(CK_SESSION_HANDLE s, CK_SLOT_ID *slot)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&tab_mu);
+	for (size_t i = 0; i < n_sess && !found; i++)
+		if (sess_tab[i].session == s) {
+			*slot = sess_tab[i].slot;
+			found = 1;
+		}
+	pthread_mutex_unlock(&tab_mu);
+	return found ? 0 : -1;
+}
+
+/* Forgets a session before the real module closes it: once it is closed,
+ * another thread's C_OpenSession may get the same handle back. */
+static void
+session_drop(CK_SESSION_HANDLE s)
+{
+	pthread_mutex_lock(&tab_mu);
+	for (size_t i = 0; i < n_sess; i++)
+		if (sess_tab[i].session == s) {
+			sess_tab[i] = sess_tab[--n_sess];
+			break;
+		}
+	pthread_mutex_unlock(&tab_mu);
+}
+
+static void
+session_drop_slot(CK_SLOT_ID slot)
+{
+	pthread_mutex_lock(&tab_mu);
+	for (size_t i = 0; i < n_sess;)
+		if (sess_tab[i].slot == slot)
+			sess_tab[i] = sess_tab[--n_sess];
+		else
+			i++;
+	pthread_mutex_unlock(&tab_mu);
+}
+
+/* The label of an initialised token, without its padding; an
+ * uninitialised token has none yet. */
+static int
+label_of(const CK_TOKEN_INFO *info, char label[SHIM_LABEL_MAX + 1])
+{
+	size_t len = sizeof(info->label);
+
+	if (!(info->flags & CKF_TOKEN_INITIALIZED))
+		return -1;
+	/* Blank-padded by the spec; some modules pad with NULs. */
+	while (len > 0 && (info->label[len - 1] == ' ' ||
+	    info->label[len - 1] == '\0'))
+		len--;
+	memcpy(label, info->label, len);
+	label[len] = '\0';
+	return 0;
+}
+
+static void
+slot_remember(CK_SLOT_ID slot, const char label[SHIM_LABEL_MAX + 1])
+{
+	size_t i;
+
+	pthread_mutex_lock(&tab_mu);
+	for (i = 0; i < n_slot && slot_tab[i].slot != slot; i++)
+		;
+	if (i == n_slot && n_slot < SHIM_MAX_SLOTS)
+		n_slot++;
+	if (i < n_slot) {
+		slot_tab[i].slot = slot;
+		memcpy(slot_tab[i].label, label, sizeof(slot_tab[i].label));
+	}
+	pthread_mutex_unlock(&tab_mu);
+}
+
+/* The label of the token in a slot, learnt once from the real module. */
+static int
+slot_label(CK_SLOT_ID slot, char label[SHIM_LABEL_MAX + 1])
+{
+	CK_TOKEN_INFO info;
+	int found = 0;
+
+	pthread_mutex_lock(&tab_mu);
+	for (size_t i = 0; i < n_slot && !found; i++)
+		if (slot_tab[i].slot == slot) {
+			memcpy(label, slot_tab[i].label,
+			    sizeof(slot_tab[i].label));
+			found = 1;
+		}
+	pthread_mutex_unlock(&tab_mu);
+	if (found)
+		return 0;
+	if (real->C_GetTokenInfo(slot, &info) != CKR_OK ||
+	    label_of(&info, label) != 0)
+		return -1;
+	slot_remember(slot, label);
+	return 0;
+}
+
+/* After C_Finalize no session is left, and slots may be numbered anew. */
+static void
+tables_clear(void)
+{
+	pthread_mutex_lock(&tab_mu);
+	n_sess = 0;
+	n_slot = 0;
+	pthread_mutex_unlock(&tab_mu);
+}
+
+static void
+call_session(struct call *c, enum shim_func f, CK_SESSION_HANDLE s)
+{
+	memset(c, 0, sizeof(*c));
+	c->f = f;
+	c->has_session = 1;
+	c->session = s;
+	c->has_slot = session_slot(s, &c->slot) == 0;
+}
+
+static void
+call_slot(struct call *c, enum shim_func f, CK_SLOT_ID slot)
+{
+	memset(c, 0, sizeof(*c));
+	c->f = f;
+	c->has_slot = 1;
+	c->slot = slot;
+}
+
+static void
+call_none(struct call *c, enum shim_func f)
+{
+	memset(c, 0, sizeof(*c));
+	c->f = f;
+}
+
+/* Whether a rule applies to a call. The label is looked up only when a
+ * token= rule names the function, so that without one the real module
+ * sees no call that the caller did not make. */
+static int
+rule_matches(const struct rule *r, struct call *c)
+{
+	if (!(r->funcs & (1u << c->f)))
+		return 0;
+	if (r->token[0] == '\0')
+		return 1;
+	if (c->label_state == 0)
+		c->label_state = c->has_slot &&
+		    slot_label(c->slot, c->label) == 0 ? 1 : -1;
+	return c->label_state == 1 && strcmp(c->label, r->token) == 0;
 }
 
 static int
@@ -204,22 +474,29 @@ parse_ulong(const char *s, unsigned long *v)
 static void
 parse_rule(char *line)
 {
-	char *w[4 + SHIM_MAX_FUNCS], *save = NULL, *tok;
+	char *w[SHIM_MAX_WORDS], *save = NULL, *tok;
 	size_t nw = 0, first_func;
 	struct rule r;
 
 	memset(&r, 0, sizeof(r));
 	r.effect = 1;
-	for (tok = strtok_r(line, " \t\r", &save); tok != NULL &&
-	    nw < sizeof(w) / sizeof(w[0]); tok = strtok_r(NULL, " \t\r", &save))
+	for (tok = strtok_r(line, " \t\r", &save); tok != NULL && *tok != '#';
+	    tok = strtok_r(NULL, " \t\r", &save)) {
+		/* Too many words: refuse rather than drop the rest. */
+		if (nw == SHIM_MAX_WORDS)
+			goto bad;
 		w[nw++] = tok;
-	if (nw == 0 || w[0][0] == '#')
+	}
+	if (nw == 0)
 		return;
 	if (strcmp(w[0], "delay") == 0) {
 		r.kind = R_DELAY;
 		if (nw < 2 || parse_ulong(w[1], &r.n) != 0)
 			goto bad;
 		first_func = 2;
+	} else if (strcmp(w[0], "hang") == 0) {
+		r.kind = R_HANG;
+		first_func = 1;
 	} else if (strcmp(w[0], "trace") == 0) {
 		r.kind = R_TRACE;
 		first_func = 1;
@@ -240,10 +517,17 @@ parse_rule(char *line)
 	for (size_t i = first_func; i < nw; i++) {
 		size_t f;
 
-		if (w[i][0] == '#')
-			break;
 		if (strcmp(w[i], "noeffect") == 0) {
 			r.effect = 0;
+			continue;
+		}
+		if (strncmp(w[i], "token=", 6) == 0) {
+			size_t len = strlen(w[i] + 6);
+
+			if (r.token[0] != '\0' || len == 0 ||
+			    len > SHIM_LABEL_MAX)
+				goto bad;
+			memcpy(r.token, w[i] + 6, len + 1);
 			continue;
 		}
 		for (f = 0; f < F_COUNT; f++)
@@ -254,8 +538,7 @@ parse_rule(char *line)
 		r.funcs |= 1u << f;
 	}
 	if (r.funcs == 0)
-		r.funcs = r.kind == R_TRACE ? (1u << F_COUNT) - 1 :
-		    DEFAULT_FUNCS;
+		r.funcs = r.kind == R_TRACE ? ALL_FUNCS : DEFAULT_FUNCS;
 	if (n_rules < SHIM_MAX_RULES)
 		rules[n_rules++] = r;
 	return;
@@ -318,30 +601,59 @@ reload(void)
 }
 
 static long
-ms_since(const struct timespec *t)
+ms_since(const struct timespec *t, clockid_t clock)
 {
 	struct timespec now;
 
-	clock_gettime(CLOCK_REALTIME, &now);
+	clock_gettime(clock, &now);
 	return (long)(now.tv_sec - t->tv_sec) * 1000 +
 	    (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
+/* Whether the file holds a hang rule for this call. Caller holds mu. */
+static int
+hang_matches(struct call *c)
+{
+	for (size_t i = 0; i < n_rules; i++)
+		if (rules[i].kind == R_HANG && rule_matches(&rules[i], c))
+			return 1;
+	return 0;
+}
+
 /* What to do with this call: CKR_OK to go on, or the code to fail with;
- * *effect says whether to make the failure real. */
+ * *effect says whether to make the failure real. A hang rule is waited
+ * out first, the file read again at every step; then the other rules
+ * decide as the file says at that time. */
 static CK_RV
-decide(enum shim_func f, int *effect)
+decide(struct call *c, int *effect)
 {
 	unsigned long delay_ms = 0;
+	struct timespec hang_start;
+	int hung = 0, timed_out = 0;
 	CK_RV rv = CKR_OK;
 
 	*effect = 0;
 	pthread_mutex_lock(&mu);
 	reload();
+	while (!timed_out && hang_matches(c)) {
+		pthread_mutex_unlock(&mu);
+		if (!hung) {
+			clock_gettime(CLOCK_MONOTONIC, &hang_start);
+			hung = 1;
+			shim_log("%s hang", func_names[c->f]);
+		}
+		if (ms_since(&hang_start, CLOCK_MONOTONIC) >= SHIM_HANG_CAP_MS)
+			timed_out = 1;
+		else
+			sleep_ms(SHIM_HANG_STEP_MS);
+		pthread_mutex_lock(&mu);
+		reload();
+	}
 	for (size_t i = 0; i < n_rules && rv == CKR_OK; i++) {
 		struct rule *r = &rules[i];
 
-		if (!(r->funcs & (1u << f)))
+		if (r->kind == R_HANG || r->kind == R_TRACE ||
+		    !rule_matches(r, c))
 			continue;
 		switch (r->kind) {
 		case R_FAIL:
@@ -355,13 +667,15 @@ decide(enum shim_func f, int *effect)
 				rv = r->rv;
 			break;
 		case R_FAIL_FOR:
-			if (ms_since(&current.mtime) < (long)r->n)
+			if (ms_since(&current.mtime, CLOCK_REALTIME) <
+			    (long)r->n)
 				rv = r->rv;
 			break;
 		case R_DELAY:
 			if (delay_ms == 0)
 				delay_ms = r->n;
 			break;
+		case R_HANG:
 		case R_TRACE:
 			break;
 		}
@@ -369,166 +683,217 @@ decide(enum shim_func f, int *effect)
 			*effect = r->effect;
 	}
 	pthread_mutex_unlock(&mu);
+	if (hung)
+		shim_log("%s hang %s", func_names[c->f],
+		    timed_out ? "timed out" : "released");
 	if (delay_ms > 0 && rv == CKR_OK) {
-		struct timespec ts = { (time_t)(delay_ms / 1000),
-			(long)(delay_ms % 1000) * 1000000L };
-
-		shim_log("%s delay %lu", func_names[f], delay_ms);
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
+		shim_log("%s delay %lu", func_names[c->f], delay_ms);
+		sleep_ms(delay_ms);
 	}
 	if (rv != CKR_OK)
-		shim_log("%s %s%s", func_names[f], code_name(rv),
+		shim_log("%s %s%s", func_names[c->f], code_name(rv),
 		    *effect ? "" : " noeffect");
 	return rv;
 }
 
 /* Logs a real call's result if a trace rule names the function. */
 static CK_RV
-trace(enum shim_func f, CK_RV rv)
+trace(struct call *c, CK_RV rv)
 {
 	int on = 0;
 
 	pthread_mutex_lock(&mu);
 	reload();
 	for (size_t i = 0; i < n_rules && !on; i++)
-		on = rules[i].kind == R_TRACE && (rules[i].funcs & (1u << f));
+		on = rules[i].kind == R_TRACE && rule_matches(&rules[i], c);
 	pthread_mutex_unlock(&mu);
 	if (on)
-		shim_log("trace %s %s", func_names[f], rv == CKR_OK ? "CKR_OK" :
-		    code_name(rv));
+		shim_log("trace %s %s", func_names[c->f], rv == CKR_OK ?
+		    "CKR_OK" : code_name(rv));
 	return rv;
 }
 
 /* Makes an injected loss real on the token. */
 static void
-apply_effect(CK_SESSION_HANDLE s, CK_RV rv)
+apply_effect(const struct call *c, CK_RV rv)
 {
 	CK_SESSION_INFO info;
+	CK_SLOT_ID slot;
 
 	switch (rv) {
 	case CKR_SESSION_HANDLE_INVALID:
 	case CKR_SESSION_CLOSED:
-		(void)real->C_CloseSession(s);
+		if (c->has_session) {
+			session_drop(c->session);
+			(void)real->C_CloseSession(c->session);
+		}
 		break;
 	case CKR_USER_NOT_LOGGED_IN:
-		(void)real->C_Logout(s);
+		if (c->has_session)
+			(void)real->C_Logout(c->session);
 		break;
 	case CKR_DEVICE_REMOVED:
 	case CKR_TOKEN_NOT_PRESENT:
-		if (real->C_GetSessionInfo(s, &info) == CKR_OK)
-			(void)real->C_CloseAllSessions(info.slotID);
+		if (c->has_slot)
+			slot = c->slot;
+		else if (c->has_session &&
+		    real->C_GetSessionInfo(c->session, &info) == CKR_OK)
+			slot = info.slotID;
+		else
+			break;
+		session_drop_slot(slot);
+		(void)real->C_CloseAllSessions(slot);
 		break;
 	default:
 		break;
 	}
 }
 
-#define INJECT(func, session) \
+#define INJECT(call) \
 	do { \
 		int effect_; \
-		CK_RV rv_ = decide(func, &effect_); \
+		CK_RV rv_ = decide(call, &effect_); \
 		if (rv_ != CKR_OK) { \
 			if (effect_) \
-				apply_effect(session, rv_); \
+				apply_effect(call, rv_); \
 			return rv_; \
 		} \
 	} while (0)
 
 /* For a single-part call after its Init: the real call runs first and
  * ends the operation, then the failure is reported instead. */
-#define INJECT_FINAL(func, session, real_call) \
+#define INJECT_FINAL(call, real_call) \
 	do { \
 		int effect_; \
-		CK_RV rv_ = decide(func, &effect_); \
+		CK_RV rv_ = decide(call, &effect_); \
 		if (rv_ != CKR_OK) { \
-			(void)(real_call); \
+			(void)trace(call, real_call); \
 			if (effect_) \
-				apply_effect(session, rv_); \
+				apply_effect(call, rv_); \
 			return rv_; \
 		} \
-		return (real_call); \
+		return trace(call, real_call); \
 	} while (0)
 
 static CK_RV
 shim_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
-	INJECT(F_SIGN_INIT, s);
-	return trace(F_SIGN_INIT, real->C_SignInit(s, m, k));
+	struct call c;
+
+	call_session(&c, F_SIGN_INIT, s);
+	INJECT(&c);
+	return trace(&c, real->C_SignInit(s, m, k));
 }
 
 static CK_RV
 shim_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR sig,
     CK_ULONG_PTR sl)
 {
+	struct call c;
+
 	/* A length query does not end the operation: pass it through. */
 	if (sig == NULL)
 		return real->C_Sign(s, d, dl, sig, sl);
-	INJECT_FINAL(F_SIGN, s, trace(F_SIGN, real->C_Sign(s, d, dl, sig,
-	    sl)));
+	call_session(&c, F_SIGN, s);
+	INJECT_FINAL(&c, real->C_Sign(s, d, dl, sig, sl));
 }
 
 static CK_RV
 shim_DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
-	INJECT(F_DECRYPT_INIT, s);
-	return trace(F_DECRYPT_INIT, real->C_DecryptInit(s, m, k));
+	struct call c;
+
+	call_session(&c, F_DECRYPT_INIT, s);
+	INJECT(&c);
+	return trace(&c, real->C_DecryptInit(s, m, k));
 }
 
 static CK_RV
 shim_Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR e, CK_ULONG el, CK_BYTE_PTR d,
     CK_ULONG_PTR dl)
 {
+	struct call c;
+
 	if (d == NULL)
 		return real->C_Decrypt(s, e, el, d, dl);
-	INJECT_FINAL(F_DECRYPT, s, trace(F_DECRYPT, real->C_Decrypt(s, e, el,
-	    d, dl)));
+	call_session(&c, F_DECRYPT, s);
+	INJECT_FINAL(&c, real->C_Decrypt(s, e, el, d, dl));
 }
 
 static CK_RV
 shim_EncryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
-	INJECT(F_ENCRYPT_INIT, s);
-	return trace(F_ENCRYPT_INIT, real->C_EncryptInit(s, m, k));
+	struct call c;
+
+	call_session(&c, F_ENCRYPT_INIT, s);
+	INJECT(&c);
+	return trace(&c, real->C_EncryptInit(s, m, k));
 }
 
 static CK_RV
 shim_Encrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR e,
     CK_ULONG_PTR el)
 {
+	struct call c;
+
 	if (e == NULL)
 		return real->C_Encrypt(s, d, dl, e, el);
-	INJECT_FINAL(F_ENCRYPT, s, trace(F_ENCRYPT, real->C_Encrypt(s, d, dl,
-	    e, el)));
+	call_session(&c, F_ENCRYPT, s);
+	INJECT_FINAL(&c, real->C_Encrypt(s, d, dl, e, el));
 }
 
 static CK_RV
 shim_GenerateRandom(CK_SESSION_HANDLE s, CK_BYTE_PTR p, CK_ULONG n)
 {
-	INJECT(F_GENERATE_RANDOM, s);
-	return trace(F_GENERATE_RANDOM, real->C_GenerateRandom(s, p, n));
+	struct call c;
+
+	call_session(&c, F_GENERATE_RANDOM, s);
+	INJECT(&c);
+	return trace(&c, real->C_GenerateRandom(s, p, n));
 }
 
 static CK_RV
 shim_Login(CK_SESSION_HANDLE s, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin,
     CK_ULONG n)
 {
-	INJECT(F_LOGIN, s);
-	return trace(F_LOGIN, real->C_Login(s, u, pin, n));
+	struct call c;
+
+	call_session(&c, F_LOGIN, s);
+	INJECT(&c);
+	return trace(&c, real->C_Login(s, u, pin, n));
 }
 
 static CK_RV
 shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
     CK_NOTIFY notify, CK_SESSION_HANDLE_PTR s)
 {
-	int effect;
-	CK_RV rv = decide(F_OPEN_SESSION, &effect);
+	struct call c;
+	CK_RV rv;
 
-	/* No session yet: nothing to make real. */
-	if (rv != CKR_OK)
-		return rv;
-	return trace(F_OPEN_SESSION, real->C_OpenSession(slot, flags, app,
-	    notify, s));
+	/* No session yet: a failure closes the slot's other sessions, if it
+	 * says the token is gone, and nothing else. */
+	call_slot(&c, F_OPEN_SESSION, slot);
+	INJECT(&c);
+	rv = real->C_OpenSession(slot, flags, app, notify, s);
+	if (rv == CKR_OK && s != NULL)
+		session_add(*s, slot);
+	return trace(&c, rv);
+}
+
+static CK_RV
+shim_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+	char label[SHIM_LABEL_MAX + 1];
+	struct call c;
+	CK_RV rv;
+
+	call_slot(&c, F_GET_TOKEN_INFO, slot);
+	INJECT(&c);
+	rv = real->C_GetTokenInfo(slot, info);
+	/* Keeps the label token= rules see as fresh as the caller's. */
+	if (rv == CKR_OK && info != NULL && label_of(info, label) == 0)
+		slot_remember(slot, label);
+	return trace(&c, rv);
 }
 
 /* Calls that are only traced, never failed: they end things, and a
@@ -536,40 +901,64 @@ shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
 static CK_RV
 shim_Logout(CK_SESSION_HANDLE s)
 {
-	return trace(F_LOGOUT, real->C_Logout(s));
+	struct call c;
+
+	call_session(&c, F_LOGOUT, s);
+	return trace(&c, real->C_Logout(s));
 }
 
 static CK_RV
 shim_CloseSession(CK_SESSION_HANDLE s)
 {
-	return trace(F_CLOSE_SESSION, real->C_CloseSession(s));
+	struct call c;
+
+	call_session(&c, F_CLOSE_SESSION, s);
+	session_drop(s);
+	return trace(&c, real->C_CloseSession(s));
 }
 
 static CK_RV
 shim_CloseAllSessions(CK_SLOT_ID slot)
 {
-	return trace(F_CLOSE_ALL_SESSIONS, real->C_CloseAllSessions(slot));
+	struct call c;
+
+	call_slot(&c, F_CLOSE_ALL_SESSIONS, slot);
+	session_drop_slot(slot);
+	return trace(&c, real->C_CloseAllSessions(slot));
 }
 
 static CK_RV
 shim_Finalize(CK_VOID_PTR reserved)
 {
-	return trace(F_FINALIZE, real->C_Finalize(reserved));
+	struct call c;
+	CK_RV rv;
+
+	call_none(&c, F_FINALIZE);
+	rv = real->C_Finalize(reserved);
+	if (rv == CKR_OK)
+		tables_clear();
+	return trace(&c, rv);
 }
 
 static CK_RV
 shim_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
-	INJECT(F_FIND_OBJECTS_INIT, s);
-	return trace(F_FIND_OBJECTS_INIT, real->C_FindObjectsInit(s, t, n));
+	struct call c;
+
+	call_session(&c, F_FIND_OBJECTS_INIT, s);
+	INJECT(&c);
+	return trace(&c, real->C_FindObjectsInit(s, t, n));
 }
 
 static CK_RV
 shim_WrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk,
     CK_OBJECT_HANDLE k, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	INJECT(F_WRAP_KEY, s);
-	return trace(F_WRAP_KEY, real->C_WrapKey(s, m, wk, k, out, outlen));
+	struct call c;
+
+	call_session(&c, F_WRAP_KEY, s);
+	INJECT(&c);
+	return trace(&c, real->C_WrapKey(s, m, wk, k, out, outlen));
 }
 
 static CK_RV
@@ -577,9 +966,11 @@ shim_UnwrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk,
     CK_BYTE_PTR w, CK_ULONG wl, CK_ATTRIBUTE_PTR t, CK_ULONG tn,
     CK_OBJECT_HANDLE_PTR k)
 {
-	INJECT(F_UNWRAP_KEY, s);
-	return trace(F_UNWRAP_KEY, real->C_UnwrapKey(s, m, uk, w, wl, t, tn,
-	    k));
+	struct call c;
+
+	call_session(&c, F_UNWRAP_KEY, s);
+	INJECT(&c);
+	return trace(&c, real->C_UnwrapKey(s, m, uk, w, wl, t, tn, k));
 }
 
 static CK_RV shim_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
@@ -617,6 +1008,7 @@ load_real(void)
 	shim_list.C_GenerateRandom = shim_GenerateRandom;
 	shim_list.C_Login = shim_Login;
 	shim_list.C_OpenSession = shim_OpenSession;
+	shim_list.C_GetTokenInfo = shim_GetTokenInfo;
 	shim_list.C_FindObjectsInit = shim_FindObjectsInit;
 	shim_list.C_WrapKey = shim_WrapKey;
 	shim_list.C_UnwrapKey = shim_UnwrapKey;

@@ -2,7 +2,7 @@
  * test_kbuf: the bounded buffer (proto/kbuf.c). Reads check the remaining
  * length and consume nothing when short; writes stop at the buffer's max
  * and leave it unchanged; compact, reset and unreserve wipe what they
- * drop; a view is read-only.
+ * drop, and only that; a view is read-only.
  */
 #include <stdint.h>
 #include <string.h>
@@ -260,6 +260,109 @@ test_reset_and_unreserve_wipe(void)
 	kbuf_free(&b);
 }
 
+/* compact wipes the bytes that were read (and the stale copy of the
+ * unread ones) and nothing else: the unread bytes move to the front
+ * intact, and the room past the end is not touched, however large. Here
+ * the unread part is longer than the read part, so the move overlaps. */
+static void
+test_compact_wipes_only_read(void)
+{
+	struct kbuf b;
+	uint8_t read_part[10], unread[30], *p = NULL;
+	size_t i;
+
+	memset(read_part, 0xa5, sizeof(read_part));
+	for (i = 0; i < sizeof(unread); i++)
+		unread[i] = (uint8_t)(i + 1);
+	kbuf_init(&b, 4096, 0);
+	CHECK_INT(kbuf_put(&b, read_part, sizeof(read_part)), KEYD_OK);
+	CHECK_INT(kbuf_put(&b, unread, sizeof(unread)), KEYD_OK);
+	CHECK_INT(kbuf_grow(&b, 1000), KEYD_OK);
+	CHECK(b.cap >= 40 + 1000);
+	/* What lies past the end: compact must leave it as it is. */
+	memset(b.data + b.len, 0x3c, b.cap - b.len);
+	CHECK_INT(kbuf_skip(&b, sizeof(read_part)), KEYD_OK);
+	kbuf_compact(&b);
+	CHECK_INT(b.off, 0);
+	CHECK_INT(b.len, sizeof(unread));
+	CHECK(memcmp(b.data, unread, sizeof(unread)) == 0);
+	CHECK(all_zero(b.data + sizeof(unread), sizeof(read_part)));
+	for (i = 40; i < b.cap && b.data[i] == 0x3c; i++)
+		;
+	CHECK_INT(i, b.cap);
+
+	/* The same with a frame read whole: only its bytes are wiped. */
+	CHECK_INT(kbuf_reserve(&b, 5, &p), KEYD_OK);
+	memcpy(p, "frame", 5);
+	CHECK_INT(kbuf_skip(&b, sizeof(unread) + 5), KEYD_OK);
+	kbuf_compact(&b);
+	CHECK_INT(b.len, 0);
+	CHECK(all_zero(b.data, 40));
+	for (i = 40; i < b.cap && b.data[i] == 0x3c; i++)
+		;
+	CHECK_INT(i, b.cap);
+	kbuf_free(&b);
+}
+
+/* A socket read: reserve a chunk, recv fills part of it, and the rest is
+ * given back unwiped (it held nothing); what was received stays. The
+ * bytes given back are left exactly as they were. */
+static void
+test_unreserve_unwritten(void)
+{
+	struct kbuf b;
+	uint8_t *p = NULL, *chunk;
+	size_t i;
+
+	kbuf_init(&b, 1u << 16, 0);
+	CHECK_INT(kbuf_put(&b, "hd", 2), KEYD_OK);
+	CHECK_INT(kbuf_reserve(&b, 1024, &p), KEYD_OK);
+	CHECK(p == b.data + 2);
+	chunk = p;
+	/* What the chunk held before the recv (stands for wiped bytes). */
+	memset(chunk, 0x3c, 1024);
+	memcpy(chunk, "abcdefg", 7);            /* recv returned 7 */
+	kbuf_unreserve_unwritten(&b, 1024 - 7);
+	CHECK_INT(kbuf_avail(&b), 9);
+	CHECK(memcmp(kbuf_ptr(&b), "hdabcdefg", 9) == 0);
+	for (i = 7; i < 1024 && chunk[i] == 0x3c; i++)
+		;
+	CHECK_INT(i, 1024);
+	/* recv got nothing: the whole chunk goes back. */
+	CHECK_INT(kbuf_reserve(&b, 512, &p), KEYD_OK);
+	kbuf_unreserve_unwritten(&b, 512);
+	CHECK_INT(kbuf_avail(&b), 9);
+	/* Never more than is unread. */
+	CHECK_INT(kbuf_skip(&b, 4), KEYD_OK);
+	kbuf_unreserve_unwritten(&b, 100);
+	CHECK_INT(kbuf_avail(&b), 0);
+	CHECK_INT(b.len, 4);
+	kbuf_free(&b);
+
+	/* Read, compact, read again: no byte that held data is left past
+	 * the end. A secret buffer starts zeroed, so all of it can be
+	 * checked. */
+	kbuf_init(&b, 1u << 16, KBUF_SECRET);
+	CHECK_INT(kbuf_reserve(&b, 2048, &p), KEYD_OK);
+	memset(p, 0xa5, 100);                   /* recv returned 100 */
+	kbuf_unreserve_unwritten(&b, 2048 - 100);
+	CHECK_INT(kbuf_skip(&b, 60), KEYD_OK);  /* one frame read */
+	kbuf_compact(&b);
+	CHECK_INT(b.len, 40);
+	CHECK_INT(kbuf_reserve(&b, 2048, &p), KEYD_OK);
+	memset(p, 0x5a, 10);                    /* recv returned 10 */
+	kbuf_unreserve_unwritten(&b, 2048 - 10);
+	CHECK_INT(b.len, 50);
+	for (i = 0; i < 40 && b.data[i] == 0xa5; i++)
+		;
+	CHECK_INT(i, 40);
+	for (; i < 50 && b.data[i] == 0x5a; i++)
+		;
+	CHECK_INT(i, 50);
+	CHECK(all_zero(b.data + 50, b.cap - 50));
+	kbuf_free(&b);
+}
+
 /* A view never writes into the bytes it was given. */
 static void
 test_view_readonly(void)
@@ -320,6 +423,8 @@ main(void)
 	test_growth();
 	test_compact_wipes();
 	test_reset_and_unreserve_wipe();
+	test_compact_wipes_only_read();
+	test_unreserve_unwritten();
 	test_view_readonly();
 	test_secret();
 	return ktest_result("test_kbuf");

@@ -354,6 +354,10 @@ fake_answer(struct fake *f, int fd, const Keyd__V1__Request *req,
 		tok.serial = (char *)(uintptr_t)"1234";
 		tok.logged_in = 1;
 		tok.recoveries = 2;
+		tok.role = (char *)(uintptr_t)"primary";
+		tok.state = (char *)(uintptr_t)"serving";
+		tok.active = 1;
+		tok.key_copies = 3;
 		st.tokens = toks;
 		st.n_tokens = 1;
 		oc.op = KEYD__V1__OP__OP_SIGN;
@@ -1067,7 +1071,8 @@ test_pubkey_list_status(void)
 	CHECK_HAS(text, "keyd 0.1.0, up 1d 01:01:01, 3 connections, 10 "
 	    "requests, 2 errors\n");
 	CHECK_HAS(text, "token sbc: logged in, 2 recoveries (SoftHSM project "
-	    "SoftHSM v2, serial 1234)\n");
+	    "SoftHSM v2, serial 1234), primary, serving (active), 3 keys in "
+	    "session copies\n");
 	CHECK_HAS(text, "key sip-tls: sign 7 ok 1 errors; mean token latency "
 	    "100 us\n");
 	CHECK_HAS(text, "key we\"ird\\key?: no operations; WEAK: extractable "
@@ -1085,6 +1090,8 @@ test_pubkey_list_status(void)
 	    "result=\"error\"} 1\n");
 	CHECK_HAS(text, "\nkeyd_token_logged_in{token=\"sbc\"} 1\n");
 	CHECK_HAS(text, "\nkeyd_token_recoveries_total{token=\"sbc\"} 2\n");
+	CHECK_HAS(text, "\nkeyd_token_active{token=\"sbc\",role=\"primary\"} "
+	    "1\n");
 	CHECK_HAS(text, "\nkeyd_key_weak_extractable{key=\"we\\\"ird\\\\key?\"}"
 	    " 1\n");
 	CHECK_HAS(text, "# TYPE keyd_requests_total counter\n");
