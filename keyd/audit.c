@@ -720,6 +720,20 @@ out:
 }
 
 void
+audit_seal(struct audit *a)
+{
+	if (a == NULL || a->fd < 0)
+		return;
+	pthread_mutex_lock(&a->mu);
+	wait_sync_idle(a);
+	flood_flush_locked(a);
+	(void)checkpoint_locked(a, "stop");
+	(void)fdatasync(a->fd);
+	/* mu stays locked: a worker that comes back from the token now
+	 * waits here until the process exits. */
+}
+
+void
 audit_close(struct audit *a)
 {
 	if (a == NULL)

@@ -72,6 +72,12 @@ int audit_rotate(struct audit *a) __attribute__((warn_unused_result));
  * and closes. NULL is fine. */
 void audit_close(struct audit *a);
 
+/* audit_seal: for an exit that leaves workers inside token calls: writes
+ * the last checkpoint, makes the log durable and keeps it locked, so that
+ * nothing can be written after it and nothing is freed under a worker.
+ * The process must exit right after. */
+void audit_seal(struct audit *a);
+
 /* audit_hash_line: the hex SHA-256 of one line (without its newline), as
  * "prev" carries it. out has AUDIT_HASH_HEX + 1 bytes. */
 void audit_hash_line(const char *line, size_t len, char *out);

@@ -304,12 +304,12 @@ main(int argc, char **argv)
 	if ((stuck = server_stop(srv)) > 0) {
 		/* Workers inside a hung token call own memory and the token
 		 * module: neither can be freed or finalised under them. */
-		log_error("a token call hangs in %zu workers; exiting without "
-		    "closing the token", stuck);
+		log_error("%zu workers did not stop (a token call hangs); "
+		    "exiting without closing the token", stuck);
 		token_abandon(token);
 		server_free(srv);       /* only removes the socket file */
 		event(audit, "stop", "token hung");
-		audit_close(audit);
+		audit_seal(audit);
 		fflush(NULL);
 		_exit(1);
 	}

@@ -122,7 +122,7 @@ kill -0 "$KEYD_PID" 2>/dev/null && fail "keyd still running 10 s after SIGTERM d
 wait "$KEYD_PID" || rc=$?
 KEYD_PID=
 ((rc == 1)) || fail "keyd exited with $rc after SIGTERM during a hang"
-grep -q "a token call hangs in 1 workers; exiting without closing the token" "$T/keyd.log" ||
+grep -q "1 workers did not stop (a token call hangs); exiting without closing the token" "$T/keyd.log" ||
   fail "keyd's log: $(tail -5 "$T/keyd.log")"
 [[ ! -e $T/run/keyd.sock ]] || fail "socket left behind"
 tail -1 "$T/audit.jsonl" | grep -q '"event":"stop"' || fail "last audit line: $(tail -1 "$T/audit.jsonl")"
