@@ -341,13 +341,14 @@ transport_recv_frame(int fd, struct kbuf *in, size_t max, int64_t deadline,
 		 * poll first rather than spend a recv on EAGAIN. */
 		if (!waited && (r = wait_fd(fd, POLLIN, deadline, msg,
 		    msglen)) != KEYD_OK) {
-			kbuf_unreserve(in, want);
+			kbuf_unreserve_unwritten(in, want);
 			return r;
 		}
 		waited = 1;
 		got = recv(fd, p, want, MSG_DONTWAIT);
 		e = errno;
-		kbuf_unreserve(in, got > 0 ? want - (size_t)got : want);
+		kbuf_unreserve_unwritten(in, got > 0 ? want - (size_t)got :
+		    want);
 		if (got > 0)
 			continue;
 		if (got == 0) {

@@ -560,7 +560,10 @@ handle_conn(struct server *s, struct token_session *ts, struct conn *c,
 			room = SERVER_READ_CHUNK;
 		if (room > 0 && kbuf_reserve(&c->in, room, &p) == KEYD_OK) {
 			n = recv(c->fd, p, room, MSG_DONTWAIT);
-			kbuf_unreserve(&c->in, n > 0 ? room - (size_t)n : room);
+			/* What recv did not fill was never written: no
+			 * wipe of the whole chunk on every read. */
+			kbuf_unreserve_unwritten(&c->in, n > 0 ?
+			    room - (size_t)n : room);
 			if (n == 0)
 				c->peer_eof = 1;
 			else if (n < 0 && errno != EAGAIN && errno != EINTR)

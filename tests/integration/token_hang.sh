@@ -77,7 +77,9 @@ for i in 1 2 3; do
     fail "queued request $i: rc $(cat "$T/rc.$i"): $(cat "$T/err.$i")"
 done
 ((hung == 2)) || fail "$hung requests wait in the hung token, not 2"
-grep -q "cannot sign an audit checkpoint: .*token 'hangtest' has not answered a call for more than 500 ms" "$T/keyd.log" ||
+# (The signer may itself be caught in the hang: then its later tries say
+# an earlier signature still waits.)
+grep -Eq "cannot sign an audit checkpoint: .*(has not answered|an earlier signature still waits on the token)" "$T/keyd.log" ||
   fail "no failed checkpoint in keyd's log while the token hangs"
 pass "hung token: 5 requests refused with a timeout in $ms ms; status, pubkey and the queued request answered"
 
