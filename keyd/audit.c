@@ -65,6 +65,8 @@ struct audit {
 	unsigned cp_lines, cp_every_s;
 	unsigned since_cp;
 	struct timespec last_cp;
+	struct timespec cp_failed_logged; /* last "cannot sign" log line */
+	unsigned long cp_failed;   /* failures not logged since */
 	/* floods */
 	struct flood floods[AUDIT_FLOOD_SLOTS];
 	struct timespec flood_start;
@@ -330,7 +332,19 @@ checkpoint_locked(struct audit *a, const char *reason)
 		return r;
 	if ((r = sign_checkpoint(a, line, len, sig, &siglen, err,
 	    sizeof(err))) != KEYD_OK) {
-		log_error("cannot sign an audit checkpoint: %s", err);
+		/* Tried again at every line while the token fails: said at
+		 * most once per flood interval, with a count. */
+		if (a->cp_failed_logged.tv_sec == 0 ||
+		    ms_since(&a->cp_failed_logged) >=
+		    AUDIT_FLOOD_INTERVAL_S * 1000L) {
+			log_error("cannot sign an audit checkpoint: %s%s", err,
+			    a->cp_failed > 0 ? " (and earlier failures not "
+			    "logged)" : "");
+			clock_gettime(CLOCK_MONOTONIC, &a->cp_failed_logged);
+			a->cp_failed = 0;
+		} else {
+			a->cp_failed++;
+		}
 		return r;
 	}
 	EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
@@ -501,6 +515,9 @@ rollback_locked(struct audit *a)
 	a->size = a->durable_size;
 	memcpy(a->prev, a->durable_prev, sizeof(a->prev));
 	a->seq = a->durable_next_seq;
+	/* Nothing past the durable point was written any more. */
+	a->durable_seq = a->seq;
+	a->written_seq = a->seq > 0 ? a->seq - 1 : 0;
 	a->failing = 1;
 	a->rollbacks++;
 	pthread_cond_broadcast(&a->synced_cv);
@@ -684,7 +701,7 @@ audit_rotate(struct audit *a)
 	(void)checkpoint_locked(a, "rotation");
 	fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
 	    O_NOFOLLOW, 0640);
-	if (fd < 0 || fstat(fd, &st) != 0) {
+	if (fd < 0) {
 		log_error("cannot reopen audit log %s: %s; keeping the old "
 		    "file", a->path, strerror(errno));
 		if (fd >= 0)
@@ -702,9 +719,19 @@ audit_rotate(struct audit *a)
 		if (a->mode == CONFIG_SYNC_REQUEST)
 			rollback_locked(a);
 	} else {
-		a->durable_seq = a->written_seq + 1;
+		/* Every line before seq is durable now. */
+		a->durable_seq = a->seq;
 		memcpy(a->durable_prev, a->prev, sizeof(a->prev));
 		a->durable_next_seq = a->seq;
+	}
+	/* The size after the old file's rollback, which truncated it when
+	 * the path still names the same file. */
+	if (fstat(fd, &st) != 0) {
+		log_error("cannot reopen audit log %s: %s; keeping the old "
+		    "file", a->path, strerror(errno));
+		close(fd);
+		r = KEYD_ERR_AUDIT;
+		goto out;
 	}
 	close(a->fd);
 	a->fd = fd;

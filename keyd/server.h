@@ -20,18 +20,17 @@ struct server;
 int server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
     char *err, size_t errlen) __attribute__((warn_unused_result));
 
-/* server_run: starts the workers and serves until server_stop is called
- * (from the main thread's signal loop); then closes every connection. */
-/* server_start: starts the workers and the token hang watch, a thread
- * that runs token_watch every token_timeout/5 (10 to 100 ms) and starts a
+/* server_start: starts the workers, which serve until server_stop (from
+ * the main thread's signal loop), and the token hang watch, a thread that
+ * runs token_watch every token_timeout/5 (10 to 100 ms) and starts a
  * spare worker while workers wait on a hung token call. */
 int server_start(struct server *s, struct dispatch *d)
     __attribute__((warn_unused_result));
-/* server_stop: stops the workers, waiting a few seconds for each; returns
- * how many are still inside a token call (a hung token). Then nothing of
- * the server, the dispatcher or the token may be freed: exit. */
+/* server_stop: stops the watch and the workers, waiting up to 3 s for the
+ * workers in all; returns how many did not stop (a token call hangs).
+ * Then nothing of the server, the dispatcher or the token may be freed:
+ * exit. */
 size_t server_stop(struct server *s);
-
 
 /* server_tick: periodic work from the main thread: closes idle
  * connections. */

@@ -443,6 +443,33 @@ test_request_rotate(void)
 	CHECK(strcmp(details[2], "new-file") == 0);
 }
 
+/* Request mode: a rollback, then a rotation before any new line. The
+ * next lines must each wait for a sync of their own: the rotation must
+ * not count the rolled-back lines as durable and release replies
+ * unsynced. */
+static void
+test_rollback_then_rotate(void)
+{
+	struct audit *a = open_log(CONFIG_SYNC_REQUEST);
+	int i, before;
+
+	for (i = 0; i < 3; i++)
+		CHECK_INT(write_line(a, "durable"), KEYD_OK);
+	pthread_mutex_lock(&fake_mu);
+	fake_fail = 1;
+	pthread_mutex_unlock(&fake_mu);
+	CHECK_INT(write_line(a, "lost"), KEYD_ERR_AUDIT);
+	CHECK_INT(rename(path, rotated), 0);
+	CHECK_INT(audit_rotate(a), KEYD_OK);
+	for (i = 0; i < 3; i++) {
+		before = fake_count();
+		CHECK_INT(write_line(a, "after"), KEYD_OK);
+		CHECKF(fake_count() > before, "line %d after a rollback and a "
+		    "rotation was released without a sync", i);
+	}
+	audit_close(a);
+}
+
 int
 main(void)
 {
@@ -459,6 +486,8 @@ main(void)
 	test_interval();
 	test_request_failure();
 	test_request_rotate();
+	unlink(rotated);
+	test_rollback_then_rotate();
 	unlink(path);
 	unlink(rotated);
 	rmdir(dir);
