@@ -92,6 +92,15 @@ token_line() { # LABEL: its line of keydctl status
 active_is() { # LABEL: that token is the active one
   [[ $(token_line "$1") == *", serving (active), "* ]]
 }
+back_to_a() { # WHAT FAILURE: signs until A is active again (keyd tries A once a second)
+  local i
+  for i in $(seq 1 30); do
+    sign_ok "$1, request $i"
+    active_is A && return 0
+    ((i < 30)) || fail "$2: $(cat "$T/status")"
+    sleep 0.2
+  done
+}
 
 start_keyd
 active_is A || fail "A is not active at start: $(cat "$T/status")"
@@ -118,12 +127,7 @@ pass "A removed: B signs with the same key and opens A's SRTP blobs"
 
 # A comes back: within a few probes (one a second) keyd serves from A.
 sleep 4.2
-for i in $(seq 1 30); do
-  sign_ok "A back, request $i"
-  active_is A && break
-  ((i < 30)) || fail "keyd did not return to A: $(cat "$T/status")"
-  sleep 0.2
-done
+back_to_a "A back" "keyd did not return to A"
 grep -q "primary token 'A' serves again" "$T/keyd.log" || fail "keyd's log does not say A is back"
 srtp_opens "$blob_b" "a blob made on B, opened on A"
 pass "A back: keyd serves from A again"
@@ -148,12 +152,7 @@ wait "$hung_pid"
 verify_sig ecdsa-sha256 "$T/ec-A.pem" "$T/msg" "$T/sig.hung" >/dev/null ||
   fail "the request caught in the hang: bad signature"
 wait_for "$T/keyd.log" "token 'A' answers again" 5
-for i in $(seq 1 30); do
-  sign_ok "A answers again, request $i"
-  active_is A && break
-  ((i < 30)) || fail "keyd did not return to A after the hang: $(cat "$T/status")"
-  sleep 0.2
-done
+back_to_a "A answers again" "keyd did not return to A after the hang"
 pass "A hung: requests served by B in $ms ms for 5; A serves again once it answers"
 stop_keyd
 
@@ -165,12 +164,7 @@ grep -q "primary token: no token matches pkcs11:token=A .*; serving from the fai
 sign_ok "started on B"
 active_is B || fail "B not active after a start without A: $(cat "$T/status")"
 shim_ctl ""
-for i in $(seq 1 30); do
-  sign_ok "A arrives, request $i"
-  active_is A && break
-  ((i < 30)) || fail "keyd did not go to A when it arrived: $(cat "$T/status")"
-  sleep 0.2
-done
+back_to_a "A arrives" "keyd did not go to A when it arrived"
 pass "no A at start: keyd starts on B, then serves from A once A is there"
 stop_keyd
 
