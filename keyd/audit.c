@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
@@ -174,24 +175,120 @@ append_line(struct audit *a, const char *line, size_t len)
 	return KEYD_OK;
 }
 
-/* Turns a JSON object into a chained line: the object's text, then "prev"
- * last. Caller holds mu. */
-static int
-build_line(struct audit *a, json_object *o, char *line, size_t *len)
-{
-	const char *s = json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	size_t n = strlen(s);
-	int w;
+/*
+ * A line being built: the JSON text of one record, as json-c writes it
+ * with JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE (no
+ * spaces, members in the order written, '"', '\\' and control bytes
+ * escaped, other bytes as they are), then "prev" last. Building a json-c
+ * object tree for every line cost about 6% of keyd's CPU per request
+ * (docs/benchmarks.md). keyd-audit reads the lines back with json-c.
+ */
+struct lw {
+	char *buf;
+	size_t len, cap;
+	int err;
+};
 
-	if (n < 2 || s[n - 1] != '}' || n + AUDIT_HASH_HEX + 16 > *len)
+static void
+lw_raw(struct lw *w, const char *s, size_t n)
+{
+	if (w->err || n > w->cap - w->len) {
+		w->err = 1;
+		return;
+	}
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+}
+
+static void
+lw_key(struct lw *w, const char *k)
+{
+	if (w->len > 1)
+		lw_raw(w, ",", 1);
+	lw_raw(w, "\"", 1);
+	lw_raw(w, k, strlen(k));
+	lw_raw(w, "\":", 2);
+}
+
+static void
+lw_str(struct lw *w, const char *k, const char *v)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)v, *run;
+	char esc[6];
+
+	if (v == NULL)
+		return;
+	lw_key(w, k);
+	lw_raw(w, "\"", 1);
+	for (run = p; *p != '\0'; p++) {
+		const char *e = NULL;
+
+		switch (*p) {
+		case '"': e = "\\\""; break;
+		case '\\': e = "\\\\"; break;
+		case '\b': e = "\\b"; break;
+		case '\f': e = "\\f"; break;
+		case '\n': e = "\\n"; break;
+		case '\r': e = "\\r"; break;
+		case '\t': e = "\\t"; break;
+		default:
+			if (*p >= 0x20)
+				continue;
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 15];
+		}
+		lw_raw(w, (const char *)run, (size_t)(p - run));
+		if (e != NULL)
+			lw_raw(w, e, 2);
+		else
+			lw_raw(w, esc, sizeof(esc));
+		run = p + 1;
+	}
+	lw_raw(w, (const char *)run, (size_t)(p - run));
+	lw_raw(w, "\"", 1);
+}
+
+static void
+lw_int(struct lw *w, const char *k, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%" PRId64, v);
+
+	lw_key(w, k);
+	lw_raw(w, num, (size_t)n);
+}
+
+/* Starts a line: seq, time and event. */
+static void
+lw_start(struct audit *a, struct lw *w, char *line, size_t cap,
+    const char *event)
+{
+	char ts[64];
+
+	w->buf = line;
+	w->len = 0;
+	w->cap = cap;
+	w->err = 0;
+	lw_raw(w, "{", 1);
+	now_rfc3339(ts, sizeof(ts));
+	lw_int(w, "seq", (int64_t)a->seq);
+	lw_str(w, "time", ts);
+	lw_str(w, "event", event);
+}
+
+/* Ends a line with "prev", the hash of the line before it. Caller holds
+ * mu. */
+static int
+lw_end(struct audit *a, struct lw *w, size_t *len)
+{
+	lw_str(w, "prev", a->prev);
+	lw_raw(w, "}", 1);
+	if (w->err)
 		return KEYD_ERR_INTERNAL;
-	memcpy(line, s, n - 1);
-	w = snprintf(line + n - 1, *len - (n - 1), ",\"prev\":\"%s\"}",
-	    a->prev);
-	if (w < 0 || (size_t)w >= *len - (n - 1))
-		return KEYD_ERR_INTERNAL;
-	*len = n - 1 + (size_t)w;
+	w->buf[w->len] = '\0';
+	*len = w->len;
 	return KEYD_OK;
 }
 
@@ -216,29 +313,6 @@ commit_line(struct audit *a, char *line, size_t len)
 	if (a->syslog)
 		syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
 	return KEYD_OK;
-}
-
-static json_object *
-new_obj(struct audit *a, const char *event)
-{
-	json_object *o = json_object_new_object();
-	char ts[64];
-
-	if (o == NULL)
-		return NULL;
-	now_rfc3339(ts, sizeof(ts));
-	json_object_object_add(o, "seq", json_object_new_int64(
-	    (int64_t)a->seq));
-	json_object_object_add(o, "time", json_object_new_string(ts));
-	json_object_object_add(o, "event", json_object_new_string(event));
-	return o;
-}
-
-static void
-add_str(json_object *o, const char *k, const char *v)
-{
-	if (v != NULL)
-		json_object_object_add(o, k, json_object_new_string(v));
 }
 
 /* Signs msg (a checkpoint line without its sig) with the audit key: the
@@ -315,20 +389,16 @@ checkpoint_locked(struct audit *a, const char *reason)
 	char line[AUDIT_LINE_MAX], err[256];
 	uint8_t sig[AUDIT_SIG_MAX];
 	char b64[AUDIT_SIG_MAX * 4 / 3 + 8];
-	size_t len = sizeof(line) - 1, siglen = sizeof(sig);
-	json_object *o;
+	size_t len, siglen = sizeof(sig);
+	struct lw lw;
 	int r, w;
 
 	if (a->audit_key < 0 || a->since_cp == 0)
 		return KEYD_OK;
-	if ((o = new_obj(a, "checkpoint")) == NULL)
-		return KEYD_ERR_NOMEM;
-	add_str(o, "detail", reason);
-	json_object_object_add(o, "lines", json_object_new_int64(
-	    (int64_t)a->since_cp));
-	r = build_line(a, o, line, &len);
-	json_object_put(o);
-	if (r != KEYD_OK)
+	lw_start(a, &lw, line, sizeof(line) - 1, "checkpoint");
+	lw_str(&lw, "detail", reason);
+	lw_int(&lw, "lines", (int64_t)a->since_cp);
+	if ((r = lw_end(a, &lw, &len)) != KEYD_OK)
 		return r;
 	if ((r = sign_checkpoint(a, line, len, sig, &siglen, err,
 	    sizeof(err))) != KEYD_OK) {
@@ -367,40 +437,33 @@ write_record_locked(struct audit *a, const struct audit_record *r,
     unsigned long suppressed)
 {
 	char line[AUDIT_LINE_MAX];
-	size_t len = sizeof(line) - 1;
-	json_object *o;
+	size_t len;
+	struct lw w;
 	int ret;
 
-	if ((o = new_obj(a, r->event)) == NULL)
-		return KEYD_ERR_NOMEM;
-	add_str(o, "client", r->client);
+	lw_start(a, &w, line, sizeof(line) - 1, r->event);
+	lw_str(&w, "client", r->client);
 	if (r->has_peer) {
-		json_object_object_add(o, "uid", json_object_new_int64(r->uid));
-		json_object_object_add(o, "gid", json_object_new_int64(r->gid));
-		json_object_object_add(o, "pid", json_object_new_int64(r->pid));
+		lw_int(&w, "uid", (int64_t)r->uid);
+		lw_int(&w, "gid", (int64_t)r->gid);
+		lw_int(&w, "pid", (int64_t)r->pid);
 	}
-	add_str(o, "op", r->op);
-	add_str(o, "key", r->key);
-	add_str(o, "mech", r->mech);
-	add_str(o, "result", r->result == KEYD_OK ? "ok" :
+	lw_str(&w, "op", r->op);
+	lw_str(&w, "key", r->key);
+	lw_str(&w, "mech", r->mech);
+	lw_str(&w, "result", r->result == KEYD_OK ? "ok" :
 	    keyd_strerror(r->result));
 	if (r->result != KEYD_OK)
-		json_object_object_add(o, "error",
-		    json_object_new_int(r->result));
-	add_str(o, "detail", r->detail);
+		lw_int(&w, "error", r->result);
+	lw_str(&w, "detail", r->detail);
 	if (r->op != NULL) {
-		json_object_object_add(o, "latency_us",
-		    json_object_new_int64((int64_t)r->latency_us));
-		json_object_object_add(o, "request_bytes",
-		    json_object_new_int64((int64_t)r->request_bytes));
-		json_object_object_add(o, "reply_bytes",
-		    json_object_new_int64((int64_t)r->reply_bytes));
+		lw_int(&w, "latency_us", (int64_t)r->latency_us);
+		lw_int(&w, "request_bytes", (int64_t)r->request_bytes);
+		lw_int(&w, "reply_bytes", (int64_t)r->reply_bytes);
 	}
 	if (suppressed > 0)
-		json_object_object_add(o, "repeated", json_object_new_int64(
-		    (int64_t)suppressed));
-	ret = build_line(a, o, line, &len);
-	json_object_put(o);
+		lw_int(&w, "repeated", (int64_t)suppressed);
+	ret = lw_end(a, &w, &len);
 	if (ret == KEYD_OK)
 		ret = commit_line(a, line, len);
 	if (ret == KEYD_OK && a->since_cp >= a->cp_lines)
