@@ -175,6 +175,16 @@ expect_fail "no token matches pkcs11:token=A .*; and the failover token cannot s
   "$KEYD" -c "$T/keyd.conf"
 pass "neither token: keyd refuses to start and names both"
 
+# The same token under two URIs (label, and serial) is no failover.
+serial_a=$(pkcs11-tool --module "$SOFTHSM_MODULE" -L 2>/dev/null |
+  awk '/token label/ { l = $NF } /serial num/ && l == "A" { print $NF; exit }')
+[[ -n $serial_a ]] || fail "no serial number for token A from pkcs11-tool -L"
+shim_ctl ""
+sed -i "s/^failover_token = .*/failover_token = pkcs11:serial=$serial_a/" "$T/keyd.conf"
+expect_fail "failover_token pkcs11:serial=$serial_a names the same token as token pkcs11:token=A" \
+  "$KEYD" -c "$T/keyd.conf"
+pass "the same token named twice is refused"
+
 # A failover token with other keys: keyd starts on A, says B is unusable,
 # and never signs with C's key.
 config C "state_dir = $T/state"
