@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, every Debian package keyd's build, run and tests
 # use, if any is missing. Safe to run again: it does nothing when all are
-# present.
+# present. The list covers what a minimal Debian 12 system (mmdebstrap
+# --variant=apt: the Essential packages and apt) lacks; scripts/fresh-machine.sh
+# checks that on a new root filesystem.
 set -euo pipefail
 
 PACKAGES=(
@@ -13,7 +15,18 @@ PACKAGES=(
   softhsm2 opensc gnutls-bin
   libp11-dev libengine-pkcs11-openssl
   libsrtp2-dev
+  # setpriv, prlimit (tests/integration)
   util-linux procps
+  # mount and umount: not in util-linux on Debian 12 (tests/integration/audit.sh)
+  mount
+  # xxd -r -p: not in vim's packages on Debian 12 (tests/fuzz/setup_token.sh)
+  xxd
+  # perl -MDigest::SHA: perl-base lacks the module (tests/integration/audit.sh)
+  perl
+  # jq: the seed generator tests/fuzz/make_seeds.sh reads the SLIP-0039 vectors
+  jq
+  # rsyslogd, which tests run privately: they need no rsyslog service
+  rsyslog
 )
 
 missing=()

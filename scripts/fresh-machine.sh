@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# A developer check, not part of the run or test commands: does keyd build,
+# run and pass its tests on a freshly installed Debian machine?
+#
+#   bash scripts/fresh-machine.sh [RELEASE]        (as root; default bookworm)
+#
+# It builds a minimal root filesystem of RELEASE with mmdebstrap
+# (--variant=apt, the Essential packages and apt, plus git and
+# ca-certificates), from this machine's apt sources and Acquire settings,
+# so it needs no other network access than the package mirror apt uses
+# here. It clones this checkout's HEAD into /root/keyd there: the committed
+# state only, uncommitted changes are not in the clone. Then, chrooted into
+# it inside a private mount namespace and a PID namespace, so that no mount
+# and no process outlives the check:
+#   1. the README's run command (bash scripts/dev-run.sh), until
+#      `keydctl -s run/keyd.sock status` answers; then SIGTERM, and keyd
+#      must exit with status 0 and log its stop in run/audit.jsonl;
+#   2. the README's test command (bash scripts/test.sh).
+# The chroot has its own /dev (a tmpfs with the usual device nodes, its own
+# devpts and /dev/shm), a tmpfs /tmp and /run, and a policy-rc.d that keeps
+# package scripts from starting services (there is no init to run them): a
+# daemon's /dev/log made there is not the host's. The logs are kept in the
+# work directory it prints; the root filesystem (a few GB) is removed at
+# the end, unless KEYD_FRESH_KEEP=1.
+#
+# Environment: KEYD_FRESH_DIR (where the work directory goes, default
+# /var/tmp), KEYD_FRESH_SERVE_TIMEOUT (seconds for step 1, default 600: it
+# installs the packages and builds), KEYD_FRESH_TEST_TIMEOUT (seconds for
+# step 2, default 7200).
+set -euo pipefail
+
+release=${1:-bookworm}
+parent=${KEYD_FRESH_DIR:-/var/tmp}
+serve_timeout=${KEYD_FRESH_SERVE_TIMEOUT:-600}
+test_timeout=${KEYD_FRESH_TEST_TIMEOUT:-7200}
+top=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+
+say() { printf 'fresh-machine: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+if [[ $(id -u) -ne 0 ]]; then
+  die "run this as root (it runs mmdebstrap, chroot and mount)"
+fi
+[[ $# -le 1 && $release =~ ^[a-z][a-z0-9-]*$ ]] ||
+  die "usage: bash scripts/fresh-machine.sh [RELEASE] (a Debian release name, default bookworm)"
+
+# This machine's Debian sources, for RELEASE: the deb entries of the host's
+# own release and of its -updates and -security suites, with the release
+# name replaced; other repositories are left out. Lines of
+# "URI<TAB>SUITE<TAB>COMPONENTS<TAB>[OPTIONS]", then sources.list lines.
+host_sources() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f $f ]] || continue
+    awk '$1 == "deb" {
+      opts = ""; i = 2
+      if ($2 ~ /^\[/) {
+        while (i < NF && $i !~ /\]$/) { opts = opts $i " "; i++ }
+        opts = opts $i; i++
+      }
+      comps = $(i + 2)
+      for (j = i + 3; j <= NF; j++) comps = comps " " $j
+      printf "%s\t%s\t%s\t%s\n", $i, $(i + 1), comps, opts
+    }' "$f"
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+    {
+      types = uris = suites = comps = signed = ""; enabled = "yes"
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^#/ || $i ~ /^[ \t]/ || index($i, ":") == 0) continue
+        k = tolower(substr($i, 1, index($i, ":") - 1))
+        v = substr($i, index($i, ":") + 1); gsub(/^[ \t]+|[ \t]+$/, "", v)
+        if (k == "types") types = v; else if (k == "uris") uris = v
+        else if (k == "suites") suites = v; else if (k == "components") comps = v
+        else if (k == "signed-by") signed = v; else if (k == "enabled") enabled = v
+      }
+      if (tolower(enabled) == "no" || (" " types " ") !~ / deb /) next
+      nu = split(uris, u, " "); ns = split(suites, s, " ")
+      for (a = 1; a <= nu; a++)
+        for (b = 1; b <= ns; b++)
+          printf "%s\t%s\t%s\t%s\n", u[a], s[b], comps,
+            (signed ~ /^\// ? "[signed-by=" signed "]" : "")
+    }' "$f"
+  done
+}
+make_sources() {
+  local host=$1 want=$2 uri suite comps opts tail
+  host_sources | while IFS=$'\t' read -r uri suite comps opts; do
+    case $suite in
+      "$host") tail= ;;
+      "$host"-updates | "$host"-security) tail=-${suite#"$host"-} ;;
+      *) continue ;;
+    esac
+    # unstable has no -updates or -security suite.
+    [[ -n $tail && $want =~ ^(sid|unstable|experimental)$ ]] && continue
+    printf 'deb %s%s %s %s\n' "${opts:+$opts }" "$uri" "$want$tail" "$comps"
+  done | awk '!seen[$0]++'
+}
+
+# This machine's Acquire settings (proxies, validity checks of the mirror's
+# Release files): the apt.conf files that set any, for the rootfs's apt.
+apt_opts() {
+  local f
+  for f in /etc/apt/apt.conf /etc/apt/apt.conf.d/*; do
+    [[ -f $f ]] || continue
+    case ${f##*/} in
+      *.dpkg-* | *.ucf-* | *~ | *.bak | *.save | *.orig | *.disabled*) continue ;;
+    esac
+    grep -qE '^[[:space:]]*Acquire' "$f" && printf -- '--aptopt=%s\n' "$f"
+  done
+  return 0
+}
+
+# The checks run here, as PID 1 of a new PID namespace with a private mount
+# namespace: the mounts and every process started below end with it.
+inside() {
+  local R=$1 logs=$2 serve_timeout=$3 test_timeout=$4 n major minor pid rc deadline
+  local -a env=(env -i HOME=/root USER=root LOGNAME=root SHELL=/bin/bash
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+  for n in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    if [[ -n ${!n:-} ]]; then env+=("$n=${!n}"); fi
+  done
+
+  mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
+  mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys"
+  mount -t tmpfs -o nosuid,mode=0755,size=16m dev "$R/dev"
+  while read -r n major minor; do
+    mknod -m 0666 "$R/dev/$n" c "$major" "$minor"
+  done <<'NODES'
+null 1 3
+zero 1 5
+full 1 7
+random 1 8
+urandom 1 9
+tty 5 0
+NODES
+  mkdir "$R/dev/pts" "$R/dev/shm"
+  mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$R/dev/pts"
+  mount -t tmpfs -o nosuid,nodev,mode=1777 shm "$R/dev/shm"
+  ln -s pts/ptmx "$R/dev/ptmx"
+  ln -s /proc/self/fd "$R/dev/fd"
+  ln -s /proc/self/fd/0 "$R/dev/stdin"
+  ln -s /proc/self/fd/1 "$R/dev/stdout"
+  ln -s /proc/self/fd/2 "$R/dev/stderr"
+  mount -t tmpfs -o nosuid,nodev,mode=1777 tmp "$R/tmp"
+  mount -t tmpfs -o nosuid,nodev,mode=0755 run "$R/run"
+
+  say "[4/5] the run command: bash scripts/dev-run.sh, until keydctl status answers (log: $logs/dev-run.log)"
+  local t0=$SECONDS
+  # SIGTERM stops it below: a background job ignores SIGINT.
+  chroot "$R" "${env[@]}" /bin/bash -c 'cd /root/keyd && exec bash scripts/dev-run.sh' \
+    </dev/null >"$logs/dev-run.log" 2>&1 &
+  pid=$!
+  deadline=$((SECONDS + serve_timeout))
+  # Alive: not gone and not a zombie (the proc mounted in the rootfs has
+  # this namespace's process ids).
+  alive() { [[ $(cut -d' ' -f3 "$R/proc/$1/stat" 2>/dev/null) =~ ^[^ZX]$ ]]; }
+  until chroot "$R" "${env[@]}" /bin/bash -c \
+    'cd /root/keyd && keydctl -s run/keyd.sock status' >"$logs/status.out" 2>&1; do
+    if ! alive "$pid"; then
+      rc=0; wait "$pid" || rc=$?
+      tail -n 30 "$logs/dev-run.log" >&2
+      say "dev-run.sh exited with status $rc before keyd served"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      kill -TERM "$pid" 2>/dev/null || true
+      tail -n 30 "$logs/dev-run.log" >&2
+      say "keyd did not serve within $serve_timeout s"
+      return 1
+    fi
+    sleep 2
+  done
+  say "keyd serves after $((SECONDS - t0)) s; keydctl status:"
+  sed 's/^/  /' "$logs/status.out" >&2
+  kill -TERM "$pid"
+  for ((n = 0; n < 60; n++)); do alive "$pid" || break; sleep 1; done
+  if alive "$pid"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    say "keyd did not stop within 60 s of SIGTERM"
+    return 1
+  fi
+  rc=0; wait "$pid" || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    tail -n 30 "$logs/dev-run.log" >&2
+    say "keyd exited with status $rc on SIGTERM"
+    return 1
+  fi
+  if ! tail -n 1 "$R/root/keyd/run/audit.jsonl" | grep -q '"event":"stop"'; then
+    say "keyd exited, but the last audit record is not its stop: $(tail -n 1 "$R/root/keyd/run/audit.jsonl")"
+    return 1
+  fi
+  say "keyd stopped cleanly on SIGTERM (status 0, stop record in run/audit.jsonl)"
+
+  say "[5/5] the test command: bash scripts/test.sh (log: $logs/test.log)"
+  t0=$SECONDS
+  rc=0
+  timeout --kill-after=60 "$test_timeout" chroot "$R" "${env[@]}" /bin/bash -c \
+    'cd /root/keyd && bash scripts/test.sh' </dev/null >"$logs/test.log" 2>&1 || rc=$?
+  grep -E 'tests passed|tests failed|^[[:space:]]*[0-9]+ - .*\(|^keyd: ' "$logs/test.log" | sed 's/^/  /' >&2 || true
+  say "test.sh took $((SECONDS - t0)) s and exited with status $rc"
+  return $((rc != 0))
+}
+
+start=$SECONDS
+host=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+[[ -n $host ]] || die "/etc/os-release names no release (VERSION_CODENAME): cannot map its apt sources"
+head=$(git -C "$top" rev-parse HEAD)
+dirty=$(git -C "$top" status --porcelain --untracked-files=no | wc -l)
+work=
+result=failed
+
+finish() {
+  local rc=$?
+  if [[ -n $work && -d $work/rootfs ]]; then
+    if grep -qF " $work/rootfs" /proc/self/mountinfo; then
+      say "something is still mounted under $work/rootfs: not removing it"
+    elif [[ ${KEYD_FRESH_KEEP:-0} == 1 ]]; then
+      say "kept the root filesystem in $work/rootfs (KEYD_FRESH_KEEP=1)"
+    else
+      rm -rf --one-file-system "$work/rootfs"
+    fi
+  fi
+  [[ -n $work ]] && say "logs: $work"
+  [[ $rc -eq 0 ]] && result=passed
+  say "$release: $result after $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s"
+  exit $rc
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ! command -v mmdebstrap >/dev/null; then
+  say "[1/5] installing mmdebstrap"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+else
+  say "[1/5] mmdebstrap is installed"
+fi
+
+mkdir -p "$parent"
+work=$(mktemp -d "$parent/keyd-fresh-$release.XXXXXX")
+R=$work/rootfs
+make_sources "$host" "$release" >"$work/sources.list"
+[[ -s $work/sources.list ]] ||
+  die "no deb entry for '$host' in /etc/apt/sources.list or /etc/apt/sources.list.d"
+mapfile -t aptopts < <(apt_opts)
+
+say "[2/5] building a minimal $release root filesystem in $R (log: $work/mmdebstrap.log), from:"
+sed 's/^/  /' "$work/sources.list" >&2
+t0=$SECONDS
+# Its own mount namespace: mmdebstrap mounts /proc, /dev and /sys in the
+# root filesystem while it installs, and none of that may stay behind.
+if ! unshare --mount --propagation private -- \
+  mmdebstrap --variant=apt --include=git,ca-certificates "${aptopts[@]}" \
+  "$release" "$R" "$work/sources.list" >"$work/mmdebstrap.log" 2>&1; then
+  tail -n 30 "$work/mmdebstrap.log" >&2
+  die "mmdebstrap failed"
+fi
+say "root filesystem ready after $((SECONDS - t0)) s: $(du -sh --one-file-system "$R" | cut -f1)"
+
+# What a freshly installed machine has and the bootstrap leaves out: the
+# host's name resolution (to reach the mirror), and no service starts
+# from a package script (no init runs in the chroot).
+cp -L /etc/resolv.conf "$R/etc/resolv.conf"
+[[ -s $R/etc/hosts ]] || cp -L /etc/hosts "$R/etc/hosts"
+printf '#!/bin/sh\n# fresh-machine.sh: no init runs here; start no service.\nexit 101\n' \
+  >"$R/usr/sbin/policy-rc.d"
+chmod 0755 "$R/usr/sbin/policy-rc.d"
+
+say "[3/5] cloning HEAD $(git -C "$top" log -1 --format='%h %s' "$head") into /root/keyd"
+if ((dirty > 0)); then
+  say "  (the committed state only: $dirty files with uncommitted changes in $top are not in it)"
+fi
+git clone --quiet --no-hardlinks "$top" "$R/root/keyd"
+git -C "$R/root/keyd" checkout --quiet --detach "$head"
+
+export -f inside say
+unshare --mount --propagation private --pid --fork --kill-child -- \
+  bash -c 'set -euo pipefail; inside "$@"' inside "$R" "$work" "$serve_timeout" "$test_timeout"
