@@ -889,6 +889,24 @@ config_find_key(const struct config *c, const char *name)
 	return -1;
 }
 
+/* A client without max_connections of its own gets an equal share of the
+ * global limit. With only the global limit, one client could open every
+ * connection keyd accepts and leave every other client "busy". */
+static void
+set_client_connections(struct config *c)
+{
+	unsigned share;
+
+	if (c->n_clients == 0)
+		return;
+	share = c->max_connections / (unsigned)c->n_clients;
+	if (share == 0)
+		share = 1;
+	for (size_t i = 0; i < c->n_clients; i++)
+		if (c->clients[i].max_connections == 0)
+			c->clients[i].max_connections = share;
+}
+
 static int
 check_semantics(struct parse_state *ps)
 {
@@ -955,8 +973,7 @@ check_semantics(struct parse_state *ps)
 			fail(ps, "[client %s] has no ops", cl->name);
 			return -1;
 		}
-		if (c->max_connections && cl->max_connections >
-		    c->max_connections) {
+		if (cl->max_connections > c->max_connections) {
 			fail(ps, "[client %s] max_connections %u is over the "
 			    "daemon's max_connections %u", cl->name,
 			    cl->max_connections, c->max_connections);
@@ -1018,6 +1035,7 @@ check_semantics(struct parse_state *ps)
 						return -1;
 					}
 		}
+	set_client_connections(c);
 	if (c->max_frame == 0)
 		c->max_frame = 64 * 1024;
 	return 0;

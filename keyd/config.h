@@ -66,7 +66,10 @@ struct config_client {
 	size_t n_keys;
 	unsigned ops;            /* CONFIG_OP_* */
 	double rate;             /* requests per second; 0: unlimited */
-	unsigned max_connections; /* 0: only the global limit */
+	/* connections open at once: the file's value, or else the global
+	 * max_connections / n_clients, at least 1 (set by the parser; never
+	 * 0 in a loaded config) */
+	unsigned max_connections;
 	int line;
 };
 
@@ -111,7 +114,8 @@ struct config {
 /* config_load: reads, parses and checks the file at path: syntax, every
  * setting, the file's own permissions (not writable by group or others),
  * the module path (realpath, root-owned, no group/world-writable file or
- * parent), names of users and groups, and policy consistency. On failure
+ * parent), names of users and groups, and policy consistency. Gives each
+ * [client] without max_connections its share of the global limit. On failure
  * returns KEYD_ERR_CONFIG and writes one line naming the file, the line
  * and what to fix into err. *out is owned by the caller: config_free. */
 int config_load(const char *path, struct config **out, char *err,

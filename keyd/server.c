@@ -398,10 +398,16 @@ accept_one(struct server *s, int fd)
 		close(fd);
 		return;
 	}
+	/* Each client's limit is its own max_connections or its share of
+	 * the global one (config.c): one client cannot hold them all. */
 	if (!policy_limiter_connect(&s->limiters[client])) {
+		char why[64];
+
 		atomic_fetch_sub(&s->d->connections, 1);
+		snprintf(why, sizeof(why), "the client's max_connections "
+		    "reached (%u)", s->cfg->clients[client].max_connections);
 		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
-		    KEYD_ERR_BUSY, "the client's max_connections reached");
+		    KEYD_ERR_BUSY, why);
 		close(fd);
 		return;
 	}
