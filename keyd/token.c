@@ -1119,21 +1119,40 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 			}
 		}
 	}
-	/* The audit key must be no served key's object: compared by
-	 * handle, which names one object within one token. */
+	/* The audit key must be no key a client can use. The handle names
+	 * one object within one token; the same key pair can also sit in
+	 * another object (a copy, a restore under another label), so the
+	 * public keys are compared too. An EC or Ed25519 key's public key is
+	 * the one its test signature verified with (pair_check), so it is
+	 * the private key's own, not a stray object's. */
 	if (t->has_audit_key) {
+		const struct token_key *ak = &t->keys[t->n_keys];
 		CK_OBJECT_HANDLE ah = d->keys[t->n_keys].obj[0];
 
-		for (size_t i = 0; i < t->n_keys; i++)
+		for (size_t i = 0; i < t->n_keys; i++) {
+			const struct token_key *sk = &t->keys[i];
+
 			for (size_t v = 0; v < d->keys[i].n; v++)
 				if (d->keys[i].obj[v] == ah) {
 					errf(err, errlen, "audit_key %s is the "
 					    "same token object as [key %s]; the "
 					    "audit key must be a key that no "
 					    "client can use", t->cfg->audit_key,
-					    t->keys[i].name);
+					    sk->name);
 					return KEYD_ERR_CONFIG;
 				}
+			/* AES keys have no public key to compare (and an
+			 * audit key is never one: it signs). */
+			if (ak->spki_len > 0 && same_der(ak->spki,
+			    ak->spki_len, sk->spki, sk->spki_len)) {
+				errf(err, errlen, "audit_key %s has the same "
+				    "public key as [key %s] (%s): they hold the "
+				    "same key pair, and the audit key must be a "
+				    "key that no client can use",
+				    t->cfg->audit_key, sk->name, sk->uri);
+				return KEYD_ERR_CONFIG;
+			}
+		}
 	}
 	t->described = 1;
 	/* The test signatures, once a token: a recovery finds the same

@@ -73,6 +73,49 @@ edit_conf '/^\[key p256\]$/,/^ops/ s/^ops = sign$/ops = decrypt/'
 check_fails "key 'p256' (pkcs11:token=$TOKEN;object=p256;type=private) has ops = decrypt, but only RSA keys decrypt"
 pass "keys checked against the token"
 
+# The audit key must be no key a client can use: not a served key's
+# object, nor the same key pair in another object (a copy, or a restore
+# under another label). One key pair of each kind imported twice, under
+# the labels NAME-a and NAME-b; the EC ones with their public key objects,
+# which keyd reads the point from.
+twin() {
+  local name=$1 ida=$2 idb=$3 l id
+  openssl pkey -in "$T/$name.pem" -outform DER -out "$T/$name.der"
+  openssl pkey -in "$T/$name.pem" -pubout -outform DER -out "$T/$name.pub.der"
+  for l in a b; do
+    id=$ida; [[ $l == b ]] && id=$idb
+    p11 --write-object "$T/$name.der" --type privkey --label "$name-$l" --id "$id" \
+      --usage-sign --sensitive >/dev/null 2>&1 || fail "cannot import $name-$l"
+    p11 --write-object "$T/$name.pub.der" --type pubkey --label "$name-$l" --id "$id" \
+      --usage-sign >/dev/null 2>&1 || fail "cannot import the public key of $name-$l"
+  done
+}
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/twin-ec.pem" 2>/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/twin-rsa.pem" 2>/dev/null
+twin twin-ec 0a 0b
+twin twin-rsa 0c 0d
+# audit_conf KEY: [key KEY] serves KEY-a, and the audit key is KEY-b.
+audit_conf() {
+  sed "/^\[keyd\]$/a\\
+audit_key = pkcs11:token=$TOKEN;object=$1-b;type=private" "$T/good.conf" > "$C"
+  printf '[key %s]\nuri = pkcs11:token=%s;object=%s-a;type=private\nops = sign\n' \
+    "$1" "$TOKEN" "$1" >> "$C"
+  chmod 0600 "$C"
+}
+for k in twin-ec twin-rsa; do
+  audit_conf $k
+  check_fails "audit_key pkcs11:token=$TOKEN;object=$k-b;type=private has the same public key as [key $k] (pkcs11:token=$TOKEN;object=$k-a;type=private): they hold the same key pair, and the audit key must be a key that no client can use"
+done
+# Another key pair as the audit key is fine.
+sed "/^\[keyd\]$/a\\
+audit_key = pkcs11:token=$TOKEN;object=twin-rsa-b;type=private" "$T/good.conf" > "$C"
+printf '[key twin-ec]\nuri = pkcs11:token=%s;object=twin-ec-a;type=private\nops = sign\n' \
+  "$TOKEN" >> "$C"
+chmod 0600 "$C"
+"$KEYD" -c "$C" --check-config > "$T/out" 2> "$T/err" ||
+  fail "an audit key of its own was refused: $(cat "$T/err")"
+pass "an audit key with a served key's public key is refused"
+
 # The PIN file: mode 0644, a symbolic link, the wrong PIN, missing.
 cp -p "$T/good.conf" "$C"
 chmod 0644 "$T/pin"
