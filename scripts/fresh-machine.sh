@@ -199,7 +199,9 @@ NODES
   rc=0
   timeout --kill-after=60 "$test_timeout" chroot "$R" "${env[@]}" /bin/bash -c \
     'cd /root/keyd && bash scripts/test.sh' </dev/null >"$logs/test.log" 2>&1 || rc=$?
-  grep -E 'tests passed|tests failed|^[[:space:]]*[0-9]+ - .*\(|^keyd: ' "$logs/test.log" | sed 's/^/  /' >&2 || true
+  # test.sh's steps, each ctest summary, and the tests that failed.
+  grep -E '^keyd: (installing|building|running|the )|tests passed|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|Not Run|SEGFAULT|Subprocess)' \
+    "$logs/test.log" | sed 's/^/  /' >&2 || true
   say "test.sh took $((SECONDS - t0)) s and exited with status $rc"
   return $((rc != 0))
 }
