@@ -20,6 +20,7 @@
 
 #include "keyd_err.h"
 #include "log.h"
+#include "pathsafe.h"
 #include "secmem.h"
 
 #define AUDIT_LINE_MAX 4096
@@ -674,21 +675,27 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	a->token = token;
 	a->audit_key = token != NULL ? token_audit_key(token) : -1;
 	a->syslog = cfg->syslog;
-	a->fd = open(cfg->audit_log, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
-	    O_NOFOLLOW, 0640);
+	/* Opened as root, in a directory keyd's user may own: no link is
+	 * followed (pathsafe.h), a FIFO does not block the open, and only a
+	 * regular file with no other name is written. */
+	a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND | O_CREAT |
+	    O_NONBLOCK, 0640);
 	if (a->fd < 0 || fstat(a->fd, &st) != 0) {
-		snprintf(err, errlen, "cannot open audit log %s: %s (its "
-		    "directory must exist and be writable by keyd)",
-		    cfg->audit_log, strerror(errno));
+		snprintf(err, errlen, "cannot open audit log %s: %s%s",
+		    cfg->audit_log, strerror(errno), errno == ELOOP ?
+		    pathsafe_why(ELOOP) : " (its directory must exist and be "
+		    "writable by keyd)");
 		audit_close(a);
 		return KEYD_ERR_CONFIG;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "audit log %s is not a regular file",
-		    cfg->audit_log);
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		snprintf(err, errlen, "audit log %s is not a regular file with "
+		    "one name (%s)", cfg->audit_log, S_ISREG(st.st_mode) ?
+		    "it has other hard links" : "a FIFO, device or socket");
 		audit_close(a);
 		return KEYD_ERR_CONFIG;
 	}
+	(void)fcntl(a->fd, F_SETFL, O_RDWR | O_APPEND);
 	a->size = st.st_size;
 	a->path = strdup(cfg->audit_log);
 	resume_chain(a);
@@ -762,16 +769,20 @@ audit_rotate(struct audit *a)
 	wait_sync_idle(a);
 	flood_flush_locked(a);
 	(void)checkpoint_locked(a, "rotation");
+	/* O_NONBLOCK: a FIFO put at the path must neither block the open
+	 * nor, once its pipe is full, every write under mu. */
 	fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
-	    O_NOFOLLOW, 0640);
-	if (fd < 0) {
+	    O_NOFOLLOW | O_NONBLOCK, 0640);
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		log_error("cannot reopen audit log %s: %s; keeping the old "
-		    "file", a->path, strerror(errno));
+		    "file", a->path, fd < 0 ? strerror(errno) :
+		    "it is not a regular file");
 		if (fd >= 0)
 			close(fd);
 		r = KEYD_ERR_AUDIT;
 		goto out;
 	}
+	(void)fcntl(fd, F_SETFL, O_RDWR | O_APPEND);
 	/* The old file's lines are made durable before it is let go: no
 	 * later sync of the new fd covers them. */
 	if (fdatasync(a->fd) != 0) {

@@ -3,12 +3,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "keyd_err.h"
+#include "pathsafe.h"
 #include "secmem.h"
 
 int
@@ -24,11 +26,10 @@ pin_read(const char *path, uid_t owner_uid, char **pin, size_t *len,
 
 	*pin = NULL;
 	*len = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY)) <
-	    0) {
+	if ((fd = pathsafe_open(path, O_RDONLY | O_NOCTTY, 0)) < 0) {
 		snprintf(err, errlen, "cannot read PIN file %s: %s%s", path,
-		    strerror(errno), errno == ELOOP ?
-		    " (it must not be a symbolic link)" : errno == EACCES ?
+		    strerror(errno), errno == ELOOP ? pathsafe_why(ELOOP) :
+		    errno == EACCES ?
 		    " (it must be readable by root or the keyd user only)" :
 		    "");
 		goto out;
@@ -36,6 +37,13 @@ pin_read(const char *path, uid_t owner_uid, char **pin, size_t *len,
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		snprintf(err, errlen, "PIN file %s is not a regular file",
 		    path);
+		goto out;
+	}
+	/* A second name elsewhere could be a root-only file that keyd's user
+	 * linked into a directory it writes. */
+	if (st.st_nlink != 1) {
+		snprintf(err, errlen, "PIN file %s has %ju hard links; it must "
+		    "have one", path, (uintmax_t)st.st_nlink);
 		goto out;
 	}
 	if (st.st_uid != 0 && st.st_uid != owner_uid) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/fsuid.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -20,6 +21,7 @@
 #include "frame.h"
 #include "keyd_err.h"
 #include "log.h"
+#include "pathsafe.h"
 
 #define SERVER_BACKLOG 128
 #define SERVER_READ_CHUNK 16384
@@ -65,6 +67,7 @@ struct server {
 	const struct config *cfg;
 	struct dispatch *d;
 	int listen_fd;
+	int bound;                /* listen_fd named the socket path */
 	int epfd;
 	int stop_fd;              /* eventfd: readable once stopping */
 	char *path;
@@ -104,51 +107,121 @@ now_s(void)
 	return (long)ts.tv_sec;
 }
 
+/* Opens (creating it 0750 for uid and gid if missing) the directory of the
+ * socket path, and checks that nobody but root and keyd's user can write
+ * it. Returns a descriptor of it in *dfd, and its owner in *dir_uid. */
 static int
-make_dir(const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
+socket_dir(const char *path, uid_t uid, gid_t gid, int *dfd, uid_t *dir_uid,
+    char *err, size_t errlen)
 {
-	char *dir = strdup(path), *slash;
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *slash = strrchr(path, '/');
 	struct stat st;
-	int r = KEYD_ERR_CONFIG;
+	int fd;
 
-	if (dir == NULL)
-		return KEYD_ERR_NOMEM;
-	slash = strrchr(dir, '/');
-	if (slash == NULL || slash == dir) {
-		r = KEYD_OK;
-		goto out;
-	}
-	*slash = '\0';
-	if (stat(dir, &st) == 0) {
-		if (!S_ISDIR(st.st_mode)) {
-			snprintf(err, errlen, "socket directory %s is not a "
-			    "directory", dir);
-			goto out;
+	*dfd = -1;
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	fd = pathsafe_open(dir, O_PATH | O_DIRECTORY, 0);
+	if (fd < 0 && errno == ENOENT) {
+		fd = pathsafe_mkdir(dir, 0750, uid, gid);
+		if (fd < 0 && errno == EEXIST)
+			fd = pathsafe_open(dir, O_PATH | O_DIRECTORY, 0);
+		if (fd < 0) {
+			snprintf(err, errlen, "cannot create socket directory "
+			    "%s: %s%s", dir, strerror(errno),
+			    pathsafe_why(errno));
+			return KEYD_ERR_CONFIG;
 		}
-		/* Whoever may write the directory may remove keyd's socket
-		 * and bind another in its place (a sticky directory such as
-		 * /tmp protects the socket). */
-		if ((st.st_uid != 0 && st.st_uid != uid) ||
-		    ((st.st_mode & (S_IWGRP | S_IWOTH)) &&
-		    !(st.st_mode & S_ISVTX))) {
-			snprintf(err, errlen, "socket directory %s (owner uid "
-			    "%u, mode %04o) must be owned by root or keyd's "
-			    "user and not writable by group or others", dir,
-			    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-			goto out;
+	}
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "socket directory %s: %s%s", dir,
+		    strerror(errno), errno == ENOTDIR ? " (not a directory)" :
+		    pathsafe_why(errno));
+		if (fd >= 0)
+			close(fd);
+		return KEYD_ERR_CONFIG;
+	}
+	/* Whoever may write the directory may remove keyd's socket and bind
+	 * another in its place (a sticky directory such as /tmp protects the
+	 * socket). */
+	if ((st.st_uid != 0 && st.st_uid != uid) ||
+	    ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))) {
+		snprintf(err, errlen, "socket directory %s (owner uid %u, mode "
+		    "%04o) must be owned by root or keyd's user and not "
+		    "writable by group or others", dir, (unsigned)st.st_uid,
+		    (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return KEYD_ERR_CONFIG;
+	}
+	*dfd = fd;
+	*dir_uid = st.st_uid;
+	return KEYD_OK;
+}
+
+/* Binds fd to name in the directory dfd, creating the socket node with its
+ * final owner, group and mode 0660 in one step: nothing is changed by name
+ * afterwards, since keyd's user, who may own the directory, could rename a
+ * link over the new node in between (and root's chown would follow it).
+ * In a directory that user owns, the node is made with that user's
+ * filesystem identity, so that whatever the name resolves to, root does
+ * nothing there that the user could not do. In a directory only root may
+ * write, it is bound as root through the directory's descriptor. Returns 0
+ * or -1 with errno set. */
+static int
+bind_as(int fd, int dfd, const char *name, const char *path, uid_t dir_uid,
+    uid_t uid, gid_t gid)
+{
+	struct sockaddr_un sa;
+	int root = geteuid() == 0, user_dir = root && dir_uid == uid && uid != 0;
+	int r, e, n;
+	mode_t old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s",
+	    dfd, name);
+	/* The descriptor's magic link cannot be used under another fsuid
+	 * (/proc/self/fd is the process owner's), nor without /proc. */
+	if (user_dir || n < 0 || (size_t)n >= sizeof(sa.sun_path) ||
+	    access("/proc/self/fd", X_OK) != 0)
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (root) {
+		(void)setfsgid(gid);
+		if ((gid_t)setfsgid((gid_t)-1) != gid) {
+			errno = EPERM;
+			return -1;
 		}
-		r = KEYD_OK;
-		goto out;
+		if (user_dir) {
+			(void)setfsuid(uid);
+			if ((uid_t)setfsuid((uid_t)-1) != uid) {
+				(void)setfsgid(0);
+				errno = EPERM;
+				return -1;
+			}
+		}
 	}
-	if (mkdir(dir, 0750) != 0 || chown(dir, uid, gid) != 0 ||
-	    chmod(dir, 0750) != 0) {
-		snprintf(err, errlen, "cannot create socket directory %s: %s",
-		    dir, strerror(errno));
-		goto out;
+	old = umask(0117);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	e = errno;
+	umask(old);
+	if (root) {
+		(void)setfsuid(0);
+		(void)setfsgid(0);
+		if (setfsuid((uid_t)-1) != 0 || setfsgid((gid_t)-1) != 0)
+			abort();    /* cannot happen: root may set either back */
 	}
-	r = KEYD_OK;
-out:
-	free(dir);
+	/* Without root the group is set afterwards, as only root can create
+	 * a node for another group; the user gains nothing by redirecting
+	 * its own chown. */
+	if (r == 0 && !root && gid != getegid() && chown(path, (uid_t)-1,
+	    gid) != 0)
+		return -1;
+	errno = e;
 	return r;
 }
 
@@ -163,8 +236,9 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 	rlim_t want;
 	gid_t gid = cfg->has_socket_gid ? cfg->socket_gid :
 	    (cfg->user != NULL ? cfg->user_gid : getegid());
-	mode_t old;
-	int r = KEYD_ERR_IO, fd;
+	const char *name;
+	uid_t dir_uid = 0;
+	int r = KEYD_ERR_IO, fd, dfd = -1;
 
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
@@ -204,21 +278,25 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 		r = KEYD_ERR_NOMEM;
 		goto fail;
 	}
-	if ((r = make_dir(cfg->socket, owner_uid, gid, err, errlen)) != KEYD_OK)
-		goto fail;
-	r = KEYD_ERR_IO;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
+	r = KEYD_ERR_CONFIG;
 	if (strlen(cfg->socket) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "socket path %s is too long", cfg->socket);
 		goto fail;
 	}
+	if ((r = socket_dir(cfg->socket, owner_uid, gid, &dfd, &dir_uid, err,
+	    errlen)) != KEYD_OK)
+		goto fail;
+	r = KEYD_ERR_IO;
+	name = strrchr(cfg->socket, '/');
+	name = name != NULL ? name + 1 : cfg->socket;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->socket);
 
 	/* A socket file left by a keyd that died is replaced; one that
-	 * answers belongs to a running keyd and is left alone. */
-	if (lstat(cfg->socket, &st) == 0) {
+	 * answers belongs to a running keyd and is left alone. Looked at and
+	 * removed through the directory's descriptor, never followed. */
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errlen, "%s exists and is not a socket; "
 			    "remove it or choose another socket path",
@@ -235,7 +313,7 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 		}
 		if (fd >= 0)
 			close(fd);
-		if (unlink(cfg->socket) != 0) {
+		if (unlinkat(dfd, name, 0) != 0) {
 			snprintf(err, errlen, "cannot remove stale socket %s: "
 			    "%s", cfg->socket, strerror(errno));
 			goto fail;
@@ -247,20 +325,15 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		goto fail;
 	}
-	old = umask(0117);
-	if (bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		umask(old);
+	if (bind_as(s->listen_fd, dfd, name, cfg->socket, dir_uid, owner_uid,
+	    gid) != 0) {
 		snprintf(err, errlen, "cannot bind %s: %s", cfg->socket,
 		    strerror(errno));
 		goto fail;
 	}
-	umask(old);
-	if (chown(cfg->socket, owner_uid, gid) != 0 ||
-	    chmod(cfg->socket, 0660) != 0) {
-		snprintf(err, errlen, "cannot set owner and mode of %s: %s",
-		    cfg->socket, strerror(errno));
-		goto fail;
-	}
+	s->bound = 1;
+	close(dfd);
+	dfd = -1;
 	if (listen(s->listen_fd, SERVER_BACKLOG) != 0) {
 		snprintf(err, errlen, "listen on %s: %s", cfg->socket,
 		    strerror(errno));
@@ -269,6 +342,8 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 	*out = s;
 	return KEYD_OK;
 fail:
+	if (dfd >= 0)
+		close(dfd);
 	server_free(s);
 	return r;
 }
@@ -793,7 +868,7 @@ server_free(struct server *s)
 	if (s->started)
 		(void)server_stop(s);
 	if (s->abandoned > 0) {
-		if (s->listen_fd >= 0)
+		if (s->bound)
 			(void)unlink(s->path);
 		return;
 	}
@@ -803,10 +878,10 @@ server_free(struct server *s)
 			conn_free(s->conns[i]);
 		}
 	}
-	if (s->listen_fd >= 0) {
+	if (s->listen_fd >= 0)
 		close(s->listen_fd);
+	if (s->bound)
 		(void)unlink(s->path);
-	}
 	if (s->epfd >= 0)
 		close(s->epfd);
 	if (s->stop_fd >= 0)

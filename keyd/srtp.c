@@ -17,6 +17,7 @@
 #include "kbuf.h"
 #include "keyd_err.h"
 #include "log.h"
+#include "statedir.h"
 #include "secmem.h"
 
 /* The blob (docs/srtp.md): magic, format version, suite, KEK version, IV,
@@ -193,55 +194,14 @@ kcv_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
 static int
 dir_open(struct srtp *st, int check_only, char *err, size_t errlen)
 {
-	const struct config *cfg = st->cfg;
-	const char *dir = cfg->state_dir;
-	uid_t owner = cfg->user != NULL ? cfg->user_uid : geteuid();
-	struct stat sb;
+	const char *dir = st->cfg->state_dir;
+	int r;
 
-	if (dir == NULL || dir[0] != '/') {
-		errf(err, errlen, "state_dir must be an absolute path");
-		return KEYD_ERR_CONFIG;
-	}
-	if (lstat(dir, &sb) != 0) {
-		if (errno == ENOENT && check_only) {
-			log_info("state_dir %s does not exist yet; keyd will "
-			    "create it", dir);
-			return KEYD_OK;
-		}
-		if (errno != ENOENT) {
-			errf(err, errlen, "state_dir %s: %s (it holds the SRTP "
-			    "KEK counters)", dir, strerror(errno));
-			return KEYD_ERR_CONFIG;
-		}
-		if (mkdir(dir, 0700) != 0 || (cfg->user != NULL &&
-		    geteuid() == 0 && chown(dir, cfg->user_uid,
-		    cfg->user_gid) != 0)) {
-			errf(err, errlen, "cannot create state_dir %s: %s "
-			    "(create it, owned by keyd's user, mode 0700; with "
-			    "systemd: StateDirectory=keyd)", dir,
-			    strerror(errno));
-			return KEYD_ERR_CONFIG;
-		}
-		log_info("created state_dir %s for the SRTP KEK counters",
-		    dir);
-	}
-	st->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
-	    O_NOFOLLOW);
-	if (st->dir_fd < 0 || fstat(st->dir_fd, &sb) != 0) {
-		errf(err, errlen, "cannot open state_dir %s: %s%s", dir,
-		    strerror(errno), errno == ELOOP || errno == ENOTDIR ?
-		    " (it must be a directory, not a symbolic link)" : "");
-		return KEYD_ERR_CONFIG;
-	}
-	/* The counters keep keyd within the GCM limit: nobody but keyd may
-	 * be able to reset them. */
-	if (sb.st_uid != owner || (sb.st_mode & (S_IWGRP | S_IWOTH))) {
-		errf(err, errlen, "state_dir %s must be owned by uid %u "
-		    "(keyd's user) and not writable by group or others (it is "
-		    "owned by uid %u, mode %04o)", dir, (unsigned)owner,
-		    (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 07777));
-		return KEYD_ERR_CONFIG;
-	}
+	if ((r = statedir_open(st->cfg, check_only, "the SRTP KEK counters",
+	    &st->dir_fd, err, errlen)) != KEYD_OK)
+		return r;
+	if (st->dir_fd < 0)
+		return KEYD_OK;     /* check_only, and not there yet */
 	if (check_only)
 		return KEYD_OK;
 	/* Two daemons counting the same KEK would each stay under the
