@@ -832,7 +832,7 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	struct audit_record ar;
 	struct timespec t0;
 	size_t before = kbuf_avail(out);
-	int r, ar_r, sent = 0, protocol_error = 0;
+	int r, ar_r, sent = 0, protocol_error = 0, limited;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&rc, 0, sizeof(rc));
@@ -842,6 +842,12 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	rc.key = -1;
 	atomic_fetch_add(&d->requests, 1);
 
+	/* Every frame takes a token, hello and frames that do not decode
+	 * too: each is an audit line, and a client must not write the log
+	 * faster than its rate (a free hello filled a disk at 20,000 lines
+	 * a second and then refused every client with KEYD_ERR_AUDIT). A
+	 * frame over the limit is refused and its line folded. */
+	limited = p->limiter != NULL && !policy_limiter_take(p->limiter);
 	if (frame_unpack_request(body, len, &req) != KEYD_OK) {
 		rc.op = "invalid";
 		snprintf(rc.msg, sizeof(rc.msg), "the frame is not a keyd "
@@ -851,10 +857,7 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 		goto reply;
 	}
 	resp.id = req->id;
-	/* hello is free: every connection starts with it, and a client
-	 * with a small rate must still get its first real request. */
-	if (p->limiter != NULL && req->op_case != KEYD__V1__REQUEST__OP_HELLO &&
-	    !policy_limiter_take(p->limiter)) {
+	if (limited) {
 		rc.op = "rate-limited";
 		snprintf(rc.msg, sizeof(rc.msg), "client '%s' is over its rate "
 		    "limit", d->cfg->clients[p->client].name);
@@ -969,7 +972,8 @@ reply:
 	}
 	ar.latency_us = elapsed_us(&t0);
 	ar.request_bytes = len;
-	ar.aggregate = r == KEYD_ERR_DENIED || r == KEYD_ERR_RATE_LIMITED;
+	ar.aggregate = limited || r == KEYD_ERR_DENIED ||
+	    r == KEYD_ERR_RATE_LIMITED;
 	if (!sent) {
 		if (r == KEYD_OK)
 			ar.reply_bytes = protobuf_c_message_get_packed_size(

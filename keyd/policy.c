@@ -115,8 +115,11 @@ policy_limiter_init(struct policy_limiter *l, double rate, unsigned max_conns)
 	memset(l, 0, sizeof(*l));
 	pthread_mutex_init(&l->mu, NULL);
 	l->rate = rate;
-	/* One second's worth of requests may come in a burst. */
-	l->burst = rate < 1 ? 1 : rate;
+	/* One second's worth of requests may come in a burst, and at least
+	 * two: hello takes a token like any request (dispatch.c), and a
+	 * client with a small rate must still get its connection's hello
+	 * and first request through together. */
+	l->burst = rate < 2 ? 2 : rate;
 	l->tokens = l->burst;
 	l->max_conns = max_conns;
 	clock_gettime(CLOCK_MONOTONIC, &l->last);

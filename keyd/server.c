@@ -423,9 +423,12 @@ conn_close(struct server *s, struct conn *c)
 	accept_resume(s);
 }
 
+/* An audit record about a peer rather than a request. Refusals of
+ * peers and connections are folded (audit.h), and so is anything else
+ * when fold is set: a client over its rate. */
 static void
 audit_peer(struct server *s, const char *event, const char *client,
-    const struct policy_peer *p, int result, const char *detail)
+    const struct policy_peer *p, int result, const char *detail, int fold)
 {
 	struct audit_record ar;
 
@@ -438,7 +441,8 @@ audit_peer(struct server *s, const char *event, const char *client,
 	ar.pid = p->pid;
 	ar.result = result;
 	ar.detail = detail;
-	ar.aggregate = result == KEYD_ERR_DENIED || result == KEYD_ERR_BUSY;
+	ar.aggregate = fold || result == KEYD_ERR_DENIED ||
+	    result == KEYD_ERR_BUSY;
 	(void)!audit_write(s->d->audit, &ar);
 }
 
@@ -460,7 +464,7 @@ accept_one(struct server *s, int fd)
 	if (client < 0) {
 		audit_peer(s, "denied-peer", NULL, &peer, KEYD_ERR_DENIED,
 		    ambiguous ? "the peer's groups match more than one client"
-		    : "no [client] matches the peer");
+		    : "no [client] matches the peer", 0);
 		close(fd);
 		return;
 	}
@@ -469,7 +473,7 @@ accept_one(struct server *s, int fd)
 	if (atomic_fetch_add(&s->d->connections, 1) >= s->cfg->max_connections) {
 		atomic_fetch_sub(&s->d->connections, 1);
 		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
-		    KEYD_ERR_BUSY, "max_connections reached");
+		    KEYD_ERR_BUSY, "max_connections reached", 0);
 		close(fd);
 		return;
 	}
@@ -482,7 +486,7 @@ accept_one(struct server *s, int fd)
 		snprintf(why, sizeof(why), "the client's max_connections "
 		    "reached (%u)", s->cfg->clients[client].max_connections);
 		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
-		    KEYD_ERR_BUSY, why);
+		    KEYD_ERR_BUSY, why, 0);
 		close(fd);
 		return;
 	}
@@ -490,7 +494,7 @@ accept_one(struct server *s, int fd)
 		atomic_fetch_sub(&s->d->connections, 1);
 		policy_limiter_disconnect(&s->limiters[client]);
 		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
-		    KEYD_ERR_BUSY, "keyd's file descriptor limit reached");
+		    KEYD_ERR_BUSY, "keyd's file descriptor limit reached", 0);
 		close(fd);
 		accept_refused(s, "the file descriptor limit is nearly "
 		    "reached");
@@ -588,6 +592,10 @@ process_frames(struct server *s, struct token_session *ts, struct conn *c)
 			break;
 		if (r == KEYD_ERR_FRAME_TOO_LARGE) {
 			char msg[128];
+			/* A frame like any other: it takes a token, and
+			 * over the rate its line is folded (dispatch.c). */
+			int limited = c->peer.limiter != NULL &&
+			    !policy_limiter_take(c->peer.limiter);
 
 			snprintf(msg, sizeof(msg), "frame larger than the "
 			    "daemon's max_frame of %u bytes", s->cfg->max_frame);
@@ -595,7 +603,8 @@ process_frames(struct server *s, struct token_session *ts, struct conn *c)
 			    KEYD_ERR_FRAME_TOO_LARGE, msg);
 			audit_peer(s, "protocol-error",
 			    s->cfg->clients[c->peer.client].name,
-			    &c->peer.cred, KEYD_ERR_FRAME_TOO_LARGE, msg);
+			    &c->peer.cred, KEYD_ERR_FRAME_TOO_LARGE, msg,
+			    limited);
 			c->closing = 1;
 			break;
 		}

@@ -41,3 +41,9 @@ set_tests_properties(conn_share PROPERTIES SKIP_RETURN_CODE 77)
 add_executable(race_rename ${CMAKE_CURRENT_SOURCE_DIR}/integration/race_rename.c)
 keyd_script_test(socket_race integration/socket_race.sh integration)
 set_tests_properties(socket_race PROPERTIES SKIP_RETURN_CODE 77)
+# One client flooding hellos, requests, undecodable, oversized frames and
+# connections at rate 5/s writes no more audit lines than its rate allows
+# plus its folded flood lines; another client is served throughout (needs
+# root: setpriv).
+keyd_script_test(flood integration/flood.sh integration)
+set_tests_properties(flood PROPERTIES SKIP_RETURN_CODE 77)

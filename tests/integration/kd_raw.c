@@ -26,6 +26,8 @@
 /* The hostile-client scenarios (hostile.sh). */
 #define RAW_MAX_CONNS 4096
 #define RAW_SCM_FDS 16          /* descriptors passed with each frame */
+/* The flood scenario (flood.sh): requests pipelined per round. */
+#define RAW_STORM_BATCH 32
 
 static const char *sock_path;
 
@@ -685,6 +687,139 @@ scenario_split_many(const char *key, int conns)
 	return 0;
 }
 
+/* A hello request frame with the given id, in out (initialized here). */
+static void
+hello_frame(struct kbuf *out, uint64_t id)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__HelloRequest h = KEYD__V1__HELLO_REQUEST__INIT;
+
+	h.protocol_version = 1;
+	req.id = id;
+	req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+	req.hello = &h;
+	kbuf_init(out, 1024, 0);
+	if (frame_put_msg(out, &req.base, 1024) != KEYD_OK)
+		exit(1);
+}
+
+/* Counts one reply of a storm: ok, rate-limited, or (with want set) the
+ * error that kind of frame must get. 1 if the reply is none of these. */
+static int
+storm_count(Keyd__V1__Response *r, int want, long *ok, long *limited,
+    long *wanted)
+{
+	if (r == NULL)
+		return fail("the daemon closed a storm connection early");
+	if (r->error == 0 && want == 0)
+		(*ok)++;
+	else if (r->error == KEYD_ERR_RATE_LIMITED)
+		(*limited)++;
+	else if (want != 0 && r->error == want)
+		(*wanted)++;
+	else {
+		fprintf(stderr, "kd_raw: storm reply error %d (%s)\n",
+		    r->error, r->message);
+		frame_free_response(r);
+		return 1;
+	}
+	frame_free_response(r);
+	return 0;
+}
+
+/*
+ * One kind of frame as fast as the daemon takes it, for SECONDS (flood.sh):
+ *   hello      hellos, RAW_STORM_BATCH pipelined at a time on one
+ *              connection; each answered (ok or rate-limited)
+ *   sign KEY   the same with ECDSA sign requests
+ *   garbage    a connection per frame, each one frame that does not
+ *              decode: KEYD_ERR_PROTOCOL (or rate-limited), then closed
+ *   oversized  a connection per frame, a length over max_frame:
+ *              KEYD_ERR_FRAME_TOO_LARGE (or rate-limited), then closed
+ *   reconnect  connect and close at once, and connect, hello, close, in
+ *              turn
+ * Prints what was sent and how it was answered.
+ */
+static int
+scenario_storm(const char *kind, int seconds, const char *key)
+{
+	static const uint8_t garbage[] = { 0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff,
+	    0xff, 0xff, 0xff, 0xff };
+	static const uint8_t oversized[] = { 0x7f, 0xff, 0xff, 0xff };
+	long start = now_ms(), frames = 0, conns = 0, ok = 0, limited = 0,
+	    wanted = 0;
+	struct kbuf batch, fr;
+	int fd;
+
+	if (seconds <= 0 || seconds > 600)
+		return fail("usage: storm KIND SECONDS [KEY]");
+	if (!strcmp(kind, "hello") || !strcmp(kind, "sign")) {
+		if (!strcmp(kind, "sign") && key == NULL)
+			return fail("usage: storm sign SECONDS KEY");
+		kbuf_init(&batch, 64 * 1024, 0);
+		for (int i = 1; i <= RAW_STORM_BATCH; i++) {
+			if (key != NULL && !strcmp(kind, "sign"))
+				sign_frame(&fr, (uint64_t)i, key);
+			else
+				hello_frame(&fr, (uint64_t)i);
+			if (kbuf_put(&batch, kbuf_ptr(&fr), kbuf_avail(&fr)) !=
+			    KEYD_OK)
+				return 1;
+			kbuf_free(&fr);
+		}
+		fd = xconnect();
+		conns++;
+		while (now_ms() - start < (long)seconds * 1000) {
+			xwrite(fd, kbuf_ptr(&batch), kbuf_avail(&batch));
+			for (int i = 0; i < RAW_STORM_BATCH; i++)
+				if (storm_count(read_reply(fd), 0, &ok,
+				    &limited, &wanted))
+					return 1;
+			frames += RAW_STORM_BATCH;
+		}
+		close(fd);
+		kbuf_free(&batch);
+	} else if (!strcmp(kind, "garbage") || !strcmp(kind, "oversized")) {
+		int g = !strcmp(kind, "garbage");
+
+		while (now_ms() - start < (long)seconds * 1000) {
+			fd = xconnect();
+			conns++;
+			xwrite(fd, g ? garbage : oversized, g ? sizeof(garbage) :
+			    sizeof(oversized));
+			frames++;
+			if (storm_count(read_reply(fd), g ? KEYD_ERR_PROTOCOL :
+			    KEYD_ERR_FRAME_TOO_LARGE, &ok, &limited, &wanted))
+				return 1;
+			if (read_reply(fd) != NULL)
+				return fail("a connection stayed open after a "
+				    "frame it could not read");
+			close(fd);
+		}
+	} else if (!strcmp(kind, "reconnect")) {
+		hello_frame(&fr, 1);
+		while (now_ms() - start < (long)seconds * 1000) {
+			fd = xconnect();
+			if (conns++ % 2 == 1) {
+				xwrite(fd, kbuf_ptr(&fr), kbuf_avail(&fr));
+				frames++;
+				if (storm_count(read_reply(fd), 0, &ok,
+				    &limited, &wanted))
+					return 1;
+			}
+			close(fd);
+		}
+		kbuf_free(&fr);
+	} else {
+		return fail("storm: KIND is hello, sign, garbage, oversized or "
+		    "reconnect");
+	}
+	printf("storm %s: %ld frames on %ld connections in %ld ms: %ld ok, "
+	    "%ld rate-limited, %ld refused as malformed\n", kind, frames,
+	    conns, now_ms() - start, ok, limited, wanted);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1054,6 +1189,11 @@ main(int argc, char **argv)
 		/* kd_raw SOCK split-many KEY CONNS */
 		return argc < 5 ? fail("usage: split-many KEY CONNS") :
 		    scenario_split_many(argv[3], atoi(argv[4]));
+	if (!strcmp(sc, "storm"))
+		/* kd_raw SOCK storm KIND SECONDS [KEY] */
+		return argc < 5 ? fail("usage: storm KIND SECONDS [KEY]") :
+		    scenario_storm(argv[3], atoi(argv[4]),
+		    argc > 5 ? argv[5] : NULL);
 	fprintf(stderr, "kd_raw: unknown scenario %s\n", sc);
 	return 2;
 }

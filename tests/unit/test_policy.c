@@ -279,8 +279,15 @@ test_limiter(void)
 	    granted);
 	policy_limiter_destroy(&l);
 
-	/* Under 1/s the burst is one request. */
+	/* Under 2/s the burst is two requests: a connection's hello and
+	 * its first request. */
 	policy_limiter_init(&l, 0.5, 0);
+	CHECK_INT(policy_limiter_take(&l), 1);
+	CHECK_INT(policy_limiter_take(&l), 1);
+	CHECK_INT(policy_limiter_take(&l), 0);
+	policy_limiter_destroy(&l);
+	policy_limiter_init(&l, 1.5, 0);
+	CHECK_INT(policy_limiter_take(&l), 1);
 	CHECK_INT(policy_limiter_take(&l), 1);
 	CHECK_INT(policy_limiter_take(&l), 0);
 	policy_limiter_destroy(&l);
