@@ -113,6 +113,11 @@ text_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 	    "version)", up / 86400, up / 3600 % 24, up / 60 % 60, up % 60,
 	    s->connections, s->requests, s->errors)) != KEYD_OK)
 		return r;
+	/* Only when it happened: most keyds mirror nothing to syslog. */
+	if (s->syslog_dropped > 0 && (r = strutil_appendf(b, "syslog: %"
+	    PRIu64 " audit lines dropped (the syslog daemon did not keep "
+	    "up)\n", s->syslog_dropped)) != KEYD_OK)
+		return r;
 	for (i = 0; i < s->n_tokens; i++) {
 		const Keyd__V1__TokenStatus *t = s->tokens[i];
 
@@ -163,6 +168,13 @@ prom_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 	    "# TYPE keyd_errors_total counter\n"
 	    "keyd_errors_total %" PRIu64 "\n", s->uptime_s, s->connections,
 	    s->requests, s->errors)) != KEYD_OK)
+		return r;
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_syslog_dropped_total Audit lines not mirrored to "
+	    "syslog because the syslog daemon did not take them at once.\n"
+	    "# TYPE keyd_syslog_dropped_total counter\n"
+	    "keyd_syslog_dropped_total %" PRIu64 "\n", s->syslog_dropped)) !=
+	    KEYD_OK)
 		return r;
 	if ((r = strutil_appendf(b,
 	    "# HELP keyd_key_ops_total Key operations by key, operation and "

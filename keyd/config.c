@@ -638,6 +638,18 @@ keyd_setting(struct parse_state *ps, const char *name, const char *v)
 	} else if (!strcmp(name, "syslog")) {
 		if (parse_bool(ps, name, v, &c->syslog) < 0)
 			return -1;
+	} else if (!strcmp(name, "syslog_socket")) {
+		if (*v != '/') {
+			fail(ps, "syslog_socket = '%s': must be an absolute path",
+			    v);
+			return -1;
+		}
+		if (strlen(v) >= 108) {
+			fail(ps, "syslog_socket: path is longer than 107 bytes");
+			return -1;
+		}
+		free(c->syslog_socket);
+		c->syslog_socket = xstrdup(ps, v);
 	} else if (!strcmp(name, "sandbox")) {
 		if (parse_bool(ps, name, v, &c->sandbox) < 0)
 			return -1;
@@ -1053,8 +1065,10 @@ config_new(const char *name)
 	c->path = strdup(name);
 	c->socket = strdup(CONFIG_DEFAULT_SOCKET);
 	c->state_dir = strdup(CONFIG_DEFAULT_STATE_DIR);
+	c->syslog_socket = strdup(CONFIG_DEFAULT_SYSLOG_SOCKET);
 	if (c->keys == NULL || c->clients == NULL || c->path == NULL ||
-	    c->socket == NULL || c->state_dir == NULL) {
+	    c->socket == NULL || c->state_dir == NULL ||
+	    c->syslog_socket == NULL) {
 		config_free(c);
 		return NULL;
 	}
@@ -1257,6 +1271,7 @@ config_free(struct config *c)
 	free(c->pin_file);
 	free(c->user);
 	free(c->state_dir);
+	free(c->syslog_socket);
 	free(c->audit_log);
 	free(c->audit_key);
 	free(c->failover_token);

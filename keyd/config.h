@@ -29,6 +29,7 @@
 #define CONFIG_MIN_TOKEN_TIMEOUT_MS 100
 #define CONFIG_MAX_TOKEN_TIMEOUT_MS 600000
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/keyd"
+#define CONFIG_DEFAULT_SYSLOG_SOCKET "/dev/log"  /* glibc's _PATH_LOG */
 #define CONFIG_MAX_SRTP_LIMIT (1u << 31) /* srtp_limit_for_tests */
 #define CONFIG_DEFAULT_CHECKPOINT_LINES 1000
 #define CONFIG_DEFAULT_CHECKPOINT_S 60
@@ -95,6 +96,7 @@ struct config {
 	unsigned audit_checkpoint_lines; /* a signed checkpoint every N lines */
 	unsigned audit_checkpoint_s;     /* ... or every T seconds */
 	int syslog;
+	char *syslog_socket;     /* the syslog daemon's datagram socket */
 	int sandbox;
 	int module_network;
 	char *failover_token;    /* NULL: none; same module as token */

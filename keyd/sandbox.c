@@ -35,7 +35,7 @@ static const char *const allowed[] = {
 	"prlimit64", "getrlimit", "sysinfo", "uname",
 	/* the signal and wake-up descriptors */
 	"eventfd2", "signalfd4",
-	/* syslog(3) over /dev/log */
+	/* the syslog mirror connecting again (syslogq.c) */
 	"connect",
 };
 
@@ -93,8 +93,9 @@ sandbox_install(int network, char *err, size_t errlen)
 	 * whose flags the filter can see (clone3 passes them in memory). */
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
 	    0);
-	/* Unix sockets only (syslog), unless the module talks to a network
-	 * HSM. */
+	/* Unix sockets only (the syslog mirror's new socket after its
+	 * daemon restarted, syslogq.c; a smartcard module's pcscd), unless
+	 * the module talks to a network HSM. */
 	if (network) {
 		rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket),
 		    0);

@@ -1,0 +1,41 @@
+/*
+ * syslogq.h: the audit trail's mirror to the local syslog daemon, sent so
+ * that it never blocks: a line the daemon does not take at once is
+ * dropped and counted (status: syslog_dropped). See syslogq.c for why
+ * keyd does not use syslog(3).
+ */
+#ifndef KEYD_SYSLOGQ_H
+#define KEYD_SYSLOGQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct syslogq;
+
+/* syslogq_open: makes a sender to the syslog daemon's datagram socket at
+ * path (NULL: /dev/log) and connects it. Call it before the seccomp
+ * sandbox is installed (it primes the local time zone, which reads
+ * /etc/localtime once). A daemon that cannot be reached now is not an
+ * error: a warning is logged and later sends try again. Returns KEYD_OK
+ * with *q owned by the caller (syslogq_close), or KEYD_ERR_NOMEM or
+ * KEYD_ERR_INVALID_ARG (a path too long for a Unix socket). */
+int syslogq_open(struct syslogq **q, const char *path)
+    __attribute__((warn_unused_result));
+
+/* syslogq_send: sends line (len bytes, no newline) as one message with
+ * facility LOG_AUTHPRIV, severity LOG_INFO, ident "keyd" and the pid,
+ * formatted as glibc's syslog(3) does for a local socket. Never blocks
+ * and never sleeps: if the daemon's queue is full or it is gone, the line
+ * is dropped and counted; a lost connection is made again at most once a
+ * second. Callers must not call it for the same q from two threads at
+ * once (audit.c calls it under its mutex). */
+void syslogq_send(struct syslogq *q, const char *line, size_t len);
+
+/* syslogq_dropped: lines not sent since syslogq_open. Any thread may call
+ * it at any time. NULL: 0. */
+uint64_t syslogq_dropped(const struct syslogq *q);
+
+/* syslogq_close: closes the socket and frees q. NULL is fine. */
+void syslogq_close(struct syslogq *q);
+
+#endif
