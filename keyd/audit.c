@@ -9,25 +9,38 @@
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "keyd_err.h"
 #include "log.h"
 #include "pathsafe.h"
+#include "statedir.h"
 #include "secmem.h"
+#include "syslogq.h"
 
 #define AUDIT_LINE_MAX 4096
 #define AUDIT_TAIL_READ 8192      /* bytes read back to resume the chain */
 #define AUDIT_FLOOD_SLOTS 128     /* peers tracked per flood interval */
 #define AUDIT_FLOOD_KEY 320
 #define AUDIT_SIG_MAX 1024
+/* At start-up the log is read backwards from its end to its last
+ * checkpoint (and to the one recorded in state_dir): this much at a time,
+ * and never more than AUDIT_SCAN_MAX in all. */
+#define AUDIT_SCAN_CHUNK (64 * 1024)
+#define AUDIT_SCAN_MAX ((off_t)256 * 1024 * 1024)
+/* In state_dir: the seq, hash and log path of the last checkpoint that is
+ * durable in the log ("SEQ HASH PATH\n"). */
+#define AUDIT_STATE_FILE "audit-checkpoint"
+#define AUDIT_STATE_TMP "audit-checkpoint.tmp"
+#define AUDIT_STATE_MAX (64 + 2 * AUDIT_HASH_HEX + 4096)
+#define AUDIT_NOTE_MAX 512
 
 struct flood {
 	char key[AUDIT_FLOOD_KEY];   /* what makes two refusals "the same" */
@@ -74,6 +87,25 @@ struct audit {
 	struct timespec flood_start;
 	unsigned long flood_overflow; /* refusals from peers past the table */
 	int syslog;
+	struct syslogq *syslogq;   /* the syslog mirror (syslog = yes) */
+	/* The checkpoint record in state_dir: the last checkpoint written
+	 * (cp_*) is recorded once the log is durable past it. */
+	int state_fd;              /* state_dir, -1: no record kept */
+	int cp_unrecorded;
+	uint64_t cp_seq;
+	char cp_hash[AUDIT_HASH_HEX + 1];
+	off_t cp_end;              /* the log's size just after it */
+	int state_failing;
+	/* What the start-up scan found, for the start record. */
+	struct audit_resume {
+		int checkpoint;    /* 0 none, 1 verifies, -1 does not verify */
+		uint64_t cp_seq;
+		char cp_hash[AUDIT_HASH_HEX + 1];
+		uint64_t unverified;
+		char gap[AUDIT_NOTE_MAX];
+		char tampered[AUDIT_NOTE_MAX];
+		char note[AUDIT_NOTE_MAX];
+	} resume;
 };
 
 void
@@ -113,40 +145,438 @@ ms_since(const struct timespec *t)
 	    (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
-/* Reads the file's last line to continue its seq and chain. A log that
- * does not end in a newline was cut short by something other than keyd
- * (keyd never leaves half a line): the partial line is left for the
- * verifier to report, and the chain continues from its bytes. */
+static int
+verify_sig(EVP_PKEY *pk, const char *msg, size_t len, const uint8_t *sig,
+    size_t siglen)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok, id = EVP_PKEY_get_base_id(pk);
+
+	if (ctx == NULL)
+		return 0;
+	/* Ed25519 signs the text itself; ECDSA and RSA sign its SHA-256. */
+	ok = EVP_DigestVerifyInit(ctx, NULL, id == EVP_PKEY_ED25519 ? NULL :
+	    EVP_sha256(), NULL, pk) == 1 &&
+	    EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)msg,
+	    len) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+int
+audit_checkpoint_verify(EVP_PKEY *pk, const char *line, size_t len)
+{
+	static const char tag[] = ",\"sig\":\"";
+	char msg[AUDIT_LINE_MAX];
+	uint8_t sig[AUDIT_SIG_MAX * 2];
+	const char *s = NULL, *q;
+	size_t b64len, mlen;
+	int n;
+
+	if (len >= AUDIT_LINE_MAX)
+		return 0;
+	/* The signed text is the line without its "sig", which keyd adds
+	 * last (checkpoint_locked). */
+	for (q = line; (q = memmem(q, len - (size_t)(q - line), tag,
+	    sizeof(tag) - 1)) != NULL; q++)
+		s = q;
+	if (s == NULL || len < 2 || line[len - 1] != '}' ||
+	    line[len - 2] != '"')
+		return 0;
+	mlen = (size_t)(s - line);
+	b64len = len - 2 - (mlen + sizeof(tag) - 1);
+	if (mlen + 1 > sizeof(msg) || b64len < 4 || b64len % 4 != 0 ||
+	    b64len / 4 * 3 > sizeof(sig))
+		return 0;
+	memcpy(msg, line, mlen);
+	msg[mlen++] = '}';
+	n = EVP_DecodeBlock(sig, (const unsigned char *)s + sizeof(tag) - 1,
+	    (int)b64len);
+	if (n < 0)
+		return 0;
+	/* EVP_DecodeBlock counts '=' padding as zero bytes. */
+	if (s[sizeof(tag) - 1 + b64len - 1] == '=')
+		n--;
+	if (s[sizeof(tag) - 1 + b64len - 2] == '=')
+		n--;
+	return verify_sig(pk, msg, mlen, sig, (size_t)n);
+}
+
+/* What one line of the log says, for the start-up scan. */
+struct scan_line {
+	int ok;                    /* JSON with seq and prev */
+	uint64_t seq;
+	char prev[AUDIT_HASH_HEX + 1];
+	char hash[AUDIT_HASH_HEX + 1];
+	int checkpoint, stop_cp, start;
+};
+
+/* The start-up scan: the log read backwards, one line at a time. */
+struct scan {
+	struct audit *a;
+	EVP_PKEY *pk;              /* the audit key's public key, or NULL */
+	uint64_t lines;            /* lines seen so far (from the end) */
+	int have_last;             /* the newest line parsed */
+	uint64_t last_seq;         /* its seq ... */
+	uint64_t after_last;       /* ... and the unparsed lines after it */
+	char last_hash[AUDIT_HASH_HEX + 1]; /* the file's last line's hash */
+	struct scan_line next;     /* the line after the current one */
+	int have_next;
+	int found_cp, chain_broken, bof, too_big;
+	uint64_t broken_seq;
+	/* the recorded checkpoint */
+	int have_rec, rec_found, rec_mismatch;
+	uint64_t rec_seq;
+	char rec_hash[AUDIT_HASH_HEX + 1];
+	struct scan_line first;    /* the oldest line seen */
+	int have_first;
+	int last_only;             /* no audit key: only the chain's end */
+};
+
+static int
+json_str(json_object *o, const char *k, const char **v)
+{
+	json_object *x;
+
+	if (!json_object_object_get_ex(o, k, &x) ||
+	    json_object_get_type(x) != json_type_string)
+		return 0;
+	*v = json_object_get_string(x);
+	return 1;
+}
+
+static void
+scan_parse(const char *line, size_t len, struct scan_line *l)
+{
+	json_object *o, *x;
+	const char *ev, *prev, *detail;
+
+	memset(l, 0, sizeof(*l));
+	audit_hash_line(line, len, l->hash);
+	if ((o = json_tokener_parse(line)) == NULL)
+		return;
+	if (json_object_get_type(o) == json_type_object &&
+	    json_object_object_get_ex(o, "seq", &x) &&
+	    json_object_get_type(x) == json_type_int &&
+	    json_object_get_int64(x) >= 0 && json_str(o, "prev", &prev) &&
+	    strlen(prev) == AUDIT_HASH_HEX) {
+		l->ok = 1;
+		l->seq = (uint64_t)json_object_get_int64(x);
+		memcpy(l->prev, prev, sizeof(l->prev));
+		if (json_str(o, "event", &ev)) {
+			l->checkpoint = !strcmp(ev, "checkpoint");
+			l->start = !strcmp(ev, "start");
+			l->stop_cp = l->checkpoint &&
+			    json_str(o, "detail", &detail) &&
+			    !strcmp(detail, "stop");
+		}
+	}
+	json_object_put(o);
+}
+
+/* One line, newest first. Returns 1 once the scan has seen enough. */
+static int
+scan_one(struct scan *sc, const char *line, size_t len)
+{
+	struct audit_resume *rs = &sc->a->resume;
+	struct scan_line l;
+
+	scan_parse(line, len, &l);
+	if (sc->lines == 0)
+		memcpy(sc->last_hash, l.hash, sizeof(l.hash));
+	sc->lines++;
+	if (!sc->have_last) {
+		if (l.ok) {
+			sc->have_last = 1;
+			sc->last_seq = l.seq;
+		} else {
+			sc->after_last++;
+		}
+	}
+	if (sc->last_only)
+		return sc->have_last || sc->lines >= AUDIT_SCAN_MAX /
+		    AUDIT_LINE_MAX;
+	if (!sc->found_cp) {
+		/* The lines after the last checkpoint: do they still chain? */
+		if (sc->have_next && !sc->chain_broken &&
+		    (!sc->next.ok || strcmp(l.hash, sc->next.prev) != 0)) {
+			sc->chain_broken = 1;
+			sc->broken_seq = l.ok ? l.seq + 1 : 0;
+		}
+		if (l.ok && l.checkpoint) {
+			sc->found_cp = 1;
+			rs->cp_seq = l.seq;
+			memcpy(rs->cp_hash, l.hash, sizeof(l.hash));
+			rs->unverified = sc->lines - 1;
+			rs->checkpoint = sc->pk != NULL &&
+			    audit_checkpoint_verify(sc->pk, line, len) ? 1 : -1;
+			/* After a clean stop the next line keyd writes is the
+			 * next run's start record: anything else was written
+			 * while keyd was not running. */
+			if (l.stop_cp && sc->have_next && !sc->next.start)
+				snprintf(rs->tampered, sizeof(rs->tampered),
+				    "%" PRIu64 " lines follow the stop checkpoint "
+				    "seq %" PRIu64 " without a start record: not "
+				    "written by keyd", rs->unverified, l.seq);
+		}
+	}
+	if (sc->have_rec && l.ok && l.seq == sc->rec_seq) {
+		if (l.checkpoint && !strcmp(l.hash, sc->rec_hash))
+			sc->rec_found = 1;
+		else
+			sc->rec_mismatch = 1;
+	}
+	sc->first = l;
+	sc->have_first = 1;
+	sc->next = l;
+	sc->have_next = 1;
+	return sc->found_cp && (!sc->have_rec || sc->rec_found ||
+	    sc->rec_mismatch || (l.ok && l.seq < sc->rec_seq));
+}
+
+/* Reads the log backwards a chunk at a time and hands scan_one each line,
+ * newest first, until it has seen enough or the file's start. A line
+ * longer than keyd ever writes is handed over cut (it is not keyd's). */
+static void
+scan_log(struct scan *sc)
+{
+	struct audit *a = sc->a;
+	size_t cap = AUDIT_SCAN_CHUNK + AUDIT_LINE_MAX + 1;
+	char *buf = malloc(cap + 1);
+	size_t carry = 0;          /* a line's start kept from the last read */
+	off_t pos = a->size;
+	int first = 1, skipping = 0;
+
+	if (buf == NULL)
+		return;
+	while (pos > 0) {
+		size_t n = pos > AUDIT_SCAN_CHUNK ? AUDIT_SCAN_CHUNK :
+		    (size_t)pos;
+		size_t end;
+		ssize_t got;
+
+		if (a->size - pos >= AUDIT_SCAN_MAX) {
+			sc->too_big = 1;
+			goto out;
+		}
+		memmove(buf + n, buf, carry);
+		got = pread(a->fd, buf, n, pos - (off_t)n);
+		if (got != (ssize_t)n)
+			goto out;
+		pos -= (off_t)n;
+		end = n + carry;
+		if (first && end > 0 && buf[end - 1] == '\n')
+			end--;
+		first = 0;
+		for (size_t i = end; i > 0; i--) {
+			if (buf[i - 1] != '\n')
+				continue;
+			if (!skipping) {
+				buf[end] = '\0';
+				if (scan_one(sc, buf + i, end - i))
+					goto out;
+			}
+			skipping = 0;
+			end = i - 1;
+		}
+		carry = end;
+		if (carry > AUDIT_LINE_MAX) {
+			/* Not a line of keyd's: handed over as it is cut. */
+			buf[carry] = '\0';
+			if (!skipping && scan_one(sc, buf + carry -
+			    AUDIT_LINE_MAX, AUDIT_LINE_MAX))
+				goto out;
+			skipping = 1;
+			carry = 0;
+		}
+	}
+	if (carry > 0 && !skipping) {
+		buf[carry] = '\0';
+		(void)scan_one(sc, buf, carry);
+	}
+	sc->bof = 1;
+out:
+	free(buf);
+}
+
+/* Reads the record of the last checkpoint from state_dir. Returns 1 and
+ * fills seq and hash, 0 if there is none for this log, -1 if it cannot
+ * be read or makes no sense. */
+static int
+state_read(struct audit *a, uint64_t *seq, char *hash)
+{
+	char buf[AUDIT_STATE_MAX + 1], *end;
+	unsigned long long v;
+	ssize_t n;
+	int fd;
+
+	fd = openat(a->state_fd, AUDIT_STATE_FILE, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || buf[n - 1] != '\n')
+		return -1;
+	buf[n - 1] = '\0';
+	errno = 0;
+	v = strtoull(buf, &end, 10);
+	if (errno != 0 || end == buf || *end != ' ' ||
+	    strspn(end + 1, "0123456789abcdef") != AUDIT_HASH_HEX ||
+	    end[1 + AUDIT_HASH_HEX] != ' ')
+		return -1;
+	/* A record of another log (audit_log changed) says nothing about
+	 * this one. */
+	if (strcmp(end + 2 + AUDIT_HASH_HEX, a->path) != 0)
+		return 0;
+	*seq = v;
+	memcpy(hash, end + 1, AUDIT_HASH_HEX);
+	hash[AUDIT_HASH_HEX] = '\0';
+	return 1;
+}
+
+/* Records seq and hash as the last durable checkpoint: a temporary file,
+ * fsync, rename over the record. */
+static void
+state_write(struct audit *a, uint64_t seq, const char *hash)
+{
+	char buf[AUDIT_STATE_MAX];
+	int fd, n, ok = 0;
+
+	if (a->state_fd < 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "%" PRIu64 " %s %s\n", seq, hash,
+	    a->path);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return;
+	fd = openat(a->state_fd, AUDIT_STATE_TMP, O_WRONLY | O_CREAT |
+	    O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+	if (fd >= 0) {
+		ok = write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
+		close(fd);
+		ok = ok && renameat(a->state_fd, AUDIT_STATE_TMP, a->state_fd,
+		    AUDIT_STATE_FILE) == 0;
+	}
+	if (!ok && !a->state_failing)
+		log_error("cannot record the last audit checkpoint in "
+		    "state_dir: %s; a log cut back while keyd is stopped will "
+		    "not be noticed at the next start", strerror(errno));
+	else if (ok && a->state_failing)
+		log_info("the last audit checkpoint is recorded in state_dir "
+		    "again");
+	a->state_failing = !ok;
+}
+
+/* Records the last checkpoint if the log is durable past it. Called from
+ * the main thread (audit_tick) without mu: the record's fsync must not
+ * hold up requests. */
+static void
+state_catch_up(struct audit *a)
+{
+	uint64_t seq;
+	char hash[AUDIT_HASH_HEX + 1];
+
+	pthread_mutex_lock(&a->mu);
+	if (!a->cp_unrecorded || a->durable_size < a->cp_end) {
+		pthread_mutex_unlock(&a->mu);
+		return;
+	}
+	a->cp_unrecorded = 0;
+	seq = a->cp_seq;
+	memcpy(hash, a->cp_hash, sizeof(hash));
+	pthread_mutex_unlock(&a->mu);
+	state_write(a, seq, hash);
+}
+
+/* At start-up: continues the log's seq and chain from its last line, and
+ * finds out what can be trusted of it: its last checkpoint (does it
+ * verify?), the lines after it (unverified), lines after a clean stop
+ * that keyd did not write, and whether the log still holds the last
+ * checkpoint recorded in state_dir (if not, lines were cut: a gap). The
+ * findings go into the start record (audit_start). */
 static void
 resume_chain(struct audit *a)
 {
-	char buf[AUDIT_TAIL_READ + 1];
-	off_t start = a->size > AUDIT_TAIL_READ ? a->size - AUDIT_TAIL_READ : 0;
-	ssize_t n;
-	char *end, *line;
-	json_object *o;
+	struct audit_resume *rs = &a->resume;
+	const struct token_key *k;
+	const uint8_t *p;
+	struct scan sc;
+	int rec = 0;
 
+	memset(&sc, 0, sizeof(sc));
+	sc.a = a;
 	memset(a->prev, '0', AUDIT_HASH_HEX);
 	a->prev[AUDIT_HASH_HEX] = '\0';
 	a->seq = 0;
-	if (a->size == 0)
-		return;
-	n = pread(a->fd, buf, a->size - start, start);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	end = buf + n;
-	if (end > buf && end[-1] == '\n')
-		*--end = '\0';
-	line = strrchr(buf, '\n');
-	line = line != NULL ? line + 1 : buf;
-	audit_hash_line(line, (size_t)(end - line), a->prev);
-	if ((o = json_tokener_parse(line)) != NULL) {
-		json_object *seq;
+	sc.last_only = a->audit_key < 0;
+	if (a->audit_key >= 0) {
+		k = token_key(a->token, (size_t)a->audit_key);
+		p = k->spki;
+		if (p != NULL)
+			sc.pk = d2i_PUBKEY(NULL, &p, (long)k->spki_len);
+	}
+	if (a->state_fd >= 0) {
+		rec = state_read(a, &sc.rec_seq, sc.rec_hash);
+		sc.have_rec = rec > 0;
+		if (rec < 0)
+			snprintf(rs->gap, sizeof(rs->gap), "the record of the "
+			    "last checkpoint in state_dir (%s) cannot be read "
+			    "or was altered", AUDIT_STATE_FILE);
+	}
+	if (a->size > 0)
+		scan_log(&sc);
+	EVP_PKEY_free(sc.pk);
 
-		if (json_object_object_get_ex(o, "seq", &seq))
-			a->seq = (uint64_t)json_object_get_int64(seq) + 1;
-		json_object_put(o);
+	if (sc.lines > 0) {
+		memcpy(a->prev, sc.last_hash, sizeof(a->prev));
+		a->seq = sc.have_last ? sc.last_seq + sc.after_last + 1 : 0;
+	} else if (sc.have_rec) {
+		/* An empty log after a recorded checkpoint: rotated (or
+		 * removed) while keyd was stopped. The chain goes on from the
+		 * checkpoint, so the new file links to the old one. */
+		a->seq = sc.rec_seq + 1;
+		memcpy(a->prev, sc.rec_hash, sizeof(a->prev));
+		snprintf(rs->note, sizeof(rs->note), "the log was empty: it "
+		    "continues the recorded checkpoint seq %" PRIu64
+		    " (rotated or removed while keyd was stopped)",
+		    sc.rec_seq);
+	}
+	if (!sc.found_cp) {
+		rs->unverified = sc.lines;
+		if (sc.too_big && sc.lines > 0)
+			snprintf(rs->note, sizeof(rs->note), "no checkpoint in "
+			    "the last %lld MiB of the log",
+			    (long long)(AUDIT_SCAN_MAX >> 20));
+	}
+	if (sc.chain_broken && rs->tampered[0] == '\0')
+		snprintf(rs->tampered, sizeof(rs->tampered), "the lines after "
+		    "the last checkpoint do not chain (at seq %" PRIu64 ")",
+		    sc.broken_seq);
+	if (!sc.have_rec || sc.lines == 0)
+		return;
+	if (sc.rec_found)
+		return;
+	if (sc.rec_mismatch) {
+		snprintf(rs->gap, sizeof(rs->gap), "the line with seq %" PRIu64
+		    " is not the checkpoint keyd signed and recorded there "
+		    "(%.16s...): the log was cut or rewritten", sc.rec_seq,
+		    sc.rec_hash);
+	} else if (sc.have_last && sc.last_seq < sc.rec_seq) {
+		snprintf(rs->gap, sizeof(rs->gap), "the log ends at seq %"
+		    PRIu64 ", before the checkpoint seq %" PRIu64 " that keyd "
+		    "signed and recorded: lines were cut from its end",
+		    sc.last_seq, sc.rec_seq);
+	} else if (sc.bof && sc.have_first && sc.first.ok &&
+	    sc.first.seq == sc.rec_seq + 1 &&
+	    !strcmp(sc.first.prev, sc.rec_hash)) {
+		/* The file was rotated right after the checkpoint: its first
+		 * line links to it. */
+		return;
+	} else {
+		snprintf(rs->gap, sizeof(rs->gap), "the log does not hold the "
+		    "checkpoint seq %" PRIu64 " that keyd signed and recorded%s",
+		    sc.rec_seq, sc.bof ? ", and its first line does not "
+		    "continue it" : " within the part read at start-up");
 	}
 }
 
@@ -211,6 +641,37 @@ lw_key(struct lw *w, const char *k)
 	lw_raw(w, "\":", 2);
 }
 
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t
+utf8_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		unsigned char lo = p[0] == 0xe0 ? 0xa0 : 0x80;
+		unsigned char hi = p[0] == 0xed ? 0x9f : 0xbf;
+
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ?
+		    3 : 0;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		unsigned char lo = p[0] == 0xf0 ? 0x90 : 0x80;
+		unsigned char hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+
+		return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 &&
+		    (p[3] & 0xc0) == 0x80 ? 4 : 0;
+	}
+	return 0;
+}
+
+/* A string member. Every line must be valid UTF-8 JSON (SIEMs and most
+ * JSON parsers reject anything else), and names and versions come from
+ * clients and configurations: a byte that does not start a well-formed
+ * UTF-8 sequence becomes U+FFFD. The NUL that ends v stops any sequence
+ * (no continuation byte is 0). */
 static void
 lw_str(struct lw *w, const char *k, const char *v)
 {
@@ -224,6 +685,7 @@ lw_str(struct lw *w, const char *k, const char *v)
 	lw_raw(w, "\"", 1);
 	for (run = p; *p != '\0'; p++) {
 		const char *e = NULL;
+		size_t n;
 
 		switch (*p) {
 		case '"': e = "\\\""; break;
@@ -234,11 +696,20 @@ lw_str(struct lw *w, const char *k, const char *v)
 		case '\r': e = "\\r"; break;
 		case '\t': e = "\\t"; break;
 		default:
-			if (*p >= 0x20)
+			if (*p >= 0x20 && *p < 0x80)
 				continue;
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 15];
+			if (*p >= 0x80 && (n = utf8_len(p)) > 0) {
+				p += n - 1;
+				continue;
+			}
+			memcpy(esc, "\\u", 2);
+			if (*p >= 0x80) {
+				memcpy(esc + 2, "fffd", 4);
+			} else {
+				memcpy(esc + 2, "00", 2);
+				esc[4] = hex[*p >> 4];
+				esc[5] = hex[*p & 15];
+			}
 		}
 		lw_raw(w, (const char *)run, (size_t)(p - run));
 		if (e != NULL)
@@ -312,7 +783,7 @@ commit_line(struct audit *a, char *line, size_t len)
 	a->seq++;
 	a->since_cp++;
 	if (a->syslog)
-		syslog(LOG_AUTHPRIV | LOG_INFO, "%s", line);
+		syslogq_send(a->syslogq, line, len);
 	return KEYD_OK;
 }
 
@@ -430,6 +901,11 @@ checkpoint_locked(struct audit *a, const char *reason)
 		return r;
 	a->since_cp = 0;
 	clock_gettime(CLOCK_MONOTONIC, &a->last_cp);
+	/* Recorded in state_dir once the log is durable past it. */
+	a->cp_unrecorded = 1;
+	a->cp_seq = a->seq - 1;
+	memcpy(a->cp_hash, a->prev, sizeof(a->cp_hash));
+	a->cp_end = a->size;
 	return KEYD_OK;
 }
 
@@ -584,6 +1060,9 @@ rollback_locked(struct audit *a)
 	a->written_seq = a->seq > 0 ? a->seq - 1 : 0;
 	a->failing = 1;
 	a->rollbacks++;
+	/* A checkpoint taken back with the lines must never be recorded. */
+	if (a->cp_unrecorded && a->cp_end > a->durable_size)
+		a->cp_unrecorded = 0;
 	pthread_cond_broadcast(&a->synced_cv);
 }
 
@@ -636,6 +1115,61 @@ wait_durable(struct audit *a, uint64_t seq)
 }
 
 int
+audit_start(struct audit *a, const char *detail)
+{
+	const struct audit_resume *rs;
+	char line[AUDIT_LINE_MAX];
+	size_t len;
+	struct lw w;
+	uint64_t seq;
+	int ret;
+
+	if (a == NULL)
+		return KEYD_OK;
+	rs = &a->resume;
+	if (rs->gap[0] != '\0')
+		log_warn("AUDIT LOG GAP in %s: %s", a->path, rs->gap);
+	if (rs->tampered[0] != '\0')
+		log_warn("AUDIT LOG TAMPERED in %s: %s", a->path, rs->tampered);
+	if (rs->checkpoint < 0)
+		log_warn("the last checkpoint in %s (seq %" PRIu64 ") does not "
+		    "verify with the audit key", a->path, rs->cp_seq);
+	if (rs->unverified > 0 && a->audit_key >= 0)
+		log_warn("%" PRIu64 " lines at the end of %s follow its last "
+		    "checkpoint and are unverified (keyd stopped without a "
+		    "final checkpoint, or they were rewritten)", rs->unverified,
+		    a->path);
+	pthread_mutex_lock(&a->mu);
+	lw_start(a, &w, line, sizeof(line) - 1, "start");
+	lw_str(&w, "result", "ok");
+	lw_str(&w, "detail", detail);
+	if (a->audit_key >= 0) {
+		lw_str(&w, "checkpoint", rs->checkpoint > 0 ? "ok" :
+		    rs->checkpoint < 0 ? "bad" : "none");
+		if (rs->checkpoint != 0) {
+			lw_int(&w, "resumed_seq", (int64_t)rs->cp_seq);
+			lw_str(&w, "resumed_hash", rs->cp_hash);
+		}
+	}
+	if (a->audit_key >= 0)
+		lw_int(&w, "unverified", (int64_t)rs->unverified);
+	if (rs->gap[0] != '\0')
+		lw_str(&w, "gap", rs->gap);
+	if (rs->tampered[0] != '\0')
+		lw_str(&w, "tampered", rs->tampered);
+	if (rs->note[0] != '\0')
+		lw_str(&w, "note", rs->note);
+	ret = lw_end(a, &w, &len);
+	if (ret == KEYD_OK)
+		ret = commit_line(a, line, len);
+	seq = a->written_seq;
+	if (ret == KEYD_OK && a->mode == CONFIG_SYNC_REQUEST)
+		ret = wait_durable(a, seq);
+	pthread_mutex_unlock(&a->mu);
+	return ret;
+}
+
+int
 audit_write(struct audit *a, const struct audit_record *r)
 {
 	uint64_t seq;
@@ -675,6 +1209,7 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	a->token = token;
 	a->audit_key = token != NULL ? token_audit_key(token) : -1;
 	a->syslog = cfg->syslog;
+	a->fd = a->state_fd = -1;
 	/* Opened as root, in a directory keyd's user may own: no link is
 	 * followed (pathsafe.h), a FIFO does not block the open, and only a
 	 * regular file with no other name is written. */
@@ -697,7 +1232,16 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	}
 	(void)fcntl(a->fd, F_SETFL, O_RDWR | O_APPEND);
 	a->size = st.st_size;
-	a->path = strdup(cfg->audit_log);
+	if ((a->path = strdup(cfg->audit_log)) == NULL) {
+		audit_close(a);
+		return KEYD_ERR_NOMEM;
+	}
+	/* Only signed checkpoints are worth recording. */
+	if (a->audit_key >= 0 && statedir_open(cfg, 0, "the record of the "
+	    "last audit checkpoint", &a->state_fd, err, errlen) != KEYD_OK) {
+		audit_close(a);
+		return KEYD_ERR_CONFIG;
+	}
 	resume_chain(a);
 	a->durable_size = a->size;
 	memcpy(a->durable_prev, a->prev, sizeof(a->prev));
@@ -706,21 +1250,37 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	a->written_seq = a->seq;
 	clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
 	a->last_cp = a->flood_start = a->last_sync;
-	if (a->syslog)
-		openlog("keyd", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+	/* Never blocks a request: syslogq.c says why not openlog/syslog. */
+	if (a->syslog && syslogq_open(&a->syslogq, cfg->syslog_socket) !=
+	    KEYD_OK) {
+		snprintf(err, errlen, "out of memory for the syslog mirror");
+		audit_close(a);
+		return KEYD_ERR_NOMEM;
+	}
 	*out = a;
 	return KEYD_OK;
 }
 
+static void tick_locked(struct audit *a);
+
 void
 audit_tick(struct audit *a)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->mu);
+	tick_locked(a);
+	pthread_mutex_unlock(&a->mu);
+	state_catch_up(a);
+}
+
+/* audit_tick's work; may let go of mu and take it again. */
+static void
+tick_locked(struct audit *a)
 {
 	off_t size;
 	int fd, e = 0;
 
-	if (a == NULL)
-		return;
-	pthread_mutex_lock(&a->mu);
 	if (ms_since(&a->flood_start) >= AUDIT_FLOOD_INTERVAL_S * 1000L)
 		flood_flush_locked(a);
 	if (a->since_cp > 0 && ms_since(&a->last_cp) >= (long)a->cp_every_s *
@@ -728,10 +1288,8 @@ audit_tick(struct audit *a)
 		(void)checkpoint_locked(a, "interval");
 	if (a->mode != CONFIG_SYNC_INTERVAL || a->sync_running ||
 	    a->size == a->durable_size ||
-	    ms_since(&a->last_sync) < (long)a->sync_ms) {
-		pthread_mutex_unlock(&a->mu);
+	    ms_since(&a->last_sync) < (long)a->sync_ms)
 		return;
-	}
 	/* The sync runs outside mu, as the group commit's does, so that
 	 * workers keep writing lines while the disk works: holding mu here
 	 * stalled every request for the length of an fdatasync. What it
@@ -752,10 +1310,10 @@ audit_tick(struct audit *a)
 	if (e != 0)
 		log_error("fdatasync of audit log %s: %s", a->path,
 		    strerror(e));
-	a->durable_size = size;
+	if (e == 0)
+		a->durable_size = size;
 	clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
 	pthread_cond_broadcast(&a->synced_cv);
-	pthread_mutex_unlock(&a->mu);
 }
 
 int
@@ -797,7 +1355,12 @@ audit_rotate(struct audit *a)
 		a->durable_seq = a->seq;
 		memcpy(a->durable_prev, a->prev, sizeof(a->prev));
 		a->durable_next_seq = a->seq;
+		/* The rotation checkpoint: the next file's first line links
+		 * to it. */
+		if (a->cp_unrecorded)
+			state_write(a, a->cp_seq, a->cp_hash);
 	}
+	a->cp_unrecorded = 0;
 	/* The size after the old file's rollback, which truncated it when
 	 * the path still names the same file. */
 	if (fstat(fd, &st) != 0) {
@@ -829,7 +1392,8 @@ audit_seal(struct audit *a)
 	wait_sync_idle(a);
 	flood_flush_locked(a);
 	(void)checkpoint_locked(a, "stop");
-	(void)fdatasync(a->fd);
+	if (fdatasync(a->fd) == 0 && a->cp_unrecorded)
+		state_write(a, a->cp_seq, a->cp_hash);
 	/* mu stays locked: a worker that comes back from the token now
 	 * waits here until the process exits. */
 }
@@ -845,15 +1409,24 @@ audit_close(struct audit *a)
 		flood_flush_locked(a);
 		(void)checkpoint_locked(a, "stop");
 		pthread_mutex_unlock(&a->mu);
-		(void)fdatasync(a->fd);
+		if (fdatasync(a->fd) == 0 && a->cp_unrecorded)
+			state_write(a, a->cp_seq, a->cp_hash);
 		close(a->fd);
 	}
+	if (a->state_fd >= 0)
+		close(a->state_fd);
 	if (a->token != NULL)
 		token_session_close(a->token, &a->sess);
-	if (a->syslog)
-		closelog();
+	syslogq_close(a->syslogq);
 	pthread_cond_destroy(&a->synced_cv);
 	pthread_mutex_destroy(&a->mu);
 	free(a->path);
 	free(a);
+}
+
+uint64_t
+audit_syslog_dropped(struct audit *a)
+{
+	/* syslogq is set once in audit_open: no lock needed to read it. */
+	return a != NULL ? syslogq_dropped(a->syslogq) : 0;
 }

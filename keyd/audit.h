@@ -12,6 +12,7 @@
 #ifndef KEYD_AUDIT_H
 #define KEYD_AUDIT_H
 
+#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -45,8 +46,11 @@ struct audit_record {
 };
 
 /* audit_open: opens (creating 0640) the configured audit log for append
- * and continues its hash chain from its last line. token: the token that
- * holds the audit key (token_audit_key), or NULL for no checkpoints. */
+ * and continues its hash chain from its last line, checking what it finds
+ * there (audit_start reports it). token: the token that holds the audit
+ * key (token_audit_key), or NULL for no checkpoints. With an audit key,
+ * the last durable checkpoint is recorded in state_dir (statedir.h), so
+ * that a log cut back while keyd is stopped shows as a gap. */
 int audit_open(const struct config *cfg, struct token *token,
     struct audit **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
@@ -78,8 +82,28 @@ void audit_close(struct audit *a);
  * The process must exit right after. */
 void audit_seal(struct audit *a);
 
+/* audit_start: writes the run's start record: detail, then what keyd found
+ * at the end of the log when it opened it (audit_open): the last
+ * checkpoint's seq and hash ("resumed_seq", "resumed_hash"), whether it
+ * verifies ("checkpoint": "ok", "bad" or "none"), how many lines after it
+ * are unverified, and, when there is one, the "gap" (the log no longer
+ * holds the checkpoint recorded in state_dir) or what was "tampered"
+ * (lines after a clean stop). A gap or tampering is also logged as a
+ * warning. Must be the first line the run writes. */
+int audit_start(struct audit *a, const char *detail)
+    __attribute__((warn_unused_result));
+
+/* audit_checkpoint_verify: 1 if line (a checkpoint line without its
+ * newline) carries a signature that pk verifies, else 0. */
+int audit_checkpoint_verify(EVP_PKEY *pk, const char *line, size_t len);
+
 /* audit_hash_line: the hex SHA-256 of one line (without its newline), as
  * "prev" carries it. out has AUDIT_HASH_HEX + 1 bytes. */
 void audit_hash_line(const char *line, size_t len, char *out);
+
+/* audit_syslog_dropped: audit lines that syslog = yes did not mirror
+ * because the syslog daemon did not take them at once (syslogq.h); 0
+ * without syslog. Any thread, without the audit lock. NULL: 0. */
+uint64_t audit_syslog_dropped(struct audit *a);
 
 #endif

@@ -23,6 +23,24 @@
 
 /* The DER prefixes of a DigestInfo for each hash (RFC 8017 §9.2, note 1):
  * the only encodings keyd accepts, byte for byte. */
+
+/* A client's own words (a key name, a version) echoed in an error or an
+ * audit line are cut to this many bytes. */
+#define DISPATCH_ECHO_MAX 64
+
+/* The length of s cut to at most max bytes without splitting a UTF-8
+ * sequence (a cut never lands before a continuation byte). */
+static int
+utf8_cut(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+
+	if (n == max)
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	return (int)n;
+}
+
 static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09,
 	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04,
 	0x20 };
@@ -190,9 +208,10 @@ check_key(struct req_ctx *rc, const char *name, unsigned op)
 
 		if (k < 0 || !policy_client_has_key(rc->d->cfg, rc->p->client,
 		    (size_t)k)) {
-			snprintf(rc->msg, sizeof(rc->msg), "%s '%.64s'",
+			snprintf(rc->msg, sizeof(rc->msg), "%s '%.*s'",
 			    k < 0 ? "no key named" :
-			    "this client may not use key", name);
+			    "this client may not use key",
+			    utf8_cut(name, DISPATCH_ECHO_MAX), name);
 			return k < 0 ? KEYD_ERR_UNKNOWN_KEY : KEYD_ERR_DENIED;
 		}
 		rc->key = k;
@@ -733,6 +752,7 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 	sr.connections = atomic_load(&d->connections);
 	sr.requests = atomic_load(&d->requests);
 	sr.errors = atomic_load(&d->errors);
+	sr.syslog_dropped = audit_syslog_dropped(d->audit);
 	for (i = 0; i < cfg->n_keys; i++) {
 		uint64_t lat = 0;
 
@@ -965,8 +985,11 @@ reply:
 	    req->op_case == KEYD__V1__REQUEST__OP_HELLO &&
 	    req->hello->client_version != NULL &&
 	    req->hello->client_version[0] != '\0') {
-		/* The client's own words, bounded; json-c escapes them. */
-		snprintf(rc.msg, sizeof(rc.msg), "client version %.64s",
+		/* The client's own words, bounded at a character boundary;
+		 * the audit log escapes them and replaces bytes that are not
+		 * UTF-8. */
+		snprintf(rc.msg, sizeof(rc.msg), "client version %.*s",
+		    utf8_cut(req->hello->client_version, DISPATCH_ECHO_MAX),
 		    req->hello->client_version);
 		ar.detail = rc.msg;
 	}

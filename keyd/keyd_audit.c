@@ -1,30 +1,43 @@
 /*
  * keyd-audit: checks an audit log written by keyd.
  *
- *   keyd-audit verify FILE... --pubkey PEM
+ *   keyd-audit verify FILE... --pubkey PEM [--anchors FILE]
  *
  * Every line must carry the SHA-256 of the line before it ("prev") and
  * the next sequence number; every checkpoint line's signature must verify
- * with the audit key's public key. Lines after the last checkpoint cannot
- * be proven (whoever can write the file could have cut or rewritten them)
- * and are reported as an unverified tail.
+ * with the audit key's public key.
+ *
+ * A checkpoint vouches only for the lines of its own run of keyd: a run
+ * goes from one start record to the next. keyd continues the chain from
+ * whatever the log ends with when it starts, so a checkpoint signed after
+ * a restart would otherwise vouch for lines written (or rewritten) while
+ * keyd was not running. Lines that no checkpoint of their run covers (a
+ * crash, kill -9 or power loss left them, or someone rewrote them) are
+ * unverified. After a clean stop (a "stop" checkpoint) the next line must
+ * be a start record: anything else was written while keyd was stopped.
+ * keyd's start record says what it found at the end of the log: a gap
+ * (the log no longer holds the last checkpoint keyd recorded in state_dir)
+ * or tampering fails verification.
  *
  * Several files are the rotated parts of one log, oldest first. keyd
  * carries seq and prev across a rotation (audit_rotate), so each file must
  * continue the one before it: its first line has the next seq, and the
  * hash of the previous file's last line as its prev. A file left out or
- * files out of order are a break. A checkpoint proves every line before
- * it through the chain, in earlier files too: an old file whose rotation
- * checkpoint could not be signed is proven by the next file's.
+ * files out of order are a break.
+ *
+ * --anchors FILE: checkpoint lines kept elsewhere (syslog, a SIEM), one a
+ * line, each possibly after a syslog prefix (the line is taken from its
+ * first '{'). The log must hold each, byte for byte.
  *
  * The files are read a line at a time, and only three lines are kept (the
  * one checked and its neighbours, which tell which of two lines that do
  * not chain was edited), so memory does not grow with the log: a keyd
  * serving 40 requests/s writes more than 1 GiB a day.
  *
- * Exit status: 0 every line verified; 1 the log does not verify (the first
- * bad line is named); 2 usage or I/O error; 3 the chain is intact but lines
- * after the last checkpoint are unverified.
+ * Exit status: 0 every line verified; 1 proven tampering (a bad hash or
+ * signature, a gap, an anchor missing or different, lines after a clean
+ * stop; the first is named); 2 usage or I/O error; 3 the chain is intact
+ * but some lines are unverified (each range is named).
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -47,12 +60,23 @@
 #define AUDIT_VERIFY_SIG_MAX 2048
 #define AUDIT_VERIFY_READ_CHUNK (64 * 1024)
 #define EXIT_TAIL 3
+#define AUDIT_VERIFY_NOTE 512
+/* Unverified ranges printed one by one; the rest are only counted. */
+#define AUDIT_VERIFY_RANGES_SHOWN 20
 
 struct parsed {
 	int ok;              /* valid JSON with seq and prev */
 	long long seq;
 	char prev[AUDIT_HASH_HEX + 1];
 	int checkpoint;
+	int stop_cp;         /* a checkpoint with detail "stop" */
+	int start;           /* a start record */
+	char gap[AUDIT_VERIFY_NOTE];      /* a start record's findings */
+	char tampered[AUDIT_VERIFY_NOTE];
+	int cp_bad;          /* "checkpoint":"bad" */
+	int has_resumed;
+	long long resumed_seq;
+	char resumed_hash[AUDIT_HASH_HEX + 1];
 };
 
 struct line {
@@ -62,7 +86,14 @@ struct line {
 	int too_long;        /* len reached AUDIT_VERIFY_LINE_MAX: p is cut */
 	size_t file;         /* index of its file */
 	size_t n;            /* its number in its file, from 1 */
+	char hash[AUDIT_HASH_HEX + 1];
 	struct parsed ps;
+};
+
+struct anchor {
+	long long seq;
+	char hash[AUDIT_HASH_HEX + 1];
+	size_t n;            /* its line in the anchors file */
 };
 
 /* Reads a file a chunk at a time; lines are cut out of the chunk through
@@ -79,6 +110,8 @@ struct vfile {
 	size_t nlines;
 	size_t ncp;          /* checkpoints in this file */
 	size_t last_cp;      /* line number of its last one, 0: none */
+	size_t verified, unverified, pending;
+	int later_cp;        /* lines proven by a later file's checkpoint */
 };
 
 struct verify {
@@ -89,17 +122,36 @@ struct verify {
 	size_t cur;          /* the file being read */
 	struct reader rd;
 	struct line slots[3];
-	int have_cp;
-	size_t cp_file;      /* the file with the last checkpoint */
 	long long first_seq, last_seq;
+	/* The run being read: the lines since its last checkpoint. */
+	size_t pend_file, pend_n, pend_count;
+	long long pend_seq;
+	int after_stop;      /* the line before was a stop checkpoint */
+	size_t ranges;       /* unverified ranges found */
+	int have_cp;
+	long long cp_seq;    /* the last checkpoint seen */
+	char cp_hash[AUDIT_HASH_HEX + 1];
+	/* --anchors */
+	const char *anchors_path;
+	struct anchor *anchors;
+	size_t n_anchors, next_anchor;
 };
 
-static int
-usage(void)
+static void
+usage(FILE *f)
 {
-	fprintf(stderr, "usage: keyd-audit verify FILE... --pubkey PEM\n"
-	    "  (several FILEs: the rotated files of one log, oldest first)\n");
-	return 2;
+	fprintf(f, "usage: keyd-audit verify FILE... --pubkey PEM "
+	    "[--anchors FILE]\n"
+	    "  FILE...           the log; several: its rotated files, oldest "
+	    "first\n"
+	    "  --pubkey PEM      the audit key's public key\n"
+	    "  --anchors FILE    checkpoint lines kept elsewhere (syslog, a "
+	    "SIEM) that the\n"
+	    "                    log must hold\n"
+	    "  --help, --version\n"
+	    "exit status: 0 all verified, 1 tampering proven, 2 usage or I/O "
+	    "error,\n"
+	    "3 unverified lines (each range named)\n");
 }
 
 /* Prints a finding about a line of files[file]; with more than one file,
@@ -173,59 +225,9 @@ reader_line(struct reader *r, struct line *l)
 }
 
 static int
-verify_sig(EVP_PKEY *pk, const char *msg, size_t len, const uint8_t *sig,
-    size_t siglen)
-{
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int ok, id = EVP_PKEY_get_base_id(pk);
-
-	if (ctx == NULL)
-		return 0;
-	/* Ed25519 signs the text itself; ECDSA and RSA sign its SHA-256. */
-	ok = EVP_DigestVerifyInit(ctx, NULL, id == EVP_PKEY_ED25519 ? NULL :
-	    EVP_sha256(), NULL, pk) == 1 &&
-	    EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)msg,
-	    len) == 1;
-	EVP_MD_CTX_free(ctx);
-	return ok;
-}
-
-/* Splits the checkpoint line into the signed text and the signature. */
-static int
 checkpoint_ok(EVP_PKEY *pk, const struct line *l)
 {
-	static const char tag[] = ",\"sig\":\"";
-	char msg[AUDIT_VERIFY_LINE_MAX];
-	uint8_t sig[AUDIT_VERIFY_SIG_MAX];
-	const char *s = NULL, *q;
-	size_t b64len, mlen;
-	int n;
-
-	if (l->too_long)
-		return 0;
-	for (q = l->p; (q = memmem(q, l->len - (size_t)(q - l->p), tag,
-	    sizeof(tag) - 1)) != NULL; q++)
-		s = q;
-	if (s == NULL || l->len < 2 || l->p[l->len - 1] != '}' ||
-	    l->p[l->len - 2] != '"')
-		return 0;
-	mlen = (size_t)(s - l->p);
-	b64len = l->len - 2 - (mlen + sizeof(tag) - 1);
-	if (mlen + 1 > sizeof(msg) || b64len == 0 || b64len % 4 != 0 ||
-	    b64len / 4 * 3 > sizeof(sig))
-		return 0;
-	memcpy(msg, l->p, mlen);
-	msg[mlen++] = '}';
-	n = EVP_DecodeBlock(sig, (const unsigned char *)s + sizeof(tag) - 1,
-	    (int)b64len);
-	if (n < 0)
-		return 0;
-	/* EVP_DecodeBlock counts '=' padding as zero bytes. */
-	if (s[sizeof(tag) - 1 + b64len - 1] == '=')
-		n--;
-	if (s[sizeof(tag) - 1 + b64len - 2] == '=')
-		n--;
-	return verify_sig(pk, msg, mlen, sig, (size_t)n);
+	return !l->too_long && audit_checkpoint_verify(pk, l->p, l->len);
 }
 
 static void
@@ -248,9 +250,39 @@ parse_line(const struct line *l, struct parsed *p)
 		memcpy(p->prev, json_object_get_string(v), AUDIT_HASH_HEX);
 		json_object_object_get_ex(o, "seq", &v);
 		p->seq = json_object_get_int64(v);
-		p->checkpoint = json_object_object_get_ex(o, "event", &v) &&
+		if (json_object_object_get_ex(o, "event", &v) &&
+		    json_object_get_type(v) == json_type_string) {
+			const char *ev = json_object_get_string(v);
+
+			p->checkpoint = strcmp(ev, "checkpoint") == 0;
+			p->start = strcmp(ev, "start") == 0;
+		}
+		p->stop_cp = p->checkpoint &&
+		    json_object_object_get_ex(o, "detail", &v) &&
 		    json_object_get_type(v) == json_type_string &&
-		    strcmp(json_object_get_string(v), "checkpoint") == 0;
+		    strcmp(json_object_get_string(v), "stop") == 0;
+		if (p->start) {
+			if (json_object_object_get_ex(o, "gap", &v))
+				snprintf(p->gap, sizeof(p->gap), "%s",
+				    json_object_get_string(v));
+			if (json_object_object_get_ex(o, "tampered", &v))
+				snprintf(p->tampered, sizeof(p->tampered), "%s",
+				    json_object_get_string(v));
+			p->cp_bad = json_object_object_get_ex(o, "checkpoint",
+			    &v) && strcmp(json_object_get_string(v), "bad") == 0;
+			if (json_object_object_get_ex(o, "resumed_seq", &v) &&
+			    json_object_get_type(v) == json_type_int) {
+				p->resumed_seq = json_object_get_int64(v);
+				p->has_resumed = json_object_object_get_ex(o,
+				    "resumed_hash", &v) &&
+				    json_object_get_string_len(v) ==
+				    AUDIT_HASH_HEX;
+				if (p->has_resumed)
+					memcpy(p->resumed_hash,
+					    json_object_get_string(v),
+					    AUDIT_HASH_HEX + 1);
+			}
+		}
 	}
 	json_object_put(o);
 }
@@ -382,14 +414,110 @@ chain_break(const struct verify *v, const struct line *prev,
 	return 1;
 }
 
+/* Says where a range of lines lies: "lines A-B" in one file, or "FILE
+ * line A to FILE line B". */
+static void
+say_range(const struct verify *v, size_t f1, size_t n1, size_t f2, size_t n2,
+    long long s1, long long s2, const char *why)
+{
+	if (f1 == f2)
+		say(v, f1, "lines %zu-%zu (seq %lld-%lld) are unverified: %s\n",
+		    n1, n2, s1, s2, why);
+	else
+		printf("keyd-audit: %s line %zu to %s line %zu (seq %lld-%lld) "
+		    "are unverified: %s\n", v->files[f1].path, n1,
+		    v->files[f2].path, n2, s1, s2, why);
+}
+
+/* The run being read ends (a start record, or the end of the log): its
+ * lines after its last checkpoint stay unverified. */
+static void
+end_run(struct verify *v, const struct line *last, const char *why)
+{
+	if (v->pend_count == 0)
+		return;
+	if (v->ranges < AUDIT_VERIFY_RANGES_SHOWN)
+		say_range(v, v->pend_file, v->pend_n, last->file, last->n,
+		    v->pend_seq, last->ps.seq, why);
+	v->ranges++;
+	for (size_t i = v->pend_file; i <= last->file; i++) {
+		v->files[i].unverified += v->files[i].pending;
+		v->files[i].pending = 0;
+	}
+	v->pend_count = 0;
+}
+
+/* Checks cur against the anchors: the one with its seq must be the same
+ * line; one with a lower seq was skipped, so the log lacks it. Returns 0,
+ * or 1 having reported it. */
+static int
+check_anchors(struct verify *v, const struct line *cur, int first)
+{
+	while (v->next_anchor < v->n_anchors) {
+		const struct anchor *an = &v->anchors[v->next_anchor];
+
+		if (an->seq > cur->ps.seq)
+			return 0;
+		if (an->seq < cur->ps.seq) {
+			printf("keyd-audit: checkpoint seq %lld (line %zu of %s) "
+			    "is not in the log: %s\n", an->seq, an->n,
+			    v->anchors_path, first ? "it is older than the "
+			    "log's first line (give every rotated file, oldest "
+			    "first)" : "lines were cut from the log");
+			return 1;
+		}
+		if (strcmp(an->hash, cur->hash) != 0) {
+			say(v, cur->file, "line %zu (seq %lld) differs from the "
+			    "copy of it in %s (line %zu): the log was "
+			    "rewritten\n", cur->n, cur->ps.seq, v->anchors_path,
+			    an->n);
+			return 1;
+		}
+		v->next_anchor++;
+	}
+	return 0;
+}
+
+/* What a start record says about the log keyd found. Returns 0, or 1
+ * having reported proof of tampering. */
+static int
+check_start(struct verify *v, const struct line *cur)
+{
+	const struct parsed *p = &cur->ps;
+
+	if (p->gap[0] != '\0') {
+		say(v, cur->file, "line %zu: keyd found a gap in the log when it "
+		    "started: %s\n", cur->n, p->gap);
+		return 1;
+	}
+	if (p->tampered[0] != '\0') {
+		say(v, cur->file, "line %zu: keyd found the log tampered with "
+		    "when it started: %s\n", cur->n, p->tampered);
+		return 1;
+	}
+	if (p->cp_bad) {
+		say(v, cur->file, "line %zu: when keyd started, the log's last "
+		    "checkpoint did not verify with the audit key\n", cur->n);
+		return 1;
+	}
+	if (p->has_resumed && v->have_cp && p->resumed_seq == v->cp_seq &&
+	    strcmp(p->resumed_hash, v->cp_hash) != 0) {
+		say(v, cur->file, "line %zu: keyd resumed from checkpoint seq "
+		    "%lld, but the log's checkpoint with that seq is another "
+		    "line: it was rewritten\n", cur->n, p->resumed_seq);
+		return 1;
+	}
+	return 0;
+}
+
 /* check_line: checks cur against the line before it (prev, NULL for the
- * log's first) and the one after it (next, NULL for its last). Returns 0,
- * or 1 having reported the first thing wrong. */
+ * log's first) and the one after it (next, NULL for its last), and
+ * accounts for it in its run. Returns 0, or 1 having reported the first
+ * thing wrong. */
 static int __attribute__((warn_unused_result))
-check_line(struct verify *v, const struct line *prev, const struct line *cur,
+check_line(struct verify *v, const struct line *prev, struct line *cur,
     const struct line *next)
 {
-	char h[AUDIT_HASH_HEX + 1];
 	struct vfile *f = &v->files[cur->file];
 
 	if (!cur->complete) {
@@ -410,23 +538,54 @@ check_line(struct verify *v, const struct line *prev, const struct line *cur,
 	}
 	if (prev != NULL && !seq_follows(prev->ps.seq, cur->ps.seq))
 		return seq_break(v, prev, cur);
-	if (prev != NULL) {
-		audit_hash_line(prev->p, prev->len, h);
-		if (strcmp(h, cur->ps.prev) != 0)
-			return chain_break(v, prev, cur, next);
+	if (prev != NULL && strcmp(prev->hash, cur->ps.prev) != 0)
+		return chain_break(v, prev, cur, next);
+	audit_hash_line(cur->p, cur->len, cur->hash);
+	if (cur->ps.checkpoint && !checkpoint_ok(v->pk, cur)) {
+		say(v, cur->file, "line %zu: checkpoint signature does not "
+		    "verify with %s (edited checkpoint, or the wrong public "
+		    "key)\n", cur->n, v->pubpath);
+		return 1;
 	}
-	if (cur->ps.checkpoint) {
-		if (!checkpoint_ok(v->pk, cur)) {
-			say(v, cur->file, "line %zu: checkpoint signature does "
-			    "not verify with %s (edited checkpoint, or the wrong "
-			    "public key)\n", cur->n, v->pubpath);
+	if (check_anchors(v, cur, prev == NULL))
+		return 1;
+	if (v->after_stop && !cur->ps.start) {
+		say(v, cur->file, "line %zu (seq %lld) follows keyd's clean stop "
+		    "(the stop checkpoint before it) but is not a start "
+		    "record: it was written while keyd was not running\n",
+		    cur->n, cur->ps.seq);
+		return 1;
+	}
+	if (cur->ps.start) {
+		if (check_start(v, cur))
 			return 1;
+		end_run(v, prev, "keyd started again without a checkpoint "
+		    "after them (it stopped without one: a crash, kill -9 or "
+		    "power loss; or they were rewritten since)");
+	}
+	if (v->pend_count++ == 0) {
+		v->pend_file = cur->file;
+		v->pend_n = cur->n;
+		v->pend_seq = cur->ps.seq;
+	}
+	f->pending++;
+	if (cur->ps.checkpoint) {
+		/* Every line of the run since its last checkpoint is proven,
+		 * in earlier files too. */
+		for (size_t i = v->pend_file; i <= cur->file; i++) {
+			if (i < cur->file && v->files[i].pending > 0)
+				v->files[i].later_cp = 1;
+			v->files[i].verified += v->files[i].pending;
+			v->files[i].pending = 0;
 		}
+		v->pend_count = 0;
 		f->ncp++;
 		f->last_cp = cur->n;
 		v->have_cp = 1;
-		v->cp_file = cur->file;
+		v->cp_seq = cur->ps.seq;
+		memcpy(v->cp_hash, cur->hash, sizeof(v->cp_hash));
 	}
+	v->after_stop = cur->ps.stop_cp;
 	if (prev == NULL)
 		v->first_seq = cur->ps.seq;
 	v->last_seq = cur->ps.seq;
@@ -441,6 +600,9 @@ report(const struct verify *v)
 	size_t i, nonempty = 0;
 	int ret = 0;
 
+	if (v->ranges > AUDIT_VERIFY_RANGES_SHOWN)
+		printf("keyd-audit: and %zu more unverified ranges\n",
+		    v->ranges - AUDIT_VERIFY_RANGES_SHOWN);
 	for (i = 0; i < v->nfiles; i++) {
 		const struct vfile *f = &v->files[i];
 
@@ -449,25 +611,20 @@ report(const struct verify *v)
 			continue;
 		}
 		nonempty++;
-		if (!v->have_cp || i > v->cp_file) {
-			printf("keyd-audit: %s: %zu lines chain correctly but no "
-			    "checkpoint signs them: all unverified\n", f->path,
-			    f->nlines);
-			ret = EXIT_TAIL;
-		} else if (i == v->cp_file && f->last_cp < f->nlines) {
-			printf("keyd-audit: %s: lines 1-%zu verified (%zu "
-			    "checkpoints); lines %zu-%zu after the last "
-			    "checkpoint are an unverified tail\n", f->path,
-			    f->last_cp, f->ncp, f->last_cp + 1, f->nlines);
-			ret = EXIT_TAIL;
-		} else {
-			/* Before the file with the last checkpoint, lines
-			 * after a file's own last checkpoint are proven by a
-			 * later file's. */
+		if (f->unverified == 0) {
 			printf("keyd-audit: %s: all %zu lines verified (%zu "
 			    "checkpoints%s)\n", f->path, f->nlines, f->ncp,
-			    f->last_cp < f->nlines ? ", and one in a later file" :
-			    "");
+			    f->later_cp ? ", and one in a later file" : "");
+		} else if (f->verified == 0) {
+			printf("keyd-audit: %s: %zu lines chain correctly but no "
+			    "checkpoint of their run signs them: all "
+			    "unverified\n", f->path, f->nlines);
+			ret = EXIT_TAIL;
+		} else {
+			printf("keyd-audit: %s: %zu of %zu lines verified (%zu "
+			    "checkpoints), %zu unverified\n", f->path,
+			    f->verified, f->nlines, f->ncp, f->unverified);
+			ret = EXIT_TAIL;
 		}
 	}
 	/* An empty file in the middle is a rotation with nothing written
@@ -477,42 +634,161 @@ report(const struct verify *v)
 	if (v->nfiles > 1)
 		printf("keyd-audit: the %zu files chain into one log, seq %lld "
 		    "to %lld\n", v->nfiles, v->first_seq, v->last_seq);
+	if (v->n_anchors > 0)
+		printf("keyd-audit: all %zu checkpoints in %s are in the log\n",
+		    v->n_anchors, v->anchors_path);
+	return ret;
+}
+
+static int
+anchor_cmp(const void *x, const void *y)
+{
+	const struct anchor *a = x, *b = y;
+
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Reads the anchors file: keyd audit lines, each possibly after a prefix
+ * (syslog's), taken from the first '{' to the end of the line. Returns 0,
+ * or -1 having said why. */
+static int
+load_anchors(struct verify *v, const char *path)
+{
+	char buf[AUDIT_VERIFY_LINE_MAX + 512];
+	size_t n = 0, cap = 0;
+	FILE *f;
+	int ret = -1;
+
+	v->anchors_path = path;
+	if ((f = fopen(path, "r")) == NULL) {
+		fprintf(stderr, "keyd-audit: cannot read %s: %s\n", path,
+		    strerror(errno));
+		return -1;
+	}
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		size_t len = strlen(buf);
+		char *j;
+		struct line l;
+
+		n++;
+		if (len == sizeof(buf) - 1 && buf[len - 1] != '\n') {
+			fprintf(stderr, "keyd-audit: %s: line %zu is too long "
+			    "for a keyd audit line\n", path, n);
+			goto out;
+		}
+		while (len > 0 && (buf[len - 1] == '\n' ||
+		    buf[len - 1] == '\r' || buf[len - 1] == ' '))
+			buf[--len] = '\0';
+		if (len == 0)
+			continue;
+		if ((j = strchr(buf, '{')) == NULL ||
+		    strlen(j) >= sizeof(l.p)) {
+			fprintf(stderr, "keyd-audit: %s: line %zu holds no keyd "
+			    "audit line\n", path, n);
+			goto out;
+		}
+		memset(&l, 0, sizeof(l));
+		l.len = strlen(j);
+		memcpy(l.p, j, l.len + 1);
+		l.complete = 1;
+		parse_line(&l, &l.ps);
+		if (!l.ps.ok) {
+			fprintf(stderr, "keyd-audit: %s: line %zu is not a keyd "
+			    "audit line\n", path, n);
+			goto out;
+		}
+		if (v->n_anchors == cap) {
+			size_t nc = cap ? cap * 2 : 64;
+			struct anchor *na = reallocarray(v->anchors, nc,
+			    sizeof(*na));
+
+			if (na == NULL) {
+				fprintf(stderr, "keyd-audit: out of memory\n");
+				goto out;
+			}
+			v->anchors = na;
+			cap = nc;
+		}
+		v->anchors[v->n_anchors].seq = l.ps.seq;
+		v->anchors[v->n_anchors].n = n;
+		audit_hash_line(l.p, l.len, v->anchors[v->n_anchors].hash);
+		v->n_anchors++;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "keyd-audit: cannot read %s: %s\n", path,
+		    strerror(errno));
+		goto out;
+	}
+	if (v->n_anchors == 0) {
+		fprintf(stderr, "keyd-audit: %s holds no audit lines\n", path);
+		goto out;
+	}
+	qsort(v->anchors, v->n_anchors, sizeof(*v->anchors), anchor_cmp);
+	ret = 0;
+out:
+	fclose(f);
 	return ret;
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *pubpath = NULL;
+	const char *pubpath = NULL, *anchors = NULL;
 	struct verify *v = NULL;
 	struct line *prev = NULL, *cur, *next, *spare;
 	FILE *f = NULL;
 	EVP_PKEY *pk = NULL;
 	int ret = 2, r;
 
-	if (argc < 2 || strcmp(argv[1], "verify") != 0)
-		return usage();
+	if (argc == 2 && (!strcmp(argv[1], "--help") ||
+	    !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("keyd-audit %s\n", KEYD_VERSION);
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "verify") != 0) {
+		usage(stderr);
+		return 2;
+	}
 	if ((v = calloc(1, sizeof(*v))) == NULL ||
 	    (v->files = calloc((size_t)argc, sizeof(*v->files))) == NULL) {
 		fprintf(stderr, "keyd-audit: out of memory\n");
 		goto out;
 	}
 	for (int a = 2; a < argc; a++) {
-		if (!strcmp(argv[a], "--pubkey") && a + 1 < argc)
+		if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+			usage(stdout);
+			ret = 0;
+			goto out;
+		} else if (!strcmp(argv[a], "--pubkey") && a + 1 < argc) {
 			pubpath = argv[++a];
-		else if (argv[a][0] != '-')
+		} else if (!strcmp(argv[a], "--anchors") && a + 1 < argc) {
+			anchors = argv[++a];
+		} else if (argv[a][0] != '-' || argv[a][1] == '\0') {
 			v->files[v->nfiles++].path = argv[a];
-		else {
-			ret = usage();
+		} else {
+			fprintf(stderr, "keyd-audit: %s: unknown option, or its "
+			    "value is missing\n", argv[a]);
+			usage(stderr);
 			goto out;
 		}
 	}
-	if (v->nfiles == 0 || pubpath == NULL) {
-		ret = usage();
+	if (v->nfiles == 0) {
+		fprintf(stderr, "keyd-audit: verify needs the log's FILE\n");
+		usage(stderr);
+		goto out;
+	}
+	if (pubpath == NULL) {
+		fprintf(stderr, "keyd-audit: --pubkey is needed: the audit "
+		    "key's public key (PEM), which verifies the checkpoints\n");
 		goto out;
 	}
 	v->pubpath = pubpath;
 
+	errno = 0;
 	if ((f = fopen(pubpath, "r")) == NULL ||
 	    (pk = PEM_read_PUBKEY(f, NULL, NULL, NULL)) == NULL) {
 		fprintf(stderr, "keyd-audit: cannot read a PEM public key from "
@@ -523,6 +799,8 @@ main(int argc, char **argv)
 	fclose(f);
 	f = NULL;
 	v->pk = pk;
+	if (anchors != NULL && load_anchors(v, anchors) != 0)
+		goto out;
 	/* A name mistyped among many files is said before hours of
 	 * reading the others. */
 	for (size_t i = 0; i < v->nfiles; i++) {
@@ -556,6 +834,21 @@ main(int argc, char **argv)
 		cur = r > 0 ? next : NULL;
 		next = freed;
 	}
+	if (prev != NULL)
+		end_run(v, prev, "they follow the last checkpoint: an "
+		    "unverified tail (a log still being written, or keyd "
+		    "stopped without a final checkpoint, or lines were cut or "
+		    "rewritten)");
+	if (v->next_anchor < v->n_anchors) {
+		const struct anchor *an = &v->anchors[v->next_anchor];
+
+		printf("keyd-audit: checkpoint seq %lld (line %zu of %s) is "
+		    "not in the log, which ends at seq %lld: lines were cut "
+		    "from its end\n", an->seq, an->n, v->anchors_path,
+		    prev != NULL ? prev->ps.seq : -1LL);
+		ret = 1;
+		goto out;
+	}
 	ret = report(v);
 out:
 	if (f != NULL)
@@ -563,8 +856,10 @@ out:
 	if (v != NULL && v->rd.f != NULL)
 		fclose(v->rd.f);
 	EVP_PKEY_free(pk);
-	if (v != NULL)
+	if (v != NULL) {
 		free(v->files);
+		free(v->anchors);
+	}
 	free(v);
 	return ret;
 }

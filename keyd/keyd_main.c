@@ -248,13 +248,19 @@ main(int argc, char **argv)
 	} else {
 		log_warn("sandbox = no: running without the seccomp filter");
 	}
+	/* The run's first line, before any worker can write one: the
+	 * verifier takes everything from here to the next start record as
+	 * this run, whose checkpoints alone vouch for it. */
+	snprintf(detail, sizeof(detail), "keyd %s, %zu keys, %zu clients",
+	    KEYD_VERSION, cfg->n_keys, cfg->n_clients);
+	if (audit_start(audit, detail) != KEYD_OK) {
+		log_error("cannot write the start record to the audit log");
+		goto out;
+	}
 	if (server_start(srv, &d) != KEYD_OK) {
 		log_error("cannot start worker threads: %s", strerror(errno));
 		goto out;
 	}
-	snprintf(detail, sizeof(detail), "keyd %s, %zu keys, %zu clients",
-	    KEYD_VERSION, cfg->n_keys, cfg->n_clients);
-	event(audit, "start", detail);
 	log_info("serving %zu keys on %s", cfg->n_keys, cfg->socket);
 
 	for (;;) {

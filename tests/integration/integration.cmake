@@ -40,6 +40,7 @@ set_tests_properties(conn_share PROPERTIES SKIP_RETURN_CODE 77)
 # (200 starts as root), audit log resumption and its gaps, the hello flood.
 add_executable(race_rename ${CMAKE_CURRENT_SOURCE_DIR}/integration/race_rename.c)
 keyd_script_test(socket_race integration/socket_race.sh integration)
+keyd_script_test(audit_resume integration/audit_resume.sh integration)
 set_tests_properties(socket_race PROPERTIES SKIP_RETURN_CODE 77)
 # One client flooding hellos, requests, undecodable, oversized frames and
 # connections at rate 5/s writes no more audit lines than its rate allows
@@ -47,3 +48,8 @@ set_tests_properties(socket_race PROPERTIES SKIP_RETURN_CODE 77)
 # root: setpriv).
 keyd_script_test(flood integration/flood.sh integration)
 set_tests_properties(flood PROPERTIES SKIP_RETURN_CODE 77)
+# A syslog daemon that stops reading (the test's own rsyslogd, stopped)
+# must not stall requests; dropped lines are counted in status (77: no
+# rsyslogd).
+keyd_script_test(syslog_stall integration/syslog_stall.sh integration)
+set_tests_properties(syslog_stall PROPERTIES SKIP_RETURN_CODE 77)

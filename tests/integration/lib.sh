@@ -94,6 +94,11 @@ CONF
     if [[ ${KEYD_SANITIZE:-OFF} == ON ]] && ! grep -q '^sandbox *=' <<< "$extra"; then
       echo "sandbox = no"
     fi
+    # state_dir (SRTP counters, the audit checkpoint record) in the test's
+    # directory, never the default /var/lib/keyd.
+    if ! grep -q '^state_dir *=' <<< "$extra"; then
+      echo "state_dir = $T/state"
+    fi
     printf '%s\n' "$extra"
   } > "$T/keyd.conf"
   chmod 0600 "$T/keyd.conf"
