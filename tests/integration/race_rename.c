@@ -24,12 +24,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: race_rename SOCKET TARGET TMP\n");
 		return 2;
 	}
-	(void)symlink(argv[2], argv[3]);
+	(void)!symlink(argv[2], argv[3]);
 	/* The clock is read once every 65536 turns only. */
 	while ((n++ & 0xffff) != 0 || time(NULL) < end) {
 		if (lstat(argv[1], &st) == 0 && S_ISSOCK(st.st_mode)) {
 			(void)rename(argv[3], argv[1]);
-			(void)symlink(argv[2], argv[3]);
+			(void)!symlink(argv[2], argv[3]);
 		}
 	}
 	return 0;
