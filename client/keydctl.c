@@ -129,6 +129,7 @@ static const char ctl_usage[] =
 "  -C, --context TEXT    bound into the blob (a Call-ID, a trunk id);\n"
 "                        srtp open needs the same\n"
 "  -h, --help            this text\n"
+"      --version         print the version and exit\n"
 "\n"
 "Signatures come out as openssl dgst -verify takes them: DER for ECDSA,\n"
 "raw for RSA, 64 raw bytes for Ed25519 (openssl pkeyutl -verify -rawin).\n";
@@ -382,7 +383,7 @@ cmd_pubkey(const struct ctl_opts *o, const char *ctx, const char *key)
 	const unsigned char *p;
 	EVP_PKEY *pk = NULL;
 	BIO *mem = NULL;
-	char *pem;
+	char *pem, msg[KEYDCTL_MSG_MAX];
 	long pemlen;
 	size_t len = 0;
 	int r, ret = KEYDCTL_EXIT_FAIL;
@@ -390,7 +391,13 @@ cmd_pubkey(const struct ctl_opts *o, const char *ctx, const char *key)
 	if (ctl_connect(ctx, o, &c) != 0)
 		goto out;
 	if ((r = keyd_pubkey(c, key, &der, &len)) != KEYD_OK) {
-		ctl_keyd_error(ctx, r, c);
+		/* pubkey names no algorithm: this code means the key has no
+		 * public key (an AES key), which keyd's detail says alone. */
+		if (r == KEYD_ERR_BAD_ALGORITHM && keyd_errmsg(c)[0] != '\0') {
+			strutil_printable(msg, sizeof(msg), keyd_errmsg(c));
+			ctl_error(ctx, msg, NULL);
+		} else
+			ctl_keyd_error(ctx, r, c);
 		goto out;
 	}
 	p = der;
@@ -648,6 +655,10 @@ out:
 	return ret;
 }
 
+/* What ctl_parse sets *help to: --help (which wins over --version), or
+ * --version. Both print to standard output and exit 0. */
+enum { CTL_HELP = 1, CTL_VERSION = 2 };
+
 /* Options may come before, between or after the command words: the '-'
  * at the head of optstring hands every word back in order (code 1), with
  * no reordering and no dependence on POSIXLY_CORRECT. */
@@ -664,6 +675,7 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		{ "suite", required_argument, NULL, 'S' },
 		{ "context", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
@@ -688,7 +700,11 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		case 'p': o->given |= OPT_PROMETHEUS; break;
 		case 'S': o->suite = optarg; o->given |= OPT_SUITE; break;
 		case 'C': o->context = optarg; o->given |= OPT_CONTEXT; break;
-		case 'h': *help = 1; break;
+		case 'h': *help = CTL_HELP; break;
+		case 'V':
+			if (*help == 0)
+				*help = CTL_VERSION;
+			break;
 		case ':':
 			return ctl_usage_error("option %s needs a value",
 			    argv[optind - 1]);
@@ -731,7 +747,10 @@ main(int argc, char **argv)
 	if ((r = ctl_parse(argc, argv, &o, &help)) != 0)
 		return r;
 	if (help) {
-		fputs(ctl_usage, stdout);
+		if (help == CTL_VERSION)
+			printf("keydctl %s\n", KEYD_VERSION);
+		else
+			fputs(ctl_usage, stdout);
 		return fflush(stdout) == 0 ? 0 : KEYDCTL_EXIT_FAIL;
 	}
 	if (o.nwords == 0)

@@ -197,6 +197,10 @@ print_help(void)
 		printf("  %s\n", usage_of(&commands[i], u, sizeof(u)));
 		printf("      %s\n", commands[i].summary);
 	}
+	printf("  %s COMMAND --help\n"
+	    "      the usage of one command\n"
+	    "  %s --help | --version\n"
+	    "      this text, or the version\n", PROG, PROG);
 	printf("exit status: 0 success, 1 failure, 2 usage error\n");
 }
 
@@ -1928,6 +1932,10 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		print_help();
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("%s %s\n", PROG, KEYD_VERSION);
 		return EXIT_OK;
 	}
 	for (i = 0; i < NCOMMANDS; i++) {
