@@ -25,6 +25,13 @@ statusfmt_op_name(int op)
 	}
 }
 
+/* "s" unless n is 1: "1 connection", "2 connections". */
+static const char *
+plural(uint64_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 /* A Prometheus label value: printable, with \ and " escaped (newlines
  * cannot occur after strutil_printable). */
 static void
@@ -77,8 +84,8 @@ text_key(struct kbuf *b, const Keyd__V1__KeyStatus *k)
 
 		ok += o->ok;
 		if ((r = strutil_appendf(b, "%s %s %" PRIu64 " ok %" PRIu64
-		    " errors", i > 0 ? ";" : "", statusfmt_op_name(o->op),
-		    o->ok, o->errors)) != KEYD_OK)
+		    " error%s", i > 0 ? ";" : "", statusfmt_op_name(o->op),
+		    o->ok, o->errors, plural(o->errors))) != KEYD_OK)
 			return r;
 	}
 	if (k->n_ops == 0 && (r = strutil_appendf(b, " no operations")) !=
@@ -108,10 +115,11 @@ text_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 
 	strutil_printable(ver, sizeof(ver), s->daemon_version);
 	if ((r = strutil_appendf(b, "keyd %s, up %" PRIu64 "d %02" PRIu64
-	    ":%02" PRIu64 ":%02" PRIu64 ", %u connections, %" PRIu64
-	    " requests, %" PRIu64 " errors\n", ver[0] ? ver : "(unknown "
+	    ":%02" PRIu64 ":%02" PRIu64 ", %u connection%s, %" PRIu64
+	    " request%s, %" PRIu64 " error%s\n", ver[0] ? ver : "(unknown "
 	    "version)", up / 86400, up / 3600 % 24, up / 60 % 60, up % 60,
-	    s->connections, s->requests, s->errors)) != KEYD_OK)
+	    s->connections, plural(s->connections), s->requests,
+	    plural(s->requests), s->errors, plural(s->errors))) != KEYD_OK)
 		return r;
 	/* Only when it happened: most keyds mirror nothing to syslog. */
 	if (s->syslog_dropped > 0 && (r = strutil_appendf(b, "syslog: %"
@@ -128,14 +136,16 @@ text_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 		strutil_printable(role, sizeof(role), t->role);
 		strutil_printable(state, sizeof(state), t->state);
 		if ((r = strutil_appendf(b, "token %s: %s, %" PRIu64
-		    " recoveries (%s %s, serial %s)", label,
+		    " recover%s (%s %s, serial %s)", label,
 		    t->logged_in ? "logged in" : "NOT LOGGED IN",
-		    t->recoveries, manuf, model, serial)) != KEYD_OK)
+		    t->recoveries, t->recoveries == 1 ? "y" : "ies", manuf,
+		    model, serial)) != KEYD_OK)
 			return r;
 		/* A keyd older than failover sends no role. */
 		if (role[0] != '\0' && (r = strutil_appendf(b, ", %s, %s%s, "
-		    "%u keys in session copies", role, state[0] ? state :
-		    "unknown", t->active ? " (active)" : "", t->key_copies)) !=
+		    "%u key%s in session copies", role, state[0] ? state :
+		    "unknown", t->active ? " (active)" : "", t->key_copies,
+		    plural(t->key_copies))) !=
 		    KEYD_OK)
 			return r;
 		if ((r = strutil_appendf(b, "\n")) != KEYD_OK)

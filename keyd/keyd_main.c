@@ -193,9 +193,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (check_only) {
-		printf("keyd: %s is valid: token '%s', %zu keys, %zu clients%s\n",
-		    cfg_path, cfg->token, cfg->n_keys, cfg->n_clients,
-		    weak ? " (with warnings)" : "");
+		printf("keyd: %s is valid: token '%s', %zu key%s, %zu "
+		    "client%s%s\n", cfg_path, cfg->token, cfg->n_keys,
+		    LOG_PLURAL(cfg->n_keys), cfg->n_clients,
+		    LOG_PLURAL(cfg->n_clients), weak ? " (with warnings)" : "");
 		ret = 0;
 		goto out;
 	}
@@ -251,8 +252,9 @@ main(int argc, char **argv)
 	/* The run's first line, before any worker can write one: the
 	 * verifier takes everything from here to the next start record as
 	 * this run, whose checkpoints alone vouch for it. */
-	snprintf(detail, sizeof(detail), "keyd %s, %zu keys, %zu clients",
-	    KEYD_VERSION, cfg->n_keys, cfg->n_clients);
+	snprintf(detail, sizeof(detail), "keyd %s, %zu key%s, %zu client%s",
+	    KEYD_VERSION, cfg->n_keys, LOG_PLURAL(cfg->n_keys), cfg->n_clients,
+	    LOG_PLURAL(cfg->n_clients));
 	if (audit_start(audit, detail) != KEYD_OK) {
 		log_error("cannot write the start record to the audit log");
 		goto out;
@@ -261,7 +263,8 @@ main(int argc, char **argv)
 		log_error("cannot start worker threads: %s", strerror(errno));
 		goto out;
 	}
-	log_info("serving %zu keys on %s", cfg->n_keys, cfg->socket);
+	log_info("serving %zu key%s on %s", cfg->n_keys, LOG_PLURAL(cfg->n_keys),
+	    cfg->socket);
 
 	for (;;) {
 		struct timespec now;

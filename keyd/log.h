@@ -18,4 +18,7 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* LOG_PLURAL(n): "s" unless n is 1, for "%zu key%s" in what people read. */
+#define LOG_PLURAL(n) ((n) == 1 ? "" : "s")
+
 #endif

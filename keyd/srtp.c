@@ -538,9 +538,10 @@ srtp_init(const struct config *cfg, struct token *t, int check_only,
 		if ((r = counter_load(st, c, err, errlen)) != KEYD_OK)
 			goto out;
 		if (c->used >= st->limit)
-			log_error("SRTP KEK %s has made %" PRIu64 " blobs, its "
-			    "limit: srtp-new under it is refused; add a new "
-			    "KEK version (docs/srtp.md)", c->name, c->used);
+			log_error("SRTP KEK %s has made or reserved %" PRIu64
+			    " blobs, its limit: srtp-new under it is refused; "
+			    "add a new KEK version (docs/srtp.md)", c->name,
+			    c->used);
 		else if (c->used > st->warn_at) {
 			c->warned = 1;
 			log_warn("%s", c->warning);
@@ -551,15 +552,19 @@ srtp_init(const struct config *cfg, struct token *t, int check_only,
 
 		if (k->n_v == 0)
 			continue;
+		/* After a load, used is the count reserved on disk: the
+		 * blobs made plus the rest of the last batch, which a restart
+		 * skips. It is the upper bound, not the number made. */
 		if (k->counter != NULL)
-			log_info("key '%s': SRTP KEK %s, %zu earlier versions, "
-			    "%" PRIu64 " of %" PRIu64 " blobs made",
-			    cfg->keys[i].name, k->v[0].name, k->n_v - 1,
+			log_info("key '%s': SRTP KEK %s, %zu earlier version%s, "
+			    "%" PRIu64 " of %" PRIu64 " blobs reserved (made, "
+			    "or skipped on restart)", cfg->keys[i].name,
+			    k->v[0].name, k->n_v - 1, LOG_PLURAL(k->n_v - 1),
 			    k->counter->used, st->limit);
 		else
-			log_info("key '%s': SRTP KEK %s, %zu earlier versions "
+			log_info("key '%s': SRTP KEK %s, %zu earlier version%s "
 			    "(srtp-open only)", cfg->keys[i].name,
-			    k->v[0].name, k->n_v - 1);
+			    k->v[0].name, k->n_v - 1, LOG_PLURAL(k->n_v - 1));
 	}
 	*out = st;
 	st = NULL;

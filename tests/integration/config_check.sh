@@ -31,7 +31,7 @@ C=$T/keyd.conf
 # check_ok: --check-config passes and prints the summary.
 "$KEYD" -c "$C" --check-config > "$T/out" 2> "$T/err" ||
   fail "a good configuration failed: $(cat "$T/err")"
-[[ $(cat "$T/out") == "keyd: $C is valid: token 'pkcs11:token=$TOKEN', 2 keys, 1 clients" ]] ||
+[[ $(cat "$T/out") == "keyd: $C is valid: token 'pkcs11:token=$TOKEN', 2 keys, 1 client" ]] ||
   fail "summary: $(cat "$T/out")"
 grep -q "error" "$T/err" && fail "errors on a good configuration: $(cat "$T/err")"
 [[ ! -e $T/run/keyd.sock && ! -e $T/audit.jsonl ]] ||

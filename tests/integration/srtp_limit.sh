@@ -59,6 +59,8 @@ pass "blobs are counted and reserved in state_dir before they are handed out"
 
 start_keyd
 [[ $(blobs "$k1") == 6 ]] || fail "after a restart the count is $(blobs "$k1"), not 6 (reserved)"
+grep -q "SRTP KEK $k1, 0 earlier versions, 6 of 10 blobs reserved (made, or skipped on restart)" \
+  "$T/keyd.log" || fail "the start-up line does not call the reserve reserved: $(grep 'SRTP KEK' "$T/keyd.log")"
 grep -q "warning: KEK $k1 has wrapped more than 5 SRTP keys" "$T/keyd.log" ||
   fail "keyd did not warn in its log past the warning mark"
 "$KEYDCTL" status | grep -q "; WARNING: KEK $k1 has wrapped more than 5 SRTP keys.*add a new KEK version" ||

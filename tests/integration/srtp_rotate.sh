@@ -44,7 +44,7 @@ stop_keyd
 # Rotation: a new current KEK, the old one listed as an earlier version.
 config kek-2 "$(kek_uri kek-1)"
 start_keyd
-grep -q "SRTP KEK $k2, 1 earlier versions" "$T/keyd.log" ||
+grep -q "SRTP KEK $k2, 1 earlier version, " "$T/keyd.log" ||
   fail "keyd did not take $k2 as current"
 expect_opens srtp-kek "$b1" "$i1" call-1
 srtp_new srtp-kek AEAD_AES_256_GCM call-2

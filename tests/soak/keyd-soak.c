@@ -645,8 +645,9 @@ op_pubkey(void)
 	return rc;
 }
 
-/* keyd's request counter from a status text ("..., N requests, ...") or
- * Prometheus text ("keyd_requests_total N"); -1 if absent. */
+/* keyd's request counter from a status text ("..., N requests, ...", or
+ * "1 request, ") or Prometheus text ("keyd_requests_total N"); -1 if
+ * absent. */
 static int
 status_requests(const char *t, int prom, uint64_t *n)
 {
@@ -657,7 +658,8 @@ status_requests(const char *t, int prom, uint64_t *n)
 			return -1;
 		return sscanf(p + 21, "%" SCNu64, n) == 1 ? 0 : -1;
 	}
-	if ((p = strstr(t, " requests, ")) == NULL)
+	if ((p = strstr(t, " requests, ")) == NULL &&
+	    (p = strstr(t, " request, ")) == NULL)
 		return -1;
 	while (p > t && p[-1] >= '0' && p[-1] <= '9')
 		p--;

@@ -1073,7 +1073,7 @@ test_pubkey_list_status(void)
 	CHECK_HAS(text, "token sbc: logged in, 2 recoveries (SoftHSM project "
 	    "SoftHSM v2, serial 1234), primary, serving (active), 3 keys in "
 	    "session copies\n");
-	CHECK_HAS(text, "key sip-tls: sign 7 ok 1 errors; mean token latency "
+	CHECK_HAS(text, "key sip-tls: sign 7 ok 1 error; mean token latency "
 	    "100 us\n");
 	CHECK_HAS(text, "key we\"ird\\key?: no operations; WEAK: extractable "
 	    "without wrap-with-trusted\n");
