@@ -346,9 +346,16 @@ handle_pubkey(struct req_ctx *rc, const Keyd__V1__PubkeyRequest *req,
 	if ((r = check_key(rc, req->key, 0)) != KEYD_OK)
 		return r;
 	tk = token_key(rc->d->token, (size_t)rc->key);
+	/* The code is protocol.md's for this case; the message says what
+	 * is wrong, since the request named no algorithm. */
 	if (tk->spki == NULL) {
-		snprintf(rc->msg, sizeof(rc->msg), "key '%s' is a secret key "
-		    "and has no public key", rc->key_name);
+		if (tk->type == TOKEN_KEY_AES)
+			snprintf(rc->msg, sizeof(rc->msg), "key '%s' is an AES "
+			    "key: it has no public key", rc->key_name);
+		else
+			snprintf(rc->msg, sizeof(rc->msg), "key '%s' (%s) has "
+			    "no public key", rc->key_name,
+			    token_key_type_name(tk->type));
 		return KEYD_ERR_BAD_ALGORITHM;
 	}
 	pr->spki_der.data = tk->spki;

@@ -66,6 +66,9 @@ expect_fail "the blob is not base64" "$KEYDCTL" srtp open srtp-kek 'blob:%%%'
 expect_fail "SRTP blob is altered.*not a keyd SRTP blob" \
   "$KEYDCTL" srtp open srtp-kek "blob:$(head -c 67 /dev/zero | base64 -w0)"
 expect_fail "unknown key" "$KEYDCTL" srtp new nokey -S AEAD_AES_128_GCM
+# pubkey names no algorithm: the error says why there is no public key.
+expect_error "keydctl: pubkey srtp-kek: key 'srtp-kek' is an AES key: it has no public key" \
+  "$KEYDCTL" pubkey srtp-kek
 # A blob of one KEK presented to a key with another: its version is unknown.
 srtp_new srtp-kek AES_CM_128_HMAC_SHA1_80 c
 expect_fail "made under KEK $kek, which is not a version of key 'other'" \
