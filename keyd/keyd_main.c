@@ -27,7 +27,7 @@
 #include "srtp.h"
 #include "token.h"
 
-#define ERRLEN 512
+#define ERRLEN 1024
 #define TICK_MAX_MS 1000
 /* The credential name of the PIN under systemd (LoadCredential=pin:...). */
 #define PIN_CREDENTIAL "pin"

@@ -22,6 +22,8 @@
 #include "secmem.h"
 
 #define TOKEN_MAX_SLOTS 256
+/* The token labels a "no token matches" error lists. */
+#define TOKEN_SEEN_MAX 160
 #define TOKEN_MAX_MATCHES 8      /* objects fetched per key search */
 #define TOKEN_MAX_ATTR 4096      /* bytes of one attribute we read */
 
@@ -50,6 +52,7 @@ struct dev {
 	CK_SLOT_ID slot;
 	CK_TOKEN_INFO info;
 	int have_info;             /* the token was found at least once */
+	int no_match;              /* the last find_slot matched no token */
 	char label[33];
 	CK_SESSION_HANDLE keeper;
 	int keeper_open;
@@ -241,6 +244,25 @@ now_ms(void)
 	return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L + 1;
 }
 
+/* Adds "'label'" to list, the labels a "no token matches" error shows
+ * (printable; "..." once the list is full). */
+static void
+seen_add(char *list, size_t n, const CK_TOKEN_INFO *info)
+{
+	char label[sizeof(info->label) + 1];
+	size_t l = strlen(list);
+
+	if (l >= n - 4)
+		return;
+	copy_padded(label, info->label, sizeof(info->label));
+	for (size_t i = 0; label[i] != '\0'; i++)
+		if (label[i] < 0x20 || label[i] > 0x7e)
+			label[i] = '?';
+	if ((size_t)snprintf(list + l, n - l, "%s'%s'", l > 0 ? ", " : "",
+	    label) >= n - l)
+		memcpy(list + n - 4, "...", 4);
+}
+
 static int
 find_slot(struct dev *d, char *err, size_t errlen)
 {
@@ -248,6 +270,7 @@ find_slot(struct dev *d, char *err, size_t errlen)
 	CK_SLOT_ID slots[TOKEN_MAX_SLOTS];
 	CK_ULONG n = TOKEN_MAX_SLOTS, i;
 	CK_TOKEN_INFO info;
+	char seen[TOKEN_SEEN_MAX] = "";
 	int found = 0;
 	CK_RV rv;
 
@@ -259,6 +282,8 @@ find_slot(struct dev *d, char *err, size_t errlen)
 	for (i = 0; i < n; i++) {
 		if (t->f->C_GetTokenInfo(slots[i], &info) != CKR_OK)
 			continue;
+		if (info.flags & CKF_TOKEN_INITIALIZED)
+			seen_add(seen, sizeof(seen), &info);
 		if (!p11_kit_uri_match_token_info(d->uri, &info))
 			continue;
 		if (found++ == 0) {
@@ -266,9 +291,12 @@ find_slot(struct dev *d, char *err, size_t errlen)
 			d->info = info;
 		}
 	}
+	d->no_match = found == 0;
 	if (found == 0) {
-		errf(err, errlen, "no token matches %s (%lu tokens present)",
-		    d->uri_str, (unsigned long)n);
+		errf(err, errlen, "no token matches %s (%lu token%s "
+		    "present%s%s)", d->uri_str, (unsigned long)n, LOG_PLURAL(n),
+		    seen[0] != '\0' ? "; initialised: " : ", none initialised",
+		    seen);
 		return KEYD_ERR_TOKEN;
 	}
 	if (found > 1) {
@@ -1274,6 +1302,31 @@ dev_open(struct dev *d, char *err, size_t errlen)
 	return KEYD_OK;
 }
 
+/* After a start-up error: if a token matched no URI, what to check. The
+ * usual cause is a module that sees other tokens than the ones meant,
+ * e.g. SoftHSM2 run without the SOFTHSM2_CONF that names its tokendir. */
+static void
+no_token_hint(const struct token *t, char *err, size_t errlen)
+{
+	const char *conf = secure_getenv("SOFTHSM2_CONF");
+	size_t l = strlen(err);
+	int n;
+
+	if (!t->dev[0].no_match && !(t->ndev == 2 && t->dev[1].no_match))
+		return;
+	n = snprintf(err + l, errlen - l, "; check the token URI against the "
+	    "labels present, and that module %s is the one that holds the "
+	    "token", t->cfg->module_real);
+	if (n < 0 || (size_t)n >= errlen - l ||
+	    strstr(t->cfg->module_real, "softhsm") == NULL)
+		return;
+	l += (size_t)n;
+	snprintf(err + l, errlen - l, "; SoftHSM2 finds its tokens through "
+	    "the SOFTHSM2_CONF environment variable, which is %s%s%s here "
+	    "('softhsm2-util --show-slots' with the same SOFTHSM2_CONF lists "
+	    "them)", conf != NULL ? "'" : "", conf != NULL ? conf : "not set",
+	    conf != NULL ? "'" : "");
+}
 
 int
 token_open(const struct config *cfg, const char *pin, size_t pin_len,
@@ -1345,8 +1398,10 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 	/* The primary's token info first, if it is there: key URIs are
 	 * checked against it. */
 	if ((r = find_slot(&t->dev[0], err, errlen)) != KEYD_OK &&
-	    t->ndev == 1)
+	    t->ndev == 1) {
+		no_token_hint(t, err, errlen);
 		goto out;
+	}
 	if ((r = parse_keys(t, cfg, err, errlen)) != KEYD_OK)
 		goto out;
 
@@ -1367,6 +1422,7 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 
 			snprintf(err + l, errlen - l, "; and the failover token "
 			    "cannot serve either: %s", err2);
+			no_token_hint(t, err, errlen);
 			goto out;
 		}
 		if (r != KEYD_OK) {
@@ -1385,6 +1441,7 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 		}
 		r = KEYD_OK;
 	} else if (r != KEYD_OK) {
+		no_token_hint(t, err, errlen);
 		goto out;
 	}
 	for (size_t j = 0; j < t->ndev; j++)

@@ -151,8 +151,17 @@ edit_conf '/^\[keyd\]$/a\
 workers = many'
 check_fails "$C:$(grep -n '^workers' "$C" | cut -d: -f1): workers = 'many': expected a whole number"
 edit_conf "s/^token = .*/token = pkcs11:token=no-such-token/"
-# (SoftHSM2 also shows its free slot's uninitialised token: 2 present)
-check_fails "no token matches pkcs11:token=no-such-token (2 tokens present)"
+# (SoftHSM2 also shows its free slot's uninitialised token: 2 present.)
+# The error lists the labels and says what to check, SOFTHSM2_CONF too.
+check_fails "no token matches pkcs11:token=no-such-token (2 tokens present; initialised: '$TOKEN'); check the token URI against the labels present, and that module $(realpath "$SOFTHSM_MODULE") is the one that holds the token; SoftHSM2 finds its tokens through the SOFTHSM2_CONF environment variable, which is '$SOFTHSM2_CONF' here ('softhsm2-util --show-slots' with the same SOFTHSM2_CONF lists them)"
+# Without SOFTHSM2_CONF (dev-run.sh's token, checked from another shell),
+# SoftHSM2 reads its default configuration, whose tokens are others: the
+# error says that the variable is not set.
+env -u SOFTHSM2_CONF "$KEYD" -c "$T/good.conf" --check-config >/dev/null 2>"$T/err" &&
+  fail "--check-config passed without SOFTHSM2_CONF"
+! grep -q "no token matches" "$T/err" ||
+  grep -q "SOFTHSM2_CONF environment variable, which is not set here" "$T/err" ||
+  fail "without SOFTHSM2_CONF: $(cat "$T/err")"
 edit_conf "s|^module = .*|module = /nonexistent/libsofthsm2.so|"
 check_fails "module /nonexistent/libsofthsm2.so: No such file or directory"
 pass "configuration file checks"
