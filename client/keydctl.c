@@ -396,8 +396,9 @@ cmd_pubkey(const struct ctl_opts *o, const char *ctx, const char *key)
 		if (r == KEYD_ERR_BAD_ALGORITHM && keyd_errmsg(c)[0] != '\0') {
 			strutil_printable(msg, sizeof(msg), keyd_errmsg(c));
 			ctl_error(ctx, msg, NULL);
-		} else
+		} else {
 			ctl_keyd_error(ctx, r, c);
+		}
 		goto out;
 	}
 	p = der;
