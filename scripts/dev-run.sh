@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's run command: installs what is missing, builds, installs the
 # programs into /usr/local, makes (once) a development SoftHSM2 token with
-# demo keys under run/, and runs keyd in the foreground on run/keyd.sock.
-# Running it again reuses the token. Development only: the PIN is fixed.
+# demo keys and an audit key under run/, exports the audit key's public key
+# to run/audit.pem, and runs keyd in the foreground on run/keyd.sock.
+# Running it again reuses the token (adding the audit key to a token made
+# before it). Development only: the PIN is fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,19 +33,40 @@ printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR
 printf '%s\n' "$PIN" > "$RUN/pin"
 chmod 0400 "$RUN/pin"
 
+# Sensitive, and extractable only under a key the SO makes trusted
+# (keyd-backup create): keyd prints no weak-extractable warning for them.
+kb() { /usr/local/bin/keyd-backup keygen --module "$MODULE" \
+  --token "pkcs11:token=$TOKEN" --pin-file "$RUN/pin" "$@" >/dev/null; }
+# The audit key's public key, as keyd-audit verify --pubkey takes it.
+audit_pub() {
+  pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --read-object \
+    --type pubkey --label keyd-audit -o "$RUN/audit.der" >/dev/null 2>&1 &&
+    openssl pkey -pubin -inform DER -in "$RUN/audit.der" -out "$RUN/audit.pem"
+}
+
 if ! softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$TOKEN"; then
   echo "keyd: creating the development token '$TOKEN' in run/tokens" >&2
   softhsm2-util --init-token --free --label "$TOKEN" --pin "$PIN" --so-pin "$SO_PIN" >/dev/null
-  # Sensitive, and extractable only under a key the SO makes trusted
-  # (keyd-backup create): keyd prints no weak-extractable warning for them.
-  kb() { /usr/local/bin/keyd-backup keygen --module "$MODULE" \
-    --token "pkcs11:token=$TOKEN" --pin-file "$RUN/pin" "$@" >/dev/null; }
   kb --type ec:p256 --label sip-tls --id 01 --usage sign
   kb --type rsa:2048 --label sip-tls-rsa --id 02 --usage sign,decrypt
   kb --type aes:256 --label srtp-kek --id 03 --usage srtp
 else
   echo "keyd: reusing the development token '$TOKEN' in run/tokens" >&2
 fi
+# The audit key signs the log's checkpoints. No [key] names it, so no
+# client can sign with it (keyd refuses an audit key that is a served key).
+# A token made before dev-run.sh made one gets it now; the log written
+# without it has no checkpoints and would not verify, so it is moved aside.
+if ! audit_pub; then
+  echo "keyd: adding the audit key 'keyd-audit' to the token '$TOKEN'" >&2
+  kb --type ec:p256 --label keyd-audit --id 04 --usage sign
+  if [[ -s $RUN/audit.jsonl ]]; then
+    mv "$RUN/audit.jsonl" "$RUN/audit.jsonl.unsigned"
+    echo "keyd: the audit log written without the audit key is now run/audit.jsonl.unsigned" >&2
+  fi
+  audit_pub
+fi
+rm -f "$RUN/audit.der"
 
 users="root"
 group_line=""
@@ -60,6 +83,7 @@ module = $MODULE
 token = pkcs11:token=$TOKEN
 pin_file = $RUN/pin
 audit_log = $RUN/audit.jsonl
+audit_key = pkcs11:token=$TOKEN;object=keyd-audit;type=private
 state_dir = $RUN/state
 $group_line
 
@@ -95,6 +119,17 @@ keyd is starting on run/keyd.sock (Ctrl-C stops it). In a second shell, from $RO
   keydctl -s run/keyd.sock srtp open srtp-kek "\${srtp#*blob:}" -C call-1
   keydctl -s run/keyd.sock status
   tail -n 3 run/audit.jsonl
+
+The token lives where run/softhsm2.conf says; keyd finds it only with
+SOFTHSM2_CONF set, as here. To check the configuration or list the token:
+
+  SOFTHSM2_CONF=$SOFTHSM2_CONF keyd -c run/keyd.conf --check-config
+  SOFTHSM2_CONF=$SOFTHSM2_CONF softhsm2-util --show-slots
+
+After Ctrl-C (a clean stop signs a last checkpoint), verify the audit log
+with the audit key's public key:
+
+  keyd-audit verify run/audit.jsonl --pubkey run/audit.pem
 
 HINTS
 exec /usr/local/sbin/keyd -c "$RUN/keyd.conf"
