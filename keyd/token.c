@@ -1446,9 +1446,10 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 	}
 	for (size_t j = 0; j < t->ndev; j++)
 		if (!atomic_load(&t->dev[j].broken) && t->key_copies)
-			log_info("token '%s': %zu of %zu keys served from "
+			log_info("token '%s': %zu of %zu key%s served from "
 			    "session copies", t->dev[j].label,
-			    copied_keys(&t->dev[j]), t->n_all);
+			    copied_keys(&t->dev[j]), t->n_all,
+			    LOG_PLURAL(t->n_all));
 	*out = t;
 	t = NULL;
 	r = KEYD_OK;
