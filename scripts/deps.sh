@@ -27,6 +27,13 @@ PACKAGES=(
   jq
   # rsyslogd, which tests run privately: they need no rsyslog service
   rsyslog
+  # nginx (the smallest Debian 12 nginx with the ssl module) and curl:
+  # tests/e2e/nginx.sh runs its own nginx (-p/-c in its temporary directory,
+  # 127.0.0.1 on a high port); a system nginx that the package may start on
+  # port 80 is never used or touched
+  nginx curl
+  # lowdown makes the man pages (docs/man); man renders them (tests/man)
+  lowdown man-db
 )
 
 missing=()
