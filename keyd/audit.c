@@ -34,7 +34,11 @@
  * checkpoint (and to the one recorded in state_dir): this much at a time,
  * and never more than AUDIT_SCAN_MAX in all. */
 #define AUDIT_SCAN_CHUNK (64 * 1024)
-#define AUDIT_SCAN_MAX ((off_t)256 * 1024 * 1024)
+#define AUDIT_SCAN_MAX ((off_t)64 * 1024 * 1024)
+#define AUDIT_SCAN_MAX_LINES 1000000
+/* A seq this high was not written by keyd (it would take 10^10 lines a
+ * second for a century to get there): the chain starts again below it. */
+#define AUDIT_SEQ_MAX (INT64_MAX - ((int64_t)1 << 32))
 /* In state_dir: the seq, hash and log path of the last checkpoint that is
  * durable in the log ("SEQ HASH PATH\n"). */
 #define AUDIT_STATE_FILE "audit-checkpoint"
@@ -105,6 +109,8 @@ struct audit {
 		char gap[AUDIT_NOTE_MAX];
 		char tampered[AUDIT_NOTE_MAX];
 		char note[AUDIT_NOTE_MAX];
+		int unclean;       /* the last checkpoint is not a stop's */
+		int cut_line;      /* the log did not end with a newline */
 	} resume;
 };
 
@@ -199,6 +205,18 @@ audit_checkpoint_verify(EVP_PKEY *pk, const char *line, size_t len)
 		n--;
 	if (s[sizeof(tag) - 1 + b64len - 2] == '=')
 		n--;
+	/* One spelling only: the base64 keyd writes for these bytes
+	 * (EVP_DecodeBlock skips blanks and '-'), so that a signed line has
+	 * one form and one hash. */
+	{
+		char again[AUDIT_SIG_MAX * 8 / 3 + 8];
+
+		if ((size_t)n * 4 / 3 + 4 >= sizeof(again) ||
+		    EVP_EncodeBlock((unsigned char *)again, sig, n) !=
+		    (int)b64len || memcmp(again, s + sizeof(tag) - 1,
+		    b64len) != 0)
+			return 0;
+	}
 	return verify_sig(pk, msg, mlen, sig, (size_t)n);
 }
 
@@ -245,6 +263,29 @@ json_str(json_object *o, const char *k, const char **v)
 	return 1;
 }
 
+json_object *
+audit_parse_line(const char *line, size_t len)
+{
+	json_tokener *tok;
+	json_object *o;
+
+	/* keyd writes strict JSON, one object, no NUL: anything looser
+	 * (comments, single quotes, trailing bytes) is not keyd's line. */
+	if (len == 0 || line[0] != '{' || memchr(line, '\0', len) != NULL ||
+	    (tok = json_tokener_new()) == NULL)
+		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, line, (int)len);
+	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len ||
+	    json_object_get_type(o) != json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
 static void
 scan_parse(const char *line, size_t len, struct scan_line *l)
 {
@@ -253,13 +294,17 @@ scan_parse(const char *line, size_t len, struct scan_line *l)
 
 	memset(l, 0, sizeof(*l));
 	audit_hash_line(line, len, l->hash);
-	if ((o = json_tokener_parse(line)) == NULL)
+	/* A line that does not even start like keyd's is not parsed (a log
+	 * padded with millions of short lines must not hold up the start). */
+	if (len < 8 || memcmp(line, "{\"seq\":", 7) != 0 ||
+	    (o = audit_parse_line(line, len)) == NULL)
 		return;
 	if (json_object_get_type(o) == json_type_object &&
 	    json_object_object_get_ex(o, "seq", &x) &&
 	    json_object_get_type(x) == json_type_int &&
-	    json_object_get_int64(x) >= 0 && json_str(o, "prev", &prev) &&
-	    strlen(prev) == AUDIT_HASH_HEX) {
+	    json_object_get_int64(x) >= 0 &&
+	    json_object_get_int64(x) < AUDIT_SEQ_MAX &&
+	    json_str(o, "prev", &prev) && strlen(prev) == AUDIT_HASH_HEX) {
 		l->ok = 1;
 		l->seq = (uint64_t)json_object_get_int64(x);
 		memcpy(l->prev, prev, sizeof(l->prev));
@@ -284,7 +329,15 @@ scan_one(struct scan *sc, const char *line, size_t len)
 	scan_parse(line, len, &l);
 	if (sc->lines == 0)
 		memcpy(sc->last_hash, l.hash, sizeof(l.hash));
-	sc->lines++;
+	/* A start record is signed (audit_start): an unsigned one, or one
+	 * the key does not verify, is not keyd's. */
+	if (l.start)
+		l.start = sc->pk != NULL &&
+		    audit_checkpoint_verify(sc->pk, line, len);
+	if (++sc->lines > AUDIT_SCAN_MAX_LINES) {
+		sc->too_big = 1;
+		return 1;
+	}
 	if (!sc->have_last) {
 		if (l.ok) {
 			sc->have_last = 1;
@@ -316,8 +369,10 @@ scan_one(struct scan *sc, const char *line, size_t len)
 			if (l.stop_cp && sc->have_next && !sc->next.start)
 				snprintf(rs->tampered, sizeof(rs->tampered),
 				    "%" PRIu64 " lines follow the stop checkpoint "
-				    "seq %" PRIu64 " without a start record: not "
-				    "written by keyd", rs->unverified, l.seq);
+				    "seq %" PRIu64 " without a signed start "
+				    "record: not written by keyd",
+				    rs->unverified, l.seq);
+			rs->unclean = !l.stop_cp;
 		}
 	}
 	if (sc->have_rec && l.ok && l.seq == sc->rec_seq) {
@@ -528,8 +583,17 @@ resume_chain(struct audit *a)
 	EVP_PKEY_free(sc.pk);
 
 	if (sc.lines > 0) {
+		char c = '\n';
+
 		memcpy(a->prev, sc.last_hash, sizeof(a->prev));
 		a->seq = sc.have_last ? sc.last_seq + sc.after_last + 1 : 0;
+		if (a->seq >= (uint64_t)AUDIT_SEQ_MAX)
+			a->seq = 0;
+		/* keyd never leaves half a line: a log that does not end with
+		 * a newline was cut by something else. The start record goes
+		 * on a line of its own (audit_start ends the cut one). */
+		rs->cut_line = pread(a->fd, &c, 1, a->size - 1) == 1 &&
+		    c != '\n';
 	} else if (sc.have_rec) {
 		/* An empty log after a recorded checkpoint: rotated (or
 		 * removed) while keyd was stopped. The chain goes on from the
@@ -572,11 +636,14 @@ resume_chain(struct audit *a)
 		/* The file was rotated right after the checkpoint: its first
 		 * line links to it. */
 		return;
-	} else {
-		snprintf(rs->gap, sizeof(rs->gap), "the log does not hold the "
-		    "checkpoint seq %" PRIu64 " that keyd signed and recorded%s",
-		    sc.rec_seq, sc.bof ? ", and its first line does not "
-		    "continue it" : " within the part read at start-up");
+	} else if (rs->note[0] == '\0') {
+		/* Not proven: the checkpoint may be in an earlier, rotated
+		 * file (the record lags when it could not be written); the
+		 * verifier's chain across the files decides. */
+		snprintf(rs->note, sizeof(rs->note), "the recorded checkpoint "
+		    "seq %" PRIu64 " is not in this file%s", sc.rec_seq,
+		    sc.bof ? " (it starts after it: an earlier file should "
+		    "hold it)" : " within the part read at start-up");
 	}
 }
 
@@ -855,15 +922,37 @@ sign_checkpoint(struct audit *a, const char *msg, size_t len, uint8_t *sig,
 
 /* Writes a signed checkpoint closing everything before it. Caller holds
  * mu. */
+/* Signs a finished line (line[0..*len), ending in '}', cap bytes of room)
+ * with the audit key and appends its "sig" member. The signed text is the
+ * line without its "sig": the verifier cuts it off the end again
+ * (audit_checkpoint_verify). */
+static int
+sign_line(struct audit *a, char *line, size_t cap, size_t *len, char *err,
+    size_t errlen)
+{
+	uint8_t sig[AUDIT_SIG_MAX];
+	char b64[AUDIT_SIG_MAX * 4 / 3 + 8];
+	size_t siglen = sizeof(sig);
+	int r, w;
+
+	if ((r = sign_checkpoint(a, line, *len, sig, &siglen, err,
+	    errlen)) != KEYD_OK)
+		return r;
+	EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
+	w = snprintf(line + *len - 1, cap - *len, ",\"sig\":\"%s\"}", b64);
+	if (w < 0 || (size_t)w >= cap - *len)
+		return KEYD_ERR_INTERNAL;
+	*len = *len - 1 + (size_t)w;
+	return KEYD_OK;
+}
+
 static int
 checkpoint_locked(struct audit *a, const char *reason)
 {
 	char line[AUDIT_LINE_MAX], err[256];
-	uint8_t sig[AUDIT_SIG_MAX];
-	char b64[AUDIT_SIG_MAX * 4 / 3 + 8];
-	size_t len, siglen = sizeof(sig);
+	size_t len;
 	struct lw lw;
-	int r, w;
+	int r;
 
 	if (a->audit_key < 0 || a->since_cp == 0)
 		return KEYD_OK;
@@ -872,7 +961,7 @@ checkpoint_locked(struct audit *a, const char *reason)
 	lw_int(&lw, "lines", (int64_t)a->since_cp);
 	if ((r = lw_end(a, &lw, &len)) != KEYD_OK)
 		return r;
-	if ((r = sign_checkpoint(a, line, len, sig, &siglen, err,
+	if ((r = sign_line(a, line, sizeof(line), &len, err,
 	    sizeof(err))) != KEYD_OK) {
 		/* Tried again at every line while the token fails: said at
 		 * most once per flood interval, with a count. */
@@ -889,14 +978,6 @@ checkpoint_locked(struct audit *a, const char *reason)
 		}
 		return r;
 	}
-	EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
-	/* The signed text is the line without its "sig": the verifier cuts
-	 * it off the end again. */
-	w = snprintf(line + len - 1, sizeof(line) - len, ",\"sig\":\"%s\"}",
-	    b64);
-	if (w < 0 || (size_t)w >= sizeof(line) - len)
-		return KEYD_ERR_INTERNAL;
-	len = len - 1 + (size_t)w;
 	if ((r = commit_line(a, line, len)) != KEYD_OK)
 		return r;
 	a->since_cp = 0;
@@ -1118,7 +1199,7 @@ int
 audit_start(struct audit *a, const char *detail)
 {
 	const struct audit_resume *rs;
-	char line[AUDIT_LINE_MAX];
+	char line[AUDIT_LINE_MAX], err[256];
 	size_t len;
 	struct lw w;
 	uint64_t seq;
@@ -1134,12 +1215,20 @@ audit_start(struct audit *a, const char *detail)
 	if (rs->checkpoint < 0)
 		log_warn("the last checkpoint in %s (seq %" PRIu64 ") does not "
 		    "verify with the audit key", a->path, rs->cp_seq);
+	if (rs->unclean && rs->unverified == 0)
+		log_warn("the last run of keyd did not stop cleanly (the log "
+		    "ends with a checkpoint that is not a stop checkpoint): "
+		    "lines it wrote after it, if any, are gone");
 	if (rs->unverified > 0 && a->audit_key >= 0)
 		log_warn("%" PRIu64 " lines at the end of %s follow its last "
 		    "checkpoint and are unverified (keyd stopped without a "
 		    "final checkpoint, or they were rewritten)", rs->unverified,
 		    a->path);
 	pthread_mutex_lock(&a->mu);
+	if (rs->cut_line && append_line(a, "\n", 1) != KEYD_OK) {
+		pthread_mutex_unlock(&a->mu);
+		return KEYD_ERR_AUDIT;
+	}
 	lw_start(a, &w, line, sizeof(line) - 1, "start");
 	lw_str(&w, "result", "ok");
 	lw_str(&w, "detail", detail);
@@ -1159,7 +1248,19 @@ audit_start(struct audit *a, const char *detail)
 		lw_str(&w, "tampered", rs->tampered);
 	if (rs->note[0] != '\0')
 		lw_str(&w, "note", rs->note);
+	if (rs->cut_line)
+		lw_str(&w, "cut", "the log's last line had no newline (cut by "
+		    "something other than keyd): keyd ended it");
+	if (a->audit_key >= 0 && rs->unclean)
+		lw_str(&w, "previous", "unclean");
 	ret = lw_end(a, &w, &len);
+	/* Signed, so that nobody can put a start record after a clean stop
+	 * to pass lines off as a new run's; a start that cannot be signed
+	 * is written unsigned (and the verifier says so). */
+	if (ret == KEYD_OK && a->audit_key >= 0 &&
+	    sign_line(a, line, sizeof(line), &len, err, sizeof(err)) !=
+	    KEYD_OK)
+		log_error("cannot sign the start record: %s", err);
 	if (ret == KEYD_OK)
 		ret = commit_line(a, line, len);
 	seq = a->written_seq;

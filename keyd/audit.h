@@ -93,9 +93,14 @@ void audit_seal(struct audit *a);
 int audit_start(struct audit *a, const char *detail)
     __attribute__((warn_unused_result));
 
-/* audit_checkpoint_verify: 1 if line (a checkpoint line without its
- * newline) carries a signature that pk verifies, else 0. */
+/* audit_checkpoint_verify: 1 if line (a checkpoint or start line without
+ * its newline) ends with a "sig" that pk verifies over the rest, else 0. */
 int audit_checkpoint_verify(EVP_PKEY *pk, const char *line, size_t len);
+
+/* audit_parse_line: the JSON object of one line (len bytes, no newline)
+ * if it is strict JSON with nothing after the object and no NUL, else
+ * NULL. The caller puts the object. */
+struct json_object *audit_parse_line(const char *line, size_t len);
 
 /* audit_hash_line: the hex SHA-256 of one line (without its newline), as
  * "prev" carries it. out has AUDIT_HASH_HEX + 1 bytes. */

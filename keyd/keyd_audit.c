@@ -74,6 +74,8 @@ struct parsed {
 	char gap[AUDIT_VERIFY_NOTE];      /* a start record's findings */
 	char tampered[AUDIT_VERIFY_NOTE];
 	int cp_bad;          /* "checkpoint":"bad" */
+	int unclean;         /* "previous":"unclean" */
+	int signed_;         /* a start record with a "sig" */
 	int has_resumed;
 	long long resumed_seq;
 	char resumed_hash[AUDIT_HASH_HEX + 1];
@@ -128,6 +130,7 @@ struct verify {
 	long long pend_seq;
 	int after_stop;      /* the line before was a stop checkpoint */
 	size_t ranges;       /* unverified ranges found */
+	size_t unclean_runs; /* runs that ended right after a checkpoint */
 	int have_cp;
 	long long cp_seq;    /* the last checkpoint seen */
 	char cp_hash[AUDIT_HASH_HEX + 1];
@@ -230,57 +233,60 @@ checkpoint_ok(EVP_PKEY *pk, const struct line *l)
 	return !l->too_long && audit_checkpoint_verify(pk, l->p, l->len);
 }
 
+/* The string member k of o, or NULL if there is none or it is not a
+ * string. */
+static const char *
+jstr(json_object *o, const char *k)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k, &v) ||
+	    json_object_get_type(v) != json_type_string)
+		return NULL;
+	return json_object_get_string(v);
+}
+
 static void
 parse_line(const struct line *l, struct parsed *p)
 {
 	json_object *o, *v;
+	const char *ev, *x;
 
 	memset(p, 0, sizeof(*p));
 	if (!l->complete || l->too_long || l->len == 0)
 		return;
-	if ((o = json_tokener_parse(l->p)) == NULL)
+	if ((o = audit_parse_line(l->p, l->len)) == NULL)
 		return;
-	if (json_object_get_type(o) == json_type_object &&
-	    json_object_object_get_ex(o, "seq", &v) &&
+	if (json_object_object_get_ex(o, "seq", &v) &&
 	    json_object_get_type(v) == json_type_int &&
-	    json_object_object_get_ex(o, "prev", &v) &&
-	    json_object_get_type(v) == json_type_string &&
-	    json_object_get_string_len(v) == AUDIT_HASH_HEX) {
+	    (x = jstr(o, "prev")) != NULL && strlen(x) == AUDIT_HASH_HEX) {
 		p->ok = 1;
-		memcpy(p->prev, json_object_get_string(v), AUDIT_HASH_HEX);
-		json_object_object_get_ex(o, "seq", &v);
+		memcpy(p->prev, x, AUDIT_HASH_HEX);
 		p->seq = json_object_get_int64(v);
-		if (json_object_object_get_ex(o, "event", &v) &&
-		    json_object_get_type(v) == json_type_string) {
-			const char *ev = json_object_get_string(v);
-
+		if ((ev = jstr(o, "event")) != NULL) {
 			p->checkpoint = strcmp(ev, "checkpoint") == 0;
 			p->start = strcmp(ev, "start") == 0;
 		}
-		p->stop_cp = p->checkpoint &&
-		    json_object_object_get_ex(o, "detail", &v) &&
-		    json_object_get_type(v) == json_type_string &&
-		    strcmp(json_object_get_string(v), "stop") == 0;
+		p->stop_cp = p->checkpoint && (x = jstr(o, "detail")) != NULL &&
+		    strcmp(x, "stop") == 0;
 		if (p->start) {
-			if (json_object_object_get_ex(o, "gap", &v))
-				snprintf(p->gap, sizeof(p->gap), "%s",
-				    json_object_get_string(v));
-			if (json_object_object_get_ex(o, "tampered", &v))
+			if ((x = jstr(o, "gap")) != NULL)
+				snprintf(p->gap, sizeof(p->gap), "%s", x);
+			if ((x = jstr(o, "tampered")) != NULL)
 				snprintf(p->tampered, sizeof(p->tampered), "%s",
-				    json_object_get_string(v));
-			p->cp_bad = json_object_object_get_ex(o, "checkpoint",
-			    &v) && strcmp(json_object_get_string(v), "bad") == 0;
+				    x);
+			p->cp_bad = (x = jstr(o, "checkpoint")) != NULL &&
+			    strcmp(x, "bad") == 0;
+			p->unclean = (x = jstr(o, "previous")) != NULL &&
+			    strcmp(x, "unclean") == 0;
+			p->signed_ = jstr(o, "sig") != NULL;
 			if (json_object_object_get_ex(o, "resumed_seq", &v) &&
-			    json_object_get_type(v) == json_type_int) {
+			    json_object_get_type(v) == json_type_int &&
+			    (x = jstr(o, "resumed_hash")) != NULL &&
+			    strlen(x) == AUDIT_HASH_HEX) {
 				p->resumed_seq = json_object_get_int64(v);
-				p->has_resumed = json_object_object_get_ex(o,
-				    "resumed_hash", &v) &&
-				    json_object_get_string_len(v) ==
-				    AUDIT_HASH_HEX;
-				if (p->has_resumed)
-					memcpy(p->resumed_hash,
-					    json_object_get_string(v),
-					    AUDIT_HASH_HEX + 1);
+				p->has_resumed = 1;
+				memcpy(p->resumed_hash, x, AUDIT_HASH_HEX + 1);
 			}
 		}
 	}
@@ -549,16 +555,35 @@ check_line(struct verify *v, const struct line *prev, struct line *cur,
 	}
 	if (check_anchors(v, cur, prev == NULL))
 		return 1;
-	if (v->after_stop && !cur->ps.start) {
+	if (cur->ps.start && cur->ps.signed_ && !checkpoint_ok(v->pk, cur)) {
+		say(v, cur->file, "line %zu: the start record's signature does "
+		    "not verify with %s (a forged or edited start record, or "
+		    "the wrong public key)\n", cur->n, v->pubpath);
+		return 1;
+	}
+	if (v->after_stop && !(cur->ps.start && cur->ps.signed_)) {
 		say(v, cur->file, "line %zu (seq %lld) follows keyd's clean stop "
-		    "(the stop checkpoint before it) but is not a start "
-		    "record: it was written while keyd was not running\n",
-		    cur->n, cur->ps.seq);
+		    "(the stop checkpoint before it) but is not a signed start "
+		    "record: it was written while keyd was not running%s\n",
+		    cur->n, cur->ps.seq, cur->ps.start ? " (or keyd could not "
+		    "sign its start record: see its log)" : "");
 		return 1;
 	}
 	if (cur->ps.start) {
 		if (check_start(v, cur))
 			return 1;
+		/* The run before ended on a checkpoint that is not a stop's:
+		 * it crashed, or the lines it wrote after it were removed. */
+		if (prev != NULL && prev->ps.checkpoint && !prev->ps.stop_cp) {
+			if (v->ranges < AUDIT_VERIFY_RANGES_SHOWN)
+				say(v, cur->file, "line %zu: the run before it "
+				    "ended without a clean stop, right after its "
+				    "checkpoint (seq %lld): lines it wrote after "
+				    "that checkpoint, if any, were removed\n",
+				    cur->n, prev->ps.seq);
+			v->ranges++;
+			v->unclean_runs++;
+		}
 		end_run(v, prev, "keyd started again without a checkpoint "
 		    "after them (it stopped without one: a crash, kill -9 or "
 		    "power loss; or they were rewritten since)");
@@ -627,6 +652,12 @@ report(const struct verify *v)
 			ret = EXIT_TAIL;
 		}
 	}
+	if (v->unclean_runs > 0) {
+		printf("keyd-audit: %zu runs of keyd ended without a clean stop "
+		    "right after a checkpoint: what they wrote after it cannot "
+		    "be shown complete\n", v->unclean_runs);
+		ret = EXIT_TAIL;
+	}
 	/* An empty file in the middle is a rotation with nothing written
 	 * before the next; the chain around it was checked. */
 	if (nonempty == 0)
@@ -692,10 +723,13 @@ load_anchors(struct verify *v, const char *path)
 		memcpy(l.p, j, l.len + 1);
 		l.complete = 1;
 		parse_line(&l, &l.ps);
-		if (!l.ps.ok) {
-			fprintf(stderr, "keyd-audit: %s: line %zu is not a keyd "
-			    "audit line\n", path, n);
-			goto out;
+		/* Anyone may write to syslog: only checkpoints that the audit
+		 * key signed anchor the log. */
+		if (!l.ps.ok || !l.ps.checkpoint || !checkpoint_ok(v->pk, &l)) {
+			fprintf(stderr, "keyd-audit: %s: line %zu is not a "
+			    "checkpoint signed by the audit key: ignored\n",
+			    path, n);
+			continue;
 		}
 		if (v->n_anchors == cap) {
 			size_t nc = cap ? cap * 2 : 64;
@@ -720,7 +754,8 @@ load_anchors(struct verify *v, const char *path)
 		goto out;
 	}
 	if (v->n_anchors == 0) {
-		fprintf(stderr, "keyd-audit: %s holds no audit lines\n", path);
+		fprintf(stderr, "keyd-audit: %s holds no signed checkpoint "
+		    "lines\n", path);
 		goto out;
 	}
 	qsort(v->anchors, v->n_anchors, sizeof(*v->anchors), anchor_cmp);

@@ -43,7 +43,11 @@ verify() {
   [[ -z $pat ]] || grep -q -- "$pat" "$T/v.out" || { cat "$T/v.out" >&2; fail "verify output lacks '$pat'"; }
 }
 # tail_after_cp: lines after the log's last checkpoint.
-tail_after_cp() { echo $(( $(wc -l < "$LOG") - $(grep -n '"event":"checkpoint"' "$LOG" | tail -n 1 | cut -d: -f1) )); }
+tail_after_cp() {
+  local k
+  k=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 1 | cut -d: -f1)
+  echo $(( $(wc -l < "$LOG") - ${k:-0} ))
+}
 # signs_with_tail: signs (each writes a hello and a sign line) until at
 # least 3 lines follow the last checkpoint.
 signs_with_tail() {
@@ -141,6 +145,45 @@ grep -q "AUDIT LOG TAMPERED in $LOG: 1 lines follow the stop checkpoint" "$T/key
 verify 1 "line $forged (seq $seq) follows keyd's clean stop" "$LOG"
 pass "(a) a line appended while keyd was stopped: exit 1, named; keyd warns"
 
+# 4b. The same with a start record forged before the line: start records
+#     are signed, so it does not pass for a new run. (A fresh log: the
+#     last one keeps the forged line of 4 for good.)
+rm -f "$LOG" "$T/state/audit-checkpoint"
+start_keyd; signs 2; stop_keyd
+last=$(tail -n 1 "$LOG")
+seq=$(( $(json_field "$last" seq) + 1 ))
+prev=$(printf '%s' "$last" | tr -d '\n' | sha256sum | cut -d' ' -f1)
+printf '{"seq":%d,"time":"2026-12-06T10:00:00.000000Z","event":"start","result":"ok","detail":"keyd 0.1.0, 1 key, 1 client","checkpoint":"ok","unverified":0,"prev":"%s"}\n' \
+  "$seq" "$prev" >> "$LOG"
+forged=$(wc -l < "$LOG")
+verify 1 "line $forged (seq $seq) follows keyd's clean stop (the stop checkpoint before it) but is not a signed start record" "$LOG"
+start_keyd 2>/dev/null; stop_keyd
+grep -q "AUDIT LOG TAMPERED in $LOG: 1 lines follow the stop checkpoint" "$T/keyd.log" ||
+  fail "keyd took a forged start record for its own: $(cat "$T/keyd.log")"
+pass "a forged start record after a clean stop: exit 1; keyd warns"
+
+# 4c. kill -9, then the unsigned tail deleted back to the last checkpoint:
+#     the run ended without a clean stop, which stays visible (exit 3).
+rm -f "$LOG" "$T/state/audit-checkpoint"
+start_keyd; signs 3; signs_with_tail
+sleep 0.3   # the checkpoint reaches state_dir's record
+kill9
+head -n "$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 1 | cut -d: -f1)" "$LOG" > "$LOG.cut"
+mv "$LOG.cut" "$LOG"
+start_keyd 2>/dev/null; signs 3; stop_keyd
+[[ $(json_field "$(last_start)" previous) == unclean ]] || fail "no previous: unclean: $(last_start)"
+verify 3 "the run before it ended without a clean stop, right after its checkpoint" "$LOG"
+pass "kill -9 and the unsigned tail removed: exit 3, the unclean end named"
+
+# 4d. Crafted lines never crash the verifier (a null where a string is
+#     expected; duplicate members; trailing bytes).
+printf '{"seq":0,"prev":"%064d","event":"start","checkpoint":null,"gap":null}\n' 0 > "$T/null.jsonl"
+st=0; "$KEYD_AUDIT" verify "$T/null.jsonl" --pubkey "$T/audit.pem" > "$T/v.out" 2>&1 || st=$?
+[[ $st -eq 1 || $st -eq 3 ]] || fail "a null member: status $st $(cat "$T/v.out")"
+printf '{"seq":0,"prev":"%064d","event":"request"} junk\n' 0 > "$T/junk.jsonl"
+verify 1 "line 1 is not a keyd audit line" "$T/junk.jsonl"
+pass "crafted members and trailing bytes: no crash"
+
 # 5. (c) The log cut back to a checkpoint in the middle: keyd compares it
 #    with the checkpoint it recorded in state_dir, writes a gap record and
 #    warns; verify fails (exit 1) on it.
@@ -181,14 +224,26 @@ pass "a log rotated while keyd is stopped continues the recorded checkpoint"
 start_keyd; signs 11; stop_keyd
 grep '"event":"checkpoint"' "$LOG" | sed 's/^/Dec  6 10:00:00 host keyd[42]: /' > "$T/anchors"
 verify 0 "all $(wc -l < "$T/anchors") checkpoints in $T/anchors are in the log" "$LOG" --anchors "$T/anchors"
-# One anchor differs from the log's line: the log was rewritten.
+# An anchor that is not a signed checkpoint (anyone can write to syslog)
+# is ignored, not trusted.
 sed '2s/"lines":[0-9]*/"lines":99/' "$T/anchors" > "$T/anchors.bad"
-verify 1 "differs from the copy of it in $T/anchors.bad (line 2)" "$LOG" --anchors "$T/anchors.bad"
+verify 0 "" "$LOG" --anchors "$T/anchors.bad"
+grep -q "anchors.bad: line 2 is not a checkpoint signed by the audit key: ignored" "$T/v.out" ||
+  fail "a forged anchor was not named: $(cat "$T/v.out")"
 # The log cut after an earlier checkpoint: the anchors show the cut.
 cut_at=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 3 | head -n 1 | cut -d: -f1)
 head -n "$cut_at" "$LOG" > "$T/cut.jsonl"
 verify 1 "is not in the log, which ends at seq" "$T/cut.jsonl" --anchors "$T/anchors"
-pass "anchors: all found (0), one rewritten (1), the log cut (1)"
+# Cut back, the record in state_dir rewritten to match (keyd's user can),
+# and grown again by keyd: no gap shows on the host, but the lines with
+# the anchors' seqs are other lines now.
+cp "$T/cut.jsonl" "$LOG"
+c=$(tail -n 1 "$LOG")
+printf '%s %s %s\n' "$(json_field "$c" seq)" "$(printf '%s' "$c" | sha256sum | cut -d' ' -f1)" "$LOG" > "$T/state/audit-checkpoint"
+start_keyd; signs 8; stop_keyd
+[[ -z $(json_field "$(last_start)" gap) ]] || fail "the rewritten record still showed a gap"
+verify 1 "differs from the copy of it in $T/anchors" "$LOG" --anchors "$T/anchors"
+pass "anchors: all found (0), a forged one ignored, the log cut (1), cut and regrown (1)"
 
 # 8. keyd-audit's usage: --pubkey is needed; --help exits 0.
 st=0; "$KEYD_AUDIT" verify "$LOG" > "$T/out" 2>&1 || st=$?
