@@ -57,6 +57,16 @@ signs_with_tail() {
 }
 last_start() { grep '"event":"start"' "$LOG" | tail -n 1; }
 kill9() { kill -KILL "$KEYD_PID"; wait "$KEYD_PID" 2>/dev/null || true; KEYD_PID=; }
+# append_chained MEMBERS: appends a line with the next seq, the given
+# members and the right prev, as a forger who can write the log would;
+# sets seq to its seq.
+append_chained() {
+  local last prev
+  last=$(tail -n 1 "$LOG")
+  seq=$(( $(json_field "$last" seq) + 1 ))
+  prev=$(printf '%s' "$last" | sha256sum | cut -d' ' -f1)
+  printf '{"seq":%d,"time":"2026-12-06T10:00:00.000000Z",%s,"prev":"%s"}\n' "$seq" "$1" "$prev" >> "$LOG"
+}
 # rechain FILE FROM: gives lines FROM.. of FILE consecutive seqs and prevs
 # again, after the line before FROM (what someone who edited the tail of
 # an unsigned log would do to hide it).
@@ -132,11 +142,7 @@ pass "(b) a tail rewritten after kill -9: exit 3, named"
 # 4. (a) A forged request appended while keyd was stopped: it follows the
 #    stop checkpoint, so it is proven tampering (exit 1, the line named),
 #    and keyd says so in its start record.
-last=$(tail -n 1 "$LOG")
-seq=$(( $(json_field "$last" seq) + 1 ))
-prev=$(printf '%s' "$last" | tr -d '\n' | sha256sum | cut -d' ' -f1)
-printf '{"seq":%d,"time":"2026-12-06T10:00:00.000000Z","event":"request","client":"root","uid":0,"gid":0,"pid":1,"op":"sign","key":"ec","mech":"ecdsa-sha256","result":"ok","latency_us":100,"request_bytes":60,"reply_bytes":80,"prev":"%s"}\n' \
-  "$seq" "$prev" >> "$LOG"
+append_chained '"event":"request","client":"root","uid":0,"gid":0,"pid":1,"op":"sign","key":"ec","mech":"ecdsa-sha256","result":"ok","latency_us":100,"request_bytes":60,"reply_bytes":80'
 forged=$(wc -l < "$LOG")
 start_keyd 2>/dev/null; signs 6; stop_keyd
 grep -q "AUDIT LOG TAMPERED in $LOG: 1 lines follow the stop checkpoint" "$T/keyd.log" ||
@@ -150,11 +156,7 @@ pass "(a) a line appended while keyd was stopped: exit 1, named; keyd warns"
 #     last one keeps the forged line of 4 for good.)
 rm -f "$LOG" "$T/state/audit-checkpoint"
 start_keyd; signs 2; stop_keyd
-last=$(tail -n 1 "$LOG")
-seq=$(( $(json_field "$last" seq) + 1 ))
-prev=$(printf '%s' "$last" | tr -d '\n' | sha256sum | cut -d' ' -f1)
-printf '{"seq":%d,"time":"2026-12-06T10:00:00.000000Z","event":"start","result":"ok","detail":"keyd 0.1.0, 1 key, 1 client","checkpoint":"ok","unverified":0,"prev":"%s"}\n' \
-  "$seq" "$prev" >> "$LOG"
+append_chained '"event":"start","result":"ok","detail":"keyd 0.1.0, 1 key, 1 client","checkpoint":"ok","unverified":0'
 forged=$(wc -l < "$LOG")
 verify 1 "line $forged (seq $seq) follows keyd's clean stop (the stop checkpoint before it) but is not a signed start record" "$LOG"
 start_keyd 2>/dev/null; stop_keyd
