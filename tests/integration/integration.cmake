@@ -33,6 +33,9 @@ keyd_script_test(token_hang integration/token_hang.sh integration)
 set_tests_properties(failover token_hang PROPERTIES SKIP_RETURN_CODE 77)
 # Session-object copies of the keys, and SIGUSR2 to read them again.
 keyd_script_test(key_copies integration/key_copies.sh integration)
+# docs/keydctl.md's example outputs, against a real run of its commands on
+# the development set-up of scripts/dev-run.sh.
+keyd_script_test(keydctl_docs integration/keydctl_docs.sh integration)
 # One client may not hold the whole connection pool (needs root: setpriv).
 keyd_script_test(conn_share integration/conn_share.sh integration)
 set_tests_properties(conn_share PROPERTIES SKIP_RETURN_CODE 77)
