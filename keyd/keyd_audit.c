@@ -638,7 +638,8 @@ report(const struct verify *v)
 		nonempty++;
 		if (f->unverified == 0) {
 			printf("keyd-audit: %s: all %zu lines verified (%zu "
-			    "checkpoints%s)\n", f->path, f->nlines, f->ncp,
+			    "checkpoint%s%s)\n", f->path, f->nlines, f->ncp,
+			    f->ncp == 1 ? "" : "s",
 			    f->later_cp ? ", and one in a later file" : "");
 		} else if (f->verified == 0) {
 			printf("keyd-audit: %s: %zu lines chain correctly but no "
@@ -647,15 +648,18 @@ report(const struct verify *v)
 			ret = EXIT_TAIL;
 		} else {
 			printf("keyd-audit: %s: %zu of %zu lines verified (%zu "
-			    "checkpoints), %zu unverified\n", f->path,
-			    f->verified, f->nlines, f->ncp, f->unverified);
+			    "checkpoint%s), %zu unverified\n", f->path,
+			    f->verified, f->nlines, f->ncp,
+			    f->ncp == 1 ? "" : "s", f->unverified);
 			ret = EXIT_TAIL;
 		}
 	}
 	if (v->unclean_runs > 0) {
-		printf("keyd-audit: %zu runs of keyd ended without a clean stop "
-		    "right after a checkpoint: what they wrote after it cannot "
-		    "be shown complete\n", v->unclean_runs);
+		printf("keyd-audit: %zu run%s of keyd ended without a clean "
+		    "stop right after a checkpoint: what %s wrote after it "
+		    "cannot be shown complete\n", v->unclean_runs,
+		    v->unclean_runs == 1 ? "" : "s",
+		    v->unclean_runs == 1 ? "it" : "they");
 		ret = EXIT_TAIL;
 	}
 	/* An empty file in the middle is a rotation with nothing written

@@ -234,7 +234,7 @@ else
   # keyd-audit itself (OpenSSL, json-c) fits well under the limit.
   PUBKEY=$T/audit.pem verify "$R2" 0
 fi
-PUBKEY=$T/big.pem verify "$T/big.jsonl" 0 "all $((n + 1)) lines verified (1 checkpoints)"
+PUBKEY=$T/big.pem verify "$T/big.jsonl" 0 "all $((n + 1)) lines verified (1 checkpoint)"
 # The same log cut in two, through a pipe: the link between them holds.
 head -n $((n / 2)) "$T/big.jsonl" > "$T/big.1.jsonl"
 PUBKEY=$T/big.pem verify_files 0 "the 2 files chain into one log, seq 0 to $n" "$T/big.1.jsonl" <(tail -n +$((n / 2 + 1)) "$T/big.jsonl")
