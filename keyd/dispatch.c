@@ -21,9 +21,6 @@
 #define DISPATCH_ECDSA_MAX_DIGEST 64
 #define DISPATCH_MAX_DECRYPT 1024   /* RSA-8192 ciphertext */
 
-/* The DER prefixes of a DigestInfo for each hash (RFC 8017 §9.2, note 1):
- * the only encodings keyd accepts, byte for byte. */
-
 /* A client's own words (a key name, a version) echoed in an error or an
  * audit line are cut to this many bytes. */
 #define DISPATCH_ECHO_MAX 64
@@ -41,6 +38,8 @@ utf8_cut(const char *s, size_t max)
 	return (int)n;
 }
 
+/* The DER prefixes of a DigestInfo for each hash (RFC 8017 §9.2, note 1):
+ * the only encodings keyd accepts, byte for byte. */
 static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09,
 	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04,
 	0x20 };
