@@ -188,11 +188,19 @@ NODES
     say "keyd exited with status $rc on SIGTERM"
     return 1
   fi
-  if ! tail -n 1 "$R/root/keyd/run/audit.jsonl" | grep -q '"event":"stop"'; then
-    say "keyd exited, but the last audit record is not its stop: $(tail -n 1 "$R/root/keyd/run/audit.jsonl")"
+  # A clean stop writes the stop record, then (with the dev token's audit
+  # key) a checkpoint signed "stop"; the dev log must then verify.
+  if ! tail -n 2 "$R/root/keyd/run/audit.jsonl" | grep -q '"event":"stop"'; then
+    say "keyd exited, but its last audit records are not its stop: $(tail -n 2 "$R/root/keyd/run/audit.jsonl")"
     return 1
   fi
-  say "keyd stopped cleanly on SIGTERM (status 0, stop record in run/audit.jsonl)"
+  if ! chroot "$R" "${env[@]}" /usr/local/bin/keyd-audit verify /root/keyd/run/audit.jsonl \
+      --pubkey /root/keyd/run/audit.pem > "$logs/verify.log" 2>&1; then
+    cat "$logs/verify.log" >&2
+    say "the dev audit log does not verify after a clean stop"
+    return 1
+  fi
+  say "keyd stopped cleanly on SIGTERM (status 0, stop record in run/audit.jsonl, which keyd-audit verifies)"
 
   say "[5/5] the test command: bash scripts/test.sh (log: $logs/test.log)"
   t0=$SECONDS
