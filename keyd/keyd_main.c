@@ -40,10 +40,12 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: keyd -c FILE [--check-config] [-v]\n"
+	    "       keyd --help | --version\n"
 	    "  -c, --config FILE   the configuration (INI)\n"
 	    "      --check-config  check the configuration, open the token and\n"
 	    "                      resolve every key, then exit\n"
 	    "  -v, --verbose       debug logging\n"
+	    "  -h, --help          print this help and exit\n"
 	    "      --version       print the version and exit\n");
 }
 
