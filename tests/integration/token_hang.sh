@@ -15,7 +15,7 @@ keygen EC:prime256v1 p256 01
 keygen EC:prime256v1 audit 02
 write_pin
 write_config <<CONF
-token_timeout = 500
+token_timeout = 1500
 workers = 2
 audit_key = pkcs11:token=$TOKEN;object=audit;type=private
 audit_checkpoint_lines = 3
@@ -39,7 +39,9 @@ sign_ok() {
 sign_ok "before the hang"
 
 # Three requests go into the hung token: two occupy both workers, the
-# third waits for a worker.
+# third waits for a worker. (token_timeout is 1500 ms, not less: the second
+# request must reach the token before keyd calls it hung, which took more
+# than 500 ms in a sanitizer build on a loaded machine.)
 shim_ctl "hang C_SignInit"
 for i in 1 2 3; do
   ( rc=0; "$KEYDCTL" sign p256 -a ecdsa-sha256 -i "$T/msg" -o "$T/sig.$i" 2> "$T/err.$i" || rc=$?
@@ -47,7 +49,7 @@ for i in 1 2 3; do
   pids[i]=$!
 done
 wait_for "$P11SHIM_LOG" "C_SignInit hang" 5
-wait_for "$T/keyd.log" "token 'hangtest' has not answered a call for 500 ms: requests fail with a timeout until it answers" 5
+wait_for "$T/keyd.log" "token 'hangtest' has not answered a call for 1500 ms: requests fail with a timeout until it answers" 5
 wait_for "$T/keyd.log" "workers wait on a token call; started a spare worker" 5
 
 # Every request that needs the token now fails fast with a timeout. The
@@ -58,7 +60,7 @@ for i in 1 2 3 4 5; do
   if "$KEYDCTL" sign p256 -a ecdsa-sha256 -i "$T/msg" -o "$T/sig" 2> "$T/err"; then
     fail "signed while the token hangs"
   fi
-  grep -q "^keydctl: sign p256: timed out: token 'hangtest' has not answered a call for more than 500 ms$" "$T/err" ||
+  grep -q "^keydctl: sign p256: timed out: token 'hangtest' has not answered a call for more than 1500 ms$" "$T/err" ||
     fail "while the token hangs, sign said: $(cat "$T/err")"
 done
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
