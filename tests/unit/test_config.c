@@ -196,6 +196,28 @@ test_good(void)
 		CHECK_INT(c->max_frame, 64 * 1024);
 		CHECK_INT(c->has_socket_gid, 0);
 		CHECK_INT(c->n_keys, 0);
+		CHECK(strcmp(c->syslog_socket, "/dev/log") == 0);
+		config_free(c);
+	}
+
+	/* A client without max_connections gets its share of the global
+	 * limit (at least 1); one that sets it keeps its own. */
+	c = ACCEPT(BASE "max_connections = 8\n"
+	    "[client a]\nuid = 1\nops = status\n"
+	    "[client b]\nuid = 2\nops = status\n"
+	    "[client c]\nuid = 3\nops = status\nmax_connections = 6\n");
+	if (c != NULL) {
+		CHECK_INT(c->clients[0].max_connections, 2);
+		CHECK_INT(c->clients[1].max_connections, 2);
+		CHECK_INT(c->clients[2].max_connections, 6);
+		config_free(c);
+	}
+	c = ACCEPT(BASE "max_connections = 1\n"
+	    "[client a]\nuid = 1\nops = status\n"
+	    "[client b]\nuid = 2\nops = status\n");
+	if (c != NULL) {
+		CHECK_INT(c->clients[0].max_connections, 1);
+		CHECK_INT(c->clients[1].max_connections, 1);
 		config_free(c);
 	}
 	/* The socket defaults to the documented path. */
@@ -399,6 +421,8 @@ test_clients(void)
 static void
 test_numbers(void)
 {
+	REFUSE(BASE "syslog_socket = dev/log\n", 7,
+	    "syslog_socket = 'dev/log': must be an absolute path");
 	REFUSE(BASE "max_connections = 0\n", 7,
 	    "max_connections = '0': expected a whole number from 1 to 65536");
 	REFUSE(BASE "max_connections = 65537\n", 7, "from 1 to 65536");
