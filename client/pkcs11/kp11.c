@@ -960,18 +960,30 @@ kp11_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 	return CKR_ACTION_PROHIBITED;
 }
 
+/* The size is not known, but only of an object that exists and that the
+ * session may see (a private key only while logged in). */
 static CK_RV
 kp11_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR size)
 {
+	struct kp11obj_table *t = NULL;
+	enum kp11obj_kind kind;
 	CK_RV rv;
 
-	(void)o;
 	if ((rv = sess_check(h)) != CKR_OK)
 		return rv;
 	if (size == NULL)
 		return CKR_ARGUMENTS_BAD;
-	*size = CK_UNAVAILABLE_INFORMATION;
-	return CKR_OK;
+	if ((rv = table_get(0, &t)) != CKR_OK)
+		return rv;
+	if (kp11obj_lookup(t, o, &kind) == NULL ||
+	    (kind == KP11OBJ_PRIVATE && !logged_in())) {
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	} else {
+		*size = CK_UNAVAILABLE_INFORMATION;
+		rv = CKR_OK;
+	}
+	table_put(t);
+	return rv;
 }
 
 static CK_RV
@@ -1453,26 +1465,42 @@ release:
 }
 
 /* RSA-OAEP is single-part only (PKCS#11 2.40 current mechanisms,
- * table 34). */
+ * table 34). A multi-part call ends the operation, as any call that
+ * returns an error other than CKR_BUFFER_TOO_SMALL does (PKCS#11 2.40
+ * section 5.9), so that the next C_DecryptInit is not refused with
+ * CKR_OPERATION_ACTIVE. */
+static CK_RV
+decrypt_multipart(CK_SESSION_HANDLE h)
+{
+	struct kp11_session *s;
+	CK_RV rv;
+
+	if ((rv = sess_acquire(h, &s)) != CKR_OK)
+		return rv;
+	rv = s->decrypt.active ? CKR_FUNCTION_NOT_SUPPORTED :
+	    CKR_OPERATION_NOT_INITIALIZED;
+	kp11mech_op_reset(&s->decrypt);
+	sess_release(s);
+	return rv;
+}
+
 static CK_RV
 kp11_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return decrypt_multipart(h);
 }
 
 static CK_RV
 kp11_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return decrypt_multipart(h);
 }
 
 /* ---- what this token does not do ---- */
@@ -1480,9 +1508,14 @@ kp11_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 static CK_RV
 kp11_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
-	(void)h;
+	CK_RV rv;
+
 	(void)m;
 	(void)k;
+	/* Before C_Initialize, that comes first (PKCS#11 2.40 section
+	 * 5.1). */
+	if ((rv = sess_check(h)) != CKR_OK)
+		return rv;
 	return CKR_FUNCTION_NOT_SUPPORTED;
 }
 
@@ -1783,10 +1816,16 @@ kp11_CancelFunction(CK_SESSION_HANDLE h)
 static CK_RV
 kp11_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR rsv)
 {
+	int init;
+
 	(void)flags;
 	(void)slot;
 	(void)rsv;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	glock();
+	init = g.initialized;
+	gunlock();
+	return init ? CKR_FUNCTION_NOT_SUPPORTED :
+	    CKR_CRYPTOKI_NOT_INITIALIZED;
 }
 
 /* ---- the exported entry points ---- */

@@ -543,6 +543,26 @@ mechs_oaep(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv, EVP_PKEY *pk)
 	m.pParameter = NULL;
 	m.ulParameterLen = 0;
 	CHECK_RV(f->C_DecryptInit(s, &m, priv), CKR_MECHANISM_INVALID);
+	/* Multi-part decryption is refused, and the refusal ends the
+	 * operation: the next C_DecryptInit is not CKR_OPERATION_ACTIVE. */
+	m.mechanism = CKM_RSA_PKCS_OAEP;
+	m.pParameter = &op;
+	m.ulParameterLen = sizeof(op);
+	op.mgf = CKG_MGF1_SHA1;
+	CHECK_RV(f->C_DecryptInit(s, &m, priv), CKR_OK);
+	ptlen = sizeof(pt);
+	CHECK_RV(f->C_DecryptUpdate(s, ct, ctlen, pt, &ptlen),
+	    CKR_FUNCTION_NOT_SUPPORTED);
+	CHECK_RV(f->C_DecryptInit(s, &m, priv), CKR_OK);
+	ptlen = sizeof(pt);
+	CHECK_RV(f->C_DecryptFinal(s, pt, &ptlen), CKR_FUNCTION_NOT_SUPPORTED);
+	CHECK_RV(f->C_DecryptInit(s, &m, priv), CKR_OK);
+	ct[10] ^= 1;
+	ptlen = sizeof(pt);
+	CHECK_RV(f->C_Decrypt(s, ct, ctlen, pt, &ptlen), CKR_OK);
+	CHECK(ptlen == sizeof(secret) && memcmp(pt, secret, ptlen) == 0);
+	CHECK_RV(f->C_DecryptUpdate(s, ct, ctlen, pt, &ptlen),
+	    CKR_OPERATION_NOT_INITIALIZED);
 }
 
 static void
@@ -750,14 +770,37 @@ do_mechs(char **argv)
 		    CKR_KEY_FUNCTION_NOT_PERMITTED);
 	}
 
+	/* An object's size is not known, but only of an object that is
+	 * there. */
+	{
+		CK_ULONG size = 0;
+
+		CHECK_RV(f->C_GetObjectSize(s, ecpub, &size), CKR_OK);
+		CHECK(size == CK_UNAVAILABLE_INFORMATION);
+		CHECK_RV(f->C_GetObjectSize(s, ec, &size), CKR_OK);
+		CHECK_RV(f->C_GetObjectSize(s, 0x7fff0001, &size),
+		    CKR_OBJECT_HANDLE_INVALID);
+	}
+
 	/* After logout the private keys are out of reach. */
 	CHECK_RV(f->C_Logout(s), CKR_OK);
 	CHECK_RV(f->C_SignInit(s, &m, ec), CKR_USER_NOT_LOGGED_IN);
+	{
+		CK_ULONG size = 0;
+
+		CHECK_RV(f->C_GetObjectSize(s, ec, &size),
+		    CKR_OBJECT_HANDLE_INVALID);
+	}
 	CHECK(find(s, CKO_PRIVATE_KEY, "sip-tls") == CK_INVALID_HANDLE);
 	CHECK_RV(f->C_CloseSession(ro), CKR_OK);
 	CHECK_RV(f->C_CloseSession(ro), CKR_SESSION_HANDLE_INVALID);
 	CHECK_RV(f->C_Finalize(NULL), CKR_OK);
 	CHECK_RV(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s),
+	    CKR_CRYPTOKI_NOT_INITIALIZED);
+	/* What the token does not do still says first that the module is
+	 * not initialized. */
+	CHECK_RV(f->C_EncryptInit(s, &m, ec), CKR_CRYPTOKI_NOT_INITIALIZED);
+	CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL),
 	    CKR_CRYPTOKI_NOT_INITIALIZED);
 	EVP_PKEY_free(ecpk);
 	EVP_PKEY_free(rsapk);
