@@ -26,7 +26,6 @@
 #include "syslogq.h"
 
 #define AUDIT_LINE_MAX 4096
-#define AUDIT_TAIL_READ 8192      /* bytes read back to resume the chain */
 #define AUDIT_FLOOD_SLOTS 128     /* peers tracked per flood interval */
 #define AUDIT_FLOOD_KEY 320
 #define AUDIT_SIG_MAX 1024
@@ -246,21 +245,19 @@ struct scan {
 	int have_rec, rec_found, rec_mismatch;
 	uint64_t rec_seq;
 	char rec_hash[AUDIT_HASH_HEX + 1];
-	struct scan_line first;    /* the oldest line seen */
-	int have_first;
+	struct scan_line first;    /* the oldest line seen (lines > 0) */
 	int last_only;             /* no audit key: only the chain's end */
 };
 
-static int
-json_str(json_object *o, const char *k, const char **v)
+const char *
+audit_json_str(struct json_object *o, const char *k)
 {
 	json_object *x;
 
 	if (!json_object_object_get_ex(o, k, &x) ||
 	    json_object_get_type(x) != json_type_string)
-		return 0;
-	*v = json_object_get_string(x);
-	return 1;
+		return NULL;
+	return json_object_get_string(x);
 }
 
 json_object *
@@ -299,20 +296,20 @@ scan_parse(const char *line, size_t len, struct scan_line *l)
 	if (len < 8 || memcmp(line, "{\"seq\":", 7) != 0 ||
 	    (o = audit_parse_line(line, len)) == NULL)
 		return;
-	if (json_object_get_type(o) == json_type_object &&
-	    json_object_object_get_ex(o, "seq", &x) &&
+	if (json_object_object_get_ex(o, "seq", &x) &&
 	    json_object_get_type(x) == json_type_int &&
 	    json_object_get_int64(x) >= 0 &&
 	    json_object_get_int64(x) < AUDIT_SEQ_MAX &&
-	    json_str(o, "prev", &prev) && strlen(prev) == AUDIT_HASH_HEX) {
+	    (prev = audit_json_str(o, "prev")) != NULL &&
+	    strlen(prev) == AUDIT_HASH_HEX) {
 		l->ok = 1;
 		l->seq = (uint64_t)json_object_get_int64(x);
 		memcpy(l->prev, prev, sizeof(l->prev));
-		if (json_str(o, "event", &ev)) {
+		if ((ev = audit_json_str(o, "event")) != NULL) {
 			l->checkpoint = !strcmp(ev, "checkpoint");
 			l->start = !strcmp(ev, "start");
 			l->stop_cp = l->checkpoint &&
-			    json_str(o, "detail", &detail) &&
+			    (detail = audit_json_str(o, "detail")) != NULL &&
 			    !strcmp(detail, "stop");
 		}
 	}
@@ -382,7 +379,6 @@ scan_one(struct scan *sc, const char *line, size_t len)
 			sc->rec_mismatch = 1;
 	}
 	sc->first = l;
-	sc->have_first = 1;
 	sc->next = l;
 	sc->have_next = 1;
 	return sc->found_cp && (!sc->have_rec || sc->rec_found ||
@@ -630,7 +626,7 @@ resume_chain(struct audit *a)
 		    PRIu64 ", before the checkpoint seq %" PRIu64 " that keyd "
 		    "signed and recorded: lines were cut from its end",
 		    sc.last_seq, sc.rec_seq);
-	} else if (sc.bof && sc.have_first && sc.first.ok &&
+	} else if (sc.bof && sc.first.ok &&
 	    sc.first.seq == sc.rec_seq + 1 &&
 	    !strcmp(sc.first.prev, sc.rec_hash)) {
 		/* The file was rotated right after the checkpoint: its first
@@ -1239,9 +1235,8 @@ audit_start(struct audit *a, const char *detail)
 			lw_int(&w, "resumed_seq", (int64_t)rs->cp_seq);
 			lw_str(&w, "resumed_hash", rs->cp_hash);
 		}
-	}
-	if (a->audit_key >= 0)
 		lw_int(&w, "unverified", (int64_t)rs->unverified);
+	}
 	if (rs->gap[0] != '\0')
 		lw_str(&w, "gap", rs->gap);
 	if (rs->tampered[0] != '\0')
@@ -1331,7 +1326,7 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 		audit_close(a);
 		return KEYD_ERR_CONFIG;
 	}
-	(void)fcntl(a->fd, F_SETFL, O_RDWR | O_APPEND);
+	(void)fcntl(a->fd, F_SETFL, O_APPEND);   /* blocking again */
 	a->size = st.st_size;
 	if ((a->path = strdup(cfg->audit_log)) == NULL) {
 		audit_close(a);
@@ -1441,7 +1436,7 @@ audit_rotate(struct audit *a)
 		r = KEYD_ERR_AUDIT;
 		goto out;
 	}
-	(void)fcntl(fd, F_SETFL, O_RDWR | O_APPEND);
+	(void)fcntl(fd, F_SETFL, O_APPEND);   /* blocking again */
 	/* The old file's lines are made durable before it is let go: no
 	 * later sync of the new fd covers them. */
 	if (fdatasync(a->fd) != 0) {

@@ -26,6 +26,7 @@
 #define AUDIT_HASH_HEX 64
 
 struct audit;
+struct json_object;
 
 struct audit_record {
 	const char *event;      /* "request", "start", "stop", "denied-peer"... */
@@ -101,6 +102,10 @@ int audit_checkpoint_verify(EVP_PKEY *pk, const char *line, size_t len);
  * if it is strict JSON with nothing after the object and no NUL, else
  * NULL. The caller puts the object. */
 struct json_object *audit_parse_line(const char *line, size_t len);
+
+/* audit_json_str: the string member k of o, or NULL if o has none or it
+ * is not a string (o owns the string). */
+const char *audit_json_str(struct json_object *o, const char *k);
 
 /* audit_hash_line: the hex SHA-256 of one line (without its newline), as
  * "prev" carries it. out has AUDIT_HASH_HEX + 1 bytes. */

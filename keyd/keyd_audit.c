@@ -74,7 +74,6 @@ struct parsed {
 	char gap[AUDIT_VERIFY_NOTE];      /* a start record's findings */
 	char tampered[AUDIT_VERIFY_NOTE];
 	int cp_bad;          /* "checkpoint":"bad" */
-	int unclean;         /* "previous":"unclean" */
 	int signed_;         /* a start record with a "sig" */
 	int has_resumed;
 	long long resumed_seq;
@@ -233,19 +232,6 @@ checkpoint_ok(EVP_PKEY *pk, const struct line *l)
 	return !l->too_long && audit_checkpoint_verify(pk, l->p, l->len);
 }
 
-/* The string member k of o, or NULL if there is none or it is not a
- * string. */
-static const char *
-jstr(json_object *o, const char *k)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, k, &v) ||
-	    json_object_get_type(v) != json_type_string)
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static void
 parse_line(const struct line *l, struct parsed *p)
 {
@@ -259,30 +245,30 @@ parse_line(const struct line *l, struct parsed *p)
 		return;
 	if (json_object_object_get_ex(o, "seq", &v) &&
 	    json_object_get_type(v) == json_type_int &&
-	    (x = jstr(o, "prev")) != NULL && strlen(x) == AUDIT_HASH_HEX) {
+	    (x = audit_json_str(o, "prev")) != NULL &&
+	    strlen(x) == AUDIT_HASH_HEX) {
 		p->ok = 1;
 		memcpy(p->prev, x, AUDIT_HASH_HEX);
 		p->seq = json_object_get_int64(v);
-		if ((ev = jstr(o, "event")) != NULL) {
+		if ((ev = audit_json_str(o, "event")) != NULL) {
 			p->checkpoint = strcmp(ev, "checkpoint") == 0;
 			p->start = strcmp(ev, "start") == 0;
 		}
-		p->stop_cp = p->checkpoint && (x = jstr(o, "detail")) != NULL &&
+		p->stop_cp = p->checkpoint &&
+		    (x = audit_json_str(o, "detail")) != NULL &&
 		    strcmp(x, "stop") == 0;
 		if (p->start) {
-			if ((x = jstr(o, "gap")) != NULL)
+			if ((x = audit_json_str(o, "gap")) != NULL)
 				snprintf(p->gap, sizeof(p->gap), "%s", x);
-			if ((x = jstr(o, "tampered")) != NULL)
+			if ((x = audit_json_str(o, "tampered")) != NULL)
 				snprintf(p->tampered, sizeof(p->tampered), "%s",
 				    x);
-			p->cp_bad = (x = jstr(o, "checkpoint")) != NULL &&
-			    strcmp(x, "bad") == 0;
-			p->unclean = (x = jstr(o, "previous")) != NULL &&
-			    strcmp(x, "unclean") == 0;
-			p->signed_ = jstr(o, "sig") != NULL;
+			p->cp_bad = (x = audit_json_str(o,
+			    "checkpoint")) != NULL && strcmp(x, "bad") == 0;
+			p->signed_ = audit_json_str(o, "sig") != NULL;
 			if (json_object_object_get_ex(o, "resumed_seq", &v) &&
 			    json_object_get_type(v) == json_type_int &&
-			    (x = jstr(o, "resumed_hash")) != NULL &&
+			    (x = audit_json_str(o, "resumed_hash")) != NULL &&
 			    strlen(x) == AUDIT_HASH_HEX) {
 				p->resumed_seq = json_object_get_int64(v);
 				p->has_resumed = 1;
