@@ -1292,6 +1292,7 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 {
 	struct audit *a;
 	struct stat st;
+	int r;
 
 	*out = NULL;
 	if ((a = calloc(1, sizeof(*a))) == NULL)
@@ -1347,11 +1348,12 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
 	a->last_cp = a->flood_start = a->last_sync;
 	/* Never blocks a request: syslogq.c says why not openlog/syslog. */
-	if (a->syslog && syslogq_open(&a->syslogq, cfg->syslog_socket) !=
-	    KEYD_OK) {
-		snprintf(err, errlen, "out of memory for the syslog mirror");
+	if (a->syslog && (r = syslogq_open(&a->syslogq,
+	    cfg->syslog_socket)) != KEYD_OK) {
+		snprintf(err, errlen, "syslog mirror to %s: %s",
+		    cfg->syslog_socket, keyd_strerror(r));
 		audit_close(a);
-		return KEYD_ERR_NOMEM;
+		return r;
 	}
 	*out = a;
 	return KEYD_OK;

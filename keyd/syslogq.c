@@ -58,7 +58,6 @@
 
 struct syslogq {
 	struct sockaddr_un sa;
-	int path_ok;                /* the path fits in sun_path */
 	int fd;                     /* -1: not connected */
 	pid_t pid;
 	struct timespec last_try;   /* CLOCK_MONOTONIC of the last connect */
@@ -76,10 +75,6 @@ sq_connect(struct syslogq *q)
 	if (q->fd >= 0) {
 		close(q->fd);
 		q->fd = -1;
-	}
-	if (!q->path_ok) {
-		errno = ENAMETOOLONG;
-		return -1;
 	}
 	/* A datagram connect never waits for the peer. */
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -145,10 +140,11 @@ syslogq_open(struct syslogq **out, const char *path)
 	atomic_init(&q->dropped, 0);
 	q->sa.sun_family = AF_UNIX;
 	plen = strlen(path);
-	if (plen < sizeof(q->sa.sun_path)) {
-		memcpy(q->sa.sun_path, path, plen + 1);
-		q->path_ok = 1;
+	if (plen >= sizeof(q->sa.sun_path)) {
+		free(q);
+		return KEYD_ERR_INVALID_ARG;
 	}
+	memcpy(q->sa.sun_path, path, plen + 1);
 	/* localtime_r reads the zone (/etc/localtime) on its first call
 	 * only: make that happen now, before the sandbox. */
 	tzset();

@@ -37,11 +37,16 @@ chmod 0400 "$RUN/pin"
 # (keyd-backup create): keyd prints no weak-extractable warning for them.
 kb() { /usr/local/bin/keyd-backup keygen --module "$MODULE" \
   --token "pkcs11:token=$TOKEN" --pin-file "$RUN/pin" "$@" >/dev/null; }
-# The audit key's public key, as keyd-audit verify --pubkey takes it.
+# Whether the token holds the audit key; its public key, as keyd-audit
+# verify --pubkey takes it.
+has_audit_key() {
+  pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --list-objects \
+    --type pubkey 2>/dev/null | grep -q 'label: *keyd-audit$'
+}
 audit_pub() {
   pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --read-object \
-    --type pubkey --label keyd-audit -o "$RUN/audit.der" >/dev/null 2>&1 &&
-    openssl pkey -pubin -inform DER -in "$RUN/audit.der" -out "$RUN/audit.pem"
+    --type pubkey --label keyd-audit -o "$RUN/audit.der" >/dev/null
+  openssl pkey -pubin -inform DER -in "$RUN/audit.der" -out "$RUN/audit.pem"
 }
 
 if ! softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$TOKEN"; then
@@ -57,15 +62,15 @@ fi
 # client can sign with it (keyd refuses an audit key that is a served key).
 # A token made before dev-run.sh made one gets it now; the log written
 # without it has no checkpoints and would not verify, so it is moved aside.
-if ! audit_pub; then
+if ! has_audit_key; then
   echo "keyd: adding the audit key 'keyd-audit' to the token '$TOKEN'" >&2
   kb --type ec:p256 --label keyd-audit --id 04 --usage sign
   if [[ -s $RUN/audit.jsonl ]]; then
     mv "$RUN/audit.jsonl" "$RUN/audit.jsonl.unsigned"
     echo "keyd: the audit log written without the audit key is now run/audit.jsonl.unsigned" >&2
   fi
-  audit_pub
 fi
+audit_pub
 rm -f "$RUN/audit.der"
 
 users="root"

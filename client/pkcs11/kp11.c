@@ -410,6 +410,17 @@ sess_check(CK_SESSION_HANDLE h)
 	return rv;
 }
 
+/* A session function keyd does not offer: CKR_FUNCTION_NOT_SUPPORTED, but
+ * CKR_CRYPTOKI_NOT_INITIALIZED or CKR_SESSION_HANDLE_INVALID first, as
+ * for any session call (PKCS#11 2.40 section 5.1). */
+static CK_RV
+not_offered(CK_SESSION_HANDLE h)
+{
+	CK_RV rv = sess_check(h);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
 static int
 logged_in(void)
 {
@@ -848,22 +859,20 @@ static CK_RV
 kp11_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state,
     CK_ULONG_PTR len)
 {
-	(void)h;
 	(void)state;
 	(void)len;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR state, CK_ULONG len,
     CK_OBJECT_HANDLE ek, CK_OBJECT_HANDLE ak)
 {
-	(void)h;
 	(void)state;
 	(void)len;
 	(void)ek;
 	(void)ak;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 /*
@@ -960,8 +969,20 @@ kp11_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 	return CKR_ACTION_PROHIBITED;
 }
 
+/* The object o names, if the session may see it: a private key only
+ * while logged in. */
+static const struct kp11obj_key *
+lookup_visible(struct kp11obj_table *t, CK_OBJECT_HANDLE o,
+    enum kp11obj_kind *kind)
+{
+	const struct kp11obj_key *k = kp11obj_lookup(t, o, kind);
+
+	return k == NULL || (*kind == KP11OBJ_PRIVATE && !logged_in()) ?
+	    NULL : k;
+}
+
 /* The size is not known, but only of an object that exists and that the
- * session may see (a private key only while logged in). */
+ * session may see. */
 static CK_RV
 kp11_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR size)
 {
@@ -975,8 +996,7 @@ kp11_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR size)
 		return CKR_ARGUMENTS_BAD;
 	if ((rv = table_get(0, &t)) != CKR_OK)
 		return rv;
-	if (kp11obj_lookup(t, o, &kind) == NULL ||
-	    (kind == KP11OBJ_PRIVATE && !logged_in())) {
+	if (lookup_visible(t, o, &kind) == NULL) {
 		rv = CKR_OBJECT_HANDLE_INVALID;
 	} else {
 		*size = CK_UNAVAILABLE_INFORMATION;
@@ -1001,8 +1021,7 @@ kp11_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
 		return CKR_ARGUMENTS_BAD;
 	if ((rv = table_get(0, &t)) != CKR_OK)
 		return rv;
-	if ((k = kp11obj_lookup(t, o, &kind)) == NULL ||
-	    (kind == KP11OBJ_PRIVATE && !logged_in()))
+	if ((k = lookup_visible(t, o, &kind)) == NULL)
 		rv = CKR_OBJECT_HANDLE_INVALID;
 	else
 		rv = kp11obj_get_attrs(k, kind, tmpl, n);
@@ -1508,186 +1527,164 @@ kp11_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 static CK_RV
 kp11_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
-	CK_RV rv;
-
 	(void)m;
 	(void)k;
-	/* Before C_Initialize, that comes first (PKCS#11 2.40 section
-	 * 5.1). */
-	if ((rv = sess_check(h)) != CKR_OK)
-		return rv;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 {
-	(void)h;
 	(void)m;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k)
 {
-	(void)h;
 	(void)k;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_SignRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m,
     CK_OBJECT_HANDLE k)
 {
-	(void)h;
 	(void)m;
 	(void)k;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_SignRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m,
     CK_OBJECT_HANDLE k)
 {
-	(void)h;
 	(void)m;
 	(void)k;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_DigestEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_DecryptDigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_SignEncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV
 kp11_DecryptVerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
     CK_BYTE_PTR out, CK_ULONG_PTR outlen)
 {
-	(void)h;
 	(void)in;
 	(void)inlen;
 	(void)out;
 	(void)outlen;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return not_offered(h);
 }
 
 static CK_RV

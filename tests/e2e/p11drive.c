@@ -800,6 +800,9 @@ do_mechs(char **argv)
 	/* What the token does not do still says first that the module is
 	 * not initialized. */
 	CHECK_RV(f->C_EncryptInit(s, &m, ec), CKR_CRYPTOKI_NOT_INITIALIZED);
+	CHECK_RV(f->C_DigestInit(s, &m), CKR_CRYPTOKI_NOT_INITIALIZED);
+	CHECK_RV(f->C_GenerateRandom(s, (CK_BYTE_PTR)&slot, 1),
+	    CKR_CRYPTOKI_NOT_INITIALIZED);
 	CHECK_RV(f->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, NULL),
 	    CKR_CRYPTOKI_NOT_INITIALIZED);
 	EVP_PKEY_free(ecpk);

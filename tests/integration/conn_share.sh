@@ -47,7 +47,6 @@ fill() {
   local max=$1 i pid
   HELD=0
   for ((i = 1; i <= max + 1; i++)); do
-    : > "$T/hold.$i"
     timeout 30 "$KD_RAW" "$KEYD_SOCKET" hold 1 > "$T/hold.$i" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null && ! grep -q '^held' "$T/hold.$i"; do
@@ -76,7 +75,7 @@ b_signs() {
   rm -f "$T/sig"
   as_user $B_UID "$NOGROUP" "$KEYDCTL" sign ec -a ecdsa-sha256 -i "$T/msg" > "$T/sig" ||
     fail "client b could not sign while client a held $HELD connections"
-  openssl dgst -sha256 -verify "$T/ec.pem" -signature "$T/sig" "$T/msg" >/dev/null ||
+  verify_sig ecdsa-sha256 "$T/ec.pem" "$T/msg" "$T/sig" >/dev/null ||
     fail "client b's signature does not verify"
 }
 

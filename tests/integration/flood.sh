@@ -18,7 +18,7 @@ FLOODER=40020
 STEADY=40021
 TOKEN=flood
 RATE=5                  # the flooder's rate, per second
-BURST=5                 # its bucket: one second's worth (policy.c)
+BURST=$(( RATE < 2 ? 2 : RATE )) # its bucket: a second's worth, at least 2 (policy.c)
 FLOOD_S=5
 STEADY_MS=3000          # one keydctl sign as steady, start to exit: a
                         # liveness bound, not a performance figure
