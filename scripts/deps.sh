@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, every Debian package keyd's build, run and tests
 # use, if any is missing. Safe to run again: it does nothing when all are
-# present. The list covers what a minimal Debian 12 system (mmdebstrap
-# --variant=apt: the Essential packages and apt) lacks; scripts/fresh-machine.sh
-# checks that on a new root filesystem.
+# present. It knows Debian 12 (bookworm) and Debian 13 (trixie), and picks
+# the list by the release that /etc/os-release names (VERSION_CODENAME),
+# not by trying names until one installs. The lists cover what a minimal
+# system (mmdebstrap --variant=apt: the Essential packages and apt) lacks;
+# scripts/fresh-machine.sh checks that on a new root filesystem of each.
 set -euo pipefail
 
+# Names that both releases have.
 PACKAGES=(
-  build-essential cmake pkg-config clang libclang-rt-14-dev
+  build-essential cmake pkg-config
+  # clang only builds the optional libFuzzer targets (docs/fuzzing.md);
+  # clang 19 and its libFuzzer are in both releases
+  clang-19 libclang-rt-19-dev
   libssl-dev openssl
   libp11-kit-dev p11-kit
   libprotobuf-c-dev protobuf-c-compiler
@@ -17,9 +23,9 @@ PACKAGES=(
   libsrtp2-dev
   # setpriv, prlimit (tests/integration)
   util-linux procps
-  # mount and umount: not in util-linux on Debian 12 (tests/integration/audit.sh)
+  # mount and umount: not in util-linux (tests/integration/audit.sh)
   mount
-  # xxd -r -p: not in vim's packages on Debian 12 (tests/fuzz/setup_token.sh)
+  # xxd -r -p: not in vim's packages (tests/fuzz/setup_token.sh)
   xxd
   # perl -MDigest::SHA: perl-base lacks the module (tests/integration/audit.sh)
   perl
@@ -27,14 +33,30 @@ PACKAGES=(
   jq
   # rsyslogd, which tests run privately: they need no rsyslog service
   rsyslog
-  # nginx (the smallest Debian 12 nginx with the ssl module) and curl:
-  # tests/e2e/nginx.sh runs its own nginx (-p/-c in its temporary directory,
-  # 127.0.0.1 on a high port); a system nginx that the package may start on
-  # port 80 is never used or touched
+  # nginx (with the ssl module) and curl: tests/e2e/nginx.sh runs its own
+  # nginx (-p/-c in its temporary directory, 127.0.0.1 on a high port); a
+  # system nginx that the package may start on port 80 is never used or
+  # touched
   nginx curl
   # lowdown makes the man pages (docs/man); man renders them (tests/man)
   lowdown man-db
 )
+
+release=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+case $release in
+  bookworm) ;;
+  trixie)
+    # The OpenSSL 3 provider for PKCS#11 (tests/e2e/pkcs11_provider.sh);
+    # Debian 12 has no such package, and there the engine is the tested path.
+    PACKAGES+=(pkcs11-provider)
+    ;;
+  *)
+    echo "keyd: scripts/deps.sh knows Debian 12 (bookworm) and Debian 13 (trixie);" \
+      "/etc/os-release names '${release:-no release}' (VERSION_CODENAME)." \
+      "Install the packages it lists for the nearest of those by hand." >&2
+    exit 1
+    ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do

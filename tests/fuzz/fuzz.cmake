@@ -42,7 +42,7 @@ if(KEYD_FUZZ)
     message(FATAL_ERROR "KEYD_FUZZ=ON builds libFuzzer targets, which only "
       "clang can build; this build directory uses ${CMAKE_C_COMPILER_ID} "
       "(${CMAKE_C_COMPILER}). Configure a separate one with clang:\n"
-      "  CC=clang cmake -S . -B build-fuzz -DKEYD_FUZZ=ON\n"
+      "  CC=clang-19 cmake -S . -B build-fuzz -DKEYD_FUZZ=ON\n"
       "(see docs/fuzzing.md).")
   endif()
   include(CheckCSourceCompiles)
@@ -58,8 +58,8 @@ if(KEYD_FUZZ)
   unset(CMAKE_REQUIRED_LINK_OPTIONS)
   if(NOT KEYD_HAVE_LIBFUZZER)
     message(FATAL_ERROR "${CMAKE_C_COMPILER} cannot link -fsanitize=fuzzer: "
-      "libFuzzer is missing. On Debian 12 it is in libclang-rt-14-dev "
-      "(scripts/deps.sh installs it).")
+      "libFuzzer is missing. For clang-19 on Debian 12 and 13 it is in "
+      "libclang-rt-19-dev (scripts/deps.sh installs it).")
   endif()
 
   set(FUZZ_SAN -fsanitize=address,undefined -fno-sanitize-recover=undefined
