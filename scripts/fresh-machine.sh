@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# A developer check, not part of the run or test commands: does keyd build,
-# run and pass its tests on a freshly installed Debian machine?
+# Does keyd build, run and pass its tests on a freshly installed Debian
+# machine? The test command (scripts/test.sh) runs it for Debian 12 and 13,
+# as the ctest tests fresh_debian12 and fresh_debian13 (tests/fresh/), and
+# it can be run by hand:
 #
 #   bash scripts/fresh-machine.sh [RELEASE]        (as root; default bookworm)
 #
@@ -15,13 +17,21 @@
 #   1. the README's run command (bash scripts/dev-run.sh), until
 #      `keydctl -s run/keyd.sock status` answers; then SIGTERM, and keyd
 #      must exit with status 0 and log its stop in run/audit.jsonl;
-#   2. the README's test command (bash scripts/test.sh).
+#   2. the README's test command, with the normal build only and without
+#      the fresh roots: bash scripts/test.sh --no-sanitizers --no-fresh-roots.
 # The chroot has its own /dev (a tmpfs with the usual device nodes, its own
 # devpts and /dev/shm), a tmpfs /tmp and /run, and a policy-rc.d that keeps
 # package scripts from starting services (there is no init to run them): a
 # daemon's /dev/log made there is not the host's. The logs are kept in the
-# work directory it prints; the root filesystem (a few GB) is removed at
-# the end, unless KEYD_FRESH_KEEP=1.
+# work directory it prints: its own output (fresh-machine.log, with the
+# time of each step), mmdebstrap.log, dev-run.log and test.log (the inner
+# ctest's whole output; on a failure the failed tests' output is printed
+# too); the root filesystem (a few GB) is removed at the end, unless
+# KEYD_FRESH_KEEP=1.
+#
+# Exit status: 0 if every step passed; 77 if it cannot run here (not root,
+# mmdebstrap missing and not installable, or not in a git checkout), which
+# ctest counts as skipped; 1 if a step failed.
 #
 # Environment: KEYD_FRESH_DIR (where the work directory goes, default
 # /var/tmp), KEYD_FRESH_SERVE_TIMEOUT (seconds for step 1, default 600: it
@@ -33,16 +43,18 @@ release=${1:-bookworm}
 parent=${KEYD_FRESH_DIR:-/var/tmp}
 serve_timeout=${KEYD_FRESH_SERVE_TIMEOUT:-600}
 test_timeout=${KEYD_FRESH_TEST_TIMEOUT:-7200}
-top=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 
 say() { printf 'fresh-machine: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+skip() { say "cannot run here: $*"; exit 77; }
 
-if [[ $(id -u) -ne 0 ]]; then
-  die "run this as root (it runs mmdebstrap, chroot and mount)"
-fi
 [[ $# -le 1 && $release =~ ^[a-z][a-z0-9-]*$ ]] ||
   die "usage: bash scripts/fresh-machine.sh [RELEASE] (a Debian release name, default bookworm)"
+if [[ $(id -u) -ne 0 ]]; then
+  skip "run this as root (it runs mmdebstrap, chroot and mount)"
+fi
+top=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel 2>/dev/null) ||
+  skip "$(cd "$(dirname "$0")/.." && pwd) is not a git checkout (this clones its HEAD)"
 
 # This machine's Debian sources, for RELEASE: the deb entries of the host's
 # own release and of its -updates and -security suites, with the release
@@ -113,6 +125,27 @@ apt_opts() {
   return 0
 }
 
+# stamp LOG STEPS: copies its input to LOG, and each "keyd: " line (the
+# steps of dev-run.sh and test.sh) to STEPS, after the seconds since it
+# started.
+stamp() {
+  local line t0=$SECONDS
+  while IFS= read -r line || [[ -n $line ]]; do
+    printf '%s\n' "$line"
+    if [[ $line == 'keyd: '* ]]; then
+      printf '%5d s  %s\n' $((SECONDS - t0)) "$line" >>"$2"
+    fi
+  done >"$1"
+}
+
+# The output of each failed test in a ctest log (ctest --output-on-failure
+# prints it after the test's result line), at most 150 lines each.
+failed_output() {
+  awk '/^ *Start +[0-9]+: |^ *[0-9]+\/[0-9]+ Test +#|tests passed, / { on = 0 }
+    /^ *[0-9]+\/[0-9]+ Test +#.*\*\*\*/ && !/\*\*\*Skipped/ { on = 1; n = 0 }
+    on && n++ < 150 { print }' "$1"
+}
+
 # The checks run here, as PID 1 of a new PID namespace with a private mount
 # namespace: the mounts and every process started below end with it.
 inside() {
@@ -148,11 +181,17 @@ NODES
   mount -t tmpfs -o nosuid,nodev,mode=0755 run "$R/run"
 
   say "[4/5] the run command: bash scripts/dev-run.sh, until keydctl status answers (log: $logs/dev-run.log)"
-  local t0=$SECONDS
-  # SIGTERM stops it below: a background job ignores SIGINT.
-  chroot "$R" "${env[@]}" /bin/bash -c 'cd /root/keyd && exec bash scripts/dev-run.sh' \
-    </dev/null >"$logs/dev-run.log" 2>&1 &
-  pid=$!
+  local t0=$SECONDS job
+  # SIGTERM stops it below: a background job ignores SIGINT. $pid is
+  # dev-run.sh's (the shell execs it; bash waits for it with its status),
+  # $job the pipeline's last process, stamp.
+  chroot "$R" "${env[@]}" /bin/bash -c \
+    'echo $$ > /run/dev-run.pid && cd /root/keyd && exec bash scripts/dev-run.sh' \
+    </dev/null 2>&1 | stamp "$logs/dev-run.log" "$logs/dev-run.steps" &
+  job=$!
+  for ((n = 0; n < 100; n++)); do [[ -s $R/run/dev-run.pid ]] && break; sleep 0.1; done
+  pid=$(cat "$R/run/dev-run.pid" 2>/dev/null) || pid=
+  [[ $pid =~ ^[0-9]+$ ]] || { say "dev-run.sh did not start"; return 1; }
   deadline=$((SECONDS + serve_timeout))
   # Alive: not gone and not a zombie (the proc mounted in the rootfs has
   # this namespace's process ids).
@@ -160,7 +199,7 @@ NODES
   until chroot "$R" "${env[@]}" /bin/bash -c \
     'cd /root/keyd && keydctl -s run/keyd.sock status' >"$logs/status.out" 2>&1; do
     if ! alive "$pid"; then
-      rc=0; wait "$pid" || rc=$?
+      rc=0; wait "$pid" || rc=$?; wait "$job" 2>/dev/null || true
       tail -n 30 "$logs/dev-run.log" >&2
       say "dev-run.sh exited with status $rc before keyd served"
       return 1
@@ -173,8 +212,8 @@ NODES
     fi
     sleep 2
   done
-  say "keyd serves after $((SECONDS - t0)) s; keydctl status:"
-  sed 's/^/  /' "$logs/status.out" >&2
+  say "keyd serves after $((SECONDS - t0)) s; dev-run.sh's steps, and keydctl status:"
+  sed 's/^/  /' "$logs/dev-run.steps" "$logs/status.out" >&2
   kill -TERM "$pid"
   for ((n = 0; n < 60; n++)); do alive "$pid" || break; sleep 1; done
   if alive "$pid"; then
@@ -182,7 +221,7 @@ NODES
     say "keyd did not stop within 60 s of SIGTERM"
     return 1
   fi
-  rc=0; wait "$pid" || rc=$?
+  rc=0; wait "$pid" || rc=$?; wait "$job" 2>/dev/null || true
   if [[ $rc -ne 0 ]]; then
     tail -n 30 "$logs/dev-run.log" >&2
     say "keyd exited with status $rc on SIGTERM"
@@ -202,14 +241,26 @@ NODES
   fi
   say "keyd stopped cleanly on SIGTERM (status 0, stop record in run/audit.jsonl, which keyd-audit verifies)"
 
-  say "[5/5] the test command: bash scripts/test.sh (log: $logs/test.log)"
+  say "[5/5] the test command: bash scripts/test.sh --no-sanitizers --no-fresh-roots (log: $logs/test.log)"
   t0=$SECONDS
   rc=0
   timeout --kill-after=60 "$test_timeout" chroot "$R" "${env[@]}" /bin/bash -c \
-    'cd /root/keyd && bash scripts/test.sh' </dev/null >"$logs/test.log" 2>&1 || rc=$?
-  # test.sh's steps, each ctest summary, and the tests that failed.
-  grep -E '^keyd: (installing|building|running|the )|tests passed|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|Not Run|SEGFAULT|Subprocess)' \
-    "$logs/test.log" | sed 's/^/  /' >&2 || true
+    'cd /root/keyd && bash scripts/test.sh --no-sanitizers --no-fresh-roots' \
+    </dev/null 2>&1 | stamp "$logs/test.log" "$logs/test.steps" || rc=$?
+  # test.sh's steps, the ctest summary, and the tests that failed.
+  { cat "$logs/test.steps" 2>/dev/null
+    grep -E 'tests passed|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|Not Run|SEGFAULT|Subprocess|Exception)' \
+      "$logs/test.log"; } | sed 's/^/  /' >&2 || true
+  if [[ $rc -ne 0 ]]; then
+    if [[ -n $(failed_output "$logs/test.log") ]]; then
+      say "the failed tests' output:"
+      failed_output "$logs/test.log" >&2
+    else
+      say "the end of test.log:"
+      tail -n 40 "$logs/test.log" >&2
+    fi
+  fi
+  ((rc != 124)) || say "test.sh did not finish within $test_timeout s"
   say "test.sh took $((SECONDS - t0)) s and exited with status $rc"
   return $((rc != 0))
 }
@@ -234,7 +285,7 @@ finish() {
     fi
   fi
   [[ -n $work ]] && say "logs: $work"
-  [[ $rc -eq 0 ]] && result=passed
+  if [[ $rc -eq 0 ]]; then result=passed; elif [[ $rc -eq 77 ]]; then result=skipped; fi
   say "$release: $result after $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s"
   exit $rc
 }
@@ -244,15 +295,20 @@ trap 'exit 143' TERM
 
 if ! command -v mmdebstrap >/dev/null; then
   say "[1/5] installing mmdebstrap"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+  if ! DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+    ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      mmdebstrap >/dev/null; then
+    skip "mmdebstrap is not installed, and apt-get cannot install it"
+  fi
 else
   say "[1/5] mmdebstrap is installed"
 fi
 
 mkdir -p "$parent"
 work=$(mktemp -d "$parent/keyd-fresh-$release.XXXXXX")
+# This script's own output goes to the work directory too: under ctest,
+# which shows it only on a failure, the step times stay there.
+exec 2> >(tee -a "$work/fresh-machine.log" >&2)
 R=$work/rootfs
 make_sources "$host" "$release" >"$work/sources.list"
 [[ -s $work/sources.list ]] ||
@@ -288,6 +344,6 @@ fi
 git clone --quiet --no-hardlinks "$top" "$R/root/keyd"
 git -C "$R/root/keyd" checkout --quiet --detach "$head"
 
-export -f inside say
+export -f inside say stamp failed_output
 unshare --mount --propagation private --pid --fork --kill-child -- \
   bash -c 'set -euo pipefail; inside "$@"' inside "$R" "$work" "$serve_timeout" "$test_timeout"
