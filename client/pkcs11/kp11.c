@@ -53,13 +53,26 @@
 #define KP11_MODEL "keyd-pkcs11"
 #define KP11_SLOT_DESC "keyd key custody daemon"
 
-/* PKCS#11 3.0's interface (section 5.4); p11-kit 0.24's header is 2.40. */
+
+/* PKCS#11 3.0's interface (sections 3.6 and 5.4). p11-kit 0.25's header
+ * (Debian 13) is 3.0 and has its types; 0.24's (Debian 12) is 2.40, so
+ * the same layouts are spelled out here: the 2.40 list followed by the
+ * functions 3.0 adds, each typed as keyd defines it below. */
+#if CRYPTOKI_VERSION_MAJOR >= 3
+typedef CK_INTERFACE KP11_INTERFACE;
+typedef CK_FUNCTION_LIST_3_0 KP11_FUNCTION_LIST_3_0;
+#define KP11_CKF_FIND_OBJECTS CKF_FIND_OBJECTS
+#define KP11_CKR_OPERATION_CANCEL_FAILED CKR_OPERATION_CANCEL_FAILED
+#else
 typedef struct kp11_interface {
 	CK_CHAR *pInterfaceName;
 	CK_VOID_PTR pFunctionList;
 	CK_FLAGS flags;
 } KP11_INTERFACE;
-#define KP11_CKF_INTERFACE_FORK_SAFE 0x00000001UL
+#define CKF_INTERFACE_FORK_SAFE 0x00000001UL
+#define KP11_CKF_FIND_OBJECTS 0x00000040UL
+#define KP11_CKR_OPERATION_CANCEL_FAILED 0x00000202UL
+#endif
 
 struct kp11_session {
 	CK_SESSION_HANDLE h;
@@ -1117,6 +1130,16 @@ kp11_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max,
 	return rv;
 }
 
+/* Ends a search; the caller has the session (busy, or under the lock). */
+static void
+find_end(struct kp11_session *s)
+{
+	free(s->found);
+	s->found = NULL;
+	s->nfound = s->pos = 0;
+	s->finding = 0;
+}
+
 static CK_RV
 kp11_FindObjectsFinal(CK_SESSION_HANDLE h)
 {
@@ -1125,14 +1148,10 @@ kp11_FindObjectsFinal(CK_SESSION_HANDLE h)
 
 	if ((rv = sess_acquire(h, &s)) != CKR_OK)
 		return rv;
-	if (!s->finding) {
+	if (!s->finding)
 		rv = CKR_OPERATION_NOT_INITIALIZED;
-	} else {
-		free(s->found);
-		s->found = NULL;
-		s->nfound = s->pos = 0;
-		s->finding = 0;
-	}
+	else
+		find_end(s);
 	sess_release(s);
 	return rv;
 }
@@ -1825,88 +1844,242 @@ kp11_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR slot, CK_VOID_PTR rsv)
 	    CKR_CRYPTOKI_NOT_INITIALIZED;
 }
 
+/* ---- PKCS#11 3.0's functions ---- */
+
+/* PKCS#11 3.0 section 5.13: ends the session's operations that flags
+ * name. A call that is using them at the moment cannot be stopped. */
+static CK_RV
+kp11_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags)
+{
+	struct kp11_session *s;
+	CK_RV rv = CKR_OK;
+
+	glock();
+	if (!g.initialized)
+		rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+	else if ((s = sess_find_locked(h)) == NULL)
+		rv = CKR_SESSION_HANDLE_INVALID;
+	else if (s->busy)
+		rv = KP11_CKR_OPERATION_CANCEL_FAILED;
+	else {
+		if (flags & CKF_SIGN)
+			kp11mech_op_reset(&s->sign);
+		if (flags & CKF_VERIFY)
+			kp11mech_op_reset(&s->verify);
+		if (flags & CKF_DECRYPT)
+			kp11mech_op_reset(&s->decrypt);
+		if (flags & KP11_CKF_FIND_OBJECTS)
+			find_end(s);
+	}
+	gunlock();
+	return rv;
+}
+
+/* Log-in by user name and the message-based functions: not offered.
+ * Each checks the module and the session first, as any session call. */
+static CK_RV
+kp11_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE who, CK_UTF8CHAR_PTR pin,
+    CK_ULONG pin_len, CK_UTF8CHAR_PTR user, CK_ULONG user_len)
+{
+	(void)who;
+	(void)pin;
+	(void)pin_len;
+	(void)user;
+	(void)user_len;
+	return not_offered(h);
+}
+
+#define KP11_MESSAGE_INIT(op)						\
+	static CK_RV kp11_Message##op##Init(CK_SESSION_HANDLE h,	\
+	    CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)			\
+	{								\
+		(void)m;						\
+		(void)k;						\
+		return not_offered(h);					\
+	}
+#define KP11_MESSAGE_FINAL(op)						\
+	static CK_RV kp11_Message##op##Final(CK_SESSION_HANDLE h)	\
+	{								\
+		return not_offered(h);					\
+	}
+/* C_EncryptMessage, C_DecryptMessage: (parameter, associated data,
+ * input, output, output length). */
+#define KP11_MESSAGE_CRYPT(op)						\
+	static CK_RV kp11_##op##Message(CK_SESSION_HANDLE h,		\
+	    CK_VOID_PTR p, CK_ULONG plen, CK_BYTE_PTR ad, CK_ULONG adlen, \
+	    CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,		\
+	    CK_ULONG_PTR outlen)					\
+	{								\
+		(void)p; (void)plen; (void)ad; (void)adlen;		\
+		(void)in; (void)inlen; (void)out; (void)outlen;		\
+		return not_offered(h);					\
+	}								\
+	static CK_RV kp11_##op##MessageBegin(CK_SESSION_HANDLE h,	\
+	    CK_VOID_PTR p, CK_ULONG plen, CK_BYTE_PTR ad, CK_ULONG adlen) \
+	{								\
+		(void)p; (void)plen; (void)ad; (void)adlen;		\
+		return not_offered(h);					\
+	}								\
+	static CK_RV kp11_##op##MessageNext(CK_SESSION_HANDLE h,	\
+	    CK_VOID_PTR p, CK_ULONG plen, CK_BYTE_PTR in, CK_ULONG inlen, \
+	    CK_BYTE_PTR out, CK_ULONG_PTR outlen, CK_FLAGS flags)	\
+	{								\
+		(void)p; (void)plen; (void)in; (void)inlen;		\
+		(void)out; (void)outlen; (void)flags;			\
+		return not_offered(h);					\
+	}
+KP11_MESSAGE_INIT(Encrypt)
+KP11_MESSAGE_FINAL(Encrypt)
+KP11_MESSAGE_CRYPT(Encrypt)
+KP11_MESSAGE_INIT(Decrypt)
+KP11_MESSAGE_FINAL(Decrypt)
+KP11_MESSAGE_CRYPT(Decrypt)
+KP11_MESSAGE_INIT(Sign)
+KP11_MESSAGE_FINAL(Sign)
+KP11_MESSAGE_INIT(Verify)
+KP11_MESSAGE_FINAL(Verify)
+
+static CK_RV
+kp11_SignMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG plen,
+    CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
+{
+	(void)p; (void)plen; (void)data; (void)len; (void)sig; (void)siglen;
+	return not_offered(h);
+}
+
+static CK_RV
+kp11_SignMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG plen)
+{
+	(void)p; (void)plen;
+	return not_offered(h);
+}
+
+static CK_RV
+kp11_SignMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG plen,
+    CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
+{
+	(void)p; (void)plen; (void)data; (void)len; (void)sig; (void)siglen;
+	return not_offered(h);
+}
+
+static CK_RV
+kp11_VerifyMessage(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG plen,
+    CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG siglen)
+{
+	(void)p; (void)plen; (void)data; (void)len; (void)sig; (void)siglen;
+	return not_offered(h);
+}
+
+static CK_RV
+kp11_VerifyMessageBegin(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG plen)
+{
+	(void)p; (void)plen;
+	return not_offered(h);
+}
+
+static CK_RV
+kp11_VerifyMessageNext(CK_SESSION_HANDLE h, CK_VOID_PTR p, CK_ULONG plen,
+    CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG siglen)
+{
+	(void)p; (void)plen; (void)data; (void)len; (void)sig; (void)siglen;
+	return not_offered(h);
+}
+
+/* C_GetInfo through the 3.0 function list says 3.0. */
+static CK_RV
+kp11_GetInfo_3_0(CK_INFO_PTR info)
+{
+	CK_RV rv = kp11_GetInfo(info);
+
+	if (rv == CKR_OK) {
+		info->cryptokiVersion.major = 3;
+		info->cryptokiVersion.minor = 0;
+	}
+	return rv;
+}
+
 /* ---- the exported entry points ---- */
 
+/* The functions of PKCS#11 2.40's CK_FUNCTION_LIST after C_Initialize,
+ * C_Finalize and C_GetInfo, in its order, and those that 3.0's
+ * CK_FUNCTION_LIST_3_0 adds after them. C_GetInfo differs between the
+ * two lists. */
+#define KP11_FUNCTIONS_2_40(X) \
+	X(GetFunctionList) \
+	X(GetSlotList) X(GetSlotInfo) X(GetTokenInfo) X(GetMechanismList) \
+	X(GetMechanismInfo) X(InitToken) X(InitPIN) X(SetPIN) X(OpenSession) \
+	X(CloseSession) X(CloseAllSessions) X(GetSessionInfo) \
+	X(GetOperationState) X(SetOperationState) X(Login) X(Logout) \
+	X(CreateObject) X(CopyObject) X(DestroyObject) X(GetObjectSize) \
+	X(GetAttributeValue) X(SetAttributeValue) X(FindObjectsInit) \
+	X(FindObjects) X(FindObjectsFinal) X(EncryptInit) X(Encrypt) \
+	X(EncryptUpdate) X(EncryptFinal) X(DecryptInit) X(Decrypt) \
+	X(DecryptUpdate) X(DecryptFinal) X(DigestInit) X(Digest) \
+	X(DigestUpdate) X(DigestKey) X(DigestFinal) X(SignInit) X(Sign) \
+	X(SignUpdate) X(SignFinal) X(SignRecoverInit) X(SignRecover) \
+	X(VerifyInit) X(Verify) X(VerifyUpdate) X(VerifyFinal) \
+	X(VerifyRecoverInit) X(VerifyRecover) X(DigestEncryptUpdate) \
+	X(DecryptDigestUpdate) X(SignEncryptUpdate) X(DecryptVerifyUpdate) \
+	X(GenerateKey) X(GenerateKeyPair) X(WrapKey) X(UnwrapKey) \
+	X(DeriveKey) X(SeedRandom) X(GenerateRandom) X(GetFunctionStatus) \
+	X(CancelFunction) X(WaitForSlotEvent)
+#define KP11_FUNCTIONS_3_0(X) \
+	X(GetInterfaceList) X(GetInterface) X(LoginUser) X(SessionCancel) \
+	X(MessageEncryptInit) X(EncryptMessage) X(EncryptMessageBegin) \
+	X(EncryptMessageNext) X(MessageEncryptFinal) X(MessageDecryptInit) \
+	X(DecryptMessage) X(DecryptMessageBegin) X(DecryptMessageNext) \
+	X(MessageDecryptFinal) X(MessageSignInit) X(SignMessage) \
+	X(SignMessageBegin) X(SignMessageNext) X(MessageSignFinal) \
+	X(MessageVerifyInit) X(VerifyMessage) X(VerifyMessageBegin) \
+	X(VerifyMessageNext) X(MessageVerifyFinal)
+
 static CK_RV kp11_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out);
+static CK_RV kp11_GetInterfaceList(KP11_INTERFACE *list, CK_ULONG_PTR count);
+static CK_RV kp11_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
+    KP11_INTERFACE **out, CK_FLAGS flags);
+
+#if CRYPTOKI_VERSION_MAJOR < 3
+#define KP11_MEMBER_2_40(n) CK_C_##n C_##n;
+#define KP11_MEMBER_3_0(n) __typeof__(&kp11_##n) C_##n;
+typedef struct kp11_function_list_3_0 {
+	CK_VERSION version;
+	CK_C_Initialize C_Initialize;
+	CK_C_Finalize C_Finalize;
+	CK_C_GetInfo C_GetInfo;
+	KP11_FUNCTIONS_2_40(KP11_MEMBER_2_40)
+	KP11_FUNCTIONS_3_0(KP11_MEMBER_3_0)
+} KP11_FUNCTION_LIST_3_0;
+#endif
+
+#define KP11_ENTRY(n) .C_##n = kp11_##n,
 
 static CK_FUNCTION_LIST function_list = {
 	.version = { 2, 40 },
 	.C_Initialize = kp11_Initialize,
 	.C_Finalize = kp11_Finalize,
 	.C_GetInfo = kp11_GetInfo,
-	.C_GetFunctionList = kp11_GetFunctionList,
-	.C_GetSlotList = kp11_GetSlotList,
-	.C_GetSlotInfo = kp11_GetSlotInfo,
-	.C_GetTokenInfo = kp11_GetTokenInfo,
-	.C_GetMechanismList = kp11_GetMechanismList,
-	.C_GetMechanismInfo = kp11_GetMechanismInfo,
-	.C_InitToken = kp11_InitToken,
-	.C_InitPIN = kp11_InitPIN,
-	.C_SetPIN = kp11_SetPIN,
-	.C_OpenSession = kp11_OpenSession,
-	.C_CloseSession = kp11_CloseSession,
-	.C_CloseAllSessions = kp11_CloseAllSessions,
-	.C_GetSessionInfo = kp11_GetSessionInfo,
-	.C_GetOperationState = kp11_GetOperationState,
-	.C_SetOperationState = kp11_SetOperationState,
-	.C_Login = kp11_Login,
-	.C_Logout = kp11_Logout,
-	.C_CreateObject = kp11_CreateObject,
-	.C_CopyObject = kp11_CopyObject,
-	.C_DestroyObject = kp11_DestroyObject,
-	.C_GetObjectSize = kp11_GetObjectSize,
-	.C_GetAttributeValue = kp11_GetAttributeValue,
-	.C_SetAttributeValue = kp11_SetAttributeValue,
-	.C_FindObjectsInit = kp11_FindObjectsInit,
-	.C_FindObjects = kp11_FindObjects,
-	.C_FindObjectsFinal = kp11_FindObjectsFinal,
-	.C_EncryptInit = kp11_EncryptInit,
-	.C_Encrypt = kp11_Encrypt,
-	.C_EncryptUpdate = kp11_EncryptUpdate,
-	.C_EncryptFinal = kp11_EncryptFinal,
-	.C_DecryptInit = kp11_DecryptInit,
-	.C_Decrypt = kp11_Decrypt,
-	.C_DecryptUpdate = kp11_DecryptUpdate,
-	.C_DecryptFinal = kp11_DecryptFinal,
-	.C_DigestInit = kp11_DigestInit,
-	.C_Digest = kp11_Digest,
-	.C_DigestUpdate = kp11_DigestUpdate,
-	.C_DigestKey = kp11_DigestKey,
-	.C_DigestFinal = kp11_DigestFinal,
-	.C_SignInit = kp11_SignInit,
-	.C_Sign = kp11_Sign,
-	.C_SignUpdate = kp11_SignUpdate,
-	.C_SignFinal = kp11_SignFinal,
-	.C_SignRecoverInit = kp11_SignRecoverInit,
-	.C_SignRecover = kp11_SignRecover,
-	.C_VerifyInit = kp11_VerifyInit,
-	.C_Verify = kp11_Verify,
-	.C_VerifyUpdate = kp11_VerifyUpdate,
-	.C_VerifyFinal = kp11_VerifyFinal,
-	.C_VerifyRecoverInit = kp11_VerifyRecoverInit,
-	.C_VerifyRecover = kp11_VerifyRecover,
-	.C_DigestEncryptUpdate = kp11_DigestEncryptUpdate,
-	.C_DecryptDigestUpdate = kp11_DecryptDigestUpdate,
-	.C_SignEncryptUpdate = kp11_SignEncryptUpdate,
-	.C_DecryptVerifyUpdate = kp11_DecryptVerifyUpdate,
-	.C_GenerateKey = kp11_GenerateKey,
-	.C_GenerateKeyPair = kp11_GenerateKeyPair,
-	.C_WrapKey = kp11_WrapKey,
-	.C_UnwrapKey = kp11_UnwrapKey,
-	.C_DeriveKey = kp11_DeriveKey,
-	.C_SeedRandom = kp11_SeedRandom,
-	.C_GenerateRandom = kp11_GenerateRandom,
-	.C_GetFunctionStatus = kp11_GetFunctionStatus,
-	.C_CancelFunction = kp11_CancelFunction,
-	.C_WaitForSlotEvent = kp11_WaitForSlotEvent,
+	KP11_FUNCTIONS_2_40(KP11_ENTRY)
 };
 
-/* The module's functions keep the spec's version 2.40 semantics; they
- * are also fork tolerant (see the top of this file). */
-static KP11_INTERFACE interface = {
-	(CK_CHAR *)(uintptr_t)"PKCS 11", &function_list,
-	KP11_CKF_INTERFACE_FORK_SAFE,
+static KP11_FUNCTION_LIST_3_0 function_list_3_0 = {
+	.version = { 3, 0 },
+	.C_Initialize = kp11_Initialize,
+	.C_Finalize = kp11_Finalize,
+	.C_GetInfo = kp11_GetInfo_3_0,
+	KP11_FUNCTIONS_2_40(KP11_ENTRY)
+	KP11_FUNCTIONS_3_0(KP11_ENTRY)
 };
+
+/* "PKCS 11" 3.0 first, the default; 2.40 for applications that ask for
+ * it. Both fork safe (see the top of this file; e2e_p11_fork shows a
+ * child signing with its parent's sessions). */
+static KP11_INTERFACE interfaces[] = {
+	{ (void *)(uintptr_t)"PKCS 11", &function_list_3_0,
+	  CKF_INTERFACE_FORK_SAFE },
+	{ (void *)(uintptr_t)"PKCS 11", &function_list,
+	  CKF_INTERFACE_FORK_SAFE },
+};
+#define KP11_N_INTERFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 
 static CK_RV
 kp11_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
@@ -1917,11 +2090,51 @@ kp11_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
 	return CKR_OK;
 }
 
+/* PKCS#11 3.0 section 5.4. */
+static CK_RV
+kp11_GetInterfaceList(KP11_INTERFACE *list, CK_ULONG_PTR count)
+{
+	if (count == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (list == NULL) {
+		*count = KP11_N_INTERFACES;
+		return CKR_OK;
+	}
+	if (*count < KP11_N_INTERFACES) {
+		*count = KP11_N_INTERFACES;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	memcpy(list, interfaces, sizeof(interfaces));
+	*count = KP11_N_INTERFACES;
+	return CKR_OK;
+}
+
+/* The first interface that matches name (any, if NULL), version (any,
+ * if NULL) and has every flag asked for. */
+static CK_RV
+kp11_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
+    KP11_INTERFACE **out, CK_FLAGS flags)
+{
+	if (out == NULL)
+		return CKR_ARGUMENTS_BAD;
+	for (size_t i = 0; i < KP11_N_INTERFACES; i++) {
+		const CK_VERSION *v = interfaces[i].pFunctionList;
+
+		if (name != NULL && strcmp((const char *)name,
+		    (const char *)interfaces[i].pInterfaceName) != 0)
+			continue;
+		if (version != NULL && (version->major != v->major ||
+		    version->minor != v->minor))
+			continue;
+		if ((flags & ~interfaces[i].flags) != 0)
+			continue;
+		*out = &interfaces[i];
+		return CKR_OK;
+	}
+	return CKR_ARGUMENTS_BAD;
+}
+
 KP11_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out);
-KP11_EXPORT CK_RV C_GetInterfaceList(KP11_INTERFACE *list,
-    CK_ULONG_PTR count);
-KP11_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
-    KP11_INTERFACE **out, CK_FLAGS flags);
 
 CK_RV
 C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
@@ -1929,37 +2142,22 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
 	return kp11_GetFunctionList(out);
 }
 
-/* PKCS#11 3.0 section 5.4: one interface, "PKCS 11", version 2.40. */
-CK_RV
+#if CRYPTOKI_VERSION_MAJOR < 3
+KP11_EXPORT CK_RV C_GetInterfaceList(KP11_INTERFACE *list,
+    CK_ULONG_PTR count);
+KP11_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
+    KP11_INTERFACE **out, CK_FLAGS flags);
+#endif
+
+KP11_EXPORT CK_RV
 C_GetInterfaceList(KP11_INTERFACE *list, CK_ULONG_PTR count)
 {
-	if (count == NULL)
-		return CKR_ARGUMENTS_BAD;
-	if (list == NULL) {
-		*count = 1;
-		return CKR_OK;
-	}
-	if (*count < 1) {
-		*count = 1;
-		return CKR_BUFFER_TOO_SMALL;
-	}
-	list[0] = interface;
-	*count = 1;
-	return CKR_OK;
+	return kp11_GetInterfaceList(list, count);
 }
 
-CK_RV
+KP11_EXPORT CK_RV
 C_GetInterface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version,
     KP11_INTERFACE **out, CK_FLAGS flags)
 {
-	if (out == NULL)
-		return CKR_ARGUMENTS_BAD;
-	if (name != NULL && strcmp((const char *)name, "PKCS 11") != 0)
-		return CKR_ARGUMENTS_BAD;
-	if (version != NULL && (version->major != 2 || version->minor != 40))
-		return CKR_ARGUMENTS_BAD;
-	if ((flags & ~interface.flags) != 0)
-		return CKR_ARGUMENTS_BAD;
-	*out = &interface;
-	return CKR_OK;
+	return kp11_GetInterface(name, version, out, flags);
 }

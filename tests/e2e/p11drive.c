@@ -47,6 +47,38 @@ typedef struct {
 	CK_VOID_PTR pFunctionList;
 	CK_FLAGS flags;
 } IFACE;
+#define IFACE_FORK_SAFE 0x00000001UL
+
+/* Whether an interface's function list has version major.minor. */
+static int
+iface_version(const IFACE *i, int major, int minor)
+{
+	const CK_VERSION *v = i->pFunctionList;
+
+	return v->major == major && v->minor == minor;
+}
+
+/* PKCS#11 3.0's CK_FUNCTION_LIST_3_0 is 2.40's list followed by the
+ * functions 3.0 adds (section 3.6): C_GetInterfaceList, C_GetInterface,
+ * C_LoginUser, C_SessionCancel, then the message functions, of which
+ * C_MessageSignInit is the 15th. p11drive reaches them by that layout,
+ * so that a module whose list is laid out otherwise fails here. */
+enum { F30_SESSION_CANCEL = 3, F30_MESSAGE_SIGN_INIT = 14 };
+union f30_fn {
+	void *p;
+	CK_RV (*cancel)(CK_SESSION_HANDLE, CK_FLAGS);
+	CK_RV (*init)(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);
+};
+
+static union f30_fn
+f30_fn(CK_FUNCTION_LIST *list, int i)
+{
+	union f30_fn u;
+
+	memcpy(&u.p, (const char *)list + sizeof(CK_FUNCTION_LIST) +
+	    (size_t)i * sizeof(void *), sizeof(u.p));
+	return u;
+}
 
 static CK_FUNCTION_LIST *f;
 static void *module_handle;
@@ -682,6 +714,48 @@ mechs_objects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE priv,
 	}
 }
 
+/* Through the 3.0 function list: C_GetInfo says 3.0, C_SessionCancel
+ * ends the operations it names, the message functions are refused. */
+static void
+mechs_3_0(CK_FUNCTION_LIST *f30, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE ec)
+{
+	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE tmpl = { CKA_CLASS, &cls, sizeof(cls) };
+	CK_OBJECT_HANDLE o;
+	CK_INFO info;
+	uint8_t dig[32] = { 1 }, sig[MAX_SIG];
+	CK_ULONG siglen = sizeof(sig), n;
+
+	CHECK_RV(f30->C_GetInfo(&info), CKR_OK);
+	CHECK(info.cryptokiVersion.major == 3 &&
+	    info.cryptokiVersion.minor == 0);
+	CHECK_RV(f->C_GetInfo(&info), CKR_OK);
+	CHECK(info.cryptokiVersion.major == 2 &&
+	    info.cryptokiVersion.minor == 40);
+
+	CHECK_RV(f30->C_SignInit(s, &m, ec), CKR_OK);
+	CHECK_RV(f30_fn(f30, F30_SESSION_CANCEL).cancel(s, CKF_SIGN), CKR_OK);
+	CHECK_RV(f30->C_Sign(s, dig, sizeof(dig), sig, &siglen),
+	    CKR_OPERATION_NOT_INITIALIZED);
+	/* CKF_FIND_OBJECTS (3.0): the search ends too. */
+	CHECK_RV(f30->C_FindObjectsInit(s, &tmpl, 1), CKR_OK);
+	CHECK_RV(f30_fn(f30, F30_SESSION_CANCEL).cancel(s, 0x40), CKR_OK);
+	CHECK_RV(f30->C_FindObjects(s, &o, 1, &n),
+	    CKR_OPERATION_NOT_INITIALIZED);
+	CHECK_RV(f30_fn(f30, F30_SESSION_CANCEL).cancel(s + 1000, CKF_SIGN),
+	    CKR_SESSION_HANDLE_INVALID);
+	/* A cancel leaves the session usable. */
+	CHECK_RV(f30->C_SignInit(s, &m, ec), CKR_OK);
+	siglen = sizeof(sig);
+	CHECK_RV(f30->C_Sign(s, dig, sizeof(dig), sig, &siglen), CKR_OK);
+
+	CHECK_RV(f30_fn(f30, F30_MESSAGE_SIGN_INIT).init(s, &m, ec),
+	    CKR_FUNCTION_NOT_SUPPORTED);
+	CHECK_RV(f30_fn(f30, F30_MESSAGE_SIGN_INIT).init(s + 1000, &m, ec),
+	    CKR_SESSION_HANDLE_INVALID);
+}
+
 static int
 do_mechs(char **argv)
 {
@@ -693,6 +767,7 @@ do_mechs(char **argv)
 	CK_ULONG n;
 	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
 	IFACE *iface = NULL, list[2];
+	CK_FUNCTION_LIST *f30 = NULL;
 	CK_RV (*gi)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, IFACE **, CK_FLAGS);
 	CK_RV (*gil)(IFACE *, CK_ULONG_PTR);
 	EVP_PKEY *ecpk = read_pem(argv[0]), *rsapk = read_pem(argv[1]);
@@ -703,14 +778,48 @@ do_mechs(char **argv)
 	*(void **)&gil = dlsym(module_handle, "C_GetInterfaceList");
 	CHECK(gi != NULL && gil != NULL);
 	if (gi != NULL && gil != NULL) {
+		CK_VERSION v30 = { 3, 0 }, v240 = { 2, 40 }, v31 = { 3, 1 };
+
+		/* The default is 3.0; 3.0 and 2.40 on request. */
 		CHECK_RV(gi((CK_UTF8CHAR_PTR)(uintptr_t)"PKCS 11", NULL,
 		    &iface, 0), CKR_OK);
+		CHECK(iface != NULL && iface_version(iface, 3, 0));
+		iface = NULL;
+		CHECK_RV(gi((CK_UTF8CHAR_PTR)(uintptr_t)"PKCS 11", &v30,
+		    &iface, IFACE_FORK_SAFE), CKR_OK);
+		CHECK(iface != NULL && iface_version(iface, 3, 0) &&
+		    iface->flags == IFACE_FORK_SAFE);
+		if (iface != NULL)
+			f30 = iface->pFunctionList;
+		iface = NULL;
+		CHECK_RV(gi((CK_UTF8CHAR_PTR)(uintptr_t)"PKCS 11", &v240,
+		    &iface, 0), CKR_OK);
 		CHECK(iface != NULL && iface->pFunctionList == (void *)f);
+		CHECK_RV(gi((CK_UTF8CHAR_PTR)(uintptr_t)"PKCS 11", &v31,
+		    &iface, 0), CKR_ARGUMENTS_BAD);
 		CHECK_RV(gi((CK_UTF8CHAR_PTR)(uintptr_t)"Vendor", NULL, &iface,
 		    0), CKR_ARGUMENTS_BAD);
+		CHECK_RV(gi(NULL, NULL, NULL, 0), CKR_ARGUMENTS_BAD);
+		n = 0;
+		CHECK_RV(gil(NULL, &n), CKR_OK);
+		CHECK(n == 2);
+		n = 1;
+		CHECK_RV(gil(list, &n), CKR_BUFFER_TOO_SMALL);
+		CHECK(n == 2);
 		n = 2;
 		CHECK_RV(gil(list, &n), CKR_OK);
-		CHECK(n == 1);
+		CHECK(n == 2 && iface_version(&list[0], 3, 0) &&
+		    list[1].pFunctionList == (void *)f &&
+		    strcmp((const char *)list[0].pInterfaceName, "PKCS 11") ==
+		    0 && strcmp((const char *)list[1].pInterfaceName,
+		    "PKCS 11") == 0);
+	}
+	/* The functions 3.0 adds, called before C_Initialize. */
+	if (f30 != NULL) {
+		CHECK_RV(f30_fn(f30, F30_SESSION_CANCEL).cancel(1, CKF_SIGN),
+		    CKR_CRYPTOKI_NOT_INITIALIZED);
+		CHECK_RV(f30_fn(f30, F30_MESSAGE_SIGN_INIT).init(1, &m, 1),
+		    CKR_CRYPTOKI_NOT_INITIALIZED);
 	}
 	/* An application's own mutex functions without CKF_OS_LOCKING_OK
 	 * cannot be honoured. */
@@ -755,6 +864,8 @@ do_mechs(char **argv)
 	mechs_rsa(s, rsa, rsapub, rsapk);
 	mechs_oaep(s, rsa, rsapk);
 	mechs_eddsa(s, ed, edpub, edpk);
+	if (f30 != NULL)
+		mechs_3_0(f30, s, ec);
 	mechs_objects(s, ec, ecpub, ecpk, argv[3]);
 
 	/* A key granted sign only cannot decrypt. */
