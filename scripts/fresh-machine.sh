@@ -181,17 +181,17 @@ NODES
   mount -t tmpfs -o nosuid,nodev,mode=0755 run "$R/run"
 
   say "[4/5] the run command: bash scripts/dev-run.sh, until keydctl status answers (log: $logs/dev-run.log)"
-  local t0=$SECONDS job
-  # SIGTERM stops it below: a background job ignores SIGINT. $pid is
-  # dev-run.sh's (the shell execs it; bash waits for it with its status),
-  # $job the pipeline's last process, stamp.
-  chroot "$R" "${env[@]}" /bin/bash -c \
-    'echo $$ > /run/dev-run.pid && cd /root/keyd && exec bash scripts/dev-run.sh' \
-    </dev/null 2>&1 | stamp "$logs/dev-run.log" "$logs/dev-run.steps" &
-  job=$!
-  for ((n = 0; n < 100; n++)); do [[ -s $R/run/dev-run.pid ]] && break; sleep 0.1; done
-  pid=$(cat "$R/run/dev-run.pid" 2>/dev/null) || pid=
-  [[ $pid =~ ^[0-9]+$ ]] || { say "dev-run.sh did not start"; return 1; }
+  local t0=$SECONDS out stamper
+  # Its output goes through stamp, a process substitution: as the last
+  # element of a background pipeline, bash here (PID 1) would not wait
+  # for dev-run.sh by its pid. SIGTERM stops it below: a background job
+  # ignores SIGINT.
+  exec {out}> >(stamp "$logs/dev-run.log" "$logs/dev-run.steps")
+  stamper=$!
+  chroot "$R" "${env[@]}" /bin/bash -c 'cd /root/keyd && exec bash scripts/dev-run.sh' \
+    </dev/null >&"$out" 2>&1 &
+  pid=$!
+  exec {out}>&-
   deadline=$((SECONDS + serve_timeout))
   # Alive: not gone and not a zombie (the proc mounted in the rootfs has
   # this namespace's process ids).
@@ -199,7 +199,7 @@ NODES
   until chroot "$R" "${env[@]}" /bin/bash -c \
     'cd /root/keyd && keydctl -s run/keyd.sock status' >"$logs/status.out" 2>&1; do
     if ! alive "$pid"; then
-      rc=0; wait "$pid" || rc=$?; wait "$job" 2>/dev/null || true
+      rc=0; wait "$pid" || rc=$?; wait "$stamper" || true
       tail -n 30 "$logs/dev-run.log" >&2
       say "dev-run.sh exited with status $rc before keyd served"
       return 1
@@ -221,7 +221,7 @@ NODES
     say "keyd did not stop within 60 s of SIGTERM"
     return 1
   fi
-  rc=0; wait "$pid" || rc=$?; wait "$job" 2>/dev/null || true
+  rc=0; wait "$pid" || rc=$?; wait "$stamper" || true
   if [[ $rc -ne 0 ]]; then
     tail -n 30 "$logs/dev-run.log" >&2
     say "keyd exited with status $rc on SIGTERM"
