@@ -334,12 +334,34 @@ ctl_ops_string(unsigned ops, char *dst, size_t n)
 		snprintf(dst, n, "-");
 }
 
+/* Appends " (rsa-oaep-sha1,rsa-pkcs1)": the decryption algorithms of key
+ * i, if it may decrypt. */
+static void
+ctl_decrypts_string(const struct keyd_keylist *l, size_t i, char *dst,
+    size_t n)
+{
+	size_t k, used = strlen(dst);
+
+	if (!(keyd_keylist_ops(l, i) & KEYD_OP_DECRYPT))
+		return;
+	for (k = 0; k < sizeof(ctl_algs) / sizeof(ctl_algs[0]) && used < n;
+	    k++) {
+		if (ctl_algs[k].is_sign ||
+		    !keyd_keylist_decrypts(l, i, ctl_algs[k].alg))
+			continue;
+		used += (size_t)snprintf(dst + used, n - used, "%s%s",
+		    strchr(dst, '(') == NULL ? " (" : ",", ctl_algs[k].name);
+	}
+	if (strchr(dst, '(') != NULL && used < n)
+		snprintf(dst + used, n - used, ")");
+}
+
 static int
 cmd_list(const struct ctl_opts *o)
 {
 	struct keyd_client *c = NULL;
 	struct keyd_keylist *l = NULL;
-	char name[KEYDCTL_NAME_MAX], ops[64];
+	char name[KEYDCTL_NAME_MAX], ops[160];
 	size_t i, n, w = 4;
 	int r, ret = KEYDCTL_EXIT_FAIL;
 
@@ -359,6 +381,7 @@ cmd_list(const struct ctl_opts *o)
 	for (i = 0; i < n; i++) {
 		strutil_printable(name, sizeof(name), keyd_keylist_name(l, i));
 		ctl_ops_string(keyd_keylist_ops(l, i), ops, sizeof(ops));
+		ctl_decrypts_string(l, i, ops, sizeof(ops));
 		printf("%-*s  %-8s %5u  %s%s\n", (int)w, name,
 		    keyd_keylist_type(l, i), keyd_keylist_bits(l, i), ops,
 		    keyd_keylist_weak(l, i) ? "  WEAK: extractable without "

@@ -63,6 +63,7 @@ struct keyd_keyinfo {
 	uint8_t *id;           /* CKA_ID, id_len bytes (NULL if none) */
 	size_t id_len;
 	int has_cert;
+	unsigned decrypts;     /* bit alg - KEYD_RSA_OAEP_SHA1 per algorithm */
 };
 
 struct keyd_keylist {
@@ -154,6 +155,17 @@ decrypt_alg_wire(int alg)
 	default:
 		return KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_UNSPECIFIED;
 	}
+}
+
+/* The public value of a wire algorithm; 0 for one this version does
+ * not know. */
+static int
+decrypt_alg_public(Keyd__V1__DecryptAlg alg)
+{
+	for (int a = KEYD_RSA_OAEP_SHA1; a <= KEYD_RSA_PKCS1; a++)
+		if (decrypt_alg_wire(a) == alg)
+			return a;
+	return 0;
 }
 
 /* Op values 1..5 become bits 0..4; values this version does not know are
@@ -736,6 +748,16 @@ keylist_take(struct keyd_client *c, struct keyd_keyinfo *dst,
 	dst->ops = ops_bits(ki->ops, ki->n_ops);
 	dst->weak = ki->weak_extractable ? 1 : 0;
 	dst->has_cert = ki->has_certificate ? 1 : 0;
+	/* An earlier keyd names no algorithms and tries any; this one
+	 * names those it does and refuses the others. */
+	if ((dst->ops & KEYD_OP_DECRYPT) && ki->n_decrypt_algs == 0)
+		dst->decrypts = ~0u;
+	for (size_t j = 0; j < ki->n_decrypt_algs; j++) {
+		int alg = decrypt_alg_public(ki->decrypt_algs[j]);
+
+		if (alg != 0)
+			dst->decrypts |= 1u << (alg - KEYD_RSA_OAEP_SHA1);
+	}
 	if (ki->id.len > 0) {
 		/* keyd_list counts this entry only on success: undo here. */
 		if (ki->id.len > KEYD_MAX_KEY_ID ||
@@ -986,6 +1008,17 @@ keyd_keylist_has_cert(const struct keyd_keylist *l, size_t i)
 	const struct keyd_keyinfo *k = keylist_at(l, i);
 
 	return k == NULL ? 0 : k->has_cert;
+}
+
+int
+keyd_keylist_decrypts(const struct keyd_keylist *l, size_t i, int alg)
+{
+	const struct keyd_keyinfo *k = keylist_at(l, i);
+
+	if (k == NULL || !(k->ops & KEYD_OP_DECRYPT) ||
+	    alg < KEYD_RSA_OAEP_SHA1 || alg > KEYD_RSA_PKCS1)
+		return 0;
+	return (k->decrypts >> (alg - KEYD_RSA_OAEP_SHA1)) & 1u;
 }
 
 /* SRTP suites and their master key and salt lengths (RFC 4568 6.2,

@@ -286,6 +286,42 @@ curve_name(enum token_key_type t)
 	}
 }
 
+/* The OAEP variants, as the token layer's bits and the protocol's
+ * algorithms. */
+static const struct {
+	unsigned bit;
+	Keyd__V1__DecryptAlg alg;
+	CK_MECHANISM_TYPE hash;
+	CK_RSA_PKCS_MGF_TYPE mgf;
+	const char *name;
+} oaep_algs[] = {
+	{ TOKEN_OAEP_SHA1, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA1,
+	  CKM_SHA_1, CKG_MGF1_SHA1, "rsa-oaep-sha1" },
+	{ TOKEN_OAEP_SHA256, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA256,
+	  CKM_SHA256, CKG_MGF1_SHA256, "rsa-oaep-sha256" },
+	{ TOKEN_OAEP_SHA384, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA384,
+	  CKM_SHA384, CKG_MGF1_SHA384, "rsa-oaep-sha384" },
+	{ TOKEN_OAEP_SHA512, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA512,
+	  CKM_SHA512, CKG_MGF1_SHA512, "rsa-oaep-sha512" },
+};
+#define N_OAEP_ALGS (sizeof(oaep_algs) / sizeof(oaep_algs[0]))
+
+/* The decryption algorithms keyd does with key tk, into out (room for
+ * DISPATCH_NDECRYPT); returns how many. */
+static size_t
+decrypt_algs_pb(const struct token_key *tk, int pkcs1,
+    Keyd__V1__DecryptAlg *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < N_OAEP_ALGS; i++)
+		if (tk->oaep_hashes & oaep_algs[i].bit)
+			out[n++] = oaep_algs[i].alg;
+	if (pkcs1)
+		out[n++] = KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_PKCS1;
+	return n;
+}
+
 /* Builds and sends the list reply itself: its arrays are sized by the
  * client's key count. */
 static int
@@ -296,13 +332,16 @@ handle_list(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 	Keyd__V1__ListReply lr = KEYD__V1__LIST_REPLY__INIT;
 	Keyd__V1__KeyInfo *infos = NULL, **ptrs = NULL;
 	Keyd__V1__Op *ops = NULL;
+	Keyd__V1__DecryptAlg *algs = NULL;
 	int r = KEYD_ERR_NOMEM;
 
 	if (cl->n_keys > 0) {
 		infos = calloc(cl->n_keys, sizeof(*infos));
 		ptrs = calloc(cl->n_keys, sizeof(*ptrs));
 		ops = calloc(cl->n_keys * DISPATCH_NOPS, sizeof(*ops));
-		if (infos == NULL || ptrs == NULL || ops == NULL)
+		algs = calloc(cl->n_keys * DISPATCH_NDECRYPT, sizeof(*algs));
+		if (infos == NULL || ptrs == NULL || ops == NULL ||
+		    algs == NULL)
 			goto out;
 	}
 	for (size_t i = 0; i < cl->n_keys; i++) {
@@ -321,6 +360,11 @@ handle_list(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 		infos[i].id.len = tk->id_len;
 		infos[i].weak_extractable = tk->weak_extractable;
 		infos[i].has_certificate = tk->cert != NULL;
+		if (cl->ops & cfg->keys[k].ops & CONFIG_OP_DECRYPT) {
+			infos[i].decrypt_algs = algs + i * DISPATCH_NDECRYPT;
+			infos[i].n_decrypt_algs = decrypt_algs_pb(tk,
+			    cfg->keys[k].pkcs1_decrypt, infos[i].decrypt_algs);
+		}
 		ptrs[i] = &infos[i];
 	}
 	lr.n_keys = cl->n_keys;
@@ -332,6 +376,7 @@ out:
 	free(infos);
 	free(ptrs);
 	free(ops);
+	free(algs);
 	return r;
 }
 
@@ -619,41 +664,29 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 	CK_RSA_PKCS_OAEP_PARAMS oaep;
 	CK_MECHANISM mech = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
 	size_t outlen = room;
-	int r, pkcs1 = 0;
+	int r, pkcs1 = 0, variant = -1;
 
-	switch (req->alg) {
-	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_PKCS1:
+	if (req->alg == KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_PKCS1) {
 		rc->mech = "rsa-pkcs1";
 		pkcs1 = 1;
-		break;
-	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA1:
-		rc->mech = "rsa-oaep-sha1";
-		oaep.hashAlg = CKM_SHA_1;
-		oaep.mgf = CKG_MGF1_SHA1;
-		break;
-	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA256:
-		rc->mech = "rsa-oaep-sha256";
-		oaep.hashAlg = CKM_SHA256;
-		oaep.mgf = CKG_MGF1_SHA256;
-		break;
-	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA384:
-		rc->mech = "rsa-oaep-sha384";
-		oaep.hashAlg = CKM_SHA384;
-		oaep.mgf = CKG_MGF1_SHA384;
-		break;
-	case KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA512:
-		rc->mech = "rsa-oaep-sha512";
-		oaep.hashAlg = CKM_SHA512;
-		oaep.mgf = CKG_MGF1_SHA512;
-		break;
-	default:
-		rc->mech = "unknown";
-		if ((r = check_key(rc, req->key, CONFIG_OP_DECRYPT)) != KEYD_OK)
-			return r;
-		snprintf(rc->msg, sizeof(rc->msg), "unknown decryption "
-		    "algorithm %d (keyd decrypts RSA-OAEP, and PKCS#1 v1.5 "
-		    "on keys that allow it)", (int)req->alg);
-		return KEYD_ERR_BAD_ALGORITHM;
+	} else {
+		for (size_t i = 0; i < N_OAEP_ALGS && variant < 0; i++)
+			if (oaep_algs[i].alg == req->alg)
+				variant = (int)i;
+		if (variant < 0) {
+			rc->mech = "unknown";
+			if ((r = check_key(rc, req->key, CONFIG_OP_DECRYPT)) !=
+			    KEYD_OK)
+				return r;
+			snprintf(rc->msg, sizeof(rc->msg), "unknown "
+			    "decryption algorithm %d (keyd decrypts RSA-OAEP, "
+			    "and PKCS#1 v1.5 on keys that allow it)",
+			    (int)req->alg);
+			return KEYD_ERR_BAD_ALGORITHM;
+		}
+		rc->mech = oaep_algs[variant].name;
+		oaep.hashAlg = oaep_algs[variant].hash;
+		oaep.mgf = oaep_algs[variant].mgf;
 	}
 	oaep.source = CKZ_DATA_SPECIFIED;
 	oaep.pSourceData = NULL;
@@ -691,16 +724,24 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 			return r;
 		goto reply;
 	}
+	if (!(tk->oaep_hashes & oaep_algs[variant].bit)) {
+		char have[96];
+		size_t used = 0;
+
+		have[0] = '\0';
+		for (size_t i = 0; i < N_OAEP_ALGS; i++)
+			if (tk->oaep_hashes & oaep_algs[i].bit)
+				used += (size_t)snprintf(have + used,
+				    sizeof(have) - used, "%s%s", used > 0 ?
+				    ", " : "", oaep_algs[i].name);
+		snprintf(rc->msg, sizeof(rc->msg), "key '%s' decrypts with "
+		    "%s only on this token, not %s", rc->key_name,
+		    used > 0 ? have : "PKCS#1 v1.5", rc->mech);
+		return KEYD_ERR_UNSUPPORTED;
+	}
 	r = token_decrypt(rc->d->token, rc->s, (size_t)rc->key, &mech,
 	    req->ciphertext.data, req->ciphertext.len, plain, &outlen, rc->msg,
 	    sizeof(rc->msg));
-	if (r == KEYD_ERR_UNSUPPORTED && oaep.hashAlg != CKM_SHA_1) {
-		/* SoftHSM2 answers CKR_ARGUMENTS_BAD for OAEP with anything
-		 * but SHA-1; say what it means. */
-		snprintf(rc->msg, sizeof(rc->msg), "%s is not supported by "
-		    "this token (it may support rsa-oaep-sha1 only)", rc->mech);
-		return KEYD_ERR_UNSUPPORTED;
-	}
 	if (r != KEYD_OK)
 		return r;
 reply:

@@ -29,6 +29,7 @@ struct dispatch_counter {
 };
 
 #define DISPATCH_NOPS 5  /* sign, decrypt, srtp-new, srtp-open, status */
+#define DISPATCH_NDECRYPT 5  /* rsa-oaep-sha1/256/384/512, rsa-pkcs1 */
 
 struct srtp;
 

@@ -121,6 +121,7 @@ struct token {
 	size_t n_all;              /* n_keys, plus one with an audit key */
 	int has_audit_key;
 	int described;             /* keys[] describe what the tokens hold */
+	int opened;                /* token_open returned: workers read keys[] */
 	struct call_slot calls[TOKEN_MAX_CALLERS];
 	atomic_uint n_callers;
 	struct signer signer;
@@ -701,6 +702,81 @@ out:
 	return KEYD_ERR_CONFIG;
 }
 
+/* The OAEP variants keyd offers: the TOKEN_OAEP_* bit, the hash. */
+static const struct {
+	unsigned bit;
+	CK_MECHANISM_TYPE hash;
+	CK_RSA_PKCS_MGF_TYPE mgf;
+	const char *md, *name;
+} oaep_variants[] = {
+	{ TOKEN_OAEP_SHA1, CKM_SHA_1, CKG_MGF1_SHA1, "SHA1", "rsa-oaep-sha1" },
+	{ TOKEN_OAEP_SHA256, CKM_SHA256, CKG_MGF1_SHA256, "SHA256",
+	  "rsa-oaep-sha256" },
+	{ TOKEN_OAEP_SHA384, CKM_SHA384, CKG_MGF1_SHA384, "SHA384",
+	  "rsa-oaep-sha384" },
+	{ TOKEN_OAEP_SHA512, CKM_SHA512, CKG_MGF1_SHA512, "SHA512",
+	  "rsa-oaep-sha512" },
+};
+
+/* Which OAEP hashes the token decrypts with RSA key h: a test message is
+ * encrypted here under its public key with each, and must come back.
+ * C_GetMechanismInfo cannot tell: it names CKM_RSA_PKCS_OAEP, not the
+ * hashes (SoftHSM2 takes SHA-1 only). */
+static unsigned
+oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h)
+{
+	static const uint8_t msg[] = "keyd: which OAEP hashes";
+	CK_FUNCTION_LIST *f = d->t->f;
+	const unsigned char *p = k->spki;
+	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)k->spki_len);
+	unsigned found = 0;
+
+	if (pk == NULL)
+		return 0;
+	for (size_t i = 0; i < sizeof(oaep_variants) /
+	    sizeof(oaep_variants[0]); i++) {
+		CK_RSA_PKCS_OAEP_PARAMS prm = { oaep_variants[i].hash,
+			oaep_variants[i].mgf, CKZ_DATA_SPECIFIED, NULL, 0 };
+		CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &prm, sizeof(prm) };
+		uint8_t ct[TOKEN_MAX_SIG], pt[TOKEN_MAX_SIG];
+		size_t ctlen = sizeof(ct);
+		CK_ULONG ptlen = sizeof(pt);
+		EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pk, NULL);
+		const EVP_MD *md = EVP_get_digestbyname(oaep_variants[i].md);
+		int ok;
+
+		ok = ctx != NULL && md != NULL &&
+		    EVP_PKEY_encrypt_init(ctx) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_padding(ctx,
+		    RSA_PKCS1_OAEP_PADDING) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1 &&
+		    EVP_PKEY_encrypt(ctx, ct, &ctlen, msg, sizeof(msg)) == 1;
+		EVP_PKEY_CTX_free(ctx);
+		if (ok && f->C_DecryptInit(d->keeper, &m, h) == CKR_OK &&
+		    f->C_Decrypt(d->keeper, ct, (CK_ULONG)ctlen, pt, &ptlen) ==
+		    CKR_OK && ptlen == sizeof(msg) &&
+		    memcmp(pt, msg, sizeof(msg)) == 0)
+			found |= oaep_variants[i].bit;
+	}
+	EVP_PKEY_free(pk);
+	return found;
+}
+
+/* "rsa-oaep-sha1, rsa-oaep-sha256" for the hashes in bits. */
+static void
+oaep_names(unsigned bits, char *dst, size_t n)
+{
+	size_t used = 0;
+
+	dst[0] = '\0';
+	for (size_t i = 0; i < sizeof(oaep_variants) /
+	    sizeof(oaep_variants[0]); i++)
+		if ((bits & oaep_variants[i].bit) && used < n)
+			used += (size_t)snprintf(dst + used, n - used, "%s%s",
+			    used > 0 ? ", " : "", oaep_variants[i].name);
+}
+
 /* Reads what keyd needs to know of the key object h into k and checks it
  * against the key's ops. */
 static int
@@ -809,6 +885,10 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 		    "it lacks CKA_ENCRYPT or CKA_DECRYPT");
 		return KEYD_ERR_CONFIG;
 	}
+	/* The first look at this key on this token (pair): which OAEP
+	 * hashes it decrypts with. */
+	if (pair && (ops & CONFIG_OP_DECRYPT))
+		k->oaep_hashes = oaep_probe(d, k, h);
 	if (pair && (k->type == TOKEN_KEY_EC_P256 ||
 	    k->type == TOKEN_KEY_EC_P384 || k->type == TOKEN_KEY_ED25519))
 		return pair_check(d, k, h, err, errlen);
@@ -821,7 +901,7 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
  * backup holds the same keys; a key rotated under keyd's feet is not the
  * key keyd announced to its clients. */
 static int
-check_same_key(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
+check_same_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
     unsigned ops, int pair, char *err, size_t errlen)
 {
 	struct token_key now;
@@ -859,6 +939,26 @@ check_same_key(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 		errf(err, errlen, "key '%s' on token '%s' has another check "
 		    "value than the AES key keyd serves", k->name, d->label);
 		goto out;
+	}
+	/* keyd announces the OAEP hashes that every token present at
+	 * start-up decrypts with; a token that comes later and lacks one
+	 * fails those requests while it serves. */
+	if (pair && (k->oaep_hashes & ~now.oaep_hashes) != 0) {
+		char lacks[128];
+
+		oaep_names(k->oaep_hashes & ~now.oaep_hashes, lacks,
+		    sizeof(lacks));
+		if (!d->t->opened) {
+			k->oaep_hashes &= now.oaep_hashes;
+			log_warn("key '%s' on token '%s' does not decrypt with "
+			    "%s: keyd does not offer %s for it", k->name,
+			    d->label, lacks, lacks);
+		} else {
+			log_warn("key '%s' on token '%s' does not decrypt with "
+			    "%s, which keyd offers for it: those requests fail "
+			    "while this token serves", k->name, d->label,
+			    lacks);
+		}
 	}
 	if (now.weak_extractable && !k->weak_extractable)
 		log_warn("KEY '%s' ON TOKEN '%s' IS EXTRACTABLE WITHOUT "
@@ -1085,6 +1185,31 @@ copy_keys(struct dev *d)
 /* Finds every key on token d. The first token to do so describes the keys
  * (type, public key, certificate) and checks them against their ops;
  * afterwards every lookup, on either token, must find the same keys. */
+/* At start-up: a key with ops = decrypt must decrypt with some OAEP
+ * hash on every token there, unless PKCS#1 v1.5 (implicit rejection,
+ * through raw RSA) is what it is for. */
+static int
+check_oaep(struct dev *d, size_t i, char *err, size_t errlen)
+{
+	const struct token *t = d->t;
+	const struct token_key *k = &t->keys[i];
+
+	if (!(key_ops(t, i) & CONFIG_OP_DECRYPT) || k->oaep_hashes != 0)
+		return KEYD_OK;
+	if (t->cfg->keys[i].pkcs1_decrypt) {
+		log_warn("key '%s' (%s) on token '%s' decrypted a test "
+		    "ciphertext with no OAEP hash: keyd offers only PKCS#1 "
+		    "v1.5 decryption with it", k->name, k->uri, d->label);
+		return KEYD_OK;
+	}
+	errf(err, errlen, "key '%s' (%s) has ops = decrypt, but token '%s' "
+	    "decrypted a test ciphertext with none of rsa-oaep-sha1, "
+	    "rsa-oaep-sha256, rsa-oaep-sha384 and rsa-oaep-sha512 "
+	    "(CKM_RSA_PKCS_OAEP, MGF1 of the same hash, no label)", k->name,
+	    k->uri, d->label);
+	return KEYD_ERR_CONFIG;
+}
+
 static int
 resolve_keys(struct dev *d, char *err, size_t errlen)
 {
@@ -1119,6 +1244,9 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 			    !d->pairs_checked, err, errlen);
 		}
 		if (r != KEYD_OK)
+			return r;
+		if (!t->opened && (r = check_oaep(d, i, err, errlen)) !=
+		    KEYD_OK)
 			return r;
 		for (size_t v = 0; v < k->n_prev; v++) {
 			CK_KEY_TYPE kt = 0;
@@ -1450,6 +1578,7 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 			    "session copies", t->dev[j].label,
 			    copied_keys(&t->dev[j]), t->n_all,
 			    LOG_PLURAL(t->n_all));
+	t->opened = 1;
 	*out = t;
 	t = NULL;
 	r = KEYD_OK;

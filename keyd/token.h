@@ -44,6 +44,10 @@ struct token_key {
 	int can_sign, can_decrypt, can_encrypt;
 	int extractable, wrap_with_trusted;
 	int weak_extractable;      /* extractable, not wrap-with-trusted */
+	/* RSA keys with ops = decrypt: the TOKEN_OAEP_* hashes with which
+	 * the token decrypted a test ciphertext at start-up (on every
+	 * token that was there then). */
+	unsigned oaep_hashes;
 	uint8_t *cert;             /* DER X.509 with the same CKA_ID, or NULL */
 	size_t cert_len;
 	uint8_t kcv[3];            /* AES: check value, if has_kcv */
@@ -57,6 +61,12 @@ struct token_key {
 	int *prev_has_kcv;         /* ... where the token gives one */
 	size_t n_prev;
 };
+
+/* OAEP hashes (each with MGF1 of the same hash and an empty label). */
+#define TOKEN_OAEP_SHA1 1u
+#define TOKEN_OAEP_SHA256 2u
+#define TOKEN_OAEP_SHA384 4u
+#define TOKEN_OAEP_SHA512 8u
 
 struct token;
 

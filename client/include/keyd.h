@@ -265,6 +265,14 @@ KEYD_API const uint8_t *keyd_keylist_id(const struct keyd_keylist *l,
 /* keyd_keylist_has_cert: 1 if the token holds a certificate for key i
  * (keyd_certificate fetches it), else 0. */
 KEYD_API int keyd_keylist_has_cert(const struct keyd_keylist *l, size_t i);
+/* keyd_keylist_decrypts: 1 if keyd decrypts with alg (a keyd_decrypt_alg)
+ * for key i, else 0. keyd learns at start-up which OAEP hashes the token
+ * takes (SoftHSM2: SHA-1 only) and refuses the others with
+ * KEYD_ERR_UNSUPPORTED; KEYD_RSA_PKCS1 is there if the key allows it.
+ * From an earlier keyd, which does not name them, any algorithm is 1 for
+ * a key with KEYD_OP_DECRYPT. */
+KEYD_API int keyd_keylist_decrypts(const struct keyd_keylist *l, size_t i,
+    int alg);
 
 /* SRTP crypto suites, for keyd_srtp_new (RFC 4568, RFC 6188, RFC 7714).
  * The values are stable (the protocol's). */

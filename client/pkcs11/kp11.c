@@ -234,6 +234,28 @@ keyd_rv(int r)
 	}
 }
 
+/* keyd's error for a decryption, as a code C_Decrypt may return
+ * (PKCS#11 2.40 section 5.9): a key that went away, a refusal or an
+ * algorithm keyd no longer offers is CKR_FUNCTION_FAILED. */
+static CK_RV
+decrypt_rv(int r)
+{
+	CK_RV rv = keyd_rv(r);
+
+	switch (rv) {
+	case CKR_OK:
+	case CKR_HOST_MEMORY:
+	case CKR_DEVICE_ERROR:
+	case CKR_ENCRYPTED_DATA_INVALID:
+	case CKR_GENERAL_ERROR:
+		return rv;
+	case CKR_DATA_LEN_RANGE:
+		return CKR_ENCRYPTED_DATA_LEN_RANGE;
+	default:
+		return CKR_FUNCTION_FAILED;
+	}
+}
+
 static void
 table_unref_locked(struct kp11obj_table *t)
 {
@@ -1221,6 +1243,17 @@ op_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key,
 	}
 	rv = kp11mech_op_init(op, m, what, k->type, k->name, k->out_len,
 	    k->spki.p, k->spki.len);
+	/* An OAEP hash the token lacks is refused here, not by C_Decrypt
+	 * (which may not return CKR_MECHANISM_PARAM_INVALID): keyd found
+	 * out at start-up which hashes the token takes with this key. */
+	if (rv == CKR_OK && what == CKF_DECRYPT &&
+	    !(k->decrypts & KP11OBJ_DECRYPTS(op->keyd_alg))) {
+		kp11_debug("decrypting with '%s': keyd does not offer this "
+		    "OAEP hash with it (keydctl list names those it does)",
+		    k->name);
+		kp11mech_op_reset(op);
+		rv = CKR_MECHANISM_PARAM_INVALID;
+	}
 	if (rv == CKR_OK)
 		op->obj = key;
 out:
@@ -1480,7 +1513,7 @@ kp11_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
 		kp11_debug("decrypting with '%s': %s", op->key, err);
 		if (r == KEYD_ERR_UNKNOWN_KEY || r == KEYD_ERR_DENIED)
 			mark_stale();
-		rv = keyd_rv(r);
+		rv = decrypt_rv(r);
 		goto end;
 	}
 	if (*outlen < plen) {

@@ -386,6 +386,9 @@ kp11obj_fetch(struct keyd_client *c, int hide_ed25519,
 		t->n++;
 		k->type = kt;
 		k->ops = ops;
+		for (int a = KEYD_RSA_OAEP_SHA1; a <= KEYD_RSA_PKCS1; a++)
+			if (keyd_keylist_decrypts(l, i, a))
+				k->decrypts |= KP11OBJ_DECRYPTS(a);
 		id = keyd_keylist_id(l, i, &idlen);
 		if (id != NULL && (r = blob_set(&k->id, id, idlen)) != KEYD_OK) {
 			snprintf(err, errlen, "out of memory");

@@ -37,11 +37,16 @@ struct kp11obj_blob {
 	size_t len;
 };
 
+/* A keyd_decrypt_alg as a bit of kp11obj_key's decrypts. */
+#define KP11OBJ_DECRYPTS(alg) (1u << ((alg) - KEYD_RSA_OAEP_SHA1))
+
 struct kp11obj_key {
 	char *name;
 	struct kp11obj_blob id;
 	enum kp11_keytype type;
 	unsigned ops;                /* KEYD_OP_* this client may do */
+	unsigned decrypts;           /* KP11OBJ_DECRYPTS(alg) of the
+	                                keyd_decrypt_alg keyd does */
 	size_t out_len;              /* signature or modulus bytes */
 	size_t slot;                 /* registry index: the handles */
 	struct kp11obj_blob spki, modulus, exponent, ec_params, ec_point;
