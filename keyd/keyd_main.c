@@ -89,6 +89,19 @@ event(struct audit *a, const char *name, const char *detail)
 		log_error("cannot write the '%s' event to the audit log", name);
 }
 
+/* The signals keyd handles (through its signalfd, once serving). */
+static void
+keyd_signals(sigset_t *sigs)
+{
+	sigemptyset(sigs);
+	sigaddset(sigs, SIGTERM);
+	sigaddset(sigs, SIGINT);
+	sigaddset(sigs, SIGHUP);
+	sigaddset(sigs, SIGUSR2);
+	if (secure_getenv(SANDBOX_PROBE_ENV) != NULL)
+		sigaddset(sigs, SIGUSR1);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -112,7 +125,7 @@ main(int argc, char **argv)
 	const char *creds;
 	char *pin = NULL;
 	size_t pin_len = 0, weak = 0;
-	sigset_t sigs;
+	sigset_t sigs, startmask;
 	int check_only = 0, o, sfd = -1, ret = 1, r, dispatch_ready = 0;
 	time_t last_sweep = 0;
 	size_t stuck;
@@ -159,7 +172,18 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	/* A module may start threads in C_Initialize (tpm2-pkcs11 starts a
+	 * GLib thread); a signal keyd handles must never be delivered to
+	 * one of them, whose default action would end keyd without its stop
+	 * record. Those threads inherit the mask of the thread that made
+	 * them: keyd's signals are blocked while the module is loaded, then
+	 * unblocked in this thread for the rest of the start-up (so that a
+	 * signal still stops a start-up that hangs), and blocked for good
+	 * before the first worker exists. */
+	keyd_signals(&sigs);
+	(void)pthread_sigmask(SIG_BLOCK, &sigs, &startmask);
 	r = token_open(cfg, pin, pin_len, &token, err, sizeof(err));
+	(void)pthread_sigmask(SIG_SETMASK, &startmask, NULL);
 	pin_free(pin, pin_len);
 	pin = NULL;
 	if (r != KEYD_OK) {
@@ -219,13 +243,7 @@ main(int argc, char **argv)
 
 	/* Signals go to the main thread's signalfd only: block them before
 	 * any worker exists, so every worker inherits the mask. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGUSR2);
-	if (secure_getenv(SANDBOX_PROBE_ENV) != NULL)
-		sigaddset(&sigs, SIGUSR1);
+	keyd_signals(&sigs);
 	(void)signal(SIGPIPE, SIG_IGN);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 ||
 	    (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {

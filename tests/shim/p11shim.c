@@ -91,6 +91,9 @@
  * when it goes on ("C_Sign hang timed out" after 120 s); a traced call
  * "trace C_Logout CKR_OK".
  *
+ * Env P11SHIM_THREAD=1 makes C_Initialize start a thread, as some modules
+ * do (see shim_Initialize).
+ *
  * Test code only: it trusts its environment and never goes near a
  * production keyd.
  */
@@ -973,6 +976,45 @@ shim_UnwrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk,
 	return trace(&c, real->C_UnwrapKey(s, m, uk, w, wl, t, tn, k));
 }
 
+/* Env P11SHIM_THREAD=1: C_Initialize starts a thread that lives as long
+ * as the process, as tpm2-pkcs11 starts a GLib thread. It takes the
+ * signal mask of the thread that called C_Initialize, and only waits:
+ * a signal the caller has not blocked may be delivered to it, and its
+ * default action then ends the process. Named "p11shim-thread". */
+static void *
+idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void
+start_idle_thread(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, idle_thread, NULL) != 0) {
+		fprintf(stderr, "p11shim: cannot start its thread\n");
+		return;
+	}
+	(void)pthread_setname_np(t, "p11shim-thread");
+	(void)pthread_detach(t);
+}
+
+static CK_RV
+shim_Initialize(CK_VOID_PTR args)
+{
+	static pthread_once_t started = PTHREAD_ONCE_INIT;
+	const char *want = getenv("P11SHIM_THREAD");
+	CK_RV rv = real->C_Initialize(args);
+
+	if (rv == CKR_OK && want != NULL && strcmp(want, "1") == 0)
+		pthread_once(&started, start_idle_thread);
+	return rv;
+}
+
 static CK_RV shim_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
 
 static void
@@ -999,6 +1041,7 @@ load_real(void)
 	/* Everything not wrapped goes straight to the real module. */
 	shim_list = *real;
 	shim_list.C_GetFunctionList = shim_GetFunctionList;
+	shim_list.C_Initialize = shim_Initialize;
 	shim_list.C_SignInit = shim_SignInit;
 	shim_list.C_Sign = shim_Sign;
 	shim_list.C_DecryptInit = shim_DecryptInit;
