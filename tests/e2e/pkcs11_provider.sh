@@ -5,7 +5,8 @@
 # PKCS#11 URIs given straight to the openssl commands it
 #   - lists keyd's keys (openssl storeutl -keys);
 #   - exports public keys, equal to `keydctl pubkey`'s;
-#   - makes self-signed certificates (openssl req -x509), verified;
+#   - makes self-signed certificates (openssl req -x509) and a certificate
+#     request (openssl req -new), verified;
 #   - serves TLS 1.3 with ECDSA P-256 and TLS 1.2 with RSA, PKCS#1 v1.5 and
 #     PSS signatures (openssl s_server -key 'pkcs11:...'); openssl s_client
 #     -verify_return_error trusts the self-signed certificate, and data goes
@@ -135,6 +136,18 @@ selfsign() {
 selfsign sip-tls ecdsa "$T/ec-cert.pem"
 selfsign sip-rsa rsa-pkcs1-sha256 "$T/rsa-cert.pem"
 
+# --- a certificate request for a CA, signed by keyd's key.
+before=$(signs sip-tls ecdsa)
+with_provider 30 openssl req -new -key "$(uri sip-tls private)" -subj /CN=localhost \
+  -out "$T/ec.csr" >"$T/req.log" 2>&1 ||
+  { cat "$T/req.log" >&2; fail "openssl req -new -key $(uri sip-tls private)"; }
+openssl req -in "$T/ec.csr" -noout -verify >"$T/verify.log" 2>&1 ||
+  { cat "$T/verify.log" >&2; fail "the request signed through the provider does not verify"; }
+openssl req -in "$T/ec.csr" -noout -pubkey > "$T/csr-pub.pem" || fail "no public key in the request"
+cmp -s "$T/csr-pub.pem" "$T/keyd-ec.pem" || fail "the request holds another key than sip-tls"
+[[ $(signs sip-tls ecdsa) -gt $before ]] || fail "keyd audited no ecdsa signature for openssl req -new"
+pass "certificate request signed by keyd's sip-tls (ecdsa in keyd's audit log), verified"
+
 # --- TLS through s_server -key 'pkcs11:...'.
 # handshake KEY CERT PROTO SIGTYPE MECH ARGS...: ARGS go to both s_server
 # and s_client (the protocol version, -sigalgs). s_client must verify the
@@ -204,8 +217,8 @@ pass "RSA-OAEP (SHA-1) decrypted by keyd's sip-rsa through the provider (in keyd
 # Every signature and decryption above came from openssl processes of
 # this client, and none failed.
 grep -E '"op":"(sign|decrypt)"' "$T/audit.jsonl" > "$T/ops.jsonl" || true
-[[ $(wc -l < "$T/ops.jsonl") -eq 6 ]] ||
-  { cat "$T/ops.jsonl" >&2; fail "keyd audited other than the 5 signatures and 1 decryption made here"; }
+[[ $(wc -l < "$T/ops.jsonl") -eq 7 ]] ||
+  { cat "$T/ops.jsonl" >&2; fail "keyd audited other than the 6 signatures and 1 decryption made here"; }
 if grep -v '"client":"root","uid":0,' "$T/ops.jsonl" >&2; then
   fail "an operation in the audit log is not by this client"
 fi
