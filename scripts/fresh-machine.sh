@@ -125,15 +125,22 @@ apt_opts() {
   return 0
 }
 
-# stamp LOG STEPS: copies its input to LOG, and each "keyd: " line (the
-# steps of dev-run.sh and test.sh) to STEPS, after the seconds since it
-# started.
+# stamp LOG STEPS: copies its input to LOG, and the first line of each
+# step of dev-run.sh and test.sh ("keyd: installing ...", "keyd: building
+# ...", "keyd: creating ..." or "reusing ...", "keyd: serving ...", "keyd:
+# running the tests") to STEPS, after the seconds since it started. Only
+# the first of each: the tests' own keyd logs repeat some.
 stamp() {
-  local line t0=$SECONDS
+  local line word t0=$SECONDS
+  local -A seen=()
   while IFS= read -r line || [[ -n $line ]]; do
     printf '%s\n' "$line"
-    if [[ $line == 'keyd: '* ]]; then
-      printf '%5d s  %s\n' $((SECONDS - t0)) "$line" >>"$2"
+    if [[ $line =~ ^keyd:\ (installing|building|creating|reusing|serving|running\ the\ tests) ]]; then
+      word=${BASH_REMATCH[1]}
+      if [[ -z ${seen[$word]:-} ]]; then
+        seen[$word]=1
+        printf '%5d s  %s\n' $((SECONDS - t0)) "$line" >>"$2"
+      fi
     fi
   done >"$1"
 }
