@@ -1185,6 +1185,125 @@ copy_keys(struct dev *d)
 /* Finds every key on token d. The first token to do so describes the keys
  * (type, public key, certificate) and checks them against their ops;
  * afterwards every lookup, on either token, must find the same keys. */
+/* What an op needs of the token's mechanisms. */
+struct mech_need {
+	enum token_key_type type;
+	unsigned ops;              /* any of these CONFIG_OP_* needs it */
+	int pkcs1;                 /* -1: any; 0/1: the key's pkcs1_decrypt */
+	CK_MECHANISM_TYPE mech;
+	const char *mech_name;
+	CK_FLAGS flags;            /* what C_GetMechanismInfo must say */
+	int required;              /* 0: a warning names the requests that
+	                              will fail */
+	const char *what;
+};
+
+#define OPS_SRTP (CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN)
+static const struct mech_need mech_needs[] = {
+	{ TOKEN_KEY_EC_P256, CONFIG_OP_SIGN, -1, CKM_ECDSA, "CKM_ECDSA",
+	  CKF_SIGN, 1, "ECDSA signatures" },
+	{ TOKEN_KEY_EC_P384, CONFIG_OP_SIGN, -1, CKM_ECDSA, "CKM_ECDSA",
+	  CKF_SIGN, 1, "ECDSA signatures" },
+	{ TOKEN_KEY_ED25519, CONFIG_OP_SIGN, -1, CKM_EDDSA, "CKM_EDDSA",
+	  CKF_SIGN, 1, "Ed25519 signatures" },
+	{ TOKEN_KEY_RSA, CONFIG_OP_SIGN, -1, CKM_RSA_PKCS, "CKM_RSA_PKCS",
+	  CKF_SIGN, 1, "RSA PKCS#1 v1.5 signatures" },
+	{ TOKEN_KEY_RSA, CONFIG_OP_SIGN, -1, CKM_RSA_PKCS_PSS,
+	  "CKM_RSA_PKCS_PSS", CKF_SIGN, 0, "rsa-pss-* signatures" },
+	{ TOKEN_KEY_RSA, CONFIG_OP_DECRYPT, 0, CKM_RSA_PKCS_OAEP,
+	  "CKM_RSA_PKCS_OAEP", CKF_DECRYPT, 1, "RSA-OAEP decryption" },
+	{ TOKEN_KEY_RSA, CONFIG_OP_DECRYPT, 1, CKM_RSA_X_509,
+	  "CKM_RSA_X_509", CKF_DECRYPT, 1,
+	  "PKCS#1 v1.5 decryption with implicit rejection (raw RSA)" },
+	{ TOKEN_KEY_AES, OPS_SRTP, -1, CKM_AES_GCM, "CKM_AES_GCM",
+	  CKF_ENCRYPT | CKF_DECRYPT, 1,
+	  "SRTP key wrapping (AES-GCM, see docs/srtp.md)" },
+};
+
+static const char *
+op_names(unsigned ops)
+{
+	if (ops & CONFIG_OP_SIGN)
+		return "sign";
+	if (ops & CONFIG_OP_DECRYPT)
+		return "decrypt";
+	return "srtp-new/srtp-open";
+}
+
+/* The first time keyd uses token d: every key's ops against the token's
+ * mechanism list (C_GetMechanismList, C_GetMechanismInfo). A key whose
+ * op the token cannot do is a start-up error naming the op, the key and
+ * the mechanism; a variant it lacks (RSA-PSS) is a warning. */
+static int
+check_mechanisms(struct dev *d, char *err, size_t errlen)
+{
+	struct token *t = d->t;
+	CK_FUNCTION_LIST *f = t->f;
+	CK_MECHANISM_TYPE *list = NULL;
+	CK_ULONG n = 0;
+	CK_RV rv;
+	int r = KEYD_OK;
+
+	if ((rv = f->C_GetMechanismList(d->slot, NULL, &n)) != CKR_OK ||
+	    (list = calloc(n ? n : 1, sizeof(*list))) == NULL ||
+	    (rv = f->C_GetMechanismList(d->slot, list, &n)) != CKR_OK) {
+		log_warn("token '%s': cannot read its mechanism list (%s): "
+		    "the keys' ops are not checked against it", d->label,
+		    list == NULL && rv == CKR_OK ? "out of memory" :
+		    token_rv_name(rv));
+		free(list);
+		return KEYD_OK;
+	}
+	for (size_t i = 0; i < t->n_all && r == KEYD_OK; i++) {
+		const struct token_key *k = &t->keys[i];
+		unsigned ops = key_ops(t, i);
+		int pkcs1 = i < t->n_keys ? t->cfg->keys[i].pkcs1_decrypt : 0;
+
+		for (size_t j = 0; j < sizeof(mech_needs) /
+		    sizeof(mech_needs[0]); j++) {
+			const struct mech_need *m = &mech_needs[j];
+			CK_MECHANISM_INFO info;
+			const char *why = NULL;
+			CK_ULONG x;
+
+			if (m->type != k->type || !(ops & m->ops) ||
+			    (m->pkcs1 >= 0 && m->pkcs1 != (pkcs1 != 0)))
+				continue;
+			for (x = 0; x < n && list[x] != m->mech; x++)
+				;
+			if (x == n)
+				why = "is not in its mechanism list";
+			else if (f->C_GetMechanismInfo(d->slot, m->mech,
+			    &info) == CKR_OK && (info.flags & m->flags) !=
+			    m->flags)
+				why = "is in its mechanism list, but not for "
+				    "this use (C_GetMechanismInfo's flags)";
+			if (why == NULL)
+				continue;
+			if (!m->required) {
+				log_warn("token '%s' lacks %s (it %s): requests "
+				    "for %s with key '%s' will fail", d->label,
+				    m->mech_name, why, m->what, k->name);
+				continue;
+			}
+			if (i < t->n_keys)
+				errf(err, errlen, "key '%s' has ops = %s, but "
+				    "token '%s' cannot do %s: %s %s", k->name,
+				    op_names(ops & m->ops), d->label, m->what,
+				    m->mech_name, why);
+			else
+				errf(err, errlen, "audit_key %s signs the "
+				    "audit log's checkpoints, but token '%s' "
+				    "cannot do %s: %s %s", k->uri, d->label,
+				    m->what, m->mech_name, why);
+			r = KEYD_ERR_CONFIG;
+			break;
+		}
+	}
+	free(list);
+	return r;
+}
+
 /* At start-up: a key with ops = decrypt must decrypt with some OAEP
  * hash on every token there, unless PKCS#1 v1.5 (implicit rejection,
  * through raw RSA) is what it is for. */
@@ -1245,9 +1364,6 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 		}
 		if (r != KEYD_OK)
 			return r;
-		if (!t->opened && (r = check_oaep(d, i, err, errlen)) !=
-		    KEYD_OK)
-			return r;
 		for (size_t v = 0; v < k->n_prev; v++) {
 			CK_KEY_TYPE kt = 0;
 			uint8_t kcv[3];
@@ -1275,6 +1391,14 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 			}
 		}
 	}
+	/* The mechanisms, once a token; then what the OAEP probes found
+	 * (a missing CKM_RSA_PKCS_OAEP is named as such first). */
+	if (!d->pairs_checked && (r = check_mechanisms(d, err, errlen)) !=
+	    KEYD_OK)
+		return r;
+	for (size_t i = 0; i < t->n_keys && !t->opened; i++)
+		if ((r = check_oaep(d, i, err, errlen)) != KEYD_OK)
+			return r;
 	/* The audit key must be no key a client can use. The handle names
 	 * one object within one token; the same key pair can also sit in
 	 * another object (a copy, a restore under another label), so the

@@ -34,7 +34,9 @@ set_tests_properties(failover token_hang PROPERTIES SKIP_RETURN_CODE 77)
 # A module that starts a thread in C_Initialize does not take keyd's
 # signals (through keyd-p11shim.so: 77 as for recovery).
 keyd_script_test(module_threads integration/module_threads.sh integration)
-set_tests_properties(module_threads PROPERTIES SKIP_RETURN_CODE 77)
+# Each key's ops against the token's mechanism list at start-up.
+keyd_script_test(mechanisms integration/mechanisms.sh integration)
+set_tests_properties(module_threads mechanisms PROPERTIES SKIP_RETURN_CODE 77)
 # Session-object copies of the keys, and SIGUSR2 to read them again.
 keyd_script_test(key_copies integration/key_copies.sh integration)
 # docs/keydctl.md's example outputs, against a real run of its commands on

@@ -92,7 +92,8 @@
  * "trace C_Logout CKR_OK".
  *
  * Env P11SHIM_THREAD=1 makes C_Initialize start a thread, as some modules
- * do (see shim_Initialize).
+ * do (see shim_Initialize); env P11SHIM_HIDE_MECHS hides mechanisms from
+ * C_GetMechanismList (see mech_hidden).
  *
  * Test code only: it trusts its environment and never goes near a
  * production keyd.
@@ -1015,6 +1016,83 @@ shim_Initialize(CK_VOID_PTR args)
 	return rv;
 }
 
+/* Env P11SHIM_HIDE_MECHS: mechanisms the token seems to lack, by name
+ * (those below) or number (0x1087), separated by commas: the shim drops
+ * them from C_GetMechanismList and answers CKR_MECHANISM_INVALID for
+ * their C_GetMechanismInfo. Calls that use them still reach the real
+ * module. */
+static int
+mech_hidden(CK_MECHANISM_TYPE m)
+{
+	static const struct {
+		const char *name;
+		CK_MECHANISM_TYPE m;
+	} names[] = {
+		{ "CKM_ECDSA", CKM_ECDSA }, { "CKM_EDDSA", 0x1057UL },
+		{ "CKM_RSA_PKCS", CKM_RSA_PKCS },
+		{ "CKM_RSA_PKCS_PSS", CKM_RSA_PKCS_PSS },
+		{ "CKM_RSA_PKCS_OAEP", CKM_RSA_PKCS_OAEP },
+		{ "CKM_RSA_X_509", CKM_RSA_X_509 },
+		{ "CKM_AES_GCM", CKM_AES_GCM }, { "CKM_AES_ECB", CKM_AES_ECB },
+	};
+	const char *env = getenv("P11SHIM_HIDE_MECHS");
+	char buf[SHIM_LINE_MAX], *tok, *save = NULL;
+
+	if (env == NULL || strlen(env) >= sizeof(buf))
+		return 0;
+	memcpy(buf, env, strlen(env) + 1);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strcmp(tok, names[i].name) == 0 &&
+			    names[i].m == m)
+				return 1;
+		if (strncmp(tok, "0x", 2) == 0 &&
+		    strtoul(tok, NULL, 16) == m)
+			return 1;
+	}
+	return 0;
+}
+
+static CK_RV
+shim_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR out,
+    CK_ULONG_PTR count)
+{
+	CK_MECHANISM_TYPE *all;
+	CK_ULONG n = 0, kept = 0;
+	CK_RV rv;
+
+	if (count == NULL)
+		return real->C_GetMechanismList(slot, out, count);
+	if ((rv = real->C_GetMechanismList(slot, NULL, &n)) != CKR_OK)
+		return rv;
+	if ((all = calloc(n ? n : 1, sizeof(*all))) == NULL)
+		return CKR_HOST_MEMORY;
+	if ((rv = real->C_GetMechanismList(slot, all, &n)) != CKR_OK) {
+		free(all);
+		return rv;
+	}
+	for (CK_ULONG i = 0; i < n; i++)
+		if (!mech_hidden(all[i]))
+			all[kept++] = all[i];
+	if (out != NULL && *count < kept)
+		rv = CKR_BUFFER_TOO_SMALL;
+	else if (out != NULL)
+		memcpy(out, all, kept * sizeof(*all));
+	*count = kept;
+	free(all);
+	return rv;
+}
+
+static CK_RV
+shim_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE m,
+    CK_MECHANISM_INFO_PTR info)
+{
+	if (mech_hidden(m))
+		return CKR_MECHANISM_INVALID;
+	return real->C_GetMechanismInfo(slot, m, info);
+}
+
 static CK_RV shim_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
 
 static void
@@ -1042,6 +1120,8 @@ load_real(void)
 	shim_list = *real;
 	shim_list.C_GetFunctionList = shim_GetFunctionList;
 	shim_list.C_Initialize = shim_Initialize;
+	shim_list.C_GetMechanismList = shim_GetMechanismList;
+	shim_list.C_GetMechanismInfo = shim_GetMechanismInfo;
 	shim_list.C_SignInit = shim_SignInit;
 	shim_list.C_Sign = shim_Sign;
 	shim_list.C_DecryptInit = shim_DecryptInit;
