@@ -48,7 +48,8 @@ bash scripts/deps.sh
 
 if ((sanitizers)); then
   echo "keyd: building with ASan+UBSan (Debug) in build-asan/" >&2
-  KEYD_BUILD=build-asan KEYD_BUILD_TYPE=Debug bash scripts/build.sh -DKEYD_SANITIZE=ON
+  KEYD_BUILD=build-asan KEYD_BUILD_TYPE=Debug bash scripts/build.sh -DKEYD_SANITIZE=ON \
+    -DKEYD_FRESH_ROOTS=OFF
 fi
 echo "keyd: building (RelWithDebInfo) in build/" >&2
 bash scripts/build.sh -DKEYD_FRESH_ROOTS="$fresh"
