@@ -11,7 +11,8 @@
 #     PSS signatures (openssl s_server -key 'pkcs11:...'); openssl s_client
 #     -verify_return_error trusts the self-signed certificate, and data goes
 #     both ways (s_server -rev sends back each line reversed);
-#   - decrypts RSA-OAEP (SHA-1, as SoftHSM2 does it) with openssl pkeyutl.
+#   - decrypts RSA-OAEP (SHA-1, as SoftHSM2 does it) with openssl pkeyutl,
+#     and refuses OAEP with SHA-256 before keyd is asked.
 # keyd's audit log must show each signature with its key and mechanism, and
 # the decryption. Skipped (77) where pkcs11-provider is not installed:
 # Debian 12 has no package of it (its OpenSSL 3.0 is served by libp11's
@@ -213,6 +214,23 @@ cmp -s "$T/secret" "$T/secret.dec" || fail "the OAEP decryption through the prov
 [[ $(decrypts sip-rsa rsa-oaep-sha1) -gt $before ]] ||
   fail "keyd audited no rsa-oaep-sha1 decryption with sip-rsa"
 pass "RSA-OAEP (SHA-1) decrypted by keyd's sip-rsa through the provider (in keyd's audit log)"
+
+# OAEP with SHA-256, which SoftHSM2 lacks: refused at C_DecryptInit
+# (CKR_MECHANISM_PARAM_INVALID, which pkcs11-provider reports as an
+# unsupported padding mode), so keyd is never asked.
+OAEP256=(-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256)
+openssl pkeyutl -encrypt -pubin -inkey "$T/keyd-rsa.pem" "${OAEP256[@]}" \
+  -in "$T/secret" -out "$T/secret256.enc" || fail "openssl pkeyutl -encrypt (OAEP SHA-256)"
+before=$(grep -c '"op":"decrypt"' "$T/audit.jsonl" || true)
+if with_provider 30 openssl pkeyutl -decrypt -inkey "$(uri sip-rsa private)" "${OAEP256[@]}" \
+  -in "$T/secret256.enc" -out "$T/secret256.dec" 2>"$T/dec.err"; then
+  fail "OAEP with SHA-256 decrypted, but the token does OAEP with SHA-1 only"
+fi
+grep -q 'illegal or unsupported padding mode' "$T/dec.err" ||
+  { cat "$T/dec.err" >&2; fail "OAEP with SHA-256 was not refused as an unsupported padding mode"; }
+[[ $(grep -c '"op":"decrypt"' "$T/audit.jsonl" || true) -eq $before ]] ||
+  fail "OAEP with SHA-256 reached keyd: it must be refused at C_DecryptInit"
+pass "RSA-OAEP with SHA-256, which the token lacks, refused before keyd"
 
 # Every signature and decryption above came from openssl processes of
 # this client, and none failed.
