@@ -102,6 +102,62 @@ keyd_signals(sigset_t *sigs)
 		sigaddset(sigs, SIGUSR1);
 }
 
+/* SIGTERM and SIGINT during start-up: keyd has written nothing to the
+ * audit log yet that a stop record would close, and the module may be
+ * stuck in a call that will not return; the watcher says so and exits. */
+struct startup_watch {
+	pthread_t th;
+	int running;
+};
+
+static void *
+startup_watch_main(void *arg)
+{
+	sigset_t stop;
+	siginfo_t si;
+
+	(void)arg;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	while (sigwaitinfo(&stop, &si) < 0)
+		;
+	log_error("%s during start-up: stopping before serving",
+	    si.si_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+	_exit(1);
+}
+
+static int
+startup_watch_start(struct startup_watch *w)
+{
+	int e = pthread_create(&w->th, NULL, startup_watch_main, NULL);
+
+	if (e != 0) {
+		errno = e;
+		return -1;
+	}
+	w->running = 1;
+	return 0;
+}
+
+/* Stops the watcher (sigwaitinfo is a cancellation point); a signal it
+ * did not take stays pending for the signalfd. */
+static int
+startup_watch_stop(struct startup_watch *w)
+{
+	int e;
+
+	if (!w->running)
+		return 0;
+	w->running = 0;
+	if ((e = pthread_cancel(w->th)) != 0 ||
+	    (e = pthread_join(w->th, NULL)) != 0) {
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -125,7 +181,8 @@ main(int argc, char **argv)
 	const char *creds;
 	char *pin = NULL;
 	size_t pin_len = 0, weak = 0;
-	sigset_t sigs, startmask;
+	sigset_t sigs;
+	struct startup_watch watch = { 0 };
 	int check_only = 0, o, sfd = -1, ret = 1, r, dispatch_ready = 0;
 	time_t last_sweep = 0;
 	size_t stuck;
@@ -135,6 +192,20 @@ main(int argc, char **argv)
 	 * mode: the process holds a logged-in token session and the PIN. */
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	(void)setrlimit(RLIMIT_CORE, &nocore);
+	/* Before anything can start a thread: a module may start threads in
+	 * C_Initialize or later (tpm2-pkcs11 starts a GLib thread), and they
+	 * inherit the mask of the thread that made them. keyd's signals stay
+	 * blocked in every thread; until keyd serves, a watcher thread takes
+	 * SIGTERM and SIGINT (a start-up that hangs in the module can still
+	 * be stopped), and SIGHUP and SIGUSR2 wait. A module that writes to a
+	 * closed connection gets EPIPE, not SIGPIPE. */
+	keyd_signals(&sigs);
+	(void)signal(SIGPIPE, SIG_IGN);
+	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 ||
+	    startup_watch_start(&watch) != 0) {
+		log_error("cannot set up signal handling: %s", strerror(errno));
+		return 1;
+	}
 
 	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (o) {
@@ -172,18 +243,7 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	/* A module may start threads in C_Initialize (tpm2-pkcs11 starts a
-	 * GLib thread); a signal keyd handles must never be delivered to
-	 * one of them, whose default action would end keyd without its stop
-	 * record. Those threads inherit the mask of the thread that made
-	 * them: keyd's signals are blocked while the module is loaded, then
-	 * unblocked in this thread for the rest of the start-up (so that a
-	 * signal still stops a start-up that hangs), and blocked for good
-	 * before the first worker exists. */
-	keyd_signals(&sigs);
-	(void)pthread_sigmask(SIG_BLOCK, &sigs, &startmask);
 	r = token_open(cfg, pin, pin_len, &token, err, sizeof(err));
-	(void)pthread_sigmask(SIG_SETMASK, &startmask, NULL);
 	pin_free(pin, pin_len);
 	pin = NULL;
 	if (r != KEYD_OK) {
@@ -243,9 +303,9 @@ main(int argc, char **argv)
 
 	/* Signals go to the main thread's signalfd only: block them before
 	 * any worker exists, so every worker inherits the mask. */
-	keyd_signals(&sigs);
-	(void)signal(SIGPIPE, SIG_IGN);
-	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 ||
+	/* From here the main thread reads the signals from its signalfd;
+	 * the start-up watcher stops first, so that none is lost to it. */
+	if (startup_watch_stop(&watch) != 0 ||
 	    (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
 		log_error("signalfd: %s", strerror(errno));
 		goto out;
@@ -345,6 +405,7 @@ main(int argc, char **argv)
 	event(audit, "stop", NULL);
 	ret = 0;
 out:
+	(void)startup_watch_stop(&watch);
 	server_free(srv);
 	srtp_free(srtp);
 	/* The final checkpoint is signed on the token: close the log first. */

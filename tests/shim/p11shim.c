@@ -103,6 +103,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -867,6 +868,53 @@ shim_Login(CK_SESSION_HANDLE s, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin,
 	return trace(&c, real->C_Login(s, u, pin, n));
 }
 
+/* Env P11SHIM_THREAD=1: C_Initialize starts a thread that lives as long
+ * as the process, as tpm2-pkcs11 starts a GLib thread; P11SHIM_THREAD=
+ * open:N: the Nth C_OpenSession starts it (a module that starts threads
+ * later). It takes the signal mask of the thread that made the call, and
+ * only waits: a signal that thread had not blocked may be delivered to
+ * it, and its default action then ends the process. Named
+ * "p11shim-thread". */
+static void *
+idle_thread(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void
+start_idle_thread(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, idle_thread, NULL) != 0) {
+		fprintf(stderr, "p11shim: cannot start its thread\n");
+		return;
+	}
+	(void)pthread_setname_np(t, "p11shim-thread");
+	(void)pthread_detach(t);
+}
+
+static pthread_once_t idle_started = PTHREAD_ONCE_INIT;
+
+/* Starts the thread if P11SHIM_THREAD asks for it at this call: when
+ * C_Initialize (open 0) or the open-th C_OpenSession returns. */
+static void
+maybe_start_thread(unsigned long open)
+{
+	const char *want = getenv("P11SHIM_THREAD");
+	char *end;
+
+	if (want == NULL)
+		return;
+	if (strcmp(want, "1") == 0 ? open == 0 :
+	    strncmp(want, "open:", 5) == 0 &&
+	    strtoul(want + 5, &end, 10) == open && *end == '\0' && open > 0)
+		pthread_once(&idle_started, start_idle_thread);
+}
+
 static CK_RV
 shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
     CK_NOTIFY notify, CK_SESSION_HANDLE_PTR s)
@@ -879,8 +927,12 @@ shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app,
 	call_slot(&c, F_OPEN_SESSION, slot);
 	INJECT(&c);
 	rv = real->C_OpenSession(slot, flags, app, notify, s);
-	if (rv == CKR_OK && s != NULL)
+	if (rv == CKR_OK && s != NULL) {
+		static atomic_ulong opened;
+
 		session_add(*s, slot);
+		maybe_start_thread(atomic_fetch_add(&opened, 1) + 1);
+	}
 	return trace(&c, rv);
 }
 
@@ -977,42 +1029,13 @@ shim_UnwrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk,
 	return trace(&c, real->C_UnwrapKey(s, m, uk, w, wl, t, tn, k));
 }
 
-/* Env P11SHIM_THREAD=1: C_Initialize starts a thread that lives as long
- * as the process, as tpm2-pkcs11 starts a GLib thread. It takes the
- * signal mask of the thread that called C_Initialize, and only waits:
- * a signal the caller has not blocked may be delivered to it, and its
- * default action then ends the process. Named "p11shim-thread". */
-static void *
-idle_thread(void *arg)
-{
-	(void)arg;
-	for (;;)
-		pause();
-	return NULL;
-}
-
-static void
-start_idle_thread(void)
-{
-	pthread_t t;
-
-	if (pthread_create(&t, NULL, idle_thread, NULL) != 0) {
-		fprintf(stderr, "p11shim: cannot start its thread\n");
-		return;
-	}
-	(void)pthread_setname_np(t, "p11shim-thread");
-	(void)pthread_detach(t);
-}
-
 static CK_RV
 shim_Initialize(CK_VOID_PTR args)
 {
-	static pthread_once_t started = PTHREAD_ONCE_INIT;
-	const char *want = getenv("P11SHIM_THREAD");
 	CK_RV rv = real->C_Initialize(args);
 
-	if (rv == CKR_OK && want != NULL && strcmp(want, "1") == 0)
-		pthread_once(&started, start_idle_thread);
+	if (rv == CKR_OK)
+		maybe_start_thread(0);
 	return rv;
 }
 
