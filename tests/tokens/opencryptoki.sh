@@ -36,6 +36,7 @@ OCK_MODULE=${OCK_MODULE:-}
 OCK_DIR=$T/ock
 OCK_SLOT=3
 OCK_NS_PID=
+OCK_PROPAGATION=private
 # opencryptoki's SO PIN before pkcsconf -P changes it.
 OCK_DEFAULT_SO_PIN=87654321
 
@@ -51,8 +52,17 @@ ock_need() {
     mount "${OCK_MODULE:-libopencryptoki.so}"
   compgen -G "/usr/lib/*/opencryptoki/stdll/libpkcs11_sw.so*" > /dev/null ||
     { echo "SKIP: no opencryptoki soft token libpkcs11_sw.so (Debian package: opencryptoki)"; exit 77; }
-  unshare --mount --ipc --propagation private true 2>/dev/null ||
-    { echo "SKIP: cannot make a mount namespace here (unshare --mount fails)"; exit 77; }
+  # In a chroot (the fresh Debian roots of tests/fresh), / is no mount
+  # point and unshare cannot make the new namespace's mounts private:
+  # OCK_INNER then checks that its mounts do not reach this namespace.
+  if unshare --mount --ipc --propagation private true 2>/dev/null; then
+    OCK_PROPAGATION=private
+  elif unshare --mount --ipc --propagation unchanged true 2>/dev/null; then
+    OCK_PROPAGATION=unchanged
+  else
+    echo "SKIP: cannot make a mount namespace here (unshare --mount fails)"
+    exit 77
+  fi
 }
 
 # ock__layout: $OCK_DIR/etc, lib and run, as the installed package lays out
@@ -98,9 +108,21 @@ ock__layout() {
 
 # The namespaces' first process: the mounts, then pkcsslotd (it becomes a
 # daemon: its parent returns), then it waits as the PID namespace's init.
+# With propagation unchanged (a chroot), a mount made here would also
+# appear in the test's namespace, and in the system's, if the mount that
+# holds them is shared: a probe mount over $O/probe first, checked
+# through the test shell's root, and no other mount if it shows there.
 # shellcheck disable=SC2016
 OCK_INNER='set -e
-O=$1
+O=$1 testpid=$2 propagation=$3
+if [[ $propagation != private ]]; then
+  mount -t tmpfs -o size=1m ockprobe "$O/probe"
+  if [[ ! -e /proc/$testpid/root$O/probe/under ]]; then
+    umount "$O/probe"
+    echo "mounts made in a new namespace here propagate to the system: not confined" > "$O/skip"
+    exit 1
+  fi
+fi
 mount --bind "$O/etc" /etc/opencryptoki
 mount --bind "$O/lib" /var/lib/opencryptoki
 mount --bind "$O/run" /run
@@ -116,19 +138,27 @@ ock_start() {
   # --kill-child: when unshare dies (also by the parent-death signal if
   # the test is killed), the namespace's init is killed, and with it every
   # process in the PID namespace.
+  mkdir -p "$OCK_DIR/probe"
+  : > "$OCK_DIR/probe/under"
   setpriv --pdeathsig KILL -- unshare --mount --ipc --pid --fork --kill-child \
-    --propagation private -- bash -c "$OCK_INNER" ock "$OCK_DIR" \
-    > "$OCK_DIR/ns.log" 2>&1 &
+    --propagation "$OCK_PROPAGATION" -- bash -c "$OCK_INNER" ock "$OCK_DIR" $$ \
+    "$OCK_PROPAGATION" > "$OCK_DIR/ns.log" 2>&1 &
   OCK_NS_PID=$!
   for ((i = 0; i < 200; i++)); do
+    if [[ -f $OCK_DIR/skip ]] || { ! kill -0 "$OCK_NS_PID" 2>/dev/null && [[ -f $OCK_DIR/skip ]]; }; then
+      ock_stop
+      echo "SKIP: $(cat "$OCK_DIR/skip")"
+      exit 77
+    fi
     kill -0 "$OCK_NS_PID" 2>/dev/null || fail "opencryptoki's namespace exited: $(cat "$OCK_DIR/ns.log" "$OCK_DIR/pkcsslotd.log" 2>/dev/null)"
     [[ -S $OCK_DIR/run/pkcsslotd.socket || -S $OCK_DIR/run/opencryptoki/pkcsslotd.socket ]] && break
     sleep 0.05
   done
   ((i < 200)) || fail "pkcsslotd made no socket in 10 s: $(cat "$OCK_DIR/ns.log" "$OCK_DIR/pkcsslotd.log" 2>/dev/null)"
   # unshare itself is in the new mount and IPC namespaces (its child, in
-  # the PID namespace too).
-  TOK_RUN="nsenter -t $OCK_NS_PID -m -i --"
+  # the PID namespace too). -r -w: entering a mount namespace resets the
+  # root to the namespace's, which in a chroot is not the chroot.
+  TOK_RUN="nsenter -t $OCK_NS_PID -m -i -r -w --"
   KEYD_WRAPPER="$TOK_RUN"
   SOFTHSM_MODULE=$OCK_MODULE
 }
