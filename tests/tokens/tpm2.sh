@@ -159,6 +159,9 @@ tpm2_start() {
   export TPM2TOOLS_TCTI=tabrmd:bus_type=session
   export TPM2_PKCS11_STORE=$TPM2_DIR/store
   SOFTHSM_MODULE=$TPM2_MODULE
+  # Not root (this test needs no root): keydctl trusts a keyd run by this
+  # user.
+  [[ $(id -u) -eq 0 ]] || export KEYD_DAEMON_USER=$(id -un)
 }
 
 # tpm2_ptool stores --id's text as CKA_ID: --id=01 is 0x3031.
