@@ -125,17 +125,17 @@ apt_opts() {
   return 0
 }
 
-# stamp LOG STEPS: copies its input to LOG, and the first line of each
-# step of dev-run.sh and test.sh ("keyd: installing ...", "keyd: building
-# ...", "keyd: creating ..." or "reusing ...", "keyd: serving ...", "keyd:
-# running the tests") to STEPS, after the seconds since it started. Only
-# the first of each: the tests' own keyd logs repeat some.
+# stamp LOG STEPS ERE: copies its input to LOG, and to STEPS the first line
+# that matches ERE for each text its first group captures, after the
+# seconds since it started: the steps of dev-run.sh and test.sh. Only the
+# first of each, and only the steps the caller names: a failed test's
+# output, printed by ctest, repeats keyd's log lines.
 stamp() {
   local line word t0=$SECONDS
   local -A seen=()
   while IFS= read -r line || [[ -n $line ]]; do
     printf '%s\n' "$line"
-    if [[ $line =~ ^keyd:\ (installing|building|creating|reusing|serving|running\ the\ tests) ]]; then
+    if [[ $line =~ $3 ]]; then
       word=${BASH_REMATCH[1]}
       if [[ -z ${seen[$word]:-} ]]; then
         seen[$word]=1
@@ -193,7 +193,8 @@ NODES
   # element of a background pipeline, bash here (PID 1) would not wait
   # for dev-run.sh by its pid. SIGTERM stops it below: a background job
   # ignores SIGINT.
-  exec {out}> >(stamp "$logs/dev-run.log" "$logs/dev-run.steps")
+  exec {out}> >(stamp "$logs/dev-run.log" "$logs/dev-run.steps" \
+    '^keyd: (installing|building|creating|reusing|serving) ')
   stamper=$!
   chroot "$R" "${env[@]}" /bin/bash -c 'cd /root/keyd && exec bash scripts/dev-run.sh' \
     </dev/null >&"$out" 2>&1 &
@@ -253,7 +254,8 @@ NODES
   rc=0
   timeout --kill-after=60 "$test_timeout" chroot "$R" "${env[@]}" /bin/bash -c \
     'cd /root/keyd && bash scripts/test.sh --no-sanitizers --no-fresh-roots' \
-    </dev/null 2>&1 | stamp "$logs/test.log" "$logs/test.steps" || rc=$?
+    </dev/null 2>&1 |
+    stamp "$logs/test.log" "$logs/test.steps" '^keyd: (installing|building|running) ' || rc=$?
   # test.sh's steps, the ctest summary, and the tests that failed.
   { cat "$logs/test.steps" 2>/dev/null
     grep -E 'tests passed|^[[:space:]]+[0-9]+ - .*\((Failed|Timeout|Not Run|SEGFAULT|Subprocess|Exception)' \
