@@ -750,7 +750,7 @@ keylist_take(struct keyd_client *c, struct keyd_keyinfo *dst,
 	dst->has_cert = ki->has_certificate ? 1 : 0;
 	/* An earlier keyd names no algorithms and tries any; this one
 	 * names those it does and refuses the others. */
-	if ((dst->ops & KEYD_OP_DECRYPT) && ki->n_decrypt_algs == 0)
+	if ((dst->ops & KEYD_OP_DECRYPT) && !ki->decrypt_algs_known)
 		dst->decrypts = ~0u;
 	for (size_t j = 0; j < ki->n_decrypt_algs; j++) {
 		int alg = decrypt_alg_public(ki->decrypt_algs[j]);

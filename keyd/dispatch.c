@@ -364,6 +364,7 @@ handle_list(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 			infos[i].decrypt_algs = algs + i * DISPATCH_NDECRYPT;
 			infos[i].n_decrypt_algs = decrypt_algs_pb(tk,
 			    cfg->keys[k].pkcs1_decrypt, infos[i].decrypt_algs);
+			infos[i].decrypt_algs_known = 1;
 		}
 		ptrs[i] = &infos[i];
 	}
@@ -734,9 +735,14 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 				used += (size_t)snprintf(have + used,
 				    sizeof(have) - used, "%s%s", used > 0 ?
 				    ", " : "", oaep_algs[i].name);
-		snprintf(rc->msg, sizeof(rc->msg), "key '%s' decrypts with "
-		    "%s only on this token, not %s", rc->key_name,
-		    used > 0 ? have : "PKCS#1 v1.5", rc->mech);
+		if (used > 0)
+			snprintf(rc->msg, sizeof(rc->msg), "keyd offers %s for "
+			    "key '%s', not %s (what the token decrypted with "
+			    "when keyd started)", have, rc->key_name, rc->mech);
+		else
+			snprintf(rc->msg, sizeof(rc->msg), "keyd offers no "
+			    "RSA-OAEP for key '%s' (see keyd's start-up log)",
+			    rc->key_name);
 		return KEYD_ERR_UNSUPPORTED;
 	}
 	r = token_decrypt(rc->d->token, rc->s, (size_t)rc->key, &mech,

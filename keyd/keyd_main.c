@@ -279,6 +279,19 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (check_only) {
+		/* A failover token that cannot serve is only logged at a
+		 * start (keyd serves from the primary and tries it again);
+		 * a check fails on it. */
+		for (size_t j = 0; j < token_count(token); j++) {
+			struct token_info ti;
+
+			token_get_info(token, j, &ti);
+			if (strcmp(ti.state, "failed") == 0) {
+				log_error("%s: the %s token '%s' cannot serve "
+				    "(see above)", cfg_path, ti.role, ti.label);
+				goto out;
+			}
+		}
 		printf("keyd: %s is valid: token '%s', %zu key%s, %zu "
 		    "client%s%s\n", cfg_path, cfg->token, cfg->n_keys,
 		    LOG_PLURAL(cfg->n_keys), cfg->n_clients,

@@ -39,6 +39,7 @@ struct dev_key {
 	CK_OBJECT_HANDLE *use;
 	size_t n;
 	int copied;                /* use[] are session copies */
+	unsigned oaep;             /* TOKEN_OAEP_* this token decrypted with */
 };
 
 /* One token: the primary ([keyd] token) or the failover token. Both are
@@ -122,6 +123,7 @@ struct token {
 	int has_audit_key;
 	int described;             /* keys[] describe what the tokens hold */
 	int opened;                /* token_open returned: workers read keys[] */
+	int oaep_known;            /* keys[].oaep_hashes hold a token's answer */
 	struct call_slot calls[TOKEN_MAX_CALLERS];
 	atomic_uint n_callers;
 	struct signer signer;
@@ -718,23 +720,43 @@ static const struct {
 	  "rsa-oaep-sha512" },
 };
 
-/* Which OAEP hashes the token decrypts with RSA key h: a test message is
- * encrypted here under its public key with each, and must come back.
- * C_GetMechanismInfo cannot tell: it names CKM_RSA_PKCS_OAEP, not the
- * hashes (SoftHSM2 takes SHA-1 only). */
-static unsigned
-oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h)
+/* Which OAEP hashes token d decrypts with RSA key h, into *found: a test
+ * message is encrypted here under its public key with each, and must come
+ * back. C_GetMechanismInfo cannot tell: it names CKM_RSA_PKCS_OAEP, not
+ * the hashes (SoftHSM2 takes SHA-1 only). It runs in a session of its
+ * own, so that an operation a token keeps after a failure cannot get in
+ * the way of anything else. A hash the token refuses or gets wrong is
+ * left out; a failure of the token itself (its session, its login, the
+ * device) is an error, so that a token that failed for a moment does not
+ * take a hash away for the whole run. what[] gets each hash's answer, for
+ * the messages. */
+static int
+oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
+    unsigned *found, CK_RV what[4], char *err, size_t errlen)
 {
 	static const uint8_t msg[] = "keyd: which OAEP hashes";
 	CK_FUNCTION_LIST *f = d->t->f;
 	const unsigned char *p = k->spki;
 	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)k->spki_len);
-	unsigned found = 0;
+	CK_SESSION_HANDLE sess;
+	CK_RV rv;
+	int r = KEYD_OK;
 
-	if (pk == NULL)
-		return 0;
+	*found = 0;
+	if (pk == NULL) {
+		errf(err, errlen, "key '%s': cannot read its public key",
+		    k->name);
+		return KEYD_ERR_INTERNAL;
+	}
+	if ((rv = f->C_OpenSession(d->slot, CKF_SERIAL_SESSION, NULL, NULL,
+	    &sess)) != CKR_OK) {
+		EVP_PKEY_free(pk);
+		errf(err, errlen, "token '%s': cannot open a session to test "
+		    "key '%s': %s", d->label, k->name, token_rv_name(rv));
+		return KEYD_ERR_TOKEN;
+	}
 	for (size_t i = 0; i < sizeof(oaep_variants) /
-	    sizeof(oaep_variants[0]); i++) {
+	    sizeof(oaep_variants[0]) && r == KEYD_OK; i++) {
 		CK_RSA_PKCS_OAEP_PARAMS prm = { oaep_variants[i].hash,
 			oaep_variants[i].mgf, CKZ_DATA_SPECIFIED, NULL, 0 };
 		CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &prm, sizeof(prm) };
@@ -753,14 +775,32 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h)
 		    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1 &&
 		    EVP_PKEY_encrypt(ctx, ct, &ctlen, msg, sizeof(msg)) == 1;
 		EVP_PKEY_CTX_free(ctx);
-		if (ok && f->C_DecryptInit(d->keeper, &m, h) == CKR_OK &&
-		    f->C_Decrypt(d->keeper, ct, (CK_ULONG)ctlen, pt, &ptlen) ==
-		    CKR_OK && ptlen == sizeof(msg) &&
+		if (!ok) {
+			errf(err, errlen, "key '%s': OpenSSL cannot encrypt "
+			    "to it with %s", k->name, oaep_variants[i].name);
+			r = KEYD_ERR_INTERNAL;
+			break;
+		}
+		rv = f->C_DecryptInit(sess, &m, h);
+		if (rv == CKR_OK)
+			rv = f->C_Decrypt(sess, ct, (CK_ULONG)ctlen, pt, &ptlen);
+		what[i] = rv;
+		if (rv == CKR_OK && ptlen == sizeof(msg) &&
 		    memcmp(pt, msg, sizeof(msg)) == 0)
-			found |= oaep_variants[i].bit;
+			*found |= oaep_variants[i].bit;
+		else if (rv == CKR_OK)
+			what[i] = CKR_FUNCTION_FAILED; /* another plaintext */
+		else if (rv_device_failed(rv) || rv == CKR_HOST_MEMORY) {
+			errf(err, errlen, "token '%s' failed while keyd tested "
+			    "key '%s' with %s: %s", d->label, k->name,
+			    oaep_variants[i].name, token_rv_name(rv));
+			r = KEYD_ERR_TOKEN;
+		}
+		OPENSSL_cleanse(pt, sizeof(pt));
 	}
+	(void)f->C_CloseSession(sess);
 	EVP_PKEY_free(pk);
-	return found;
+	return r;
 }
 
 /* "rsa-oaep-sha1, rsa-oaep-sha256" for the hashes in bits. */
@@ -885,10 +925,6 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 		    "it lacks CKA_ENCRYPT or CKA_DECRYPT");
 		return KEYD_ERR_CONFIG;
 	}
-	/* The first look at this key on this token (pair): which OAEP
-	 * hashes it decrypts with. */
-	if (pair && (ops & CONFIG_OP_DECRYPT))
-		k->oaep_hashes = oaep_probe(d, k, h);
 	if (pair && (k->type == TOKEN_KEY_EC_P256 ||
 	    k->type == TOKEN_KEY_EC_P384 || k->type == TOKEN_KEY_ED25519))
 		return pair_check(d, k, h, err, errlen);
@@ -901,7 +937,7 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
  * backup holds the same keys; a key rotated under keyd's feet is not the
  * key keyd announced to its clients. */
 static int
-check_same_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
+check_same_key(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
     unsigned ops, int pair, char *err, size_t errlen)
 {
 	struct token_key now;
@@ -939,26 +975,6 @@ check_same_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 		errf(err, errlen, "key '%s' on token '%s' has another check "
 		    "value than the AES key keyd serves", k->name, d->label);
 		goto out;
-	}
-	/* keyd announces the OAEP hashes that every token present at
-	 * start-up decrypts with; a token that comes later and lacks one
-	 * fails those requests while it serves. */
-	if (pair && (k->oaep_hashes & ~now.oaep_hashes) != 0) {
-		char lacks[128];
-
-		oaep_names(k->oaep_hashes & ~now.oaep_hashes, lacks,
-		    sizeof(lacks));
-		if (!d->t->opened) {
-			k->oaep_hashes &= now.oaep_hashes;
-			log_warn("key '%s' on token '%s' does not decrypt with "
-			    "%s: keyd does not offer %s for it", k->name,
-			    d->label, lacks, lacks);
-		} else {
-			log_warn("key '%s' on token '%s' does not decrypt with "
-			    "%s, which keyd offers for it: those requests fail "
-			    "while this token serves", k->name, d->label,
-			    lacks);
-		}
 	}
 	if (now.weak_extractable && !k->weak_extractable)
 		log_warn("KEY '%s' ON TOKEN '%s' IS EXTRACTABLE WITHOUT "
@@ -1245,12 +1261,12 @@ check_mechanisms(struct dev *d, char *err, size_t errlen)
 	int r = KEYD_OK;
 
 	if ((rv = f->C_GetMechanismList(d->slot, NULL, &n)) != CKR_OK ||
-	    (list = calloc(n ? n : 1, sizeof(*list))) == NULL ||
+	    n == 0 || (list = calloc(n, sizeof(*list))) == NULL ||
 	    (rv = f->C_GetMechanismList(d->slot, list, &n)) != CKR_OK) {
 		log_warn("token '%s': cannot read its mechanism list (%s): "
 		    "the keys' ops are not checked against it", d->label,
-		    list == NULL && rv == CKR_OK ? "out of memory" :
-		    token_rv_name(rv));
+		    rv != CKR_OK ? token_rv_name(rv) : n == 0 ? "it is empty" :
+		    "out of memory");
 		free(list);
 		return KEYD_OK;
 	}
@@ -1266,18 +1282,27 @@ check_mechanisms(struct dev *d, char *err, size_t errlen)
 			const char *why = NULL;
 			CK_ULONG x;
 
+			/* No client uses the audit key but to sign the
+			 * log's checkpoints: only what that needs. */
 			if (m->type != k->type || !(ops & m->ops) ||
-			    (m->pkcs1 >= 0 && m->pkcs1 != (pkcs1 != 0)))
+			    (m->pkcs1 >= 0 && m->pkcs1 != (pkcs1 != 0)) ||
+			    (i >= t->n_keys && !m->required))
 				continue;
 			for (x = 0; x < n && list[x] != m->mech; x++)
 				;
-			if (x == n)
+			if (x == n) {
 				why = "is not in its mechanism list";
-			else if (f->C_GetMechanismInfo(d->slot, m->mech,
+			} else if (f->C_GetMechanismInfo(d->slot, m->mech,
 			    &info) == CKR_OK && (info.flags & m->flags) !=
-			    m->flags)
-				why = "is in its mechanism list, but not for "
-				    "this use (C_GetMechanismInfo's flags)";
+			    m->flags) {
+				/* The flags are advisory, and some modules
+				 * leave some out: the call itself decides. */
+				log_warn("token '%s' lists %s without the flags "
+				    "for %s (C_GetMechanismInfo): if it refuses, "
+				    "those requests with key '%s' fail", d->label,
+				    m->mech_name, m->what, k->name);
+				continue;
+			}
 			if (why == NULL)
 				continue;
 			if (!m->required) {
@@ -1304,29 +1329,102 @@ check_mechanisms(struct dev *d, char *err, size_t errlen)
 	return r;
 }
 
-/* At start-up: a key with ops = decrypt must decrypt with some OAEP
- * hash on every token there, unless PKCS#1 v1.5 (implicit rejection,
- * through raw RSA) is what it is for. */
+/* The first time keyd uses token d: which OAEP hashes it decrypts with,
+ * for each key with ops = decrypt (into d->keys[].oaep). A key that
+ * decrypts with none is an error, unless PKCS#1 v1.5 (implicit rejection,
+ * through raw RSA) is what it is for; so is a token present at start-up
+ * that shares no OAEP hash with the tokens before it. */
 static int
-check_oaep(struct dev *d, size_t i, char *err, size_t errlen)
+probe_oaep(struct dev *d, char *err, size_t errlen)
 {
 	const struct token *t = d->t;
-	const struct token_key *k = &t->keys[i];
+	char names[128];
+	int r;
 
-	if (!(key_ops(t, i) & CONFIG_OP_DECRYPT) || k->oaep_hashes != 0)
-		return KEYD_OK;
-	if (t->cfg->keys[i].pkcs1_decrypt) {
-		log_warn("key '%s' (%s) on token '%s' decrypted a test "
-		    "ciphertext with no OAEP hash: keyd offers only PKCS#1 "
-		    "v1.5 decryption with it", k->name, k->uri, d->label);
-		return KEYD_OK;
+	for (size_t i = 0; i < t->n_keys; i++) {
+		const struct token_key *k = &t->keys[i];
+		unsigned *got = &d->keys[i].oaep;
+		CK_RV what[4] = { 0 };
+		size_t used = 0;
+
+		*got = 0;
+		if (!(key_ops(t, i) & CONFIG_OP_DECRYPT) ||
+		    k->type != TOKEN_KEY_RSA)
+			continue;
+		if ((r = oaep_probe(d, k, d->keys[i].obj[0], got, what, err,
+		    errlen)) != KEYD_OK)
+			return r;
+		if (*got == 0 && t->cfg->keys[i].pkcs1_decrypt) {
+			log_warn("key '%s' on token '%s' decrypted a test "
+			    "ciphertext with no OAEP hash: keyd offers only "
+			    "PKCS#1 v1.5 decryption with it", k->name,
+			    d->label);
+			continue;
+		}
+		if (*got == 0) {
+			names[0] = '\0';
+			for (size_t v = 0; v < 4 && used < sizeof(names); v++)
+				used += (size_t)snprintf(names + used,
+				    sizeof(names) - used, "%s%s: %s",
+				    v > 0 ? ", " : "", oaep_variants[v].name +
+				    strlen("rsa-oaep-"), token_rv_name(what[v]));
+			errf(err, errlen, "key '%s' (%s) has ops = decrypt, "
+			    "but token '%s' decrypted a test ciphertext with no "
+			    "OAEP hash (CKM_RSA_PKCS_OAEP, MGF1 of the same "
+			    "hash, no label; %s)", k->name, k->uri, d->label,
+			    names);
+			return KEYD_ERR_CONFIG;
+		}
+		if (!t->opened && t->oaep_known &&
+		    (*got & k->oaep_hashes) == 0 &&
+		    !t->cfg->keys[i].pkcs1_decrypt) {
+			oaep_names(*got, names, sizeof(names));
+			errf(err, errlen, "key '%s' decrypts with %s on token "
+			    "'%s', which shares no OAEP hash with the token keyd "
+			    "read first", k->name, names, d->label);
+			return KEYD_ERR_CONFIG;
+		}
 	}
-	errf(err, errlen, "key '%s' (%s) has ops = decrypt, but token '%s' "
-	    "decrypted a test ciphertext with none of rsa-oaep-sha1, "
-	    "rsa-oaep-sha256, rsa-oaep-sha384 and rsa-oaep-sha512 "
-	    "(CKM_RSA_PKCS_OAEP, MGF1 of the same hash, no label)", k->name,
-	    k->uri, d->label);
-	return KEYD_ERR_CONFIG;
+	return KEYD_OK;
+}
+
+/* Token d passed every check: keyd offers the OAEP hashes that every
+ * token present at start-up decrypted with. A token that comes later and
+ * lacks one of them fails those requests while it serves. */
+static void
+merge_oaep(struct dev *d)
+{
+	struct token *t = d->t;
+	char lacks[128];
+
+	for (size_t i = 0; i < t->n_keys; i++) {
+		struct token_key *k = &t->keys[i];
+		unsigned got = d->keys[i].oaep;
+
+		if (!(key_ops(t, i) & CONFIG_OP_DECRYPT) ||
+		    k->type != TOKEN_KEY_RSA)
+			continue;
+		if (!t->oaep_known) {
+			k->oaep_hashes = got;
+			continue;
+		}
+		if ((k->oaep_hashes & ~got) == 0)
+			continue;
+		oaep_names(k->oaep_hashes & ~got, lacks, sizeof(lacks));
+		if (!t->opened) {
+			k->oaep_hashes &= got;
+			log_warn("key '%s' on token '%s' does not decrypt with "
+			    "%s: keyd does not offer it for that key", k->name,
+			    d->label, lacks);
+		} else {
+			log_warn("key '%s' on token '%s' does not decrypt with "
+			    "%s, which keyd offers for it: those requests fail "
+			    "while this token serves", k->name, d->label,
+			    lacks);
+		}
+	}
+	if (!t->opened)
+		t->oaep_known = 1;
 }
 
 static int
@@ -1335,6 +1433,8 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 	struct token *t = d->t;
 	int r;
 
+	/* Every object first: a token that lacks one is found out before
+	 * any private-key operation (the test signatures and decryptions). */
 	for (size_t i = 0; i < t->n_all; i++) {
 		struct token_key *k = &t->keys[i];
 		struct dev_key *dk = &d->keys[i];
@@ -1347,6 +1447,11 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 			    k->prev_tmpl[v], k->prev_tmpl_n[v], 1,
 			    &dk->obj[v + 1], err, errlen)) != KEYD_OK)
 				return r;
+	}
+	for (size_t i = 0; i < t->n_all; i++) {
+		struct token_key *k = &t->keys[i];
+		struct dev_key *dk = &d->keys[i];
+
 		if (!t->described) {
 			/* What an earlier token described before it failed
 			 * on a later key is described again. */
@@ -1391,14 +1496,11 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 			}
 		}
 	}
-	/* The mechanisms, once a token; then what the OAEP probes found
-	 * (a missing CKM_RSA_PKCS_OAEP is named as such first). */
-	if (!d->pairs_checked && (r = check_mechanisms(d, err, errlen)) !=
-	    KEYD_OK)
+	/* The mechanisms, once a token; then the OAEP probes (a missing
+	 * CKM_RSA_PKCS_OAEP is named as such first). */
+	if (!d->pairs_checked && ((r = check_mechanisms(d, err, errlen)) !=
+	    KEYD_OK || (r = probe_oaep(d, err, errlen)) != KEYD_OK))
 		return r;
-	for (size_t i = 0; i < t->n_keys && !t->opened; i++)
-		if ((r = check_oaep(d, i, err, errlen)) != KEYD_OK)
-			return r;
 	/* The audit key must be no key a client can use. The handle names
 	 * one object within one token; the same key pair can also sit in
 	 * another object (a copy, a restore under another label), so the
@@ -1435,6 +1537,8 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 		}
 	}
 	t->described = 1;
+	if (!d->pairs_checked)
+		merge_oaep(d);
 	/* The test signatures, once a token: a recovery finds the same
 	 * objects again, and public keys are compared all the same. */
 	d->pairs_checked = 1;

@@ -77,7 +77,7 @@ pass "list names rsa-oaep-sha1 as the one decryption algorithm"
 openssl pkeyutl -encrypt -pubin -inkey "$T/rsa.pem" -pkeyopt rsa_padding_mode:oaep \
   -pkeyopt rsa_oaep_md:sha256 -in "$T/p1" -out "$T/ct256"
 for h in 256 384 512; do
-  expect_error "keydctl: decrypt rsa: not supported by this token: key 'rsa' decrypts with rsa-oaep-sha1 only on this token, not rsa-oaep-sha$h" \
+  expect_error "keydctl: decrypt rsa: not supported by this token: keyd offers rsa-oaep-sha1 for key 'rsa', not rsa-oaep-sha$h (what the token decrypted with when keyd started)" \
     "$KEYDCTL" decrypt rsa -a "rsa-oaep-sha$h" -i "$T/ct256" -o "$T/out"
 done
 pass "rsa-oaep-sha256/384/512 not supported"
