@@ -6,6 +6,7 @@
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "keyd_err.h"
@@ -37,11 +38,17 @@ static const char *const allowed[] = {
 	"eventfd2", "signalfd4",
 	/* the syslog mirror connecting again (syslogq.c) */
 	"connect",
+	/* What the modules keyd is tested on do besides, all on descriptors
+	 * they hold: opencryptoki's C_Login rewrites its token file with
+	 * fchmod and fchown, its C_Finalize detaches its shared memory;
+	 * tpm2-pkcs11 logs through GLib, which asks getpeername of its
+	 * descriptors (and isatty, ioctl TCGETS, below). */
+	"fchmod", "fchown", "shmdt", "getpeername",
 };
 
 /* Extra calls a network HSM's module needs. */
 static const char *const network_calls[] = {
-	"bind", "getsockname", "getpeername", "setsockopt", "sendmmsg",
+	"bind", "getsockname", "setsockopt", "sendmmsg",
 	"recvmmsg", "select", "pselect6",
 };
 
@@ -85,6 +92,9 @@ sandbox_install(int network, char *err, size_t errlen)
 	rc |= allow(ctx, "tkill");
 	rc |= allow(ctx, "process_vm_readv");
 #endif
+	/* isatty() only: no other terminal or device control. */
+	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+	    SCMP_A1(SCMP_CMP_EQ, TCGETS, 0));
 	/* New threads only: a clone without CLONE_THREAD would be a new
 	 * process, which keyd never makes. */
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,

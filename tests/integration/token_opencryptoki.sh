@@ -10,12 +10,9 @@
 # error naming it. Then SIGHUP, SIGUSR2 (a re-login: opencryptoki rewrites
 # its token file with fchmod and fchown) and SIGTERM (C_Finalize calls
 # shmdt) as docs/operations.md documents them: SIGTERM exits 0 with the
-# stop record last. Skipped (77) unless root with the packages.
-#
-# PENDING (issue 13): keyd's seccomp filter kills keyd (SIGSYS, exit 159)
-# at SIGUSR2 (fchmod, fchown) and at SIGTERM (shmdt). Until keyd is fixed
-# those two checks run only with KEYD_TOKEN_PENDING=1, and the test says
-# "PENDING" for each one it leaves out.
+# stop record last (keyd's seccomp filter allows those three calls; it
+# killed keyd with SIGSYS before). Skipped (77) unless root with the
+# packages.
 source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 source "$KEYD_SOURCE_DIR/tests/tokens/opencryptoki.sh"
 source "$KEYD_SOURCE_DIR/tests/tokens/keyd_checks.sh"
@@ -34,11 +31,6 @@ start_keyd
 tok_time "keyd serving"
 tok_check_serving
 tok_check_sighup
-if [[ ${KEYD_TOKEN_PENDING:-0} == 1 ]]; then
-  tok_check_sigusr2
-  tok_check_sigterm
-else
-  echo "PENDING (issue 13, KEYD_TOKEN_PENDING=1 runs it): SIGUSR2 re-login (keyd's sandbox kills it: fchmod, fchown)"
-  echo "PENDING (issue 13, KEYD_TOKEN_PENDING=1 runs it): SIGTERM exit 0 and stop record (keyd's sandbox kills it: shmdt)"
-fi
+tok_check_sigusr2
+tok_check_sigterm
 tok_time "done"
