@@ -47,7 +47,10 @@ fill() {
   local max=$1 i pid
   HELD=0
   for ((i = 1; i <= max + 1; i++)); do
-    timeout 30 "$KD_RAW" "$KEYD_SOCKET" hold 1 > "$T/hold.$i" 2>&1 &
+    # Emptied here, not by the job's redirection: that happens after the
+    # fork, so the loop below could read an earlier round's "held".
+    : > "$T/hold.$i"
+    timeout 30 "$KD_RAW" "$KEYD_SOCKET" hold 1 >> "$T/hold.$i" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null && ! grep -q '^held' "$T/hold.$i"; do
       sleep 0.02
