@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "backup_file.h"
+#include "backup_pdf.h"
 #include "backup_share.h"
 #include "backup_token.h"
 #include "bundle.h"
@@ -61,6 +62,12 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 #define WUR __attribute__((warn_unused_result))
 
+/* --pdf, for every command that writes share sheets: add SHEET_OPTION_PDF
+ * to its options, and on OPT_PDF add BACKUP_SHEET_PDF to the formats it
+ * passes to write_sheets. Not a letter, so no command's letters clash. */
+enum { OPT_PDF = 0x100 };
+#define SHEET_OPTION_PDF { "pdf", no_argument, NULL, OPT_PDF }
+
 static int cmd_keygen(int argc, char **argv);
 static int cmd_create(int argc, char **argv);
 static int cmd_verify(int argc, char **argv);
@@ -89,9 +96,9 @@ static const struct command commands[] = {
 	  "[--key URI ...] (--threshold T --shares N | --group-threshold G "
 	  "--group T/N [--group T/N ...]) [--passphrase-file F] "
 	  "[--iteration-exponent E] --bundle OUT --shares-dir DIR "
-	  "[--allow-disk]",
+	  "[--allow-disk] [--pdf]",
 	  "wrap the keys under a new backup master key, write the bundle and "
-	  "one share sheet per holder" },
+	  "one share sheet per holder (with --pdf, also as a PDF to print)" },
 	{ NULL, "verify", cmd_verify,
 	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
 	  "[--share-file F ...]",
@@ -1285,24 +1292,38 @@ out:
 
 /* ---- create ------------------------------------------------------------- */
 
-/* Writes every share sheet into dir, O_EXCL; on failure removes the ones
- * written. Prints the error itself. */
+/* The file name of m's sheet in one format (BACKUP_SHEET_*). */
+static char *
+sheet_name(const struct bundle *b, const struct slip39_mnemonic *m,
+    unsigned format, char *buf, size_t cap)
+{
+	if (format == BACKUP_SHEET_PDF)
+		return backup_pdf_file_name(b, m->group_index + 1u,
+		    m->member_index + 1u, buf, cap);
+	return backup_share_file_name(b, m->group_index + 1u,
+	    m->member_index + 1u, buf, cap);
+}
+
+/* Writes every share sheet into dir, O_EXCL and mode 0400, in each of
+ * formats (BACKUP_SHEET_TEXT, with BACKUP_SHEET_PDF for --pdf); on failure
+ * removes the ones written. Prints the error itself. Every command that
+ * writes sheets goes through here, so that all of them get the same
+ * checks and the same formats. */
 static WUR int
 write_sheets(const struct bundle *b, const char *bundle_path,
     const char *dir, const struct slip39_mnemonic *m, size_t count,
-    int passphrase)
+    int passphrase, unsigned formats)
 {
-	struct kbuf w;
-	struct slip39_share *s = NULL;
+	static const unsigned order[] = { BACKUP_SHEET_TEXT, BACKUP_SHEET_PDF };
+	struct kbuf w, pdf;
 	char name[64], path[BACKUP_FILE_MAX_PATH], err[BACKUP_MAX_MSG];
-	size_t written = 0, i;
+	const char *why = NULL;
+	size_t written = 0, i, k;
 	int r = EXIT_FAIL;
 
 	kbuf_init(&w, BACKUP_SHARE_MAX_FILE, KBUF_SECRET);
-	if ((s = secmem_alloc(sizeof(*s))) == NULL) {
-		errmsg("out of memory");
-		goto out;
-	}
+	kbuf_init(&pdf, BACKUP_PDF_MAX_FILE, KBUF_SECRET);
+	formats |= BACKUP_SHEET_TEXT;
 	for (i = 0; i < count; i++) {
 		const struct bundle_commit *c = NULL;
 
@@ -1310,25 +1331,40 @@ write_sheets(const struct bundle *b, const char *bundle_path,
 			if (b->commits[j].group == m[i].group_index &&
 			    b->commits[j].member == m[i].member_index)
 				c = &b->commits[j];
-		backup_share_file_name(b, m[i].group_index + 1u,
-		    m[i].member_index + 1u, name, sizeof(name));
-		if (c == NULL || (size_t)snprintf(path, sizeof(path), "%s/%s",
-		    dir, name) >= sizeof(path)) {
-			errmsg("--shares-dir %s: path too long", dir);
+		if (c == NULL) {
+			errmsg("share %zu has no commitment in the bundle", i + 1);
 			goto out;
 		}
-		kbuf_reset(&w);
-		if (backup_share_sheet(&w, b, bundle_path, &m[i], c->c,
-		    passphrase) != KEYD_OK) {
-			errmsg("cannot format share sheet %s", name);
-			goto out;
+		for (k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+			struct kbuf *o = order[k] == BACKUP_SHEET_PDF ? &pdf : &w;
+
+			if (!(formats & order[k]))
+				continue;
+			sheet_name(b, &m[i], order[k], name, sizeof(name));
+			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+			    name) >= sizeof(path)) {
+				errmsg("--shares-dir %s: path too long", dir);
+				goto out;
+			}
+			kbuf_reset(o);
+			if (order[k] == BACKUP_SHEET_PDF) {
+				if (backup_pdf_sheet(o, b, bundle_path, &m[i],
+				    c->c, passphrase, &why) != KEYD_OK) {
+					errmsg("%s %s", name, why);
+					goto out;
+				}
+			} else if (backup_share_sheet(o, b, bundle_path, &m[i],
+			    c->c, passphrase) != KEYD_OK) {
+				errmsg("cannot format share sheet %s", name);
+				goto out;
+			}
+			if (backup_file_create_excl(path, kbuf_ptr(o),
+			    kbuf_avail(o), err, sizeof(err)) != KEYD_OK) {
+				errmsg("%s", err);
+				goto out;
+			}
+			written++;
 		}
-		if (backup_file_create_excl(path, kbuf_ptr(&w), kbuf_avail(&w),
-		    err, sizeof(err)) != KEYD_OK) {
-			errmsg("%s", err);
-			goto out;
-		}
-		written++;
 	}
 	if (backup_file_fsync_dir(dir, err, sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
@@ -1336,15 +1372,19 @@ write_sheets(const struct bundle *b, const char *bundle_path,
 	}
 	r = EXIT_OK;
 out:
-	if (r != EXIT_OK)
-		for (i = 0; i < written; i++) {
-			backup_share_file_name(b, m[i].group_index + 1u,
-			    m[i].member_index + 1u, name, sizeof(name));
+	/* Exactly the files this call created, in the order it made them. */
+	for (i = 0; r != EXIT_OK && i < count && written > 0; i++)
+		for (k = 0; k < sizeof(order) / sizeof(order[0]) &&
+		    written > 0; k++) {
+			if (!(formats & order[k]))
+				continue;
+			sheet_name(b, &m[i], order[k], name, sizeof(name));
 			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
 			    name) < sizeof(path))
 				(void)unlink(path);
+			written--;
 		}
-	secmem_free(s, sizeof(*s));
+	kbuf_free(&pdf);
 	kbuf_free(&w);
 	return r;
 }
@@ -1400,6 +1440,7 @@ cmd_create(int argc, char **argv)
 		{ "shares-dir", required_argument, NULL, 'd' },
 		{ "allow-disk", no_argument, NULL, 'D' },
 		{ "iteration-exponent", required_argument, NULL, 'e' },
+		SHEET_OPTION_PDF,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1417,7 +1458,7 @@ cmd_create(int argc, char **argv)
 	char *pin = NULL, *sopin = NULL, *pass = NULL, *tmp = NULL;
 	uint8_t *bmk = NULL, alg = 0;
 	size_t nkeys = 0, pinlen = 0, sopinlen = 0, passlen = 0, count = 0, i;
-	unsigned e = 1;
+	unsigned e = 1, formats = BACKUP_SHEET_TEXT;
 	int allow_disk = 0, opt, r = EXIT_USAGE;
 
 	memset(&pol, 0, sizeof(pol));
@@ -1433,6 +1474,7 @@ cmd_create(int argc, char **argv)
 		case 'b': bundle_path = optarg; break;
 		case 'd': dir = optarg; break;
 		case 'D': allow_disk = 1; break;
+		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
 		case 'k':
 			if (nkeys >= BUNDLE_MAX_KEYS) {
 				r = usage_error(self, "at most 64 --key options");
@@ -1571,7 +1613,7 @@ cmd_create(int argc, char **argv)
 		goto out;
 	}
 	if (write_sheets(b, bundle_path, dir, m, count, pass != NULL &&
-	    passlen > 0) != EXIT_OK)
+	    passlen > 0, formats) != EXIT_OK)
 		goto out;
 	if (backup_file_commit(&tmp, bundle_path, err, sizeof(err)) !=
 	    KEYD_OK) {
@@ -1589,10 +1631,15 @@ cmd_create(int argc, char **argv)
 	    "RFC 5649 of the key zero-padded to 8 bytes");
 	for (i = 0; i < nkeys; i++)
 		printf("wrapped key '%s'\n", b->keys[i].label);
-	for (i = 0; i < count; i++)
+	for (i = 0; i < count; i++) {
 		printf("share sheet %s/%s\n", dir, backup_share_file_name(b,
 		    m[i].group_index + 1u, m[i].member_index + 1u, what,
 		    sizeof(what)));
+		if (formats & BACKUP_SHEET_PDF)
+			printf("share sheet %s/%s\n", dir, backup_pdf_file_name(
+			    b, m[i].group_index + 1u, m[i].member_index + 1u,
+			    what, sizeof(what)));
+	}
 	r = EXIT_OK;
 out:
 	if (p != NULL && hbmk != CK_INVALID_HANDLE)

@@ -16,3 +16,6 @@ target_link_libraries(backup_probe PRIVATE PkgConfig::P11KIT)
 keyd_script_test(backup_drill integration/backup_drill.sh integration)
 keyd_script_test(backup_badinput integration/backup_badinput.sh integration)
 keyd_script_test(backup_keygen integration/backup_keygen.sh integration)
+# create --pdf: the PDF share sheets judged by poppler-utils, zbar-tools
+# and qpdf (build keyd-backup first).
+keyd_script_test(backup_pdf integration/backup_pdf.sh integration)
