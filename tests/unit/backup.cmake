@@ -16,3 +16,7 @@ target_link_libraries(backup_probe PRIVATE PkgConfig::P11KIT)
 keyd_script_test(backup_drill integration/backup_drill.sh integration)
 keyd_script_test(backup_badinput integration/backup_badinput.sh integration)
 keyd_script_test(backup_keygen integration/backup_keygen.sh integration)
+# keyd-backup drill (session objects only, on the keys' token and a blank
+# one) and rekey (a new BMK and share set for the keys on the token).
+keyd_script_test(backup_drill_cmd integration/backup_drill_cmd.sh integration)
+keyd_script_test(backup_rekey integration/backup_rekey.sh integration)
