@@ -103,15 +103,16 @@ r=$T/drill-A.json
 [[ $(jq -r .date "$r") =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$ ]] || fail "report's date: $(cat "$r")"
 pass "drill on A (the keys' token) passes for 3 keys, A's object count unchanged, JSON report"
 
-# On blank B, from shares 2 and 3 as bare words.
+# On blank B, from shares 2 and 3 on standard input, one a line.
 sed -n 's/^mnemonic: //p' "${sheets[0]}" > "$T/w1"
 sed -n 's/^mnemonic: //p' "${sheets[1]}" > "$T/w2"
 sed -n 's/^mnemonic: //p' "${sheets[2]}" > "$T/w3"
-drill B --bundle "$T/backup.kbk" --share-file "$T/w2" --share-file "$T/w3" \
+cat "$T/w2" "$T/w3" | drill B --bundle "$T/backup.kbk" \
   >"$T/out" 2>"$T/err" || { cat "$T/err" "$T/out" >&2; fail "drill on B"; }
+grep -q "^the shares of group 1 member 2, group 1 member 3 combine" "$T/out" || fail "drill on B: $(cat "$T/out")"
 [[ $(grep -c "^pass " "$T/out") -eq 3 ]] || fail "drill on B: $(cat "$T/out")"
 same_counts "the drill on B"
-pass "drill on blank B passes, B still blank"
+pass "drill on blank B (shares on standard input) passes, B still blank"
 
 # A report is never replaced.
 expect_fail "report $T/drill-A.json already exists" drill A --bundle "$T/backup.kbk" \
