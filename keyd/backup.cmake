@@ -44,6 +44,7 @@ endforeach()
 file(CONFIGURE OUTPUT ${SLIP39_WORDLIST_INC} CONTENT "${_slip39_inc}" @ONLY)
 
 target_sources(keydcore PRIVATE
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_drill.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_file.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_pdf.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_share.c

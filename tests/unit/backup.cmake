@@ -19,3 +19,7 @@ keyd_script_test(backup_keygen integration/backup_keygen.sh integration)
 # create --pdf: the PDF share sheets judged by poppler-utils, zbar-tools
 # and qpdf (build keyd-backup first).
 keyd_script_test(backup_pdf integration/backup_pdf.sh integration)
+# keyd-backup drill (session objects only, on the keys' token and a blank
+# one) and rekey (a new BMK and share set for the keys on the token).
+keyd_script_test(backup_drill_cmd integration/backup_drill_cmd.sh integration)
+keyd_script_test(backup_rekey integration/backup_rekey.sh integration)
