@@ -45,6 +45,7 @@ file(CONFIGURE OUTPUT ${SLIP39_WORDLIST_INC} CONTENT "${_slip39_inc}" @ONLY)
 
 target_sources(keydcore PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_file.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_reshare.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_share.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_token.c
   ${CMAKE_CURRENT_SOURCE_DIR}/bundle.c

@@ -16,7 +16,8 @@
  * keygen, create, verify, restore and inspect are the backup of keys on a
  * token (docs/backup.md, docs/ceremonies.md): the token side is
  * backup_token.c, the bundle bundle.c, share sheets backup_share.c, files
- * backup_file.c.
+ * backup_file.c. reshare makes a new share set for the same backup master
+ * key (backup_reshare.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include <time.h>
 
 #include "backup_file.h"
+#include "backup_reshare.h"
 #include "backup_share.h"
 #include "backup_token.h"
 #include "bundle.h"
@@ -65,6 +67,7 @@ static int cmd_keygen(int argc, char **argv);
 static int cmd_create(int argc, char **argv);
 static int cmd_verify(int argc, char **argv);
 static int cmd_restore(int argc, char **argv);
+static int cmd_reshare(int argc, char **argv);
 static int cmd_inspect(int argc, char **argv);
 static int cmd_shamir_split(int argc, char **argv);
 static int cmd_shamir_combine(int argc, char **argv);
@@ -103,6 +106,14 @@ static const struct command commands[] = {
 	  "[--share-file F ...]",
 	  "restore the bundle's keys onto a blank token; without --share-file "
 	  "the shares are typed, one a line, not shown" },
+	{ NULL, "reshare", cmd_reshare,
+	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
+	  "[--share-file F ...] (--threshold T --shares N | --group-threshold "
+	  "G --group T/N [--group T/N ...]) --new-bundle OUT --shares-dir DIR "
+	  "[--allow-disk]",
+	  "from a quorum of the bundle's shares, a new share set with a new "
+	  "policy for the same backup master key, and a new bundle it opens; "
+	  "touches no token" },
 	{ NULL, "inspect", cmd_inspect, "--bundle B",
 	  "show what a bundle holds: keys, fingerprints, policy, set id" },
 	{ "shamir", "split", cmd_shamir_split,
@@ -1831,6 +1842,219 @@ out:
 	secmem_free(bmk, BUNDLE_BMK_LEN);
 	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
 	pin_free(pin, pinlen);
+	bundle_free(b);
+	return r;
+}
+
+/* ---- reshare ------------------------------------------------------------ */
+
+/*
+ * A quorum of the current shares makes a new share set, with a new policy,
+ * for the same BMK, and a new bundle that it opens (backup_reshare.h). The
+ * quorum proves the officers agree: the shares are checked against their
+ * commitments and the old bundle's MAC, all as restore does, before
+ * anything is written. No token is needed: the wrapped keys are copied.
+ */
+static int
+cmd_reshare(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "bundle-fingerprint", required_argument, NULL, 'f' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "share-file", required_argument, NULL, 's' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "shares", required_argument, NULL, 'n' },
+		{ "group-threshold", required_argument, NULL, 'g' },
+		{ "group", required_argument, NULL, 'G' },
+		{ "new-bundle", required_argument, NULL, 'o' },
+		{ "shares-dir", required_argument, NULL, 'd' },
+		{ "allow-disk", no_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_reshare);
+	const char *bundle_path = NULL, *passfile = NULL, *fphex = NULL;
+	const char *new_path = NULL, *dir = NULL;
+	const char *files[SLIP39_MAX_SHARES];
+	struct policy pol;
+	struct bundle *b = NULL, *nb = NULL;
+	struct shareset *ss = NULL;
+	struct slip39_mnemonic *m = NULL;
+	struct slip39_diag diag;
+	uint8_t fp[BUNDLE_HASH_LEN], *bmk = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
+	char fptext[3 * BUNDLE_HASH_LEN], *pass = NULL, *tmp = NULL;
+	size_t nfiles = 0, passlen = 0, count = 0, i;
+	int allow_disk = 0, opt, r = EXIT_USAGE, k;
+
+	memset(&pol, 0, sizeof(pol));
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'b': bundle_path = optarg; break;
+		case 'f': fphex = optarg; break;
+		case 'p': passfile = optarg; break;
+		case 'o': new_path = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'D': allow_disk = 1; break;
+		case 's':
+			if (nfiles >= SLIP39_MAX_SHARES) {
+				r = usage_error(self, "too many --share-file");
+				goto out;
+			}
+			files[nfiles++] = optarg;
+			break;
+		case 't':
+		case 'n':
+		case 'g':
+		case 'G':
+			if ((r = policy_option(self, &pol, opt, optarg)) !=
+			    EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
+			break;
+		case 'h':
+			printf("usage: %s\n", usage_of(self, what,
+			    sizeof(what)));
+			r = EXIT_OK;
+			goto out;
+		default:
+			snprintf(what, sizeof(what), "unknown option or missing "
+			    "value: %.64s", argv[optind - 1]);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (optind < argc || !bundle_path || !new_path || !dir) {
+		r = usage_error(self, "--bundle, --new-bundle and --shares-dir "
+		    "are needed");
+		goto out;
+	}
+	if ((r = policy_finish(self, &pol)) != EXIT_OK)
+		goto out;
+	if (fphex != NULL && !backup_share_hex(fphex, strlen(fphex), fp,
+	    sizeof(fp))) {
+		r = usage_error(self, "--bundle-fingerprint needs the 64 hex "
+		    "digits of the sheet's bundle-fingerprint");
+		goto out;
+	}
+
+	/* Everything that can be refused is refused before anyone types. */
+	r = EXIT_FAIL;
+	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (access(new_path, F_OK) == 0) {
+		errmsg("bundle %s already exists; keyd-backup never replaces a "
+		    "bundle: choose another --new-bundle", new_path);
+		goto out;
+	}
+	if (load_bundle(bundle_path, &b) != EXIT_OK)
+		goto out;
+	if (fphex != NULL && check_fingerprint(b, bundle_path, fp,
+	    "--bundle-fingerprint") != EXIT_OK)
+		goto out;
+	if (b->ext != 1) {
+		errmsg("bundle %s: its shares do not have SLIP-0039's "
+		    "extendable flag, so their identifier is part of the "
+		    "encrypted master secret and no new set can be split from "
+		    "it; make a new backup with rekey or create instead",
+		    bundle_path);
+		goto out;
+	}
+	if (passfile != NULL &&
+	    read_passphrase(passfile, &pass, &passlen) != EXIT_OK)
+		goto out;
+	if ((ss = secmem_alloc(sizeof(*ss))) == NULL ||
+	    (bmk = secmem_alloc(BUNDLE_BMK_LEN)) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	for (i = 0; i < nfiles; i++)
+		if (add_share_file(ss, b, files[i], bundle_path) != EXIT_OK)
+			goto out;
+	if (nfiles == 0 && add_prompted_shares(ss, b) != EXIT_OK)
+		goto out;
+	/* The old bundle's MAC under the BMK the shares give proves the
+	 * quorum and the passphrase, and gives the key for the new MAC. */
+	if (combine_and_check(ss, b, pass, passlen, bmk) != EXIT_OK)
+		goto out;
+	k = backup_reshare_split(b, ss->shares, ss->n, pol.gthreshold,
+	    pol.groups, pol.ngroups, &m, &count, &diag);
+	if (k == KEYD_ERR_INVALID_ARG || k == KEYD_ERR_NOMEM ||
+	    k == KEYD_ERR_CRYPTO || k == KEYD_ERR_INTERNAL ||
+	    k == KEYD_ERR_UNSUPPORTED) {
+		errmsg("cannot split the backup master key again: %s",
+		    keyd_strerror(k));
+		goto out;
+	}
+	if (k != KEYD_OK) {
+		errmsg("%s", slip39_diag_format(&diag, what, sizeof(what)));
+		goto out;
+	}
+	if ((k = backup_reshare_bundle(b, &nb)) != KEYD_OK) {
+		errmsg("cannot make the new bundle: %s", keyd_strerror(k));
+		goto out;
+	}
+	nb->group_threshold = (uint8_t)pol.gthreshold;
+	nb->group_count = (uint8_t)pol.ngroups;
+	for (i = 0; i < pol.ngroups; i++) {
+		nb->member_threshold[i] =
+		    (uint8_t)pol.groups[i].member_threshold;
+		nb->member_count[i] = (uint8_t)pol.groups[i].member_count;
+	}
+	if (commit_shares(nb, m, count) != KEYD_OK ||
+	    bundle_encode(nb, bmk, BUNDLE_BMK_LEN) != KEYD_OK) {
+		errmsg("cannot encode the new bundle");
+		goto out;
+	}
+	/* All or nothing, as create: staged bundle, sheets, then rename. */
+	if (backup_file_stage(new_path, nb->raw, nb->raw_len, &tmp, err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (write_sheets(nb, new_path, dir, m, count, pass != NULL &&
+	    passlen > 0) != EXIT_OK)
+		goto out;
+	if (backup_file_commit(&tmp, new_path, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	printf("bundle %s: %zu key%s, backup set %s\n", new_path, nb->n_keys,
+	    nb->n_keys == 1 ? "" : "s", bundle_hex(nb->set_id,
+	    BUNDLE_SET_ID_LEN, what));
+	printf("bundle fingerprint (SHA-256): %s\n",
+	    backup_share_grouped_hex(nb->fingerprint, BUNDLE_HASH_LEN, fptext));
+	printf("reshared from backup set %s (bundle %s, fingerprint %s): the "
+	    "same backup master key and wrapped keys\n",
+	    bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what), bundle_path,
+	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fptext));
+	printf("policy: %u of %u groups", nb->group_threshold,
+	    nb->group_count);
+	for (i = 0; i < nb->group_count; i++)
+		printf("%s%u of %u", i == 0 ? ": " : ", ",
+		    nb->member_threshold[i], nb->member_count[i]);
+	printf("; SLIP-0039 identifier %u, extendable\n", nb->slip39_id);
+	for (i = 0; i < count; i++)
+		printf("share sheet %s/%s\n", dir, backup_share_file_name(nb,
+		    m[i].group_index + 1u, m[i].member_index + 1u, what,
+		    sizeof(what)));
+	printf("the old shares still open the old bundle %s, and give the "
+	    "backup master key this bundle's keys are wrapped under: to "
+	    "retire them, rekey\n", bundle_path);
+	r = EXIT_OK;
+out:
+	backup_file_abort(&tmp);
+	slip39_mnemonics_free(m, count);
+	secmem_free(ss, sizeof(*ss));
+	secmem_free(bmk, BUNDLE_BMK_LEN);
+	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
+	bundle_free(nb);
 	bundle_free(b);
 	return r;
 }

@@ -16,3 +16,5 @@ target_link_libraries(backup_probe PRIVATE PkgConfig::P11KIT)
 keyd_script_test(backup_drill integration/backup_drill.sh integration)
 keyd_script_test(backup_badinput integration/backup_badinput.sh integration)
 keyd_script_test(backup_keygen integration/backup_keygen.sh integration)
+# keyd-backup reshare (issue 18): a new share set from a quorum of the old.
+keyd_script_test(backup_reshare integration/backup_reshare.sh integration)
