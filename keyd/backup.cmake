@@ -48,6 +48,7 @@ target_sources(keydcore PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_reshare.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_share.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_token.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_typing.c
   ${CMAKE_CURRENT_SOURCE_DIR}/bundle.c
   ${CMAKE_CURRENT_SOURCE_DIR}/p11.c
   ${CMAKE_CURRENT_SOURCE_DIR}/gf256.c

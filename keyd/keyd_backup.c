@@ -17,7 +17,8 @@
  * token (docs/backup.md, docs/ceremonies.md): the token side is
  * backup_token.c, the bundle bundle.c, share sheets backup_share.c, files
  * backup_file.c. reshare makes a new share set for the same backup master
- * key (backup_reshare.c).
+ * key (backup_reshare.c); shares typed at a terminal are read word by word
+ * (backup_typing.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,7 @@
 #include "backup_reshare.h"
 #include "backup_share.h"
 #include "backup_token.h"
+#include "backup_typing.h"
 #include "bundle.h"
 #include "kbuf.h"
 #include "keyd_err.h"
@@ -1074,21 +1076,24 @@ out:
 static WUR int
 add_prompted_shares(struct shareset *ss, const struct bundle *b)
 {
-	char name[64];
+	char name[64], need[BACKUP_MAX_MSG];
 	size_t len = 0;
 	int tty = isatty(STDIN_FILENO), k;
 
 	if (tty)
-		fprintf(stderr, "Type the shares, one at a time, the words "
-		    "separated by spaces; they are not shown. At least %u are "
-		    "needed.\n", bundle_shares_needed(b));
+		fprintf(stderr, "Type the shares, one at a time; nothing is "
+		    "shown but a count of the words. The first four letters of "
+		    "each word are enough, then a space; Enter ends a share. At "
+		    "least %u are needed.\n", bundle_shares_needed(b));
 	while (!bundle_policy_met(b, ss->shares, ss->n)) {
-		if (tty) {
-			fprintf(stderr, "share %zu: ", ss->n + 1);
-			fflush(stderr);
-		}
-		k = backup_share_read_line(STDIN_FILENO, ss->line,
-		    sizeof(ss->line), &len);
+		snprintf(name, sizeof(name), "share %zu", ss->n + 1);
+		if (tty)
+			k = backup_typing_read_share(STDIN_FILENO,
+			    STDERR_FILENO, name, SLIP39_WORDS_FOR(b->secret_len),
+			    ss->line, sizeof(ss->line), &len);
+		else
+			k = backup_share_read_line(STDIN_FILENO, ss->line,
+			    sizeof(ss->line), &len);
 		if (k == KEYD_ERR_CLOSED)
 			break;
 		if (k == KEYD_ERR_FRAME_TOO_LARGE) {
@@ -1105,14 +1110,25 @@ add_prompted_shares(struct shareset *ss, const struct bundle *b)
 		}
 		if (strspn(ss->line, " \t\r") == len)
 			continue;
-		snprintf(name, sizeof(name), "share %zu", ss->n + 1);
 		k = add_share(ss, b, name, ss->line, len);
 		secmem_wipe(ss->line, sizeof(ss->line));
 		if (k != EXIT_OK && !tty)
 			return EXIT_FAIL;
-		if (k != EXIT_OK)
+		if (k != EXIT_OK) {
 			fprintf(stderr, "that share was not taken; type it "
 			    "again, or another\n");
+			continue;
+		}
+		/* Said only to a terminal: what scripts read stays as it
+		 * was. Counts only, no word. */
+		if (tty)
+			fprintf(stderr, "%s: the checksum (RS1024) is right and "
+			    "it fits the set: group %u, member %u, matching its "
+			    "commitment in the bundle; %s\n", name,
+			    ss->shares[ss->n - 1].group_index + 1u,
+			    ss->shares[ss->n - 1].member_index + 1u,
+			    backup_typing_needed(b, ss->shares, ss->n, need,
+			    sizeof(need)));
 	}
 	return EXIT_OK;
 }

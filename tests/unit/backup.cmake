@@ -18,3 +18,7 @@ keyd_script_test(backup_badinput integration/backup_badinput.sh integration)
 keyd_script_test(backup_keygen integration/backup_keygen.sh integration)
 # keyd-backup reshare (issue 18): a new share set from a quorum of the old.
 keyd_script_test(backup_reshare integration/backup_reshare.sh integration)
+# Shares typed at a terminal, through a pseudo-terminal that pty_drive
+# types into (libc only, no expect or Python).
+add_executable(pty_drive ${CMAKE_CURRENT_SOURCE_DIR}/integration/pty_drive.c)
+keyd_script_test(backup_typing integration/backup_typing.sh integration)
