@@ -22,3 +22,7 @@ keyd_script_test(backup_reshare integration/backup_reshare.sh integration)
 # types into (libc only, no expect or Python).
 add_executable(pty_drive ${CMAKE_CURRENT_SOURCE_DIR}/integration/pty_drive.c)
 keyd_script_test(backup_typing integration/backup_typing.sh integration)
+# A new share set for the same master secret, and the typed-share
+# reader's count of shares still needed, without a token or a terminal.
+keyd_unit_test(test_backup_reshare unit/test_backup_reshare.c LIBS keydcore)
+keyd_unit_test(test_backup_typing unit/test_backup_typing.c LIBS keydcore)
