@@ -197,8 +197,7 @@ backup_typing_read_share(int fd, int out, const char *label,
 			continue;
 		if (got < 0)
 			goto out;
-		if (got == 0 || c == KEY_CTRL_C ||
-		    (c == KEY_CTRL_D && t->nwords == 0 && t->clen == 0)) {
+		if (got == 0 || c == KEY_CTRL_C || c == KEY_CTRL_D) {
 			say(out, "\r\n%s: stopped\r\n", label);
 			r = KEYD_ERR_CLOSED;
 			goto out;

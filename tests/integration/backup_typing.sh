@@ -11,7 +11,8 @@
 #     may be typed again;
 #   - after each share: whether it checks and fits the set, and how many
 #     more shares are needed;
-#   - Backspace takes a letter back; whole words are taken too.
+#   - Backspace takes a letter back; whole words are taken too;
+#   - Ctrl-C stops with nothing written; restore reads typed shares alike.
 source "$(dirname "$0")/lib.sh"
 
 KB=$KEYD_BUILD_DIR/keyd/keyd-backup
@@ -117,3 +118,24 @@ EOF
 grep -q "no shares were given" "$T/transcript2" || fail "after Ctrl-C: $(cat "$T/transcript2")"
 [[ ! -e $T/new2.kbk && $(ls "$NEW" | wc -l) -eq 2 ]] || fail "a stopped reshare wrote files"
 pass "Ctrl-C stops, exit 1, nothing written"
+
+# restore reads typed shares the same way: two shares typed as prefixes
+# restore the bundle onto blank token B.
+make_token B
+p2=$(for w in "${w3[@]}"; do printf '%s ' "${w:0:4}"; done)
+cat > "$T/script3" <<EOF
+expect share 1: 0 of 33 words
+noecho
+send ${p2}\r
+expect share 1: the checksum (RS1024) is right and it fits the set: group 1, member 3, matching its commitment in the bundle; 1 more share needed (1 of 2 given)
+expect share 2: 0 of 33 words
+send ${prefixes}\r
+expect share 2: the checksum (RS1024) is right and it fits the set: group 1, member 1, matching its commitment in the bundle; enough shares (2 of 2)
+expect restored 1 key onto token 'B'
+exit 0
+EOF
+"$DRIVE" "$T/script3" "$T/transcript3" "$KB" restore --module "$M" --token pkcs11:token=B \
+  --pin-file "$T/pin" --bundle "$T/old.kbk" 2>"$T/err" ||
+  { cat "$T/err" "$T/transcript3" >&2; fail "typing two shares into restore"; }
+pass "restore takes typed shares the same way"
+
