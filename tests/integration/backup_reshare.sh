@@ -116,6 +116,15 @@ grep -q "^shares: SLIP-0039 identifier $id_new, extendable 1, iteration exponent
 # and the old file's key section is in the new file.
 diff <(sed -n '/^keys: /,$p' "$T/old.txt") <(sed -n '/^keys: /,$p' "$T/new.txt") >&2 ||
   fail "the new bundle's keys differ from the old one's"
+# By docs/backup.md's layout: 42 bytes of header, then the policy (7 bytes
+# and 2 a group: one group here), the keys, then the commitments (2 + 34 a
+# share) and the MAC (32).
+keys_of() { tail -c +52 "$1" | head -c -$(( 2 + 34 * $2 + 32 )) | sha256sum; }
+[[ $(keys_of "$T/old.kbk" 3) == $(keys_of "$T/new.kbk" 5) ]] ||
+  fail "the new bundle's key section is not the old one's, byte for byte"
+if cmp -s <(tail -c +52 "$T/old.kbk") <(tail -c +52 "$T/new.kbk"); then
+  fail "the bundles are the same after the header"
+fi
 pass "new bundle: new set id, identifier and fingerprint, extendable, 3 of 5, the old keys; 5 sheets name it"
 
 # 3. Three new shares (2, 4, 5) restore it onto blank B.
