@@ -47,8 +47,10 @@ target_sources(keydcore PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_drill.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_file.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_pdf.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_reshare.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_share.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_token.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_typing.c
   ${CMAKE_CURRENT_SOURCE_DIR}/bundle.c
   ${CMAKE_CURRENT_SOURCE_DIR}/p11.c
   ${CMAKE_CURRENT_SOURCE_DIR}/gf256.c

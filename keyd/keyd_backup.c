@@ -11,12 +11,15 @@
  * status 0 is success, 1 a failure, 2 a usage error. Secrets (master secret,
  * shares, passphrase, PINs) are only held in locked memory (secmem) and
  * leave it only through write(2): to standard output (shamir), to share
- * files (create, rekey), and to the token (PINs, the backup master key).
+ * files (create, reshare, rekey), and to the token (PINs, the backup master key).
  *
- * keygen, create, verify, restore, drill, rekey and inspect are the backup
- * of keys on a token (docs/backup.md, docs/ceremonies.md): the token side
- * is backup_token.c, the bundle bundle.c, share sheets backup_share.c,
- * files backup_file.c, drill's keyd check and report backup_drill.c.
+ * keygen, create, verify, restore, drill, reshare, rekey and inspect are
+ * the backup of keys on a token (docs/backup.md, docs/ceremonies.md): the
+ * token side is backup_token.c, the bundle bundle.c, share sheets
+ * backup_share.c (as PDF backup_pdf.c), files backup_file.c, drill's keyd
+ * check and report backup_drill.c. reshare makes a new share set for the
+ * same backup master key (backup_reshare.c); shares typed at a terminal
+ * are read word by word (backup_typing.c).
  *
  * Why one file of this size: what is here is the command line (options,
  * prompts, messages, exit statuses) and the order of each command's
@@ -40,8 +43,10 @@
 #include "backup_drill.h"
 #include "backup_file.h"
 #include "backup_pdf.h"
+#include "backup_reshare.h"
 #include "backup_share.h"
 #include "backup_token.h"
+#include "backup_typing.h"
 #include "bundle.h"
 #include "kbuf.h"
 #include "keyd_err.h"
@@ -80,6 +85,7 @@ static int cmd_create(int argc, char **argv);
 static int cmd_verify(int argc, char **argv);
 static int cmd_restore(int argc, char **argv);
 static int cmd_drill(int argc, char **argv);
+static int cmd_reshare(int argc, char **argv);
 static int cmd_rekey(int argc, char **argv);
 static int cmd_inspect(int argc, char **argv);
 static int cmd_shamir_split(int argc, char **argv);
@@ -125,6 +131,14 @@ static const struct command commands[] = {
 	  "[--share-file F ...] [--report OUT] [--allow-online]",
 	  "prove that the bundle and these shares restore every key, as "
 	  "session objects on any token, changing nothing it keeps" },
+	{ NULL, "reshare", cmd_reshare,
+	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
+	  "[--share-file F ...] (--threshold T --shares N | --group-threshold "
+	  "G --group T/N [--group T/N ...]) --new-bundle OUT --shares-dir DIR "
+	  "[--allow-disk] [--pdf]",
+	  "from a quorum of the bundle's shares, a new share set with a new "
+	  "policy for the same backup master key, and a new bundle it opens; "
+	  "touches no token" },
 	{ NULL, "rekey", cmd_rekey,
 	  "--module M --token URI --pin-file F --so-pin-file F --bundle B "
 	  "[--bundle-fingerprint HEX] [--passphrase-file F] "
@@ -1115,21 +1129,24 @@ out:
 static WUR int
 add_prompted_shares(struct shareset *ss, const struct bundle *b)
 {
-	char name[64];
+	char name[64], need[BACKUP_MAX_MSG];
 	size_t len = 0;
 	int tty = isatty(STDIN_FILENO), k;
 
 	if (tty)
-		fprintf(stderr, "Type the shares, one at a time, the words "
-		    "separated by spaces; they are not shown. At least %u are "
-		    "needed.\n", bundle_shares_needed(b));
+		fprintf(stderr, "Type the shares, one at a time; nothing is "
+		    "shown but a count of the words. The first four letters of "
+		    "each word are enough, then a space; Enter ends a share. At "
+		    "least %u are needed.\n", bundle_shares_needed(b));
 	while (!bundle_policy_met(b, ss->shares, ss->n)) {
-		if (tty) {
-			fprintf(stderr, "share %zu: ", ss->n + 1);
-			fflush(stderr);
-		}
-		k = backup_share_read_line(STDIN_FILENO, ss->line,
-		    sizeof(ss->line), &len);
+		snprintf(name, sizeof(name), "share %zu", ss->n + 1);
+		if (tty)
+			k = backup_typing_read_share(STDIN_FILENO,
+			    STDERR_FILENO, name, SLIP39_WORDS_FOR(b->secret_len),
+			    ss->line, sizeof(ss->line), &len);
+		else
+			k = backup_share_read_line(STDIN_FILENO, ss->line,
+			    sizeof(ss->line), &len);
 		if (k == KEYD_ERR_CLOSED)
 			break;
 		if (k == KEYD_ERR_FRAME_TOO_LARGE) {
@@ -1146,14 +1163,25 @@ add_prompted_shares(struct shareset *ss, const struct bundle *b)
 		}
 		if (strspn(ss->line, " \t\r") == len)
 			continue;
-		snprintf(name, sizeof(name), "share %zu", ss->n + 1);
 		k = add_share(ss, b, name, ss->line, len);
 		secmem_wipe(ss->line, sizeof(ss->line));
 		if (k != EXIT_OK && !tty)
 			return EXIT_FAIL;
-		if (k != EXIT_OK)
+		if (k != EXIT_OK) {
 			fprintf(stderr, "that share was not taken; type it "
 			    "again, or another\n");
+			continue;
+		}
+		/* Said only to a terminal: what scripts read stays as it
+		 * was. Counts only, no word. */
+		if (tty)
+			fprintf(stderr, "%s: the checksum (RS1024) is right and "
+			    "it fits the set: group %u, member %u, matching its "
+			    "commitment in the bundle; %s\n", name,
+			    ss->shares[ss->n - 1].group_index + 1u,
+			    ss->shares[ss->n - 1].member_index + 1u,
+			    backup_typing_needed(b, ss->shares, ss->n, need,
+			    sizeof(need)));
 	}
 	return EXIT_OK;
 }
@@ -2353,6 +2381,227 @@ out:
 	pin_free(sopin, sopinlen);
 	secmem_free(npass, BACKUP_MAX_PASSFILE + 1);
 	unlock_close(&u);
+	return r;
+}
+
+/* ---- reshare ------------------------------------------------------------ */
+
+/*
+ * A quorum of the current shares makes a new share set, with a new policy,
+ * for the same BMK, and a new bundle that it opens (backup_reshare.h). The
+ * quorum proves the officers agree: the shares are checked against their
+ * commitments and the old bundle's MAC, all as restore does, before
+ * anything is written. No token is needed: the wrapped keys are copied.
+ */
+static int
+cmd_reshare(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "bundle-fingerprint", required_argument, NULL, 'f' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "share-file", required_argument, NULL, 's' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "shares", required_argument, NULL, 'n' },
+		{ "group-threshold", required_argument, NULL, 'g' },
+		{ "group", required_argument, NULL, 'G' },
+		{ "new-bundle", required_argument, NULL, 'o' },
+		{ "shares-dir", required_argument, NULL, 'd' },
+		{ "allow-disk", no_argument, NULL, 'D' },
+		SHEET_OPTION_PDF,
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_reshare);
+	const char *bundle_path = NULL, *passfile = NULL, *fphex = NULL;
+	const char *new_path = NULL, *dir = NULL;
+	const char *files[SLIP39_MAX_SHARES];
+	struct policy pol;
+	struct bundle *b = NULL, *nb = NULL;
+	struct shareset *ss = NULL;
+	struct slip39_mnemonic *m = NULL;
+	struct slip39_diag diag;
+	uint8_t fp[BUNDLE_HASH_LEN], *bmk = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
+	char fptext[3 * BUNDLE_HASH_LEN], *pass = NULL, *tmp = NULL;
+	size_t nfiles = 0, passlen = 0, count = 0, i;
+	unsigned formats = BACKUP_SHEET_TEXT;
+	int allow_disk = 0, opt, r = EXIT_USAGE, k;
+
+	memset(&pol, 0, sizeof(pol));
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'b': bundle_path = optarg; break;
+		case 'f': fphex = optarg; break;
+		case 'p': passfile = optarg; break;
+		case 'o': new_path = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'D': allow_disk = 1; break;
+		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
+		case 's':
+			if (nfiles >= SLIP39_MAX_SHARES) {
+				r = usage_error(self, "too many --share-file");
+				goto out;
+			}
+			files[nfiles++] = optarg;
+			break;
+		case 't':
+		case 'n':
+		case 'g':
+		case 'G':
+			if ((r = policy_option(self, &pol, opt, optarg)) !=
+			    EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
+			break;
+		case 'h':
+			printf("usage: %s\n", usage_of(self, what,
+			    sizeof(what)));
+			r = EXIT_OK;
+			goto out;
+		default:
+			snprintf(what, sizeof(what), "unknown option or missing "
+			    "value: %.64s", argv[optind - 1]);
+			r = usage_error(self, what);
+			goto out;
+		}
+	}
+	if (optind < argc || !bundle_path || !new_path || !dir) {
+		r = usage_error(self, "--bundle, --new-bundle and --shares-dir "
+		    "are needed");
+		goto out;
+	}
+	if ((r = policy_finish(self, &pol)) != EXIT_OK)
+		goto out;
+	if (fphex != NULL && !backup_share_hex(fphex, strlen(fphex), fp,
+	    sizeof(fp))) {
+		r = usage_error(self, "--bundle-fingerprint needs the 64 hex "
+		    "digits of the sheet's bundle-fingerprint");
+		goto out;
+	}
+
+	/* Everything that can be refused is refused before anyone types. */
+	r = EXIT_FAIL;
+	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (access(new_path, F_OK) == 0) {
+		errmsg("bundle %s already exists; keyd-backup never replaces a "
+		    "bundle: choose another --new-bundle", new_path);
+		goto out;
+	}
+	if (load_bundle(bundle_path, &b) != EXIT_OK)
+		goto out;
+	if (fphex != NULL && check_fingerprint(b, bundle_path, fp,
+	    "--bundle-fingerprint") != EXIT_OK)
+		goto out;
+	if (b->ext != 1) {
+		errmsg("bundle %s: its shares do not have SLIP-0039's "
+		    "extendable flag, so their identifier is part of the "
+		    "encrypted master secret and no new set can be split from "
+		    "it; make a new backup with rekey or create instead",
+		    bundle_path);
+		goto out;
+	}
+	if (passfile != NULL &&
+	    read_passphrase(passfile, &pass, &passlen) != EXIT_OK)
+		goto out;
+	if ((ss = secmem_alloc(sizeof(*ss))) == NULL ||
+	    (bmk = secmem_alloc(BUNDLE_BMK_LEN)) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	for (i = 0; i < nfiles; i++)
+		if (add_share_file(ss, b, files[i], bundle_path) != EXIT_OK)
+			goto out;
+	if (nfiles == 0 && add_prompted_shares(ss, b) != EXIT_OK)
+		goto out;
+	/* The old bundle's MAC under the BMK the shares give proves the
+	 * quorum and the passphrase, and gives the key for the new MAC. */
+	if (combine_and_check(ss, b, pass, passlen, bmk) != EXIT_OK)
+		goto out;
+	k = backup_reshare_split(b, ss->shares, ss->n, pol.gthreshold,
+	    pol.groups, pol.ngroups, &m, &count, &diag);
+	if (k == KEYD_ERR_INVALID_ARG || k == KEYD_ERR_NOMEM ||
+	    k == KEYD_ERR_CRYPTO || k == KEYD_ERR_INTERNAL ||
+	    k == KEYD_ERR_UNSUPPORTED) {
+		errmsg("cannot split the backup master key again: %s",
+		    keyd_strerror(k));
+		goto out;
+	}
+	if (k != KEYD_OK) {
+		errmsg("%s", slip39_diag_format(&diag, what, sizeof(what)));
+		goto out;
+	}
+	if ((k = backup_reshare_bundle(b, &nb)) != KEYD_OK) {
+		errmsg("cannot make the new bundle: %s", keyd_strerror(k));
+		goto out;
+	}
+	nb->group_threshold = (uint8_t)pol.gthreshold;
+	nb->group_count = (uint8_t)pol.ngroups;
+	for (i = 0; i < pol.ngroups; i++) {
+		nb->member_threshold[i] =
+		    (uint8_t)pol.groups[i].member_threshold;
+		nb->member_count[i] = (uint8_t)pol.groups[i].member_count;
+	}
+	if (commit_shares(nb, m, count) != KEYD_OK ||
+	    bundle_encode(nb, bmk, BUNDLE_BMK_LEN) != KEYD_OK) {
+		errmsg("cannot encode the new bundle");
+		goto out;
+	}
+	/* All or nothing, as create: staged bundle, sheets, then rename. */
+	if (backup_file_stage(new_path, nb->raw, nb->raw_len, &tmp, err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (write_sheets(nb, new_path, dir, m, count, pass != NULL &&
+	    passlen > 0, formats) != EXIT_OK)
+		goto out;
+	if (backup_file_commit(&tmp, new_path, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	printf("bundle %s: %zu key%s, backup set %s\n", new_path, nb->n_keys,
+	    nb->n_keys == 1 ? "" : "s", bundle_hex(nb->set_id,
+	    BUNDLE_SET_ID_LEN, what));
+	printf("bundle fingerprint (SHA-256): %s\n",
+	    backup_share_grouped_hex(nb->fingerprint, BUNDLE_HASH_LEN, fptext));
+	printf("reshared from backup set %s (bundle %s, fingerprint %s): the "
+	    "same backup master key and wrapped keys\n",
+	    bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what), bundle_path,
+	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fptext));
+	printf("policy: %u of %u groups", nb->group_threshold,
+	    nb->group_count);
+	for (i = 0; i < nb->group_count; i++)
+		printf("%s%u of %u", i == 0 ? ": " : ", ",
+		    nb->member_threshold[i], nb->member_count[i]);
+	printf("; SLIP-0039 identifier %u, extendable\n", nb->slip39_id);
+	for (i = 0; i < count; i++) {
+		printf("share sheet %s/%s\n", dir, backup_share_file_name(nb,
+		    m[i].group_index + 1u, m[i].member_index + 1u, what,
+		    sizeof(what)));
+		if (formats & BACKUP_SHEET_PDF)
+			printf("share sheet %s/%s\n", dir, backup_pdf_file_name(
+			    nb, m[i].group_index + 1u, m[i].member_index + 1u,
+			    what, sizeof(what)));
+	}
+	printf("the old shares still open the old bundle %s, and give the "
+	    "backup master key this bundle's keys are wrapped under: to "
+	    "retire them, rekey\n", bundle_path);
+	r = EXIT_OK;
+out:
+	backup_file_abort(&tmp);
+	slip39_mnemonics_free(m, count);
+	secmem_free(ss, sizeof(*ss));
+	secmem_free(bmk, BUNDLE_BMK_LEN);
+	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
+	bundle_free(nb);
+	bundle_free(b);
 	return r;
 }
 
