@@ -44,9 +44,13 @@ endforeach()
 file(CONFIGURE OUTPUT ${SLIP39_WORDLIST_INC} CONTENT "${_slip39_inc}" @ONLY)
 
 target_sources(keydcore PRIVATE
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_drill.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_file.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_pdf.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_reshare.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_share.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_token.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/backup_typing.c
   ${CMAKE_CURRENT_SOURCE_DIR}/bundle.c
   ${CMAKE_CURRENT_SOURCE_DIR}/p11.c
   ${CMAKE_CURRENT_SOURCE_DIR}/gf256.c
@@ -55,6 +59,11 @@ target_sources(keydcore PRIVATE
 set_source_files_properties(${CMAKE_CURRENT_SOURCE_DIR}/slip39.c PROPERTIES
   INCLUDE_DIRECTORIES ${CMAKE_CURRENT_BINARY_DIR}
   OBJECT_DEPENDS ${SLIP39_WORDLIST_INC})
+
+# The PDF sheets' libraries. keydcore is static: only programs that call
+# backup_pdf_* (keyd-backup) pull in backup_pdf.o, and --as-needed keeps
+# cairo out of the others.
+target_link_libraries(keydcore PUBLIC PkgConfig::CAIROPDF PkgConfig::QRENCODE)
 
 add_executable(keyd-backup ${CMAKE_CURRENT_SOURCE_DIR}/keyd_backup.c)
 target_link_libraries(keyd-backup PRIVATE keydcore)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "backup_share.h"
 #include "keyd_err.h"
 #include "secmem.h"
 #include "token.h"
@@ -902,17 +903,14 @@ backup_token_destroy(struct p11 *p, CK_OBJECT_HANDLE h)
 }
 
 int
-backup_token_wrap(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
-    const char *uri, struct bundle_key *k, char *err, size_t errlen)
+backup_token_wrap(struct p11 *p, CK_MECHANISM_TYPE mech,
+    CK_OBJECT_HANDLE bmk, CK_OBJECT_HANDLE h, struct bundle_key *k,
+    char *err, size_t errlen)
 {
 	CK_MECHANISM m = { mech, NULL, 0 };
-	CK_OBJECT_HANDLE h;
 	CK_ULONG len = 0;
 	CK_RV rv;
-	int r;
 
-	if ((r = p11_find_key_uri(p, uri, &h, err, errlen)) != KEYD_OK)
-		return r;
 	rv = p11_fn(p)->C_WrapKey(p11_session(p), &m, bmk, h, NULL, &len);
 	if (rv == CKR_OK && len > sizeof(k->wrapped))
 		rv = CKR_BUFFER_TOO_SMALL;
@@ -1174,26 +1172,34 @@ struct created {
 	size_t n;
 };
 
+/*
+ * Unwraps key k under the BMK object bmk with its recorded attributes,
+ * re-creates its public key from the bundle, checks it and runs its
+ * self-test. persist: token objects (restore) or session objects of this
+ * session (drill), which never reach the token's storage. Every object
+ * made goes to made, on failure too, for the caller to keep or destroy.
+ * On success *test says what the self-test proved.
+ */
 static WUR int
-restore_one(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
-    const struct bundle_key *k, struct created *made, FILE *report,
-    char *err, size_t errlen)
+unwrap_check(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
+    const struct bundle_key *k, int persist, struct created *made,
+    const char **test, char *err, size_t errlen)
 {
 	CK_MECHANISM m = { mech, NULL, 0 };
 	struct tmpl t, pt;
 	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE, hp = CK_INVALID_HANDLE;
 	CK_ATTRIBUTE cv = { CKA_CHECK_VALUE, (void *)(uintptr_t)k->fp,
 		k->fp_len };
-	char type[32], fphex[2 * BUNDLE_HASH_LEN + 1], idhex[2 * BUNDLE_MAX_ID + 1];
-	const char *test = NULL;
+	char type[32];
 	int r;
 	CK_RV rv;
 
+	*test = NULL;
 	memset(&t, 0, sizeof(t));
 	memset(&pt, 0, sizeof(pt));
 	bundle_key_type_name(k, type, sizeof(type));
 	tclass(&t, k->cls, k->key_type);
-	tbool(&t, CKA_TOKEN, 1);
+	tbool(&t, CKA_TOKEN, persist);
 	tadd(&t, CKA_LABEL, k->label, k->label_len);
 	tadd(&t, CKA_ID, k->id, k->id_len);
 	tflags(&t, k->cls, k->flags);
@@ -1209,7 +1215,7 @@ restore_one(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
 	if (k->cls == CKO_PRIVATE_KEY) {
 		/* The public key object, from the bundle's public part. */
 		tclass(&pt, CKO_PUBLIC_KEY, k->key_type);
-		tbool(&pt, CKA_TOKEN, 1);
+		tbool(&pt, CKA_TOKEN, persist);
 		tadd(&pt, CKA_LABEL, k->label, k->label_len);
 		tadd(&pt, CKA_ID, k->id, k->id_len);
 		if (k->key_type == CKK_RSA) {
@@ -1234,16 +1240,16 @@ restore_one(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
 		}
 		if (k->flags & BUNDLE_F_SIGN) {
 			r = selftest_sign(p, h, k);
-			test = "signature made on the token verified with the "
+			*test = "signature made on the token verified with the "
 			    "bundle's public key";
 		} else if (k->key_type == CKK_RSA &&
 		    (k->flags & BUNDLE_F_DECRYPT)) {
 			r = selftest_rsa_decrypt(p, h, k);
-			test = "OAEP encryption to the bundle's public key "
+			*test = "OAEP encryption to the bundle's public key "
 			    "decrypted on the token";
 		} else {
 			r = k->key_type == CKK_RSA ? KEYD_OK : KEYD_ERR_UNSUPPORTED;
-			test = "modulus and exponent match (the key may neither "
+			*test = "modulus and exponent match (the key may neither "
 			    "sign nor decrypt)";
 		}
 		if (r == KEYD_ERR_UNSUPPORTED) {
@@ -1270,44 +1276,55 @@ restore_one(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
 		}
 		if (k->flags & BUNDLE_F_ENCRYPT) {
 			r = selftest_aes(p, h, k);
-			test = "AES-ECB of a zero block gives the check value and "
+			*test = "AES-ECB of a zero block gives the check value and "
 			    "decrypts back";
 		} else {
 			r = KEYD_OK;
-			test = "the token accepted the check value (the key may "
+			*test = "the token accepted the check value (the key may "
 			    "not encrypt)";
 		}
 	}
 	if (r != KEYD_OK) {
 		errf(err, errlen, "key '%s': the self-test failed (%s)",
 		    k->label, keyd_strerror(r));
+		*test = NULL;
 		return r;
 	}
-	fprintf(report, "restored %s key '%s' id %s: %s %s matches; "
-	    "self-test: %s\n", type, k->label,
-	    k->id_len ? bundle_hex(k->id, k->id_len, idhex) : "(none)",
-	    k->cls == CKO_PRIVATE_KEY ? "SPKI SHA-256" : "check value",
-	    bundle_hex(k->fp, k->fp_len, fphex), test);
 	return KEYD_OK;
 }
 
-int
-backup_token_restore(struct p11 *p, const struct bundle *b,
-    const uint8_t *bmk, size_t bmk_len, FILE *report, char *err,
-    size_t errlen)
+/* One line about key k, "<verb> ec:p256 key 'x' id 01: SPKI SHA-256 ...
+ * matches; self-test: ...", the report restore and drill print. */
+static void
+report_key(FILE *report, const char *verb, const struct bundle_key *k,
+    const char *test)
 {
-	struct created *made = NULL;
-	CK_OBJECT_HANDLE hbmk = CK_INVALID_HANDLE;
-	CK_MECHANISM_TYPE mech = 0;
+	char type[32], fphex[2 * BUNDLE_HASH_LEN + 1];
+	char idhex[2 * BUNDLE_MAX_ID + 1];
+
+	fprintf(report, "%s %s key '%s' id %s: %s %s matches; self-test: "
+	    "%s\n", verb, bundle_key_type_name(k, type, sizeof(type)),
+	    k->label, k->id_len ? bundle_hex(k->id, k->id_len, idhex) :
+	    "(none)", k->cls == CKO_PRIVATE_KEY ? "SPKI SHA-256" :
+	    "check value", bundle_hex(k->fp, k->fp_len, fphex), test);
+}
+
+/* What restore and drill do before any key: the bundle's public values
+ * must give its SPKIs; the wrap mechanism's unwrapping must give RFC
+ * 5649's known answers; then the BMK goes in as a private session object
+ * (*hbmk, CKA_UNWRAP only). */
+static WUR int
+unwrap_begin(struct p11 *p, const struct bundle *b, const uint8_t *bmk,
+    size_t bmk_len, CK_MECHANISM_TYPE *mech, CK_OBJECT_HANDLE *hbmk,
+    char *err, size_t errlen)
+{
 	uint8_t *spki = NULL, alg = 0;
 	size_t spki_len = 0;
 	unsigned bits = 0;
 	CK_RV rv;
-	int r;
+	int r = KEYD_OK;
 
-	if ((made = calloc(1, sizeof(*made))) == NULL)
-		return KEYD_ERR_NOMEM;
-	/* Everything that can be checked before the token is changed. */
+	*hbmk = CK_INVALID_HANDLE;
 	for (size_t i = 0; i < b->n_keys; i++) {
 		const struct bundle_key *k = &b->keys[i];
 
@@ -1325,28 +1342,188 @@ backup_token_restore(struct p11 *p, const struct bundle *b,
 		free(spki);
 		spki = NULL;
 	}
-	if ((r = check_free(p, b, err, errlen)) != KEYD_OK ||
-	    (r = backup_token_pick_wrap(p, 0, &mech, &alg, err, errlen)) !=
+	if ((r = backup_token_pick_wrap(p, 0, mech, &alg, err, errlen)) !=
 	    KEYD_OK)
 		goto out;
-	if ((rv = import_bmk(p, bmk, bmk_len, &hbmk)) != CKR_OK) {
+	if ((rv = import_bmk(p, bmk, bmk_len, hbmk)) != CKR_OK) {
 		errf(err, errlen, "importing the backup master key as a session "
 		    "object failed: %s", token_rv_name(rv));
-		hbmk = CK_INVALID_HANDLE;
+		*hbmk = CK_INVALID_HANDLE;
 		r = KEYD_ERR_TOKEN;
 		goto out;
 	}
-	for (size_t i = 0; i < b->n_keys; i++)
-		if ((r = restore_one(p, mech, hbmk, &b->keys[i], made, report,
-		    err, errlen)) != KEYD_OK)
+out:
+	free(spki);
+	return r;
+}
+
+int
+backup_token_restore(struct p11 *p, const struct bundle *b,
+    const uint8_t *bmk, size_t bmk_len, FILE *report, char *err,
+    size_t errlen)
+{
+	struct created *made = NULL;
+	CK_OBJECT_HANDLE hbmk = CK_INVALID_HANDLE;
+	CK_MECHANISM_TYPE mech = 0;
+	const char *test = NULL;
+	int r;
+
+	if ((made = calloc(1, sizeof(*made))) == NULL)
+		return KEYD_ERR_NOMEM;
+	/* Everything that can be checked before the token is changed. */
+	if ((r = check_free(p, b, err, errlen)) != KEYD_OK ||
+	    (r = unwrap_begin(p, b, bmk, bmk_len, &mech, &hbmk, err,
+	    errlen)) != KEYD_OK)
+		goto out;
+	for (size_t i = 0; i < b->n_keys; i++) {
+		if ((r = unwrap_check(p, mech, hbmk, &b->keys[i], 1, made,
+		    &test, err, errlen)) != KEYD_OK)
 			goto out;
+		report_key(report, "restored", &b->keys[i], test);
+	}
 	r = KEYD_OK;
 out:
 	backup_token_destroy(p, hbmk);
 	if (r != KEYD_OK)
 		while (made->n > 0)
 			backup_token_destroy(p, made->h[--made->n]);
-	free(spki);
 	free(made);
+	return r;
+}
+
+/* ---- drill -------------------------------------------------------------- */
+
+int
+backup_token_drill(struct p11 *p, const struct bundle *b,
+    const uint8_t *bmk, size_t bmk_len, FILE *report,
+    struct backup_drill_key *res, char *err, size_t errlen)
+{
+	struct created *made = NULL;
+	CK_OBJECT_HANDLE hbmk = CK_INVALID_HANDLE;
+	CK_MECHANISM_TYPE mech = 0;
+	const char *test = NULL;
+	size_t failed = 0, first = 0;
+	int r;
+
+	for (size_t i = 0; i < b->n_keys; i++) {
+		res[i].state = BACKUP_DRILL_NOT_RUN;
+		res[i].detail[0] = '\0';
+	}
+	if ((made = calloc(1, sizeof(*made))) == NULL)
+		return KEYD_ERR_NOMEM;
+	if ((r = unwrap_begin(p, b, bmk, bmk_len, &mech, &hbmk, err,
+	    errlen)) != KEYD_OK)
+		goto out;
+	/* Each key on its own: one key's failure must not hide whether the
+	 * others restore, and its session objects go before the next. */
+	for (size_t i = 0; i < b->n_keys; i++) {
+		const struct bundle_key *k = &b->keys[i];
+
+		r = unwrap_check(p, mech, hbmk, k, 0, made, &test,
+		    res[i].detail, sizeof(res[i].detail));
+		while (made->n > 0)
+			backup_token_destroy(p, made->h[--made->n]);
+		if (r == KEYD_OK) {
+			res[i].state = BACKUP_DRILL_PASS;
+			snprintf(res[i].detail, sizeof(res[i].detail), "%s",
+			    test);
+			report_key(report, "pass", k, test);
+		} else {
+			res[i].state = BACKUP_DRILL_FAIL;
+			if (failed++ == 0)
+				first = i;
+			fprintf(report, "FAIL key '%s': %s\n", k->label,
+			    res[i].detail);
+		}
+	}
+	r = KEYD_OK;
+	if (failed > 0) {
+		errf(err, errlen, "%zu of %zu keys failed, the first key '%s': "
+		    "%s", failed, b->n_keys, b->keys[first].label,
+		    res[first].detail);
+		r = KEYD_ERR_BUNDLE;
+	}
+out:
+	backup_token_destroy(p, hbmk);
+	while (made->n > 0)
+		backup_token_destroy(p, made->h[--made->n]);
+	free(made);
+	return r;
+}
+
+/* ---- rekey -------------------------------------------------------------- */
+
+int
+backup_token_find(struct p11 *p, const struct bundle_key *k,
+    CK_OBJECT_HANDLE *h, char *err, size_t errlen)
+{
+	CK_OBJECT_CLASS cls = k->cls;
+	CK_ATTRIBUTE t[3] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)(uintptr_t)k->label, k->label_len },
+		{ CKA_ID, (void *)(uintptr_t)k->id, k->id_len },
+	};
+	CK_OBJECT_HANDLE objs[P11_MAX_MATCHES];
+	char idhex[2 * BUNDLE_MAX_ID + 1];
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	*h = CK_INVALID_HANDLE;
+	rv = p11_find(p, t, 3, objs, P11_MAX_MATCHES, &n);
+	if (rv != CKR_OK) {
+		errf(err, errlen, "key '%s': searching token '%s' failed: %s",
+		    k->label, p11_token_label(p), token_rv_name(rv));
+		return KEYD_ERR_TOKEN;
+	}
+	if (n != 1) {
+		errf(err, errlen, "key '%s' id %s is %s token '%s'", k->label,
+		    k->id_len ? bundle_hex(k->id, k->id_len, idhex) : "(none)",
+		    n == 0 ? "no longer on" : "more than once on",
+		    p11_token_label(p));
+		return KEYD_ERR_NOT_FOUND;
+	}
+	*h = objs[0];
+	return KEYD_OK;
+}
+
+int
+backup_token_match(struct p11 *p, const struct bundle_key *old,
+    CK_OBJECT_HANDLE *h, struct bundle_key *now, char *err, size_t errlen)
+{
+	char what[BUNDLE_MAX_LABEL + 2 * BUNDLE_MAX_ID + 64];
+	char idhex[2 * BUNDLE_MAX_ID + 1], was[3 * BUNDLE_HASH_LEN];
+	char is[3 * BUNDLE_HASH_LEN];
+	size_t n;
+	int r;
+
+	if ((r = backup_token_find(p, old, h, err, errlen)) != KEYD_OK) {
+		n = strlen(err);
+		if (r == KEYD_ERR_NOT_FOUND && n < errlen)
+			snprintf(err + n, errlen - n, "; rekey takes every key "
+			    "of the old bundle from the token that holds them");
+		return r;
+	}
+	snprintf(what, sizeof(what), "key '%s' id %s", old->label,
+	    old->id_len ? bundle_hex(old->id, old->id_len, idhex) : "(none)");
+	if ((r = backup_token_describe(p, *h, what, now, err, errlen)) !=
+	    KEYD_OK)
+		goto out;
+	if (now->key_type != old->key_type || now->bits != old->bits ||
+	    now->fp_kind != old->fp_kind || now->fp_len != old->fp_len ||
+	    memcmp(now->fp, old->fp, old->fp_len) != 0) {
+		errf(err, errlen, "%s on token '%s' no longer matches its "
+		    "fingerprint in the old bundle (%s %s there, %s here): it "
+		    "is another key under the same label and id", what,
+		    p11_token_label(p), old->fp_kind == BUNDLE_FP_KCV ?
+		    "check value" : "SPKI SHA-256",
+		    backup_share_grouped_hex(old->fp, old->fp_len, was),
+		    backup_share_grouped_hex(now->fp, now->fp_len, is));
+		r = KEYD_ERR_BUNDLE;
+		goto out;
+	}
+	r = KEYD_OK;
+out:
+	if (r != KEYD_OK)
+		*h = CK_INVALID_HANDLE;
 	return r;
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "backup_drill.h"
 #include "bundle.h"
 #include "p11.h"
 
@@ -101,11 +102,11 @@ int backup_token_trusted_bmk(struct p11 *p, const char *so_pin,
     const uint8_t *bmk, CK_OBJECT_HANDLE *h, char *err, size_t errlen)
     BACKUP_TOKEN_WUR;
 
-/* backup_token_wrap: wraps the key found by uri under the BMK object bmk
+/* backup_token_wrap: wraps the key object h under the BMK object bmk
  * with mech, into k->wrapped (user logged in). */
 int backup_token_wrap(struct p11 *p, CK_MECHANISM_TYPE mech,
-    CK_OBJECT_HANDLE bmk, const char *uri, struct bundle_key *k, char *err,
-    size_t errlen) BACKUP_TOKEN_WUR;
+    CK_OBJECT_HANDLE bmk, CK_OBJECT_HANDLE h, struct bundle_key *k,
+    char *err, size_t errlen) BACKUP_TOKEN_WUR;
 
 /* backup_token_destroy: destroys a session or token object; errors are
  * ignored (used in clean-up). */
@@ -123,6 +124,41 @@ void backup_token_destroy(struct p11 *p, CK_OBJECT_HANDLE h);
 int backup_token_restore(struct p11 *p, const struct bundle *b,
     const uint8_t *bmk, size_t bmk_len, FILE *report, char *err,
     size_t errlen) BACKUP_TOKEN_WUR;
+
+/* backup_token_drill: proves that bmk (the bundle's, its MAC already
+ * checked) restores every key of b, changing nothing the token keeps
+ * (user logged in): the same checks as backup_token_restore but for the
+ * blank-token check, with the BMK and every key as session objects of
+ * this session. Each key is unwrapped, re-created with its public key,
+ * checked, self-tested and destroyed before the next; res[i] (b->n_keys
+ * of them, the caller's) says how key i fared, and one line a key goes
+ * to report. Every object it made is destroyed before it returns.
+ * Returns KEYD_OK if every key passed, KEYD_ERR_BUNDLE if one or more
+ * failed (err says how many), or another KEYD_ERR_* if the drill could
+ * not start (err says why; every res[i] is BACKUP_DRILL_NOT_RUN). */
+int backup_token_drill(struct p11 *p, const struct bundle *b,
+    const uint8_t *bmk, size_t bmk_len, FILE *report,
+    struct backup_drill_key *res, char *err, size_t errlen)
+    BACKUP_TOKEN_WUR;
+
+/* backup_token_find: the one key object on the token (user logged in)
+ * with k's class, label and id, into *h. Returns KEYD_OK,
+ * KEYD_ERR_NOT_FOUND (none, or more than one; err says which) or
+ * KEYD_ERR_TOKEN. Handles of private objects die when the user logs out
+ * (SoftHSM2), so a key is found again after the SO's login. */
+int backup_token_find(struct p11 *p, const struct bundle_key *k,
+    CK_OBJECT_HANDLE *h, char *err, size_t errlen) BACKUP_TOKEN_WUR;
+
+/* backup_token_match: finds on the token (user logged in) the one key
+ * object with old's class, label and id, describes it into *now as
+ * backup_token_describe does (with its refusals), and checks that it is
+ * still old's key: type, size and fingerprint (SPKI SHA-256 or check
+ * value). *h is its handle. Returns KEYD_OK, KEYD_ERR_NOT_FOUND (not on
+ * the token, or more than once), KEYD_ERR_BUNDLE (another key under that
+ * label and id), or describe's errors; err names the key. */
+int backup_token_match(struct p11 *p, const struct bundle_key *old,
+    CK_OBJECT_HANDLE *h, struct bundle_key *now, char *err, size_t errlen)
+    BACKUP_TOKEN_WUR;
 
 /* The RFC 5649 section 6 known answers (KEK, then per example the key
  * and the wrapped key), and the wrap of the key zero-padded to 8 bytes

@@ -11,12 +11,21 @@
  * status 0 is success, 1 a failure, 2 a usage error. Secrets (master secret,
  * shares, passphrase, PINs) are only held in locked memory (secmem) and
  * leave it only through write(2): to standard output (shamir), to share
- * files (create), and to the token (PINs, the backup master key).
+ * files (create, reshare, rekey), and to the token (PINs, the backup master key).
  *
- * keygen, create, verify, restore and inspect are the backup of keys on a
- * token (docs/backup.md, docs/ceremonies.md): the token side is
- * backup_token.c, the bundle bundle.c, share sheets backup_share.c, files
- * backup_file.c.
+ * keygen, create, verify, restore, drill, reshare, rekey and inspect are
+ * the backup of keys on a token (docs/backup.md, docs/ceremonies.md): the
+ * token side is backup_token.c, the bundle bundle.c, share sheets
+ * backup_share.c (as PDF backup_pdf.c), files backup_file.c, drill's keyd
+ * check and report backup_drill.c. reshare makes a new share set for the
+ * same backup master key (backup_reshare.c); shares typed at a terminal
+ * are read word by word (backup_typing.c).
+ *
+ * Why one file of this size: what is here is the command line (options,
+ * prompts, messages, exit statuses) and the order of each command's
+ * steps, and the commands share most of it (the policy options, opening a
+ * bundle with its shares, writing a new backup) as static functions; the
+ * work itself is in the modules above.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,9 +40,13 @@
 #include <openssl/rand.h>
 #include <time.h>
 
+#include "backup_drill.h"
 #include "backup_file.h"
+#include "backup_pdf.h"
+#include "backup_reshare.h"
 #include "backup_share.h"
 #include "backup_token.h"
+#include "backup_typing.h"
 #include "bundle.h"
 #include "kbuf.h"
 #include "keyd_err.h"
@@ -61,10 +74,19 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 #define WUR __attribute__((warn_unused_result))
 
+/* --pdf, for every command that writes share sheets: add SHEET_OPTION_PDF
+ * to its options, and on OPT_PDF add BACKUP_SHEET_PDF to the formats it
+ * passes to write_sheets. Not a letter, so no command's letters clash. */
+enum { OPT_PDF = 0x100 };
+#define SHEET_OPTION_PDF { "pdf", no_argument, NULL, OPT_PDF }
+
 static int cmd_keygen(int argc, char **argv);
 static int cmd_create(int argc, char **argv);
 static int cmd_verify(int argc, char **argv);
 static int cmd_restore(int argc, char **argv);
+static int cmd_drill(int argc, char **argv);
+static int cmd_reshare(int argc, char **argv);
+static int cmd_rekey(int argc, char **argv);
 static int cmd_inspect(int argc, char **argv);
 static int cmd_shamir_split(int argc, char **argv);
 static int cmd_shamir_combine(int argc, char **argv);
@@ -89,9 +111,9 @@ static const struct command commands[] = {
 	  "[--key URI ...] (--threshold T --shares N | --group-threshold G "
 	  "--group T/N [--group T/N ...]) [--passphrase-file F] "
 	  "[--iteration-exponent E] --bundle OUT --shares-dir DIR "
-	  "[--allow-disk]",
+	  "[--allow-disk] [--pdf]",
 	  "wrap the keys under a new backup master key, write the bundle and "
-	  "one share sheet per holder" },
+	  "one share sheet per holder (with --pdf, also as a PDF to print)" },
 	{ NULL, "verify", cmd_verify,
 	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
 	  "[--share-file F ...]",
@@ -103,6 +125,29 @@ static const struct command commands[] = {
 	  "[--share-file F ...]",
 	  "restore the bundle's keys onto a blank token; without --share-file "
 	  "the shares are typed, one a line, not shown" },
+	{ NULL, "drill", cmd_drill,
+	  "--module M --token URI --pin-file F --bundle B "
+	  "[--bundle-fingerprint HEX] [--passphrase-file F] "
+	  "[--share-file F ...] [--report OUT] [--allow-online]",
+	  "prove that the bundle and these shares restore every key, as "
+	  "session objects on any token, changing nothing it keeps" },
+	{ NULL, "reshare", cmd_reshare,
+	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
+	  "[--share-file F ...] (--threshold T --shares N | --group-threshold "
+	  "G --group T/N [--group T/N ...]) --new-bundle OUT --shares-dir DIR "
+	  "[--allow-disk] [--pdf]",
+	  "from a quorum of the bundle's shares, a new share set with a new "
+	  "policy for the same backup master key, and a new bundle it opens; "
+	  "touches no token" },
+	{ NULL, "rekey", cmd_rekey,
+	  "--module M --token URI --pin-file F --so-pin-file F --bundle B "
+	  "[--bundle-fingerprint HEX] [--passphrase-file F] "
+	  "[--share-file F ...] (--threshold T --shares N | "
+	  "--group-threshold G --group T/N [--group T/N ...]) "
+	  "[--new-passphrase-file F] [--iteration-exponent E] "
+	  "--new-bundle OUT --shares-dir DIR [--allow-disk] [--pdf]",
+	  "with a quorum of the old shares, wrap the token's keys of the old "
+	  "bundle under a new backup master key: a new bundle and share set" },
 	{ NULL, "inspect", cmd_inspect, "--bundle B",
 	  "show what a bundle holds: keys, fingerprints, policy, set id" },
 	{ "shamir", "split", cmd_shamir_split,
@@ -211,6 +256,23 @@ usage_error(const struct command *c, const char *what)
 
 	errmsg("%s; usage: %s", what, usage_of(c, u, sizeof(u)));
 	return EXIT_USAGE;
+}
+
+/* The last case of a command's option switch: --help prints the
+ * command's usage (EXIT_OK); anything else is a usage error (printed,
+ * EXIT_USAGE). */
+static int
+help_or_unknown(const struct command *self, int opt, char **argv)
+{
+	char what[BACKUP_MAX_MSG];
+
+	if (opt == 'h') {
+		printf("usage: %s\n", usage_of(self, what, sizeof(what)));
+		return EXIT_OK;
+	}
+	snprintf(what, sizeof(what), "unknown option or missing value: %.64s",
+	    argv[optind - 1]);
+	return usage_error(self, what);
 }
 
 /* ---- input -------------------------------------------------------------- */
@@ -426,15 +488,18 @@ out:
 /* ---- share policy options ---------------------------------------------- */
 
 /* A SLIP-0039 policy from --threshold/--shares or --group-threshold and
- * --group options (shamir split and create). */
+ * --group options, and --iteration-exponent (shamir split, create and
+ * rekey). */
 struct policy {
 	unsigned threshold, shares, gthreshold;
 	struct slip39_group groups[SLIP39_MAX_GROUPS];
 	size_t ngroups;
+	unsigned iteration_exp;   /* policy_finish: 1 if none was given */
+	int iteration_exp_given;
 };
 
-/* Takes one policy option (getopt code 't', 'n', 'g' or 'G'). Returns
- * EXIT_OK, or prints a usage error and returns EXIT_USAGE. */
+/* Takes one policy option (getopt code 't', 'n', 'g', 'G' or 'e').
+ * Returns EXIT_OK, or prints a usage error and returns EXIT_USAGE. */
 static int
 policy_option(const struct command *self, struct policy *p, int opt,
     const char *arg)
@@ -461,6 +526,13 @@ policy_option(const struct command *self, struct policy *p, int opt,
 		    &p->gthreshold))
 			return usage_error(self, "--group-threshold needs a "
 			    "number from 1 to 16");
+		break;
+	case 'e':
+		if (!parse_uint(arg, strlen(arg), 0, SLIP39_MAX_ITERATION_EXP,
+		    &p->iteration_exp))
+			return usage_error(self, "--iteration-exponent needs a "
+			    "number from 0 to 15");
+		p->iteration_exp_given = 1;
 		break;
 	default:
 		slash = strchr(arg, '/');
@@ -504,6 +576,8 @@ policy_finish(const struct command *self, struct policy *p)
 {
 	char what[BACKUP_MAX_MSG];
 
+	if (!p->iteration_exp_given)
+		p->iteration_exp = 1;
 	if ((p->threshold || p->shares) && (p->gthreshold || p->ngroups))
 		return usage_error(self, "give either --threshold and --shares, "
 		    "or --group-threshold and --group, not both");
@@ -570,7 +644,6 @@ cmd_shamir_split(int argc, char **argv)
 	const char *passfile = NULL;
 	char what[BACKUP_MAX_MSG];
 	size_t count = 0, inlen = 0, slen = 0, passlen = 0, i;
-	unsigned e = 1;
 	int ext = 1, opt, r = EXIT_USAGE, k;
 
 	memset(&pol, 0, sizeof(pol));
@@ -582,6 +655,7 @@ cmd_shamir_split(int argc, char **argv)
 		case 'n':
 		case 'g':
 		case 'G':
+		case 'e':
 			if ((r = policy_option(self, &pol, opt, optarg)) !=
 			    EXIT_OK)
 				goto out;
@@ -592,14 +666,6 @@ cmd_shamir_split(int argc, char **argv)
 			break;
 		case 'x':
 			ext = 0;
-			break;
-		case 'e':
-			if (!parse_uint(optarg, strlen(optarg), 0,
-			    SLIP39_MAX_ITERATION_EXP, &e)) {
-				r = usage_error(self, "--iteration-exponent "
-				    "needs a number from 0 to 15");
-				goto out;
-			}
 			break;
 		case 'h':
 			printf("usage: %s\n", usage_of(self, what,
@@ -646,7 +712,7 @@ cmd_shamir_split(int argc, char **argv)
 	if (parse_hex_secret(in, inlen, secret, &slen) != EXIT_OK)
 		goto out;
 	k = slip39_split(secret, slen, pass, passlen, pol.gthreshold,
-	    pol.groups, pol.ngroups, ext, e, &m, &count);
+	    pol.groups, pol.ngroups, ext, pol.iteration_exp, &m, &count);
 	if (k != KEYD_OK) {
 		errmsg("cannot split the secret: %s", keyd_strerror(k));
 		goto out;
@@ -1063,21 +1129,24 @@ out:
 static WUR int
 add_prompted_shares(struct shareset *ss, const struct bundle *b)
 {
-	char name[64];
+	char name[64], need[BACKUP_MAX_MSG];
 	size_t len = 0;
 	int tty = isatty(STDIN_FILENO), k;
 
 	if (tty)
-		fprintf(stderr, "Type the shares, one at a time, the words "
-		    "separated by spaces; they are not shown. At least %u are "
-		    "needed.\n", bundle_shares_needed(b));
+		fprintf(stderr, "Type the shares, one at a time; nothing is "
+		    "shown but a count of the words. The first four letters of "
+		    "each word are enough, then a space; Enter ends a share. At "
+		    "least %u are needed.\n", bundle_shares_needed(b));
 	while (!bundle_policy_met(b, ss->shares, ss->n)) {
-		if (tty) {
-			fprintf(stderr, "share %zu: ", ss->n + 1);
-			fflush(stderr);
-		}
-		k = backup_share_read_line(STDIN_FILENO, ss->line,
-		    sizeof(ss->line), &len);
+		snprintf(name, sizeof(name), "share %zu", ss->n + 1);
+		if (tty)
+			k = backup_typing_read_share(STDIN_FILENO,
+			    STDERR_FILENO, name, SLIP39_WORDS_FOR(b->secret_len),
+			    ss->line, sizeof(ss->line), &len);
+		else
+			k = backup_share_read_line(STDIN_FILENO, ss->line,
+			    sizeof(ss->line), &len);
 		if (k == KEYD_ERR_CLOSED)
 			break;
 		if (k == KEYD_ERR_FRAME_TOO_LARGE) {
@@ -1094,14 +1163,25 @@ add_prompted_shares(struct shareset *ss, const struct bundle *b)
 		}
 		if (strspn(ss->line, " \t\r") == len)
 			continue;
-		snprintf(name, sizeof(name), "share %zu", ss->n + 1);
 		k = add_share(ss, b, name, ss->line, len);
 		secmem_wipe(ss->line, sizeof(ss->line));
 		if (k != EXIT_OK && !tty)
 			return EXIT_FAIL;
-		if (k != EXIT_OK)
+		if (k != EXIT_OK) {
 			fprintf(stderr, "that share was not taken; type it "
 			    "again, or another\n");
+			continue;
+		}
+		/* Said only to a terminal: what scripts read stays as it
+		 * was. Counts only, no word. */
+		if (tty)
+			fprintf(stderr, "%s: the checksum (RS1024) is right and "
+			    "it fits the set: group %u, member %u, matching its "
+			    "commitment in the bundle; %s\n", name,
+			    ss->shares[ss->n - 1].group_index + 1u,
+			    ss->shares[ss->n - 1].member_index + 1u,
+			    backup_typing_needed(b, ss->shares, ss->n, need,
+			    sizeof(need)));
 	}
 	return EXIT_OK;
 }
@@ -1285,24 +1365,38 @@ out:
 
 /* ---- create ------------------------------------------------------------- */
 
-/* Writes every share sheet into dir, O_EXCL; on failure removes the ones
- * written. Prints the error itself. */
+/* The file name of m's sheet in one format (BACKUP_SHEET_*). */
+static char *
+sheet_name(const struct bundle *b, const struct slip39_mnemonic *m,
+    unsigned format, char *buf, size_t cap)
+{
+	if (format == BACKUP_SHEET_PDF)
+		return backup_pdf_file_name(b, m->group_index + 1u,
+		    m->member_index + 1u, buf, cap);
+	return backup_share_file_name(b, m->group_index + 1u,
+	    m->member_index + 1u, buf, cap);
+}
+
+/* Writes every share sheet into dir, O_EXCL and mode 0400, in each of
+ * formats (BACKUP_SHEET_TEXT, with BACKUP_SHEET_PDF for --pdf); on failure
+ * removes the ones written. Prints the error itself. Every command that
+ * writes sheets goes through here, so that all of them get the same
+ * checks and the same formats. */
 static WUR int
 write_sheets(const struct bundle *b, const char *bundle_path,
     const char *dir, const struct slip39_mnemonic *m, size_t count,
-    int passphrase)
+    int passphrase, unsigned formats)
 {
-	struct kbuf w;
-	struct slip39_share *s = NULL;
+	static const unsigned order[] = { BACKUP_SHEET_TEXT, BACKUP_SHEET_PDF };
+	struct kbuf w, pdf;
 	char name[64], path[BACKUP_FILE_MAX_PATH], err[BACKUP_MAX_MSG];
-	size_t written = 0, i;
+	const char *why = NULL;
+	size_t written = 0, i, k;
 	int r = EXIT_FAIL;
 
 	kbuf_init(&w, BACKUP_SHARE_MAX_FILE, KBUF_SECRET);
-	if ((s = secmem_alloc(sizeof(*s))) == NULL) {
-		errmsg("out of memory");
-		goto out;
-	}
+	kbuf_init(&pdf, BACKUP_PDF_MAX_FILE, KBUF_SECRET);
+	formats |= BACKUP_SHEET_TEXT;
 	for (i = 0; i < count; i++) {
 		const struct bundle_commit *c = NULL;
 
@@ -1310,25 +1404,40 @@ write_sheets(const struct bundle *b, const char *bundle_path,
 			if (b->commits[j].group == m[i].group_index &&
 			    b->commits[j].member == m[i].member_index)
 				c = &b->commits[j];
-		backup_share_file_name(b, m[i].group_index + 1u,
-		    m[i].member_index + 1u, name, sizeof(name));
-		if (c == NULL || (size_t)snprintf(path, sizeof(path), "%s/%s",
-		    dir, name) >= sizeof(path)) {
-			errmsg("--shares-dir %s: path too long", dir);
+		if (c == NULL) {
+			errmsg("share %zu has no commitment in the bundle", i + 1);
 			goto out;
 		}
-		kbuf_reset(&w);
-		if (backup_share_sheet(&w, b, bundle_path, &m[i], c->c,
-		    passphrase) != KEYD_OK) {
-			errmsg("cannot format share sheet %s", name);
-			goto out;
+		for (k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+			struct kbuf *o = order[k] == BACKUP_SHEET_PDF ? &pdf : &w;
+
+			if (!(formats & order[k]))
+				continue;
+			sheet_name(b, &m[i], order[k], name, sizeof(name));
+			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+			    name) >= sizeof(path)) {
+				errmsg("--shares-dir %s: path too long", dir);
+				goto out;
+			}
+			kbuf_reset(o);
+			if (order[k] == BACKUP_SHEET_PDF) {
+				if (backup_pdf_sheet(o, b, bundle_path, &m[i],
+				    c->c, passphrase, &why) != KEYD_OK) {
+					errmsg("%s %s", name, why);
+					goto out;
+				}
+			} else if (backup_share_sheet(o, b, bundle_path, &m[i],
+			    c->c, passphrase) != KEYD_OK) {
+				errmsg("cannot format share sheet %s", name);
+				goto out;
+			}
+			if (backup_file_create_excl(path, kbuf_ptr(o),
+			    kbuf_avail(o), err, sizeof(err)) != KEYD_OK) {
+				errmsg("%s", err);
+				goto out;
+			}
+			written++;
 		}
-		if (backup_file_create_excl(path, kbuf_ptr(&w), kbuf_avail(&w),
-		    err, sizeof(err)) != KEYD_OK) {
-			errmsg("%s", err);
-			goto out;
-		}
-		written++;
 	}
 	if (backup_file_fsync_dir(dir, err, sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
@@ -1336,15 +1445,19 @@ write_sheets(const struct bundle *b, const char *bundle_path,
 	}
 	r = EXIT_OK;
 out:
-	if (r != EXIT_OK)
-		for (i = 0; i < written; i++) {
-			backup_share_file_name(b, m[i].group_index + 1u,
-			    m[i].member_index + 1u, name, sizeof(name));
+	/* Exactly the files this call created, in the order it made them. */
+	for (i = 0; r != EXIT_OK && i < count && written > 0; i++)
+		for (k = 0; k < sizeof(order) / sizeof(order[0]) &&
+		    written > 0; k++) {
+			if (!(formats & order[k]))
+				continue;
+			sheet_name(b, &m[i], order[k], name, sizeof(name));
 			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
 			    name) < sizeof(path))
 				(void)unlink(path);
+			written--;
 		}
-	secmem_free(s, sizeof(*s));
+	kbuf_free(&pdf);
 	kbuf_free(&w);
 	return r;
 }
@@ -1382,6 +1495,153 @@ out:
 	return r;
 }
 
+/* create and rekey refuse, before the token, a shares directory that is
+ * not safe and a bundle that exists. Prints the error itself. */
+static WUR int
+check_outputs(const char *dir, int allow_disk, const char *bundle_path,
+    const char *option)
+{
+	char err[BACKUP_MAX_MSG];
+
+	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		return EXIT_FAIL;
+	}
+	if (access(bundle_path, F_OK) == 0) {
+		errmsg("bundle %s already exists; keyd-backup never replaces a "
+		    "bundle: choose another %s", bundle_path, option);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* create and rekey: picks the wrap mechanism (*mech, *alg), makes a new
+ * BMK into bmk (BUNDLE_BMK_LEN locked bytes), puts it in as the SO's
+ * trusted session object, wraps each key described in b->keys (found
+ * again by class, label and id: the SO's login ended the user's handles)
+ * and destroys the BMK object. The user is logged in again at the end.
+ * Prints the error itself. */
+static WUR int
+wrap_under_new_bmk(struct p11 *p, struct bundle *b, const char *sopin,
+    size_t sopinlen, const char *pin, size_t pinlen, uint8_t *bmk,
+    CK_MECHANISM_TYPE *mech, uint8_t *alg)
+{
+	CK_OBJECT_HANDLE hbmk = CK_INVALID_HANDLE, h;
+	char err[BACKUP_MAX_MSG];
+	int r = EXIT_FAIL;
+
+	if (backup_token_pick_wrap(p, 1, mech, alg, err, sizeof(err)) !=
+	    KEYD_OK ||
+	    backup_token_new_bmk(p, bmk, err, sizeof(err)) != KEYD_OK ||
+	    backup_token_trusted_bmk(p, sopin, sopinlen, pin, pinlen, bmk,
+	    &hbmk, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	for (size_t i = 0; i < b->n_keys; i++)
+		if (backup_token_find(p, &b->keys[i], &h, err, sizeof(err)) !=
+		    KEYD_OK ||
+		    backup_token_wrap(p, *mech, hbmk, h, &b->keys[i], err,
+		    sizeof(err)) != KEYD_OK) {
+			errmsg("%s", err);
+			goto out;
+		}
+	r = EXIT_OK;
+out:
+	backup_token_destroy(p, hbmk);
+	return r;
+}
+
+/* create and rekey: gives b (its keys wrapped) a new set id, the time,
+ * the wrap mechanism and the policy, splits bmk into the set's shares
+ * (*m, *count; the caller frees them with slip39_mnemonics_free), commits
+ * to each in b, and encodes and MACs b. Prints the error itself. */
+static WUR int
+seal_bundle(struct bundle *b, const uint8_t *bmk, CK_MECHANISM_TYPE mech,
+    uint8_t alg, const struct policy *pol, const char *pass, size_t passlen,
+    struct slip39_mnemonic **m, size_t *count)
+{
+	if (RAND_bytes(b->set_id, BUNDLE_SET_ID_LEN) != 1) {
+		errmsg("the random number generator failed");
+		return EXIT_FAIL;
+	}
+	b->created = (uint64_t)time(NULL);
+	b->wrap_alg = alg;
+	b->wrap_mech = (uint32_t)mech;
+	b->mac_alg = BUNDLE_MAC_HKDF_HMAC_SHA256;
+	b->group_threshold = (uint8_t)pol->gthreshold;
+	b->group_count = (uint8_t)pol->ngroups;
+	for (size_t i = 0; i < pol->ngroups; i++) {
+		b->member_threshold[i] =
+		    (uint8_t)pol->groups[i].member_threshold;
+		b->member_count[i] = (uint8_t)pol->groups[i].member_count;
+	}
+	if (slip39_split(bmk, BUNDLE_BMK_LEN, pass, passlen, pol->gthreshold,
+	    pol->groups, pol->ngroups, 1, pol->iteration_exp, m, count) !=
+	    KEYD_OK ||
+	    commit_shares(b, *m, *count) != KEYD_OK) {
+		errmsg("cannot split the backup master key");
+		return EXIT_FAIL;
+	}
+	if (bundle_encode(b, bmk, BUNDLE_BMK_LEN) != KEYD_OK) {
+		errmsg("cannot encode the bundle");
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* create and rekey, all or nothing: the bundle is staged, the share
+ * sheets written, and only then the bundle takes its name; then what was
+ * written is printed. Prints the error itself. */
+static WUR int
+publish_backup(const struct bundle *b, const char *bundle_path,
+    const char *dir, const struct slip39_mnemonic *m, size_t count,
+    int passphrase, unsigned formats)
+{
+	char err[BACKUP_MAX_MSG], what[BACKUP_MAX_MSG];
+	char fp[3 * BUNDLE_HASH_LEN], *tmp = NULL;
+	int r = EXIT_FAIL;
+
+	if (backup_file_stage(bundle_path, b->raw, b->raw_len, &tmp, err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (write_sheets(b, bundle_path, dir, m, count, passphrase,
+	    formats) != EXIT_OK)
+		goto out;
+	if (backup_file_commit(&tmp, bundle_path, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	printf("bundle %s: %zu key%s, backup set %s\n", bundle_path,
+	    b->n_keys, b->n_keys == 1 ? "" : "s", bundle_hex(b->set_id,
+	    BUNDLE_SET_ID_LEN, what));
+	printf("bundle fingerprint (SHA-256): %s\n",
+	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fp));
+	printf("wrap mechanism: %s, %s (known answers checked)\n",
+	    b->wrap_mech == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP" :
+	    "CKM_AES_KEY_WRAP_PAD", b->wrap_alg == BUNDLE_WRAP_RFC5649 ?
+	    "RFC 5649" : "RFC 5649 of the key zero-padded to 8 bytes");
+	for (size_t i = 0; i < b->n_keys; i++)
+		printf("wrapped key '%s'\n", b->keys[i].label);
+	for (size_t i = 0; i < count; i++) {
+		printf("share sheet %s/%s\n", dir, backup_share_file_name(b,
+		    m[i].group_index + 1u, m[i].member_index + 1u, what,
+		    sizeof(what)));
+		if (formats & BACKUP_SHEET_PDF)
+			printf("share sheet %s/%s\n", dir, backup_pdf_file_name(
+			    b, m[i].group_index + 1u, m[i].member_index + 1u,
+			    what, sizeof(what)));
+	}
+	r = EXIT_OK;
+out:
+	backup_file_abort(&tmp);
+	return r;
+}
+
 static int
 cmd_create(int argc, char **argv)
 {
@@ -1400,6 +1660,7 @@ cmd_create(int argc, char **argv)
 		{ "shares-dir", required_argument, NULL, 'd' },
 		{ "allow-disk", no_argument, NULL, 'D' },
 		{ "iteration-exponent", required_argument, NULL, 'e' },
+		SHEET_OPTION_PDF,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1411,13 +1672,13 @@ cmd_create(int argc, char **argv)
 	struct p11 *p = NULL;
 	struct bundle *b = NULL;
 	struct slip39_mnemonic *m = NULL;
-	CK_OBJECT_HANDLE hbmk = CK_INVALID_HANDLE, h;
+	CK_OBJECT_HANDLE h;
 	CK_MECHANISM_TYPE mech = 0;
-	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG], fp[3 * BUNDLE_HASH_LEN];
-	char *pin = NULL, *sopin = NULL, *pass = NULL, *tmp = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
+	char *pin = NULL, *sopin = NULL, *pass = NULL;
 	uint8_t *bmk = NULL, alg = 0;
 	size_t nkeys = 0, pinlen = 0, sopinlen = 0, passlen = 0, count = 0, i;
-	unsigned e = 1;
+	unsigned formats = BACKUP_SHEET_TEXT;
 	int allow_disk = 0, opt, r = EXIT_USAGE;
 
 	memset(&pol, 0, sizeof(pol));
@@ -1433,6 +1694,7 @@ cmd_create(int argc, char **argv)
 		case 'b': bundle_path = optarg; break;
 		case 'd': dir = optarg; break;
 		case 'D': allow_disk = 1; break;
+		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
 		case 'k':
 			if (nkeys >= BUNDLE_MAX_KEYS) {
 				r = usage_error(self, "at most 64 --key options");
@@ -1444,18 +1706,11 @@ cmd_create(int argc, char **argv)
 		case 'n':
 		case 'g':
 		case 'G':
+		case 'e':
 			if ((r = policy_option(self, &pol, opt, optarg)) !=
 			    EXIT_OK)
 				goto out;
 			r = EXIT_USAGE;
-			break;
-		case 'e':
-			if (!parse_uint(optarg, strlen(optarg), 0,
-			    SLIP39_MAX_ITERATION_EXP, &e)) {
-				r = usage_error(self, "--iteration-exponent "
-				    "needs a number from 0 to 15");
-				goto out;
-			}
 			break;
 		case 'h':
 			printf("usage: %s\n", usage_of(self, what,
@@ -1481,16 +1736,8 @@ cmd_create(int argc, char **argv)
 
 	/* Everything that can be refused is refused before the token. */
 	r = EXIT_FAIL;
-	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
-	    KEYD_OK) {
-		errmsg("%s", err);
+	if (check_outputs(dir, allow_disk, bundle_path, "--bundle") != EXIT_OK)
 		goto out;
-	}
-	if (access(bundle_path, F_OK) == 0) {
-		errmsg("bundle %s already exists; keyd-backup never replaces a "
-		    "bundle: choose another --bundle", bundle_path);
-		goto out;
-	}
 	if (read_pin(pinfile, "--pin-file", &pin, &pinlen) != EXIT_OK ||
 	    read_pin(sopinfile, "--so-pin-file", &sopin, &sopinlen) != EXIT_OK)
 		goto out;
@@ -1522,82 +1769,15 @@ cmd_create(int argc, char **argv)
 				goto out;
 			}
 	}
-	if (backup_token_pick_wrap(p, 1, &mech, &alg, err, sizeof(err)) !=
-	    KEYD_OK ||
-	    backup_token_new_bmk(p, bmk, err, sizeof(err)) != KEYD_OK ||
-	    backup_token_trusted_bmk(p, sopin, sopinlen, pin, pinlen, bmk,
-	    &hbmk, err, sizeof(err)) != KEYD_OK) {
-		errmsg("%s", err);
+	if (wrap_under_new_bmk(p, b, sopin, sopinlen, pin, pinlen, bmk, &mech,
+	    &alg) != EXIT_OK ||
+	    seal_bundle(b, bmk, mech, alg, &pol, pass, passlen, &m, &count) !=
+	    EXIT_OK ||
+	    publish_backup(b, bundle_path, dir, m, count, pass != NULL &&
+	    passlen > 0, formats) != EXIT_OK)
 		goto out;
-	}
-	for (i = 0; i < nkeys; i++)
-		if (backup_token_wrap(p, mech, hbmk, keys[i], &b->keys[i], err,
-		    sizeof(err)) != KEYD_OK) {
-			errmsg("%s", err);
-			goto out;
-		}
-	backup_token_destroy(p, hbmk);
-	hbmk = CK_INVALID_HANDLE;
-
-	if (RAND_bytes(b->set_id, BUNDLE_SET_ID_LEN) != 1) {
-		errmsg("the random number generator failed");
-		goto out;
-	}
-	b->created = (uint64_t)time(NULL);
-	b->wrap_alg = alg;
-	b->wrap_mech = (uint32_t)mech;
-	b->mac_alg = BUNDLE_MAC_HKDF_HMAC_SHA256;
-	b->group_threshold = (uint8_t)pol.gthreshold;
-	b->group_count = (uint8_t)pol.ngroups;
-	for (i = 0; i < pol.ngroups; i++) {
-		b->member_threshold[i] = (uint8_t)pol.groups[i].member_threshold;
-		b->member_count[i] = (uint8_t)pol.groups[i].member_count;
-	}
-	if (slip39_split(bmk, BUNDLE_BMK_LEN, pass, passlen, pol.gthreshold,
-	    pol.groups, pol.ngroups, 1, e, &m, &count) != KEYD_OK ||
-	    commit_shares(b, m, count) != KEYD_OK) {
-		errmsg("cannot split the backup master key");
-		goto out;
-	}
-	if (bundle_encode(b, bmk, BUNDLE_BMK_LEN) != KEYD_OK) {
-		errmsg("cannot encode the bundle");
-		goto out;
-	}
-	/* All or nothing: the bundle is staged, the shares written, and only
-	 * then the bundle takes its name. */
-	if (backup_file_stage(bundle_path, b->raw, b->raw_len, &tmp, err,
-	    sizeof(err)) != KEYD_OK) {
-		errmsg("%s", err);
-		goto out;
-	}
-	if (write_sheets(b, bundle_path, dir, m, count, pass != NULL &&
-	    passlen > 0) != EXIT_OK)
-		goto out;
-	if (backup_file_commit(&tmp, bundle_path, err, sizeof(err)) !=
-	    KEYD_OK) {
-		errmsg("%s", err);
-		goto out;
-	}
-	printf("bundle %s: %zu key%s, backup set %s\n", bundle_path, nkeys,
-	    nkeys == 1 ? "" : "s", bundle_hex(b->set_id, BUNDLE_SET_ID_LEN,
-	    what));
-	printf("bundle fingerprint (SHA-256): %s\n",
-	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fp));
-	printf("wrap mechanism: %s, %s (known answers checked)\n",
-	    mech == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP" :
-	    "CKM_AES_KEY_WRAP_PAD", alg == BUNDLE_WRAP_RFC5649 ? "RFC 5649" :
-	    "RFC 5649 of the key zero-padded to 8 bytes");
-	for (i = 0; i < nkeys; i++)
-		printf("wrapped key '%s'\n", b->keys[i].label);
-	for (i = 0; i < count; i++)
-		printf("share sheet %s/%s\n", dir, backup_share_file_name(b,
-		    m[i].group_index + 1u, m[i].member_index + 1u, what,
-		    sizeof(what)));
 	r = EXIT_OK;
 out:
-	if (p != NULL && hbmk != CK_INVALID_HANDLE)
-		backup_token_destroy(p, hbmk);
-	backup_file_abort(&tmp);
 	p11_close(p);
 	slip39_mnemonics_free(m, count);
 	secmem_free(bmk, BUNDLE_BMK_LEN);
@@ -1718,51 +1898,563 @@ out:
 	return r;
 }
 
+/* ---- restore, drill and rekey: opening a bundle on a token ------------- */
+
+/* The options restore, drill and rekey share, for their option tables. */
+#define UNLOCK_OPTIONS \
+	{ "module", required_argument, NULL, 'm' }, \
+	{ "token", required_argument, NULL, 'T' }, \
+	{ "pin-file", required_argument, NULL, 'P' }, \
+	{ "bundle", required_argument, NULL, 'b' }, \
+	{ "bundle-fingerprint", required_argument, NULL, 'f' }, \
+	{ "passphrase-file", required_argument, NULL, 'p' }, \
+	{ "share-file", required_argument, NULL, 's' }
+
+/* A bundle opened with a quorum of its shares, on a token: the options
+ * above, then what unlock_open and unlock_shares fill in. */
+struct unlock {
+	const char *module, *token, *pinfile, *bundle_path, *passfile;
+	const char *fphex;
+	const char *files[SLIP39_MAX_SHARES];
+	size_t nfiles;
+	uint8_t fp[BUNDLE_HASH_LEN];
+	struct bundle *b;
+	struct shareset *ss;       /* locked */
+	uint8_t *bmk;              /* locked, BUNDLE_BMK_LEN */
+	struct p11 *p;
+	char *pin, *pass;
+	size_t pinlen, passlen;
+};
+
+/* Takes one of UNLOCK_OPTIONS. Returns 1 if opt is one (*r is then
+ * EXIT_OK, or EXIT_USAGE printed), else 0. */
+static int
+unlock_option(const struct command *self, struct unlock *u, int opt,
+    const char *arg, int *r)
+{
+	*r = EXIT_OK;
+	switch (opt) {
+	case 'm': u->module = arg; break;
+	case 'T': u->token = arg; break;
+	case 'P': u->pinfile = arg; break;
+	case 'b': u->bundle_path = arg; break;
+	case 'p': u->passfile = arg; break;
+	case 'f':
+		u->fphex = arg;
+		if (!backup_share_hex(arg, strlen(arg), u->fp, sizeof(u->fp)))
+			*r = usage_error(self, "--bundle-fingerprint needs the "
+			    "64 hex digits of the sheet's bundle-fingerprint");
+		break;
+	case 's':
+		if (u->nfiles >= SLIP39_MAX_SHARES)
+			*r = usage_error(self, "too many --share-file");
+		else
+			u->files[u->nfiles++] = arg;
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+/* Reads the bundle (checking --bundle-fingerprint), the PIN and the
+ * passphrase, and logs in to the token: before the officers type their
+ * shares, so that a wrong PIN is found before anyone has typed anything.
+ * Nothing is written. Prints the error itself. */
+static WUR int
+unlock_open(struct unlock *u)
+{
+	if (load_bundle(u->bundle_path, &u->b) != EXIT_OK)
+		return EXIT_FAIL;
+	if (u->fphex != NULL && check_fingerprint(u->b, u->bundle_path, u->fp,
+	    "--bundle-fingerprint") != EXIT_OK)
+		return EXIT_FAIL;
+	if (read_pin(u->pinfile, "--pin-file", &u->pin, &u->pinlen) != EXIT_OK)
+		return EXIT_FAIL;
+	if (u->passfile != NULL &&
+	    read_passphrase(u->passfile, &u->pass, &u->passlen) != EXIT_OK)
+		return EXIT_FAIL;
+	if ((u->ss = secmem_alloc(sizeof(*u->ss))) == NULL ||
+	    (u->bmk = secmem_alloc(BUNDLE_BMK_LEN)) == NULL) {
+		errmsg("out of memory");
+		return EXIT_FAIL;
+	}
+	return open_token(u->module, u->token, u->pin, u->pinlen, &u->p);
+}
+
+/* The shares, from --share-file or typed, each checked as it comes; then
+ * combined into u->bmk and the bundle's MAC checked with it. Prints the
+ * error itself. */
+static WUR int
+unlock_shares(struct unlock *u)
+{
+	for (size_t i = 0; i < u->nfiles; i++)
+		if (add_share_file(u->ss, u->b, u->files[i], u->bundle_path) !=
+		    EXIT_OK)
+			return EXIT_FAIL;
+	if (u->nfiles == 0 && add_prompted_shares(u->ss, u->b) != EXIT_OK)
+		return EXIT_FAIL;
+	return combine_and_check(u->ss, u->b, u->pass, u->passlen, u->bmk);
+}
+
+/* Logs out, wipes and frees all of u. */
+static void
+unlock_close(struct unlock *u)
+{
+	p11_close(u->p);
+	secmem_free(u->ss, sizeof(*u->ss));
+	secmem_free(u->bmk, BUNDLE_BMK_LEN);
+	secmem_free(u->pass, BACKUP_MAX_PASSFILE + 1);
+	pin_free(u->pin, u->pinlen);
+	bundle_free(u->b);
+	memset(u, 0, sizeof(*u));
+}
+
 /* ---- restore ------------------------------------------------------------ */
 
 static int
 cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "module", required_argument, NULL, 'm' },
-		{ "token", required_argument, NULL, 'T' },
-		{ "pin-file", required_argument, NULL, 'P' },
-		{ "bundle", required_argument, NULL, 'b' },
-		{ "bundle-fingerprint", required_argument, NULL, 'f' },
-		{ "passphrase-file", required_argument, NULL, 'p' },
-		{ "share-file", required_argument, NULL, 's' },
+		UNLOCK_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct command *self = command_of(cmd_restore);
-	const char *module = NULL, *token = NULL, *pinfile = NULL;
-	const char *bundle_path = NULL, *passfile = NULL, *fphex = NULL;
-	const char *files[SLIP39_MAX_SHARES];
-	struct bundle *b = NULL;
-	struct shareset *ss = NULL;
-	struct p11 *p = NULL;
-	uint8_t fp[BUNDLE_HASH_LEN], *bmk = NULL;
+	struct unlock u;
 	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
-	char *pin = NULL, *pass = NULL;
-	size_t nfiles = 0, pinlen = 0, passlen = 0, i;
 	int opt, r = EXIT_USAGE;
 
+	memset(&u, 0, sizeof(u));
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (unlock_option(self, &u, opt, optarg, &r)) {
+			if (r != EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
+			continue;
+		}
+		r = help_or_unknown(self, opt, argv);
+		goto out;
+	}
+	if (optind < argc || !u.module || !u.token || !u.pinfile ||
+	    !u.bundle_path) {
+		r = usage_error(self, "--module, --token, --pin-file and "
+		    "--bundle are needed");
+		goto out;
+	}
+	r = EXIT_FAIL;
+	if (unlock_open(&u) != EXIT_OK || unlock_shares(&u) != EXIT_OK)
+		goto out;
+	if (backup_token_restore(u.p, u.b, u.bmk, BUNDLE_BMK_LEN, stdout, err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("restore failed, nothing was left on the token: %s",
+		    err);
+		goto out;
+	}
+	printf("restored %zu key%s onto token '%s' from backup set %s; the "
+	    "backup master key object was destroyed\n", u.b->n_keys,
+	    u.b->n_keys == 1 ? "" : "s", p11_token_label(u.p),
+	    bundle_hex(u.b->set_id, BUNDLE_SET_ID_LEN, what));
+	r = EXIT_OK;
+out:
+	unlock_close(&u);
+	return r;
+}
+
+/* ---- drill -------------------------------------------------------------- */
+
+/* "1234, 5678" into buf: the pids of the keyd processes found. */
+static const char *
+pid_list(const pid_t *pids, size_t n, char *buf, size_t cap)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && i < BACKUP_DRILL_MAX_PIDS; i++) {
+		int w = snprintf(buf + o, cap - o, "%s%ld", i ? ", " : "",
+		    (long)pids[i]);
+
+		if (w < 0 || (size_t)w >= cap - o)
+			break;
+		o += (size_t)w;
+	}
+	return buf;
+}
+
+/* The drill runs where restore runs: the offline ceremony machine. Typing
+ * a quorum of shares on a host that runs keyd puts the BMK in that
+ * networked host's memory: refuse, unless --allow-online, and then say so.
+ * Prints the refusal itself. */
+static WUR int
+drill_offline_check(int allow_online, pid_t *pids, size_t *npids)
+{
+	char list[BACKUP_MAX_MSG];
+	size_t n = 0;
+
+	if (backup_drill_keyd_pids(pids, BACKUP_DRILL_MAX_PIDS, &n) !=
+	    KEYD_OK) {
+		if (!allow_online) {
+			errmsg("cannot read /proc to check that no keyd runs on "
+			    "this machine: %s; run the drill on the offline "
+			    "ceremony machine, or give --allow-online",
+			    strerror(errno));
+			return EXIT_FAIL;
+		}
+		printf("--allow-online: /proc could not be read, so whether a "
+		    "keyd runs here is unknown; the drill goes on as asked\n");
+		n = 0;
+	} else if (n > 0 && !allow_online) {
+		errmsg("keyd runs on this machine (pid %s): a drill here would "
+		    "put the backup master key in the memory of a host that "
+		    "serves keys on a network; run it on the offline ceremony "
+		    "machine, or give --allow-online to run it here anyway",
+		    pid_list(pids, n, list, sizeof(list)));
+		return EXIT_FAIL;
+	} else if (n > 0) {
+		printf("--allow-online: keyd runs on this machine (pid %s); the "
+		    "drill goes on as asked, and the backup master key is in "
+		    "this host's memory while it runs\n", pid_list(pids, n,
+		    list, sizeof(list)));
+	} else if (allow_online) {
+		printf("--allow-online: no keyd runs on this machine, so it was "
+		    "not needed\n");
+	}
+	*npids = n < BACKUP_DRILL_MAX_PIDS ? n : BACKUP_DRILL_MAX_PIDS;
+	return EXIT_OK;
+}
+
+static int
+cmd_drill(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		UNLOCK_OPTIONS,
+		{ "report", required_argument, NULL, 'r' },
+		{ "allow-online", no_argument, NULL, 'O' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_drill);
+	struct unlock u;
+	struct backup_drill_key *res = NULL;
+	struct backup_drill_report rep;
+	uint8_t groups[SLIP39_MAX_SHARES], members[SLIP39_MAX_SHARES];
+	pid_t pids[BACKUP_DRILL_MAX_PIDS];
+	const char *report = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
+	char fp[3 * BUNDLE_HASH_LEN];
+	size_t npids = 0, o = 0;
+	int allow_online = 0, opt, r = EXIT_USAGE, k;
+
+	memset(&u, 0, sizeof(u));
+	memset(&rep, 0, sizeof(rep));
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (unlock_option(self, &u, opt, optarg, &r)) {
+			if (r != EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
+			continue;
+		}
+		switch (opt) {
+		case 'r': report = optarg; break;
+		case 'O': allow_online = 1; break;
+		default:
+			r = help_or_unknown(self, opt, argv);
+			goto out;
+		}
+	}
+	if (optind < argc || !u.module || !u.token || !u.pinfile ||
+	    !u.bundle_path) {
+		r = usage_error(self, "--module, --token, --pin-file and "
+		    "--bundle are needed");
+		goto out;
+	}
+	r = EXIT_FAIL;
+	if (drill_offline_check(allow_online, pids, &npids) != EXIT_OK)
+		goto out;
+	if (report != NULL && access(report, F_OK) == 0) {
+		errmsg("report %s already exists; keyd-backup never replaces a "
+		    "drill report: choose another --report", report);
+		goto out;
+	}
+	if (unlock_open(&u) != EXIT_OK)
+		goto out;
+	if ((res = calloc(u.b->n_keys, sizeof(*res))) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	if (unlock_shares(&u) != EXIT_OK)
+		goto out;
+	for (size_t i = 0; i < u.ss->n; i++) {
+		int w = snprintf(what + o, sizeof(what) - o, "%sgroup %u member "
+		    "%u", i ? ", " : "", u.ss->shares[i].group_index + 1u,
+		    u.ss->shares[i].member_index + 1u);
+
+		groups[i] = u.ss->shares[i].group_index;
+		members[i] = u.ss->shares[i].member_index;
+		if (w > 0 && (size_t)w < sizeof(what) - o)
+			o += (size_t)w;
+	}
+	printf("drill of bundle %s (backup set %s) on token '%s'\n",
+	    u.bundle_path, bundle_hex(u.b->set_id, BUNDLE_SET_ID_LEN, err),
+	    p11_token_label(u.p));
+	printf("bundle fingerprint (SHA-256): %s\n",
+	    backup_share_grouped_hex(u.b->fingerprint, BUNDLE_HASH_LEN, fp));
+	printf("the shares of %s combine and the bundle MAC verifies\n", what);
+	k = backup_token_drill(u.p, u.b, u.bmk, BUNDLE_BMK_LEN, stdout, res,
+	    err, sizeof(err));
+	/* The BMK has done its work: it goes now, not at the end. */
+	secmem_wipe(u.bmk, BUNDLE_BMK_LEN);
+	fflush(stdout);
+	if (report != NULL) {
+		rep.b = u.b;
+		rep.bundle_path = u.bundle_path;
+		rep.token = p11_token_label(u.p);
+		rep.when = time(NULL);
+		rep.groups = groups;
+		rep.members = members;
+		rep.n_shares = u.ss->n;
+		rep.keys = res;
+		rep.allow_online = allow_online;
+		rep.keyd_pids = pids;
+		rep.n_keyd = npids;
+		if (backup_drill_report_write(report, &rep, what,
+		    sizeof(what)) != KEYD_OK) {
+			errmsg("%s", what);
+			goto out;
+		}
+		printf("report %s\n", report);
+	}
+	if (k == KEYD_ERR_BUNDLE) {
+		errmsg("drill failed, nothing was left on the token: %s", err);
+		goto out;
+	}
+	if (k != KEYD_OK) {
+		errmsg("drill could not run, nothing was left on the token: %s",
+		    err);
+		goto out;
+	}
+	printf("drill passed: all %zu key%s of backup set %s restore from "
+	    "these shares; every object the drill made on token '%s' was "
+	    "destroyed\n", u.b->n_keys, u.b->n_keys == 1 ? "" : "s",
+	    bundle_hex(u.b->set_id, BUNDLE_SET_ID_LEN, what),
+	    p11_token_label(u.p));
+	r = EXIT_OK;
+out:
+	free(res);
+	unlock_close(&u);
+	return r;
+}
+
+/* ---- rekey -------------------------------------------------------------- */
+
+static int
+cmd_rekey(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		UNLOCK_OPTIONS,
+		{ "so-pin-file", required_argument, NULL, 'S' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "shares", required_argument, NULL, 'n' },
+		{ "group-threshold", required_argument, NULL, 'g' },
+		{ "group", required_argument, NULL, 'G' },
+		{ "new-passphrase-file", required_argument, NULL, 'N' },
+		{ "iteration-exponent", required_argument, NULL, 'e' },
+		{ "new-bundle", required_argument, NULL, 'B' },
+		{ "shares-dir", required_argument, NULL, 'd' },
+		{ "allow-disk", no_argument, NULL, 'D' },
+		SHEET_OPTION_PDF,
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_rekey);
+	struct unlock u;
+	struct policy pol;
+	struct bundle *nb = NULL;
+	struct slip39_mnemonic *m = NULL;
+	CK_OBJECT_HANDLE h;
+	CK_MECHANISM_TYPE mech = 0;
+	const char *sopinfile = NULL, *npassfile = NULL, *new_path = NULL;
+	const char *dir = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
+	char *sopin = NULL, *npass = NULL;
+	uint8_t *nbmk = NULL, alg = 0;
+	size_t sopinlen = 0, npasslen = 0, count = 0;
+	unsigned formats = BACKUP_SHEET_TEXT;
+	int allow_disk = 0, opt, r = EXIT_USAGE;
+
+	memset(&u, 0, sizeof(u));
+	memset(&pol, 0, sizeof(pol));
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (unlock_option(self, &u, opt, optarg, &r)) {
+			if (r != EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
+			continue;
+		}
+		switch (opt) {
+		case 'S': sopinfile = optarg; break;
+		case 'N': npassfile = optarg; break;
+		case 'B': new_path = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'D': allow_disk = 1; break;
+		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
+		case 't':
+		case 'n':
+		case 'g':
+		case 'G':
+		case 'e':
+			if ((r = policy_option(self, &pol, opt, optarg)) !=
+			    EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
+			break;
+		default:
+			r = help_or_unknown(self, opt, argv);
+			goto out;
+		}
+	}
+	if (optind < argc || !u.module || !u.token || !u.pinfile ||
+	    !sopinfile || !u.bundle_path || !new_path || !dir) {
+		r = usage_error(self, "--module, --token, --pin-file, "
+		    "--so-pin-file, --bundle, --new-bundle and --shares-dir are "
+		    "needed");
+		goto out;
+	}
+	if ((r = policy_finish(self, &pol)) != EXIT_OK)
+		goto out;
+
+	/* Everything that can be refused is refused before the token. */
+	r = EXIT_FAIL;
+	if (check_outputs(dir, allow_disk, new_path, "--new-bundle") !=
+	    EXIT_OK)
+		goto out;
+	if (read_pin(sopinfile, "--so-pin-file", &sopin, &sopinlen) !=
+	    EXIT_OK)
+		goto out;
+	if (npassfile != NULL &&
+	    read_passphrase(npassfile, &npass, &npasslen) != EXIT_OK)
+		goto out;
+	if (unlock_open(&u) != EXIT_OK)
+		goto out;
+	if ((nb = bundle_new(u.b->n_keys)) == NULL ||
+	    (nbmk = secmem_alloc(BUNDLE_BMK_LEN)) == NULL) {
+		errmsg("out of memory");
+		goto out;
+	}
+	/* The keys come from the token, not from the old bundle: each must
+	 * still be there and be the same key, checked before anyone types a
+	 * share. The quorum of old shares proves that the officers agree. */
+	for (size_t i = 0; i < u.b->n_keys; i++)
+		if (backup_token_match(u.p, &u.b->keys[i], &h,
+		    &nb->keys[i], err, sizeof(err)) != KEYD_OK) {
+			errmsg("rekey refused, nothing was written: %s", err);
+			goto out;
+		}
+	if (unlock_shares(&u) != EXIT_OK)
+		goto out;
+	secmem_wipe(u.bmk, BUNDLE_BMK_LEN);
+	printf("the %zu old shares combine and the MAC of bundle %s verifies\n",
+	    u.ss->n, u.bundle_path);
+	if (wrap_under_new_bmk(u.p, nb, sopin, sopinlen, u.pin, u.pinlen,
+	    nbmk, &mech, &alg) != EXIT_OK ||
+	    seal_bundle(nb, nbmk, mech, alg, &pol, npass, npasslen, &m,
+	    &count) != EXIT_OK ||
+	    publish_backup(nb, new_path, dir, m, count, npass != NULL &&
+	    npasslen > 0, formats) != EXIT_OK)
+		goto out;
+	printf("rekeyed: backup set %s replaces backup set %s; its shares do "
+	    "not open the old bundle, nor the old shares the new one. The old "
+	    "bundle and its shares still open each other: destroy every copy "
+	    "of the old bundle\n", bundle_hex(nb->set_id, BUNDLE_SET_ID_LEN,
+	    what), bundle_hex(u.b->set_id, BUNDLE_SET_ID_LEN, err));
+	r = EXIT_OK;
+out:
+	slip39_mnemonics_free(m, count);
+	secmem_free(nbmk, BUNDLE_BMK_LEN);
+	bundle_free(nb);
+	pin_free(sopin, sopinlen);
+	secmem_free(npass, BACKUP_MAX_PASSFILE + 1);
+	unlock_close(&u);
+	return r;
+}
+
+/* ---- reshare ------------------------------------------------------------ */
+
+/*
+ * A quorum of the current shares makes a new share set, with a new policy,
+ * for the same BMK, and a new bundle that it opens (backup_reshare.h). The
+ * quorum proves the officers agree: the shares are checked against their
+ * commitments and the old bundle's MAC, all as restore does, before
+ * anything is written. No token is needed: the wrapped keys are copied.
+ */
+static int
+cmd_reshare(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bundle", required_argument, NULL, 'b' },
+		{ "bundle-fingerprint", required_argument, NULL, 'f' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "share-file", required_argument, NULL, 's' },
+		{ "threshold", required_argument, NULL, 't' },
+		{ "shares", required_argument, NULL, 'n' },
+		{ "group-threshold", required_argument, NULL, 'g' },
+		{ "group", required_argument, NULL, 'G' },
+		{ "new-bundle", required_argument, NULL, 'o' },
+		{ "shares-dir", required_argument, NULL, 'd' },
+		{ "allow-disk", no_argument, NULL, 'D' },
+		SHEET_OPTION_PDF,
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct command *self = command_of(cmd_reshare);
+	const char *bundle_path = NULL, *passfile = NULL, *fphex = NULL;
+	const char *new_path = NULL, *dir = NULL;
+	const char *files[SLIP39_MAX_SHARES];
+	struct policy pol;
+	struct bundle *b = NULL, *nb = NULL;
+	struct shareset *ss = NULL;
+	struct slip39_mnemonic *m = NULL;
+	struct slip39_diag diag;
+	uint8_t fp[BUNDLE_HASH_LEN], *bmk = NULL;
+	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
+	char fptext[3 * BUNDLE_HASH_LEN], *pass = NULL, *tmp = NULL;
+	size_t nfiles = 0, passlen = 0, count = 0, i;
+	unsigned formats = BACKUP_SHEET_TEXT;
+	int allow_disk = 0, opt, r = EXIT_USAGE, k;
+
+	memset(&pol, 0, sizeof(pol));
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'm': module = optarg; break;
-		case 'T': token = optarg; break;
-		case 'P': pinfile = optarg; break;
 		case 'b': bundle_path = optarg; break;
 		case 'f': fphex = optarg; break;
 		case 'p': passfile = optarg; break;
+		case 'o': new_path = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'D': allow_disk = 1; break;
+		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
 		case 's':
 			if (nfiles >= SLIP39_MAX_SHARES) {
 				r = usage_error(self, "too many --share-file");
 				goto out;
 			}
 			files[nfiles++] = optarg;
+			break;
+		case 't':
+		case 'n':
+		case 'g':
+		case 'G':
+			if ((r = policy_option(self, &pol, opt, optarg)) !=
+			    EXIT_OK)
+				goto out;
+			r = EXIT_USAGE;
 			break;
 		case 'h':
 			printf("usage: %s\n", usage_of(self, what,
@@ -1776,25 +2468,45 @@ cmd_restore(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (optind < argc || !module || !token || !pinfile || !bundle_path) {
-		r = usage_error(self, "--module, --token, --pin-file and "
-		    "--bundle are needed");
+	if (optind < argc || !bundle_path || !new_path || !dir) {
+		r = usage_error(self, "--bundle, --new-bundle and --shares-dir "
+		    "are needed");
 		goto out;
 	}
+	if ((r = policy_finish(self, &pol)) != EXIT_OK)
+		goto out;
 	if (fphex != NULL && !backup_share_hex(fphex, strlen(fphex), fp,
 	    sizeof(fp))) {
 		r = usage_error(self, "--bundle-fingerprint needs the 64 hex "
 		    "digits of the sheet's bundle-fingerprint");
 		goto out;
 	}
+
+	/* Everything that can be refused is refused before anyone types. */
 	r = EXIT_FAIL;
+	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (access(new_path, F_OK) == 0) {
+		errmsg("bundle %s already exists; keyd-backup never replaces a "
+		    "bundle: choose another --new-bundle", new_path);
+		goto out;
+	}
 	if (load_bundle(bundle_path, &b) != EXIT_OK)
 		goto out;
 	if (fphex != NULL && check_fingerprint(b, bundle_path, fp,
 	    "--bundle-fingerprint") != EXIT_OK)
 		goto out;
-	if (read_pin(pinfile, "--pin-file", &pin, &pinlen) != EXIT_OK)
+	if (b->ext != 1) {
+		errmsg("bundle %s: its shares do not have SLIP-0039's "
+		    "extendable flag, so their identifier is part of the "
+		    "encrypted master secret and no new set can be split from "
+		    "it; make a new backup with rekey or create instead",
+		    bundle_path);
 		goto out;
+	}
 	if (passfile != NULL &&
 	    read_passphrase(passfile, &pass, &passlen) != EXIT_OK)
 		goto out;
@@ -1803,34 +2515,92 @@ cmd_restore(int argc, char **argv)
 		errmsg("out of memory");
 		goto out;
 	}
-	/* Log in before the officers type their shares: a wrong PIN is
-	 * found before anyone has typed anything. Nothing is written yet. */
-	if (open_token(module, token, pin, pinlen, &p) != EXIT_OK)
-		goto out;
 	for (i = 0; i < nfiles; i++)
 		if (add_share_file(ss, b, files[i], bundle_path) != EXIT_OK)
 			goto out;
 	if (nfiles == 0 && add_prompted_shares(ss, b) != EXIT_OK)
 		goto out;
+	/* The old bundle's MAC under the BMK the shares give proves the
+	 * quorum and the passphrase, and gives the key for the new MAC. */
 	if (combine_and_check(ss, b, pass, passlen, bmk) != EXIT_OK)
 		goto out;
-	if (backup_token_restore(p, b, bmk, BUNDLE_BMK_LEN, stdout, err,
-	    sizeof(err)) != KEYD_OK) {
-		errmsg("restore failed, nothing was left on the token: %s",
-		    err);
+	k = backup_reshare_split(b, ss->shares, ss->n, pol.gthreshold,
+	    pol.groups, pol.ngroups, &m, &count, &diag);
+	if (k == KEYD_ERR_INVALID_ARG || k == KEYD_ERR_NOMEM ||
+	    k == KEYD_ERR_CRYPTO || k == KEYD_ERR_INTERNAL ||
+	    k == KEYD_ERR_UNSUPPORTED) {
+		errmsg("cannot split the backup master key again: %s",
+		    keyd_strerror(k));
 		goto out;
 	}
-	printf("restored %zu key%s onto token '%s' from backup set %s; the "
-	    "backup master key object was destroyed\n", b->n_keys,
-	    b->n_keys == 1 ? "" : "s", p11_token_label(p),
-	    bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what));
+	if (k != KEYD_OK) {
+		errmsg("%s", slip39_diag_format(&diag, what, sizeof(what)));
+		goto out;
+	}
+	if ((k = backup_reshare_bundle(b, &nb)) != KEYD_OK) {
+		errmsg("cannot make the new bundle: %s", keyd_strerror(k));
+		goto out;
+	}
+	nb->group_threshold = (uint8_t)pol.gthreshold;
+	nb->group_count = (uint8_t)pol.ngroups;
+	for (i = 0; i < pol.ngroups; i++) {
+		nb->member_threshold[i] =
+		    (uint8_t)pol.groups[i].member_threshold;
+		nb->member_count[i] = (uint8_t)pol.groups[i].member_count;
+	}
+	if (commit_shares(nb, m, count) != KEYD_OK ||
+	    bundle_encode(nb, bmk, BUNDLE_BMK_LEN) != KEYD_OK) {
+		errmsg("cannot encode the new bundle");
+		goto out;
+	}
+	/* All or nothing, as create: staged bundle, sheets, then rename. */
+	if (backup_file_stage(new_path, nb->raw, nb->raw_len, &tmp, err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (write_sheets(nb, new_path, dir, m, count, pass != NULL &&
+	    passlen > 0, formats) != EXIT_OK)
+		goto out;
+	if (backup_file_commit(&tmp, new_path, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	printf("bundle %s: %zu key%s, backup set %s\n", new_path, nb->n_keys,
+	    nb->n_keys == 1 ? "" : "s", bundle_hex(nb->set_id,
+	    BUNDLE_SET_ID_LEN, what));
+	printf("bundle fingerprint (SHA-256): %s\n",
+	    backup_share_grouped_hex(nb->fingerprint, BUNDLE_HASH_LEN, fptext));
+	printf("reshared from backup set %s (bundle %s, fingerprint %s): the "
+	    "same backup master key and wrapped keys\n",
+	    bundle_hex(b->set_id, BUNDLE_SET_ID_LEN, what), bundle_path,
+	    backup_share_grouped_hex(b->fingerprint, BUNDLE_HASH_LEN, fptext));
+	printf("policy: %u of %u groups", nb->group_threshold,
+	    nb->group_count);
+	for (i = 0; i < nb->group_count; i++)
+		printf("%s%u of %u", i == 0 ? ": " : ", ",
+		    nb->member_threshold[i], nb->member_count[i]);
+	printf("; SLIP-0039 identifier %u, extendable\n", nb->slip39_id);
+	for (i = 0; i < count; i++) {
+		printf("share sheet %s/%s\n", dir, backup_share_file_name(nb,
+		    m[i].group_index + 1u, m[i].member_index + 1u, what,
+		    sizeof(what)));
+		if (formats & BACKUP_SHEET_PDF)
+			printf("share sheet %s/%s\n", dir, backup_pdf_file_name(
+			    nb, m[i].group_index + 1u, m[i].member_index + 1u,
+			    what, sizeof(what)));
+	}
+	printf("the old shares still open the old bundle %s, and give the "
+	    "backup master key this bundle's keys are wrapped under: to "
+	    "retire them, rekey\n", bundle_path);
 	r = EXIT_OK;
 out:
-	p11_close(p);
+	backup_file_abort(&tmp);
+	slip39_mnemonics_free(m, count);
 	secmem_free(ss, sizeof(*ss));
 	secmem_free(bmk, BUNDLE_BMK_LEN);
 	secmem_free(pass, BACKUP_MAX_PASSFILE + 1);
-	pin_free(pin, pinlen);
+	bundle_free(nb);
 	bundle_free(b);
 	return r;
 }

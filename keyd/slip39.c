@@ -187,6 +187,56 @@ word_copy(unsigned index, char *out)
 	secmem_wipe(&v, sizeof(v));
 }
 
+unsigned
+slip39_word_prefix(const char *prefix, size_t len, char *word)
+{
+	uint64_t w = 0, mask = 0, v = 0;
+	unsigned bad = 0, count = 0, i, k;
+
+	if (len == 0 || len > SLIP39_WORD_MAX_LEN) {
+		secmem_wipe(word, SLIP39_WORD_MAX_LEN + 1);
+		return 0;
+	}
+	/* As word_lookup: the letters packed big-endian, case folded by
+	 * arithmetic; mask keeps the first len bytes of each row. */
+	for (k = 0; k < SLIP39_WORD_MAX_LEN; k++) {
+		unsigned c = 0, m = 0;
+
+		if (k < len) {
+			unsigned upper, lower;
+
+			c = (unsigned char)prefix[k];
+			upper = (unsigned)(c - 'A') < 26u;
+			c |= upper << 5;
+			lower = (unsigned)(c - 'a') < 26u;
+			bad |= lower ^ 1u;
+			m = 0xff;
+		}
+		w = (w << 8) | c;
+		mask = (mask << 8) | m;
+	}
+	for (i = 0; i < SLIP39_WORD_COUNT; i++) {
+		uint64_t d = (w ^ wordpack[i]) & mask;
+		unsigned eq = (unsigned)(((d | (0 - d)) >> 63) ^ 1u);
+
+		count += eq;
+		v |= wordpack[i] & (0 - (uint64_t)eq);
+	}
+	if (bad != 0)
+		count = 0;
+	if (count == 1) {
+		for (k = 0; k < SLIP39_WORD_MAX_LEN; k++)
+			word[k] = (char)((v >> (8 * (SLIP39_WORD_MAX_LEN - 1 -
+			    k))) & 0xff);
+		word[SLIP39_WORD_MAX_LEN] = '\0';
+	} else {
+		secmem_wipe(word, SLIP39_WORD_MAX_LEN + 1);
+	}
+	secmem_wipe(&w, sizeof(w));
+	secmem_wipe(&v, sizeof(v));
+	return count;
+}
+
 /* ---- RS1024 ----------------------------------------------------------- */
 
 /* One step of rs1024_polymod, with the generator picked by masks since the

@@ -113,6 +113,16 @@ struct slip39_diag {
  * for share words. */
 const char *slip39_word(unsigned index);
 
+/* slip39_word_prefix: the words of the list that begin with the letters
+ * prefix[0 .. len) (1 .. SLIP39_WORD_MAX_LEN letters, either case), for
+ * completing a word as it is typed: returns how many there are (0 if none,
+ * or if prefix holds anything but letters) and, if exactly one, writes it
+ * to word (SLIP39_WORD_MAX_LEN + 1 bytes, the caller's, NUL-terminated;
+ * wiped otherwise). Constant time in the letters: every row is read and
+ * the match is kept through masks. Four letters name at most one word
+ * (SLIP-0039 "Wordlist": unique 4-letter prefixes). */
+unsigned slip39_word_prefix(const char *prefix, size_t len, char *word);
+
 /* slip39_passphrase_check: checks that passphrase[0 .. len) is a valid
  * SLIP-0039 passphrase: printable ASCII (32 .. 126) only, at most
  * SLIP39_MAX_PASSPHRASE_LEN bytes. passphrase may be NULL if len is 0.

@@ -41,7 +41,7 @@ for pair in "keyd:$keyd" "keydctl:$keydctl" "keyd-backup:$backup" \
   run "$name" "$prog" -h
 done
 
-for cmd in keygen create verify restore inspect "shamir split" \
+for cmd in keygen create verify restore drill reshare rekey inspect "shamir split" \
     "shamir combine"; do
   # shellcheck disable=SC2086 # "shamir split" is two words
   run keyd-backup "$backup" $cmd --help

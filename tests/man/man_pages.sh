@@ -63,7 +63,7 @@ for pair in "keyd.8:$1" "keydctl.1:$2" "keyd-backup.1:$3" "keyd-audit.1:$4"; do
   {
     "$prog" --help
     if [[ $page == keyd-backup.1 ]]; then
-      for cmd in keygen create verify restore inspect "shamir split" \
+      for cmd in keygen create verify restore drill reshare rekey inspect "shamir split" \
           "shamir combine"; do
         # shellcheck disable=SC2086 # "shamir split" is two words
         "$prog" $cmd --help

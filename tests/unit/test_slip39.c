@@ -1042,9 +1042,51 @@ out:
 	slip39_mnemonics_free(m2, count2);
 }
 
+/* ---- completing typed words ------------------------------------------- */
+
+/* slip39_word_prefix against the list itself: every word's first four
+ * letters name it alone (SLIP-0039 "Wordlist"), shorter prefixes may name
+ * several, anything but letters names none. */
+static void
+test_word_prefix(void)
+{
+	char w[SLIP39_WORD_MAX_LEN + 1], up[SLIP39_WORD_MAX_LEN + 1];
+	unsigned i, bad = 0;
+
+	for (i = 0; i < SLIP39_WORD_COUNT; i++) {
+		const char *word = slip39_word(i);
+
+		if (slip39_word_prefix(word, 4, w) != 1 ||
+		    strcmp(w, word) != 0 ||
+		    slip39_word_prefix(word, strlen(word), w) != 1 ||
+		    strcmp(w, word) != 0)
+			bad++;
+	}
+	CHECKF(bad == 0, "%u words not completed from their first four "
+	    "letters", bad);
+	CHECK_INT(slip39_word_prefix("acad", 4, w), 1);
+	CHECK(strcmp(w, "academic") == 0);
+	memcpy(up, "ACAD", 4);
+	CHECK_INT(slip39_word_prefix(up, 4, w), 1);
+	CHECK(strcmp(w, "academic") == 0);
+	/* "ac": academic, acid, acne, acquire, acrobat, activity, actress. */
+	CHECK_INT(slip39_word_prefix("ac", 2, w), 7);
+	CHECK(w[0] == '\0');
+	CHECK_INT(slip39_word_prefix("acax", 4, w), 0);
+	CHECK(w[0] == '\0');
+	CHECK_INT(slip39_word_prefix("academix", 8, w), 0);
+	CHECK_INT(slip39_word_prefix("x", 1, w), 0);
+	CHECK_INT(slip39_word_prefix("ac1d", 4, w), 0);
+	CHECK_INT(slip39_word_prefix("a cid", 5, w), 0);
+	CHECK_INT(slip39_word_prefix("", 0, w), 0);
+	CHECK_INT(slip39_word_prefix("academics", 9, w), 0);
+	CHECK(slip39_word_prefix("a", 1, w) > 1);
+}
+
 int
 main(void)
 {
+	test_word_prefix();
 	test_wordlist();
 	test_vectors();
 	test_vector_ems();

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# backup_typing.sh: shares typed at a terminal (issue 18), driven through a
+# pseudo-terminal by pty_drive, into keyd-backup reshare (which reads typed
+# shares as restore does, and needs no token):
+#   - echo and line editing are off while a share is typed, and no run of
+#     the typed words reaches the terminal;
+#   - a word is accepted, and completed, from its first four letters: a
+#     share typed as four-letter prefixes matches its commitment;
+#   - letters that begin no SLIP-0039 word are refused at once;
+#   - a share with a wrong word is refused by its RS1024 checksum, and
+#     may be typed again;
+#   - after each share: whether it checks and fits the set, and how many
+#     more shares are needed;
+#   - Backspace takes a letter back; whole words are taken too;
+#   - Ctrl-C stops with nothing written; restore reads typed shares alike.
+source "$(dirname "$0")/lib.sh"
+
+KB=$KEYD_BUILD_DIR/keyd/keyd-backup
+DRIVE=$KEYD_BUILD_DIR/tests/pty_drive
+M=$SOFTHSM_MODULE
+WORDLIST=$KEYD_SOURCE_DIR/keyd/slip39_wordlist.txt
+for f in "$KB" "$DRIVE"; do [[ -x $f ]] || fail "$f is not built"; done
+
+OLD=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+NEW=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+trap 'rc=$?; rm -rf "$OLD" "$NEW"; (exit $rc); cleanup' EXIT
+
+make_token A
+write_pin
+printf '%s\n' "$SO_PIN" > "$T/sopin"
+chmod 0400 "$T/sopin"
+"$KB" keygen --module "$M" --token pkcs11:token=A --pin-file "$T/pin" \
+  --type ec:p256 --label sip-tls --id 01 --usage sign >/dev/null 2>"$T/err" ||
+  { cat "$T/err" >&2; fail "keygen"; }
+"$KB" create --module "$M" --token pkcs11:token=A --pin-file "$T/pin" \
+  --so-pin-file "$T/sopin" --key pkcs11:object=sip-tls --threshold 2 --shares 3 \
+  --iteration-exponent 0 --bundle "$T/old.kbk" --shares-dir "$OLD" >/dev/null 2>"$T/err" ||
+  { cat "$T/err" >&2; fail "create"; }
+mapfile -t sheets < <(ls "$OLD"/share-*.txt)
+read -ra w1 <<< "$(sed -n 's/^mnemonic: //p' "${sheets[0]}")"
+read -ra w3 <<< "$(sed -n 's/^mnemonic: //p' "${sheets[2]}")"
+[[ ${#w1[@]} -eq 33 && ${#w3[@]} -eq 33 ]] || fail "the sheets do not hold 33 words"
+
+# Share 1 as four-letter prefixes; share 3 with word 11 replaced by the
+# next word of the list (RS1024 catches any one wrong word), then share 3
+# in full words, with Backspace (\x7f) taking back two letters of word 1,
+# and, from an empty word, the last letter of word 2.
+prefixes=$(for w in "${w1[@]}"; do printf '%s ' "${w:0:4}"; done)
+i=$(grep -nx "${w3[10]}" "$WORDLIST" | cut -d: -f1)
+other=$(sed -n "$(( i % 1024 + 1 ))p" "$WORDLIST")
+bad=("${w3[@]}"); bad[10]=$other
+full="${w3[*]}"
+slip="${w3[0]:0:2}\\x7f\\x7f${w3[0]} ${w3[1]} \\x7f${w3[1]: -1} ${w3[*]:2}"
+cat > "$T/script" <<EOF
+expect Type the shares, one at a time
+expect share 1: 0 of 33 words
+noecho
+send acax
+expect share 1, word 1: no SLIP-0039 word begins with those letters; type word 1 again
+send zy
+expect share 1, word 1: no SLIP-0039 word begins with those letters; type word 1 again
+send ${w1[0]:0:3} \r
+expect share 1, word 1: type at least the first four letters of each word; type word 1 again
+send 42
+expect share 1, word 1: only letters, spaces and Enter make a share; type word 1 again
+send ${prefixes}\r
+expect share 1: the checksum (RS1024) is right and it fits the set: group 1, member 1, matching its commitment in the bundle; 1 more share needed (1 of 2 given)
+expect share 2: 0 of 33 words
+noecho
+send ${bad[*]}\r
+expect word 11 (
+expect is probably wrong: checksum does not match
+expect that share was not taken; type it again, or another
+expect share 2: 0 of 33 words
+send ${slip}\r
+expect share 2: the checksum (RS1024) is right and it fits the set: group 1, member 3, matching its commitment in the bundle; enough shares (2 of 2)
+expect share sheet
+exit 0
+EOF
+"$DRIVE" "$T/script" "$T/transcript" "$KB" reshare --bundle "$T/old.kbk" \
+  --threshold 2 --shares 2 --new-bundle "$T/new.kbk" --shares-dir "$NEW" \
+  2>"$T/err" || { cat "$T/err" "$T/transcript" >&2; fail "typing two shares into reshare"; }
+[[ -s $T/new.kbk && $(ls "$NEW" | wc -l) -eq 2 ]] || fail "reshare from typed shares wrote nothing"
+pass "typed shares: prefixes completed, unknown letters and a short word refused at once, a bad checksum refused, then taken"
+
+# Nothing typed reached the terminal: no two typed words (or prefixes) in
+# a row, and no word of share 1, whose words were typed as prefixes. (The
+# checksum message may name the wrong word typed, which is not the
+# share's.)
+# The word counts the prompt redraws are taken out first, so that letters
+# written between them would be seen in a row.
+tr -d '\r' < "$T/transcript" | sed 's/share [0-9]*: [0-9]* of 33 words //g' > "$T/seen"
+for k in $(seq 0 31); do
+  for pair in "${w1[k]:0:4} ${w1[k+1]:0:4}" "${w3[k]} ${w3[k+1]}" "${w1[k]:0:4}${w1[k+1]:0:4}" "${w3[k]}${w3[k+1]}"; do
+    if grep -qF -- "$pair" "$T/seen"; then fail "the terminal showed typed words: '$pair'"; fi
+  done
+done
+if grep -q "acax\|zy\b" "$T/seen"; then fail "the terminal showed the refused letters"; fi
+pass "nothing typed was echoed"
+
+# The new set opens the new bundle: the typed words were the shares.
+"$KB" verify --bundle "$T/new.kbk" --share-file "$(ls "$NEW"/share-*-m1.txt)" \
+  --share-file "$(ls "$NEW"/share-*-m2.txt)" >"$T/out" 2>"$T/err" ||
+  { cat "$T/err" >&2; fail "verify the new set"; }
+grep -q "^the 2 shares combine and the bundle MAC verifies" "$T/out" || fail "verify: $(cat "$T/out")"
+pass "the set made from typed shares opens its bundle"
+
+# Ctrl-C stops typing and puts the terminal back; nothing is written.
+cat > "$T/script2" <<EOF
+expect share 1: 0 of 33 words
+send ${w1[0]:0:4} ${w1[1]:0:4} \x03
+expect share 1: stopped
+exit 1
+EOF
+"$DRIVE" "$T/script2" "$T/transcript2" "$KB" reshare --bundle "$T/old.kbk" \
+  --threshold 2 --shares 3 --new-bundle "$T/new2.kbk" --shares-dir "$NEW" \
+  2>"$T/err" || { cat "$T/err" "$T/transcript2" >&2; fail "Ctrl-C"; }
+grep -q "no shares were given" "$T/transcript2" || fail "after Ctrl-C: $(cat "$T/transcript2")"
+[[ ! -e $T/new2.kbk && $(ls "$NEW" | wc -l) -eq 2 ]] || fail "a stopped reshare wrote files"
+pass "Ctrl-C stops, exit 1, nothing written"
+
+# restore reads typed shares the same way: two shares typed as prefixes
+# restore the bundle onto blank token B.
+make_token B
+p2=$(for w in "${w3[@]}"; do printf '%s ' "${w:0:4}"; done)
+cat > "$T/script3" <<EOF
+expect share 1: 0 of 33 words
+noecho
+send ${p2}\r
+expect share 1: the checksum (RS1024) is right and it fits the set: group 1, member 3, matching its commitment in the bundle; 1 more share needed (1 of 2 given)
+expect share 2: 0 of 33 words
+send ${prefixes}\r
+expect share 2: the checksum (RS1024) is right and it fits the set: group 1, member 1, matching its commitment in the bundle; enough shares (2 of 2)
+expect restored 1 key onto token 'B'
+exit 0
+EOF
+"$DRIVE" "$T/script3" "$T/transcript3" "$KB" restore --module "$M" --token pkcs11:token=B \
+  --pin-file "$T/pin" --bundle "$T/old.kbk" 2>"$T/err" ||
+  { cat "$T/err" "$T/transcript3" >&2; fail "typing two shares into restore"; }
+pass "restore takes typed shares the same way"
+
