@@ -40,6 +40,21 @@ PACKAGES=(
   nginx curl
   # lowdown makes the man pages (docs/man); man renders them (tests/man)
   lowdown man-db
+  # keyd-backup's PDF share sheets: cairo draws them, libqrencode makes
+  # the QR code, DejaVu is the font embedded (keyd/backup_pdf.c); the
+  # tests read them back with poppler-utils (pdftotext, pdftoppm),
+  # zbar-tools (zbarimg) and qpdf (tests/integration/backup_pdf.sh)
+  libcairo2-dev libqrencode-dev fonts-dejavu-core
+  poppler-utils zbar-tools qpdf
+  # A TPM 2.0 for the tests (tests/tokens/tpm2.sh): swtpm, tpm2-abrmd on a
+  # private D-Bus bus, and tpm2-pkcs11 with tpm2_ptool (Python, which
+  # calls tpm2-tools); the test runs its own, and never the system's
+  # services that the packages may enable
+  swtpm tpm2-abrmd libtss2-tcti-tabrmd0 libtpm2-pkcs11-1
+  libtpm2-pkcs11-tools tpm2-tools dbus-daemon dbus-bin python3
+  # opencryptoki's soft token (tests/tokens/opencryptoki.sh runs its
+  # pkcsslotd in private namespaces)
+  opencryptoki
 )
 
 release=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
