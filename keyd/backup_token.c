@@ -512,6 +512,42 @@ common_private(struct tmpl *t, const struct backup_keygen *req,
 	tbool(t, CKA_SIGN, (req->usage & BACKUP_USAGE_SIGN) != 0);
 }
 
+/* For a key that never leaves the token (--no-backup), on a token that
+ * refused the full template: only what makes the key what it must be
+ * (class, type, size or curve, label, id, on the token, private,
+ * sensitive, not extractable, the uses asked for) stays; the attributes
+ * that only forbid other uses go, and CKA_WRAP_WITH_TRUSTED, which
+ * governs wrapping a key that cannot be wrapped at all. tpm2-pkcs11
+ * refuses CKA_DECRYPT false (it lets every key sign and decrypt);
+ * opencryptoki 3.8 does not know CKA_WRAP_WITH_TRUSTED. */
+static void
+tmpl_minimal(struct tmpl *t)
+{
+	CK_ULONG j = 0;
+
+	for (CK_ULONG i = 0; i < t->n; i++) {
+		const CK_ATTRIBUTE *a = &t->a[i];
+		int is_false = a->ulValueLen == sizeof(CK_BBOOL) &&
+		    a->pValue == (const void *)&ck_false;
+
+		if (a->type == CKA_WRAP_WITH_TRUSTED || (is_false &&
+		    a->type != CKA_EXTRACTABLE && a->type != CKA_PRIVATE &&
+		    a->type != CKA_TOKEN))
+			continue;
+		t->a[j++] = *a;
+	}
+	t->n = j;
+}
+
+/* What a token answers to a template it will not take. */
+static int
+rv_template(CK_RV rv)
+{
+	return rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+	    rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+	    rv == CKR_TEMPLATE_INCONSISTENT;
+}
+
 int
 backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
     struct bundle_key *out, char *err, size_t errlen)
@@ -525,7 +561,7 @@ backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
 	size_t id_len = req->id_len;
 	char uri[BUNDLE_MAX_LABEL + 32];
 	int exists = 0, r;
-	CK_RV rv;
+	CK_RV rv, first = CKR_OK;
 
 	memset(&pub, 0, sizeof(pub));
 	memset(&priv, 0, sizeof(priv));
@@ -572,6 +608,12 @@ backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
 		tbool(&priv, CKA_WRAP, 0);
 		rv = p11_fn(p)->C_GenerateKey(p11_session(p), &mech, priv.a,
 		    priv.n, &hpriv);
+		if (!req->backup && rv_template(rv)) {
+			first = rv;
+			tmpl_minimal(&priv);
+			rv = p11_fn(p)->C_GenerateKey(p11_session(p), &mech,
+			    priv.a, priv.n, &hpriv);
+		}
 	} else {
 		/* The key type comes from the mechanism. */
 		pub.cls = CKO_PUBLIC_KEY;
@@ -616,13 +658,38 @@ backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
 		}
 		rv = p11_fn(p)->C_GenerateKeyPair(p11_session(p), &mech, pub.a,
 		    pub.n, priv.a, priv.n, &hpub, &hpriv);
+		/* tpm2-pkcs11 answers CKR_GENERAL_ERROR to a usage flag
+		 * that differs from what it sets itself. */
+		if (!req->backup && (rv_template(rv) ||
+		    rv == CKR_GENERAL_ERROR)) {
+			first = rv;
+			tmpl_minimal(&pub);
+			tmpl_minimal(&priv);
+			rv = p11_fn(p)->C_GenerateKeyPair(p11_session(p), &mech,
+			    pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+		}
+	}
+	if (rv != CKR_OK && req->backup && rv_template(rv)) {
+		errf(err, errlen, "token '%s' cannot hold this key so that it "
+		    "can be backed up: it refused a key that is sensitive, "
+		    "extractable and wrap-with-trusted (%s); make it with "
+		    "--no-backup (it then exists on this token alone), or on a "
+		    "token that can", p11_token_label(p), token_rv_name(rv));
+		return KEYD_ERR_UNSUPPORTED;
 	}
 	if (rv != CKR_OK) {
 		errf(err, errlen, "generating the key on token '%s' failed: %s",
 		    p11_token_label(p), token_rv_name(rv));
-		return rv == CKR_MECHANISM_INVALID ? KEYD_ERR_UNSUPPORTED :
+		return rv == CKR_MECHANISM_INVALID ||
+		    rv == CKR_FUNCTION_NOT_SUPPORTED ? KEYD_ERR_UNSUPPORTED :
 		    KEYD_ERR_TOKEN;
 	}
+	if (first != CKR_OK)
+		printf("token '%s' refused the full template (%s): the key was "
+		    "made with only what it must be (sensitive, not "
+		    "extractable, the uses asked for); the token may allow it "
+		    "more uses, shown below\n", p11_token_label(p),
+		    token_rv_name(first));
 	snprintf(uri, sizeof(uri), "label '%s'", req->label);
 	if (!req->backup) {
 		/* Not extractable: describe it without the refusals. */
@@ -640,6 +707,17 @@ backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
 			errf(err, errlen, "the new key's flags cannot be read: "
 			    "%s", token_rv_name(rv));
 			return KEYD_ERR_TOKEN;
+		}
+		if ((out->flags & BUNDLE_F_EXTRACTABLE) ||
+		    !(out->flags & BUNDLE_F_SENSITIVE)) {
+			backup_token_destroy(p, hpriv);
+			if (hpub != CK_INVALID_HANDLE)
+				backup_token_destroy(p, hpub);
+			errf(err, errlen, "token '%s' made the key %s: keyd-backup "
+			    "destroyed it", p11_token_label(p),
+			    (out->flags & BUNDLE_F_EXTRACTABLE) ? "extractable" :
+			    "not sensitive");
+			return KEYD_ERR_UNSUPPORTED;
 		}
 		if (out->cls == CKO_PRIVATE_KEY)
 			return describe_public(p, hpriv, out, uri, err, errlen);

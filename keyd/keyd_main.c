@@ -258,8 +258,9 @@ main(int argc, char **argv)
 			log_warn("KEY '%s' IS EXTRACTABLE WITHOUT "
 			    "CKA_WRAP_WITH_TRUSTED: anyone holding the user PIN "
 			    "can wrap it under a key they choose and read it in "
-			    "the clear. Regenerate it with keyd-backup keygen.",
-			    k->name);
+			    "the clear. Regenerate it with keyd-backup keygen "
+			    "(with --no-backup if the token cannot hold a key "
+			    "that can be backed up; keygen says so).", k->name);
 		}
 	}
 	/* The per-key implicit-rejection secrets, from the token, before any

@@ -22,6 +22,7 @@ tok_time "token and keys made"
 write_pin
 tok_checks_prepare
 tok_check_config_gcm kek
+tok_check_keygen
 tok_write_config
 start_keyd
 tok_time "keyd serving"

@@ -200,3 +200,54 @@ tok_check_sigterm() {
   ! kill -0 "$pid" 2>/dev/null || fail "SIGTERM: keyd still running"
   pass "SIGTERM: exit 0, socket removed, stop record last"
 }
+
+# tok_check_keygen: keyd-backup keygen on this token. A key that can be
+# backed up (sensitive, extractable only under a trusted key) is made
+# where the token can hold one; where it cannot, keygen says why in one
+# line and names --no-backup. With --no-backup an RSA signing key (and a
+# P-256 one where the token makes EC keys) is made, sensitive and not
+# extractable, and keyd serves signatures with each that OpenSSL verifies
+# against the public key pkcs11-tool reads from the token.
+tok_check_keygen() {
+  local kb=$KEYD_BUILD_DIR/keyd/keyd-backup rc=0 keys=kg-rsa
+  local -a base=(keygen --module "$SOFTHSM_MODULE" --token "pkcs11:token=$TOKEN" --pin-file "$T/pin")
+  ${TOK_RUN:-} "$kb" "${base[@]}" --type rsa:2048 --label kg-backup --id 70 --usage sign \
+    > "$T/kg.out" 2> "$T/kg.err" || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    grep -q '^  flags: .*sensitive.*extractable.*wrap-with-trusted' "$T/kg.out" ||
+      fail "keygen made a key that can be backed up without the flags for it: $(cat "$T/kg.out")"
+    pass "keygen: token $TOKEN holds a key that can be backed up"
+  else
+    # One line of keyd-backup's own (the module may print its own too:
+    # tpm2-pkcs11 writes "ERROR: ..." lines to stderr).
+    [[ $(grep -c '^keyd-backup:' "$T/kg.err") -eq 1 ]] &&
+      grep -q "^keyd-backup: token '$TOKEN' cannot hold this key so that it can be backed up: .*; make it with --no-backup" "$T/kg.err" ||
+      fail "keygen's refusal is not one line naming --no-backup (exit $rc): $(cat "$T/kg.err")"
+    pass "keygen: $(grep '^keyd-backup:' "$T/kg.err")"
+  fi
+  ${TOK_RUN:-} "$kb" "${base[@]}" --type rsa:2048 --label kg-rsa --id 71 --usage sign --no-backup \
+    > "$T/kg.out" 2> "$T/kg.err" || fail "keygen --no-backup rsa:2048: $(cat "$T/kg.err")"
+  grep -q '^  backup: none (not extractable)$' "$T/kg.out" || fail "keygen --no-backup rsa: $(cat "$T/kg.out")"
+  tok_export_pub 71 "$T/kg-rsa.pem"
+  if ((${#EC_ALGS[@]} > 0)); then
+    ${TOK_RUN:-} "$kb" "${base[@]}" --type ec:p256 --label kg-ec --id 72 --usage sign --no-backup \
+      > "$T/kg.out" 2> "$T/kg.err" || fail "keygen --no-backup ec:p256: $(cat "$T/kg.err")"
+    tok_export_pub 72 "$T/kg-ec.pem"
+    keys="kg-rsa, kg-ec"
+  fi
+  write_config <<CONF
+[key kg-rsa]
+uri = pkcs11:token=$TOKEN;object=kg-rsa;type=private
+ops = sign
+$( ((${#EC_ALGS[@]} > 0)) && printf '[key kg-ec]\nuri = pkcs11:token=%s;object=kg-ec;type=private\nops = sign\n' "$TOKEN")
+[client me]
+uid = $(id -u)
+keys = $keys
+ops = sign
+CONF
+  start_keyd
+  tok_sign_all kg-rsa "$T/kg-rsa.pem" rsa-pkcs1-sha256
+  if ((${#EC_ALGS[@]} > 0)); then tok_sign_all kg-ec "$T/kg-ec.pem" ecdsa-sha256; fi
+  stop_keyd
+  pass "keygen --no-backup: ${keys} made on token $TOKEN, and keyd signs with them"
+}
