@@ -27,7 +27,18 @@ SO_PIN=SoPin-R8mJt2Lp
 PASS=pass-Vh4NwQ9c-ygT
 
 SHARES=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
-trap 'rc=$?; rm -rf "$SHARES"; (exit $rc); cleanup' EXIT
+# A directory on a disk file system, for the --allow-disk steps: $T may be
+# on tmpfs (a fresh root's /tmp is); the build tree or /var/tmp is not.
+DISK=
+for d in "$KEYD_BUILD_DIR" /var/tmp; do
+  case $(stat -f -c %T "$d" 2>/dev/null) in
+    tmpfs | ramfs | '') ;;
+    *) DISK=$(mktemp -d "$d/keyd-test-disk.XXXXXX"); break ;;
+  esac
+done
+trap 'rc=$?; rm -rf "$SHARES" ${DISK:+"$DISK"}; (exit $rc); cleanup' EXIT
+[[ -n $DISK ]] || fail "neither $KEYD_BUILD_DIR nor /var/tmp is on a disk file system"
+chmod 0700 "$DISK"
 
 make_token A
 write_pin
@@ -55,10 +66,6 @@ absent() {
 }
 
 # 1. Not on tmpfs: refused before anything is written, PDF or not.
-DISK=$T/disk
-mkdir -m 0700 "$DISK"
-[[ $(stat -f -c %T "$DISK") != tmpfs && $(stat -f -c %T "$DISK") != ramfs ]] ||
-  fail "$DISK is on $(stat -f -c %T "$DISK"); this step needs a disk directory"
 expect_fail "keyd-backup: --shares-dir $DISK is not on tmpfs" \
   create --bundle "$T/disk.kbk" --shares-dir "$DISK" --pdf
 [[ -z $(ls -A "$DISK") && ! -e $T/disk.kbk ]] || fail "a refused create left files: $(ls -A "$DISK")"
