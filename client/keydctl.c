@@ -14,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -22,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "keyd.h"
+#include "passport.h"
 #include "secmem.h"
 #include "strutil.h"
 
@@ -48,6 +50,8 @@ enum {
 	OPT_PROMETHEUS = 1u << 5,
 	OPT_SUITE = 1u << 6,
 	OPT_CONTEXT = 1u << 7,
+	OPT_CERT = 1u << 8,
+	OPT_MAX_AGE = 1u << 9,
 };
 
 struct ctl_opts {
@@ -57,6 +61,8 @@ struct ctl_opts {
 	const char *alg;
 	const char *suite;      /* srtp new -S */
 	const char *context;    /* srtp -C */
+	const char *cert;       /* passport verify --cert */
+	const char *max_age;    /* passport verify --max-age */
 	unsigned given;         /* OPT_* seen */
 	const char *words[KEYDCTL_MAX_WORDS];
 	int nwords;
@@ -106,6 +112,11 @@ static const char ctl_usage[] =
 "                                   blob:BASE64 (store it), one a line\n"
 "  srtp open NAME BLOB [-C CONTEXT] the key in a stored blob (BASE64, with\n"
 "                                   or without blob:): prints inline:BASE64\n"
+"  passport verify --cert CERT.pem [--max-age S] [IDENTITY-OR-JWS]\n"
+"                                   check a PASSporT (JWS or SIP Identity\n"
+"                                   header value; default: standard input)\n"
+"                                   against a certificate, offline; prints\n"
+"                                   its claims; needs no keyd\n"
 "\n"
 "options (before or after the command):\n"
 "  -s, --socket SOCKET   keyd's socket (default: $KEYD_SOCKET, else\n"
@@ -128,6 +139,9 @@ static const char ctl_usage[] =
 "                        AEAD_AES_128_GCM, AEAD_AES_256_GCM\n"
 "  -C, --context TEXT    bound into the blob (a Call-ID, a trunk id);\n"
 "                        srtp open needs the same\n"
+"      --cert FILE       passport verify: the signer's certificate (PEM)\n"
+"      --max-age S       passport verify: the oldest iat taken, in seconds\n"
+"                        (default 60; an iat over 5 s ahead is refused too)\n"
 "  -h, --help            this text\n"
 "      --version         print the version and exit\n"
 "\n"
@@ -698,6 +712,8 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		{ "prometheus", no_argument, NULL, 'p' },
 		{ "suite", required_argument, NULL, 'S' },
 		{ "context", required_argument, NULL, 'C' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "max-age", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -724,6 +740,8 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		case 'p': o->given |= OPT_PROMETHEUS; break;
 		case 'S': o->suite = optarg; o->given |= OPT_SUITE; break;
 		case 'C': o->context = optarg; o->given |= OPT_CONTEXT; break;
+		case 'c': o->cert = optarg; o->given |= OPT_CERT; break;
+		case 'm': o->max_age = optarg; o->given |= OPT_MAX_AGE; break;
 		case 'h': *help = CTL_HELP; break;
 		case 'V':
 			if (*help == 0)
@@ -745,6 +763,77 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		o->words[o->nwords++] = argv[optind];
 	}
 	return 0;
+}
+
+/*
+ * passport verify: a PASSporT or an Identity header value against a
+ * certificate file, offline (proto/passport.c does the checking). It
+ * talks to no keyd.
+ */
+static int
+cmd_passport(const struct ctl_opts *o)
+{
+	static const char ctx[] = "passport verify";
+	uint8_t *in = NULL;
+	size_t len = 0, cap = 0;
+	char why[KEYDCTL_MSG_MAX], msg[KEYDCTL_MSG_MAX], *claims = NULL, *end;
+	long max_age = PASSPORT_MAX_AGE_DEFAULT;
+	X509 *cert = NULL;
+	BIO *b = NULL;
+	int ret = KEYDCTL_EXIT_FAIL;
+
+	if (o->nwords < 2 || strcmp(o->words[1], "verify") != 0)
+		return ctl_usage_error("passport takes verify (keyd's passport "
+		    "signing op is not built yet)");
+	if (o->nwords > 3)
+		return ctl_usage_error("passport verify takes at most one "
+		    "PASSporT or Identity header value");
+	if ((o->given & ~(OPT_CERT | OPT_MAX_AGE)) != 0)
+		return ctl_usage_error("passport verify takes only --cert and "
+		    "--max-age");
+	if (o->cert == NULL)
+		return ctl_usage_error("passport verify needs --cert CERT.pem");
+	if (o->max_age != NULL) {
+		errno = 0;
+		max_age = strtol(o->max_age, &end, 10);
+		if (errno != 0 || end == o->max_age || *end != '\0' ||
+		    max_age < 0 || max_age > 86400L * 366)
+			return ctl_usage_error("--max-age takes seconds, 0 to "
+			    "31622400");
+	}
+	if ((b = BIO_new_file(o->cert, "r")) == NULL ||
+	    (cert = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
+		snprintf(msg, sizeof(msg), "cannot read a PEM certificate "
+		    "from %s", o->cert);
+		ctl_error(ctx, "bad certificate", msg);
+		goto out;
+	}
+	if (o->nwords == 3) {
+		if (strlen(o->words[2]) > PASSPORT_MAX_INPUT) {
+			ctl_error(ctx, "input too large", NULL);
+			goto out;
+		}
+	} else if (ctl_read_input(ctx, NULL, PASSPORT_MAX_INPUT, &in, &len,
+	    &cap) != 0) {
+		goto out;
+	}
+	if (passport_verify(o->nwords == 3 ? o->words[2] : (const char *)in,
+	    o->nwords == 3 ? strlen(o->words[2]) : len, cert, time(NULL),
+	    max_age, &claims, why, sizeof(why)) != KEYD_OK) {
+		ctl_error(ctx, why, NULL);
+		goto out;
+	}
+	if (fputs(claims, stdout) == EOF || fflush(stdout) != 0) {
+		ctl_error(ctx, "cannot write to standard output", NULL);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(claims);
+	secmem_free(in, cap);
+	X509_free(cert);
+	BIO_free(b);
+	return ret;
 }
 
 int
@@ -781,6 +870,8 @@ main(int argc, char **argv)
 		return ctl_usage_error("no command given");
 	if (strcmp(o.words[0], "srtp") == 0)
 		return cmd_srtp(&o);
+	if (strcmp(o.words[0], "passport") == 0)
+		return cmd_passport(&o);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(cmds[i].name, o.words[0]) == 0)
 			break;

@@ -75,3 +75,6 @@ set_tests_properties(syslog_stall PROPERTIES SKIP_RETURN_CODE 77)
 keyd_script_test(token_tpm2 integration/token_tpm2.sh integration)
 keyd_script_test(token_opencryptoki integration/token_opencryptoki.sh integration)
 set_tests_properties(token_tpm2 token_opencryptoki PROPERTIES SKIP_RETURN_CODE 77)
+# keydctl passport verify against PyJWT's PASSporTs and openssl's
+# certificates with TNAuthLists (no daemon).
+keyd_script_test(passport_verify integration/passport_verify.sh integration)
