@@ -204,7 +204,7 @@ der_range(struct der *d, struct tnauth_entry *t)
  *   one   [2] TelephoneNumber       -> A2 { IA5String }
  *   range [1] TelephoneNumberRange  -> A1 { SEQUENCE { start, count } }
  * The last is the encoding of the corrected ASN.1 that pyasn1-modules
- * (rfc8226.py, "with errata corrected"), Botan and zcrypto read. The other
+ * (rfc8226.py, "with errata corrected") and Botan read. The other
  * published encoding of a range has the [1] tag in place of the
  * SEQUENCE's, A1 { IA5String start, INTEGER count }: keyd reads both, and
  * tells them apart by the first element inside [1].

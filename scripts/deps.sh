@@ -31,6 +31,9 @@ PACKAGES=(
   perl
   # jq: the seed generator tests/fuzz/make_seeds.sh reads the SLIP-0039 vectors
   jq
+  # PyJWT, the independent JWS implementation that makes the PASSporTs
+  # of tests/integration/passport_verify.sh (Debian's /usr/bin/python3)
+  python3-jwt
   # rsyslogd, which tests run privately: they need no rsyslog service
   rsyslog
   # nginx (with the ssl module) and curl: tests/e2e/nginx.sh runs its own

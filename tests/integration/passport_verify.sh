@@ -48,7 +48,7 @@ cert spc key.pem "$SPC"
 cert other key2.pem "$SPC"
 cert none key.pem
 # The range as the corrected ASN.1 of RFC 8226's erratum encodes it
-# (pyasn1-modules, Botan, zcrypto): [1] around the SEQUENCE.
+# (pyasn1-modules, Botan): [1] around the SEQUENCE.
 cert range_seq key.pem "$(tnauth range_seq "e = EXPLICIT:1,SEQUENCE:range")"
 # The other published encoding: [1] in place of the SEQUENCE's tag.
 cert range_tag key.pem "$(tnauth range_tag "e = IMPLICIT:1,SEQUENCE:range")"
@@ -78,6 +78,10 @@ openssl req -new -key "$C/key.pem" -subj /CN=expired -out "$C/expired.csr"
 openssl ca -batch -config "$C/ca.cnf" -selfsign -keyfile "$C/key.pem" \
   -extensions x -startdate 20200101000000Z -enddate 20200201000000Z \
   -in "$C/expired.csr" -out "$C/expired.pem" 2>/dev/null
+openssl req -new -key "$C/key.pem" -subj /CN=future -out "$C/future.csr"
+openssl ca -batch -config "$C/ca.cnf" -selfsign -keyfile "$C/key.pem" \
+  -extensions x -startdate 20990101000000Z -enddate 20990201000000Z \
+  -in "$C/future.csr" -out "$C/future.pem" 2>/dev/null
 openssl x509 -in "$C/expired.pem" -noout -text | grep -q '1.3.6.1.5.5.7.1.26' ||
   fail "the expired certificate has no TNAuthList"
 
@@ -143,7 +147,9 @@ for enc in range_seq range_tag; do
     v --cert "$C/$enc.pem" "$(ppt "{\"claims\":$(claims $tn)}")" >/dev/null ||
       fail "$enc: orig $tn, inside the range, was refused"
   done
-  for tn in 12155550200 12155550099 2155550150 112155550150; do
+  # 012155550150 has the value of a number in the range, and is another
+  # number: a range holds numbers of its start's length only.
+  for tn in 12155550200 12155550099 2155550150 112155550150 012155550150; do
     expect_error "$P orig $tn is not in the certificate's TNAuthList" \
       v --cert "$C/$enc.pem" "$(ppt "{\"claims\":$(claims $tn)}")"
   done
@@ -161,7 +167,9 @@ pass "TNAuthList: a range in both encodings, one TN, div, none"
 
 expect_error "$P the certificate has expired (notAfter is in the past)" \
   v --cert "$C/expired.pem" "$good"
-pass "an expired certificate"
+expect_error "$P the certificate is not valid yet (notBefore is in the future)" \
+  v --cert "$C/future.pem" "$good"
+pass "an expired certificate, one not valid yet"
 
 expect_error "$P header alg is not ES256" \
   v --cert "$C/spc.pem" "$(ppt "{\"es256_whatever_alg\":true,\"header\":{\"alg\":\"ES384\"},\"claims\":$(claims)}")"
