@@ -414,10 +414,12 @@ b64url_decode(const char *s, size_t n, unsigned char **out, size_t *outlen)
 	dl = (size_t)got - pad;  /* EVP_DecodeBlock counts padding as zeros */
 	/* Canonical: the last character's unused bits are zero. */
 	{
-		const char *al = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "abcdefghijklmnopqrstuvwxyz0123456789+/";
 		unsigned v = (unsigned)(strchr(al, t[n - 1]) - al);
 
-		if ((pad == 1 && (v & 0x03) != 0) || (pad == 2 && (v & 0x0f) != 0))
+		if ((pad == 1 && (v & 0x03) != 0) ||
+		    (pad == 2 && (v & 0x0f) != 0))
 			goto out;
 	}
 	*out = b;
@@ -572,8 +574,8 @@ check_claims(json_object *pl, int is_div, const char **signer_tn, char *why,
 	attest = json_str(pl, "attest");
 	if (attest == NULL || (strcmp(attest, "A") != 0 &&
 	    strcmp(attest, "B") != 0 && strcmp(attest, "C") != 0)) {
-		fmt_why(why, whylen, "claim attest is not \"A\", \"B\" or \"C\" "
-		    "(RFC 8588)");
+		fmt_why(why, whylen, "claim attest is not \"A\", \"B\" or "
+		    "\"C\" (RFC 8588)");
 		return -1;
 	}
 	origid = json_str(pl, "origid");
@@ -660,20 +662,25 @@ identity_params(const char *p, size_t n, char *url, size_t urlcap,
 
 	url[0] = ppt[0] = '\0';
 	while (i < n) {
-		size_t j = i, k;
+		size_t j, e, k;
 		const char *eq;
 
-		while (j < n && p[j] != ';')
-			j++;
-		eq = memchr(p + i, '=', j - i);
+		/* SEMI = SWS ";" SWS (RFC 3261 section 25.1) */
+		while (i < n && (p[i] == ' ' || p[i] == '\t'))
+			i++;
+		for (j = i; j < n && p[j] != ';'; j++)
+			;
+		for (e = j; e > i && (p[e - 1] == ' ' || p[e - 1] == '\t'); e--)
+			;
+		eq = memchr(p + i, '=', e - i);
 		if (eq == NULL) {
-			fmt_why(why, whylen, "Identity header parameter without "
-			    "a value");
+			fmt_why(why, whylen, "Identity header parameter "
+			    "without a value");
 			return -1;
 		}
 		k = (size_t)(eq - (p + i));
 		if (k == 4 && strncmp(p + i, "info", 4) == 0) {
-			size_t vl = j - i - 5;
+			size_t vl = e - i - 5;
 			const char *v = eq + 1;
 
 			if (vl < 3 || v[0] != '<' || v[vl - 1] != '>' ||
@@ -686,13 +693,14 @@ identity_params(const char *p, size_t n, char *url, size_t urlcap,
 			url[vl - 2] = '\0';
 			have_info = 1;
 		} else if (k == 3 && strncmp(p + i, "alg", 3) == 0) {
-			if (j - i - 4 != 5 || strncmp(eq + 1, "ES256", 5) != 0) {
+			if (e - i - 4 != 5 ||
+			    strncmp(eq + 1, "ES256", 5) != 0) {
 				fmt_why(why, whylen, "Identity header alg "
 				    "parameter is not ES256");
 				return -1;
 			}
 		} else if (k == 3 && strncmp(p + i, "ppt", 3) == 0) {
-			size_t vl = j - i - 4;
+			size_t vl = e - i - 4;
 
 			if (vl == 0 || vl >= pptcap) {
 				fmt_why(why, whylen, "Identity header ppt "
@@ -711,10 +719,25 @@ identity_params(const char *p, size_t n, char *url, size_t urlcap,
 	return 0;
 }
 
-/* Appends "name: value\n" for each claim of pl to a new string. */
+static int
+is_printable(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return 0;
+	return 1;
+}
+
+/*
+ * "name: value\n" for each claim of pl, in a new string. A string value
+ * of printable ASCII comes out as it is, anything else as JSON, so that
+ * no claim can forge a line or send a terminal escape.
+ */
 static char *
 claims_text(json_object *pl)
 {
+	const int plain = JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE;
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
@@ -722,11 +745,19 @@ claims_text(json_object *pl)
 	if (f == NULL)
 		return NULL;
 	json_object_object_foreach(pl, k, v) {
-		if (json_object_is_type(v, json_type_string))
-			fprintf(f, "%s: %s\n", k, json_object_get_string(v));
-		else
-			fprintf(f, "%s: %s\n", k, json_object_to_json_string_ext(v,
-			    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object *name = NULL;
+		const char *val = json_object_get_string(v);
+
+		if (!json_object_is_type(v, json_type_string) ||
+		    !is_printable(val))
+			val = json_object_to_json_string_ext(v, plain);
+		if (is_printable(k)) {
+			fprintf(f, "%s: %s\n", k, val);
+		} else if ((name = json_object_new_string(k)) != NULL) {
+			fprintf(f, "%s: %s\n",
+			    json_object_to_json_string_ext(name, plain), val);
+			json_object_put(name);
+		}
 	}
 	if (fclose(f) != 0) {
 		free(buf);
@@ -765,8 +796,12 @@ passport_verify(const char *in, size_t len, X509 *cert, time_t now,
 		goto out;
 	semi = memchr(in, ';', len);
 	jwslen = semi != NULL ? (size_t)(semi - in) : len;
-	if (semi != NULL && identity_params(semi + 1, len - jwslen - 1, url,
-	    sizeof(url), hppt, sizeof(hppt), why, whylen) != 0)
+	while (semi != NULL && jwslen > 0 && (in[jwslen - 1] == ' ' ||
+	    in[jwslen - 1] == '\t'))
+		jwslen--;
+	if (semi != NULL && identity_params(semi + 1,
+	    len - (size_t)(semi - in) - 1, url, sizeof(url), hppt,
+	    sizeof(hppt), why, whylen) != 0)
 		goto out;
 	/* header.payload.signature: exactly two dots, no empty part (RFC
 	 * 8225's compact form, with the payload left out, is not taken). */

@@ -112,6 +112,10 @@ pass "a good PASSporT, claims printed"
 ident="$good;info=<$X5U>;alg=ES256;ppt=shaken"
 v --cert "$C/spc.pem" "$ident" >/dev/null || fail "a good Identity header was refused"
 printf '%s\n' "$ident" | v --cert "$C/spc.pem" >/dev/null || fail "stdin refused"
+# White space around the semicolons (SEMI = SWS ";" SWS), and params in
+# another order.
+v --cert "$C/spc.pem" "$good ; ppt=shaken ;alg=ES256; info=<$X5U>" >/dev/null ||
+  fail "an Identity header with SWS around ';' was refused"
 # Claims in another order than keyd's sorted one, and a div PASSporT.
 rev='{"origid":"'$UUID'","orig":{"tn":"12155550123"},"iat":'$NOW',"dest":{"tn":["12155551000"]},"attest":"B"}'
 v --cert "$C/spc.pem" "$(ppt "{\"claims\":$rev}")" | grep -qx 'attest: B' ||
@@ -120,6 +124,11 @@ div='{"dest":{"tn":["12155551000"]},"div":{"tn":"12155550150"},"iat":'$NOW',"ori
 dj=$(ppt "{\"header\":{\"ppt\":\"div\"},\"claims\":$div}")
 v --cert "$C/range_seq.pem" "$dj;info=<$X5U>;alg=ES256;ppt=div" >/dev/null ||
   fail "a div PASSporT was refused"
+# A claim with a line feed and an escape comes out as JSON, on one line.
+odd='{"attest":"C","dest":{"tn":["12155551000"]},"iat":'$NOW',"orig":{"tn":"12155550123"},"origid":"'$UUID'","x":"a\nb\u001b"}'
+v --cert "$C/spc.pem" "$(ppt "{\"claims\":$odd}")" >"$T/out" || fail "a claim x was refused"
+[[ $(grep -c . "$T/out") -eq 6 ]] && grep -qxF 'x: "a\nb\u001b"' "$T/out" ||
+  fail "a claim with control characters was printed as: $(cat -A "$T/out")"
 pass "Identity header, stdin, any claim order, ppt=div"
 
 # ---- refused, each with its line ----
