@@ -9,14 +9,14 @@
 # and keydproto, the libraries the targets drive, for coverage.
 
 set(FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
-set(FUZZ_TARGETS frame_dispatch slip39 bundle config)
+set(FUZZ_TARGETS frame_dispatch slip39 bundle config passport)
 # fuzz_frame_dispatch sets up the daemon's token, audit log and dispatcher.
 set(FUZZ_EXTRA_frame_dispatch ${FUZZ_DIR}/fuzz_env.c)
 
 foreach(t IN LISTS FUZZ_TARGETS)
   add_executable(fuzz_${t}_replay ${FUZZ_DIR}/fuzz_${t}.c
     ${FUZZ_EXTRA_${t}} ${FUZZ_DIR}/replay_main.c)
-  target_link_libraries(fuzz_${t}_replay PRIVATE keydcore)
+  target_link_libraries(fuzz_${t}_replay PRIVATE keydcore keydpassport)
   if(t STREQUAL "frame_dispatch")
     # The dispatcher needs a real token: the wrapper makes one in a
     # temporary directory, runs the replay against it, and removes it.
@@ -67,7 +67,7 @@ if(KEYD_FUZZ)
   # What the targets drive is instrumented too, or the fuzzer would be
   # blind to its branches. Everything linking these libraries gets the
   # sanitizer runtimes.
-  foreach(lib keydcore keydproto)
+  foreach(lib keydcore keydproto keydpassport)
     target_compile_options(${lib} PRIVATE -fsanitize=fuzzer-no-link ${FUZZ_SAN})
     target_link_options(${lib} INTERFACE ${FUZZ_SAN})
   endforeach()
@@ -75,7 +75,7 @@ if(KEYD_FUZZ)
     add_executable(fuzz_${t} ${FUZZ_DIR}/fuzz_${t}.c ${FUZZ_EXTRA_${t}})
     target_compile_options(fuzz_${t} PRIVATE -fsanitize=fuzzer ${FUZZ_SAN})
     target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer ${FUZZ_SAN})
-    target_link_libraries(fuzz_${t} PRIVATE keydcore)
+    target_link_libraries(fuzz_${t} PRIVATE keydcore keydpassport)
     list(APPEND FUZZ_BINARIES fuzz_${t})
   endforeach()
   add_custom_target(fuzzers DEPENDS ${FUZZ_BINARIES})

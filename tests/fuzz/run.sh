@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh fuzz  BUILD_DIR TARGET SECONDS [LIBFUZZER_FLAG...]
 #   tests/fuzz/run.sh merge BUILD_DIR TARGET
 #
-# TARGET is frame_dispatch, slip39, bundle or config. "fuzz" runs
+# TARGET is frame_dispatch, slip39, bundle, config or passport. "fuzz" runs
 # BUILD_DIR/tests/fuzz_TARGET for SECONDS in one process, reading the
 # tree's corpus and writing what it finds to a work corpus; crashes go to
 # the artifacts directory. No -jobs: it would start the target again as
@@ -31,7 +31,7 @@ usage() {
 [[ $# -ge 3 ]] || usage
 cmd=$1 build=$2 target=$3
 shift 3
-case $target in frame_dispatch|slip39|bundle|config) ;; *) usage ;; esac
+case $target in frame_dispatch|slip39|bundle|config|passport) ;; *) usage ;; esac
 
 S=$(cd "$(dirname "$0")" && pwd)
 TREE=$S/corpus/$target
