@@ -1258,6 +1258,25 @@ struct created {
  * made goes to made, on failure too, for the caller to keep or destroy.
  * On success *test says what the self-test proved.
  */
+/* The drill's objects must be session objects: a token that ignored
+ * CKA_TOKEN false would keep a copy of the key under its label and id if
+ * the drill died before destroying it. The caller destroys h (in made). */
+static WUR int
+session_only(struct p11 *p, CK_OBJECT_HANDLE h, const char *label,
+    char *err, size_t errlen)
+{
+	CK_BBOOL on_token = CK_TRUE;
+	CK_ATTRIBUTE a = { CKA_TOKEN, &on_token, sizeof(on_token) };
+	CK_RV rv = p11_fn(p)->C_GetAttributeValue(p11_session(p), h, &a, 1);
+
+	if (rv == CKR_OK && on_token == CK_FALSE)
+		return KEYD_OK;
+	errf(err, errlen, "key '%s': the token %s", label, rv != CKR_OK ?
+	    "does not say whether the drill's object is a session object" :
+	    "made the drill's object a token object, not a session object");
+	return KEYD_ERR_TOKEN;
+}
+
 static WUR int
 unwrap_check(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
     const struct bundle_key *k, int persist, struct created *made,
@@ -1289,6 +1308,9 @@ unwrap_check(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
 		return KEYD_ERR_TOKEN;
 	}
 	made->h[made->n++] = h;
+	if (!persist && (r = session_only(p, h, k->label, err, errlen)) !=
+	    KEYD_OK)
+		return r;
 
 	if (k->cls == CKO_PRIVATE_KEY) {
 		/* The public key object, from the bundle's public part. */
@@ -1311,6 +1333,9 @@ unwrap_check(struct p11 *p, CK_MECHANISM_TYPE mech, CK_OBJECT_HANDLE bmk,
 			return KEYD_ERR_TOKEN;
 		}
 		made->h[made->n++] = hp;
+		if (!persist && (r = session_only(p, hp, k->label, err,
+		    errlen)) != KEYD_OK)
+			return r;
 		if (check_private(p, h, k) != KEYD_OK) {
 			errf(err, errlen, "key '%s': the unwrapped private key "
 			    "does not match the bundle's public key", k->label);

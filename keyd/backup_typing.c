@@ -2,6 +2,7 @@
 #include "backup_typing.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -160,11 +161,55 @@ letter(int out, const char *label, struct typing *t, unsigned nwords,
 	secmem_wipe(probe, sizeof(probe));
 }
 
+/* While the terminal is raw: a signal that ends keyd-backup (SIGTERM from
+ * kill or timeout, SIGHUP when the terminal goes) puts the terminal back
+ * first, then ends it as it would have. tcsetattr is async-signal-safe. */
+static const int restore_signals[] = {
+	SIGTERM, SIGHUP, SIGQUIT, SIGALRM, SIGUSR1, SIGUSR2, SIGPIPE,
+};
+#define N_RESTORE_SIGNALS \
+	(sizeof(restore_signals) / sizeof(restore_signals[0]))
+static volatile sig_atomic_t raw_fd = -1;
+static struct termios raw_saved;
+
+static void
+restore_and_raise(int sig)
+{
+	if (raw_fd >= 0)
+		(void)tcsetattr((int)raw_fd, TCSANOW, &raw_saved);
+	(void)signal(sig, SIG_DFL);
+	(void)raise(sig);
+}
+
+static void
+raw_handlers(int fd, const struct termios *saved,
+    struct sigaction prev[N_RESTORE_SIGNALS])
+{
+	struct sigaction sa;
+
+	raw_saved = *saved;
+	raw_fd = fd;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = restore_and_raise;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < N_RESTORE_SIGNALS; i++)
+		(void)sigaction(restore_signals[i], &sa, &prev[i]);
+}
+
+static void
+raw_handlers_off(const struct sigaction prev[N_RESTORE_SIGNALS])
+{
+	for (size_t i = 0; i < N_RESTORE_SIGNALS; i++)
+		(void)sigaction(restore_signals[i], &prev[i], NULL);
+	raw_fd = -1;
+}
+
 int
 backup_typing_read_share(int fd, int out, const char *label,
     unsigned nwords, char *buf, size_t cap, size_t *len)
 {
 	struct termios old, raw;
+	struct sigaction prev[N_RESTORE_SIGNALS];
 	struct typing *t = NULL;
 	int r = KEYD_ERR_IO, restore = 0;
 	char c = 0;
@@ -186,8 +231,11 @@ backup_typing_read_share(int fd, int out, const char *label,
 	raw.c_iflag &= ~(tcflag_t)(IXON);
 	raw.c_cc[VMIN] = 1;
 	raw.c_cc[VTIME] = 0;
-	if (tcsetattr(fd, TCSAFLUSH, &raw) != 0)
+	raw_handlers(fd, &old, prev);
+	if (tcsetattr(fd, TCSAFLUSH, &raw) != 0) {
+		raw_handlers_off(prev);
 		goto out;
+	}
 	restore = 1;
 	status(out, label, t, nwords);
 	for (;;) {
@@ -204,7 +252,9 @@ backup_typing_read_share(int fd, int out, const char *label,
 		}
 		if (t->esc == 1) {
 			t->esc = (c == '[' || c == 'O') ? 2 : 0;
-			continue;
+			/* A lone Esc: the next key is a key. */
+			if (t->esc == 2)
+				continue;
 		}
 		if (t->esc == 2) {
 			/* A CSI or SS3 sequence ends with a byte from '@'
@@ -271,6 +321,7 @@ out:
 	c = 0;
 	if (restore) {
 		(void)tcsetattr(fd, TCSAFLUSH, &old);
+		raw_handlers_off(prev);
 		say(out, "\r\n");
 	}
 	if (r != KEYD_OK)

@@ -35,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -2692,6 +2694,12 @@ main(int argc, char **argv)
 {
 	size_t i;
 
+	/* No core dumps, and no ptrace by other processes of this user: the
+	 * module's heap holds the PIN's login, OpenSSL's the keys it saw, and
+	 * rekey the old and new backup master keys with a quorum of shares
+	 * (secmem pages are left out of dumps, the rest is not). */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
 	/* A closed stdout must give an error message, not a silent death. */
 	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {

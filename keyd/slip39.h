@@ -118,8 +118,9 @@ const char *slip39_word(unsigned index);
  * completing a word as it is typed: returns how many there are (0 if none,
  * or if prefix holds anything but letters) and, if exactly one, writes it
  * to word (SLIP39_WORD_MAX_LEN + 1 bytes, the caller's, NUL-terminated;
- * wiped otherwise). Constant time in the letters: every row is read and
- * the match is kept through masks. Four letters name at most one word
+ * wiped otherwise). The scan of the list does not depend on the letters:
+ * every row is read and the match is kept through masks; the count it
+ * returns (which the caller acts on) does. Four letters name at most one word
  * (SLIP-0039 "Wordlist": unique 4-letter prefixes). */
 unsigned slip39_word_prefix(const char *prefix, size_t len, char *word);
 

@@ -123,7 +123,9 @@ expect_fail "report $T/drill-A.json already exists" drill A --bundle "$T/backup.
 # is the test's.
 cp /bin/sleep "$T/keyd"
 with_keyd() {  # with_keyd CMD...: CMD while a process named keyd runs
-  offline bash -c '"$1" 30 & k=$!; shift; sleep 0.2; "$@"; rc=$?; kill $k; exit $rc' \
+  offline bash -c '"$1" 30 & k=$!; shift
+    for ((i = 0; i < 200; i++)); do [[ $(cat /proc/$k/comm 2>/dev/null) == keyd ]] && break; sleep 0.02; done
+    "$@"; rc=$?; kill $k; exit $rc' \
     with_keyd "$T/keyd" "$@"
 }
 if with_keyd "$KB" drill --module "$M" --token pkcs11:token=B --pin-file "$T/pin" \

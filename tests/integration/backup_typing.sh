@@ -12,7 +12,8 @@
 #   - after each share: whether it checks and fits the set, and how many
 #     more shares are needed;
 #   - Backspace takes a letter back; whole words are taken too;
-#   - Ctrl-C stops with nothing written; restore reads typed shares alike.
+#   - Ctrl-C stops with nothing written; SIGTERM puts the terminal back;
+#     restore reads typed shares alike.
 source "$(dirname "$0")/lib.sh"
 
 KB=$KEYD_BUILD_DIR/keyd/keyd-backup
@@ -118,6 +119,22 @@ EOF
 grep -q "no shares were given" "$T/transcript2" || fail "after Ctrl-C: $(cat "$T/transcript2")"
 [[ ! -e $T/new2.kbk && $(ls "$NEW" | wc -l) -eq 2 ]] || fail "a stopped reshare wrote files"
 pass "Ctrl-C stops, exit 1, nothing written"
+
+# SIGTERM while a share is being typed: the terminal gets echo and line
+# editing back before keyd-backup ends by the signal; nothing is written.
+cat > "$T/script3" <<EOF
+expect share 1: 0 of 33 words
+send ${w1[0]:0:4} ${w1[1]:0:4}
+noecho
+signal 15
+killed 15
+echo
+EOF
+"$DRIVE" "$T/script3" "$T/transcript3" "$KB" reshare --bundle "$T/old.kbk" \
+  --threshold 2 --shares 3 --new-bundle "$T/new3.kbk" --shares-dir "$NEW" \
+  2>"$T/err" || { cat "$T/err" "$T/transcript3" >&2; fail "SIGTERM while typing"; }
+[[ ! -e $T/new3.kbk && $(ls "$NEW" | wc -l) -eq 2 ]] || fail "a reshare ended by SIGTERM wrote files"
+pass "SIGTERM while typing: the terminal is put back, nothing written"
 
 # restore reads typed shares the same way: two shares typed as prefixes
 # restore the bundle onto blank token B.

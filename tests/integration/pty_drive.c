@@ -11,7 +11,10 @@
  *                 the output after the end of the last match
  *   send TEXT     type TEXT; escapes \n \r \t \\ and \xHH
  *   noecho        the terminal must have echo and line editing off now
+ *   echo          the terminal must have echo and line editing on now
+ *   signal N      send signal N to the program
  *   exit N        wait for the program's end; its exit status must be N
+ *   killed N      wait for the program's end; signal N must have ended it
  * Everything the program writes to the terminal goes to TRANSCRIPT.
  * Exit status: 0 if every command held, 1 (with the reason on stderr)
  * otherwise, 2 for a usage error.
@@ -164,6 +167,19 @@ noecho(void)
 }
 
 static void
+echo_on(void)
+{
+	struct termios t;
+
+	if (tcgetattr(master, &t) != 0)
+		die("tcgetattr: %s", strerror(errno));
+	if ((t.c_lflag & (ECHO | ICANON)) != (ECHO | ICANON))
+		die("the terminal has echo or line editing off (c_lflag %#lx)",
+		    (unsigned long)t.c_lflag);
+}
+
+/* want >= 0: an exit status; want < 0: killed by signal -want. */
+static void
 wait_exit(int want)
 {
 	long end = now_ms() + PTY_DRIVE_TIMEOUT_MS;
@@ -186,6 +202,11 @@ wait_exit(int want)
 			break;
 	}
 	child = -1;
+	if (want < 0) {
+		if (!WIFSIGNALED(st) || WTERMSIG(st) != -want)
+			die("the program was not ended by signal %d", -want);
+		return;
+	}
 	if (!WIFEXITED(st))
 		die("the program was killed by signal %d", WTERMSIG(st));
 	if (WEXITSTATUS(st) != want)
@@ -238,6 +259,13 @@ main(int argc, char **argv)
 			send_text(line + 5);
 		else if (strcmp(line, "noecho") == 0)
 			noecho();
+		else if (strcmp(line, "echo") == 0)
+			echo_on();
+		else if (strncmp(line, "signal ", 7) == 0) {
+			if (child <= 0 || kill(child, atoi(line + 7)) != 0)
+				die("cannot signal the program");
+		} else if (strncmp(line, "killed ", 7) == 0)
+			wait_exit(-atoi(line + 7));
 		else if (strncmp(line, "exit ", 5) == 0)
 			wait_exit(atoi(line + 5));
 		else
