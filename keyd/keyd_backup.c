@@ -147,7 +147,8 @@ static const struct command commands[] = {
 	  "[--share-file F ...] (--threshold T --shares N | "
 	  "--group-threshold G --group T/N [--group T/N ...]) "
 	  "[--new-passphrase-file F] [--iteration-exponent E] "
-	  "--new-bundle OUT --shares-dir DIR [--allow-disk] [--pdf]",
+	  "--new-bundle OUT --shares-dir DIR [--allow-disk] [--pdf] "
+	  "[--allow-online]",
 	  "with a quorum of the old shares, wrap the token's keys of the old "
 	  "bundle under a new backup master key: a new bundle and share set" },
 	{ NULL, "inspect", cmd_inspect, "--bundle B",
@@ -2085,12 +2086,13 @@ pid_list(const pid_t *pids, size_t n, char *buf, size_t cap)
 	return buf;
 }
 
-/* The drill runs where restore runs: the offline ceremony machine. Typing
- * a quorum of shares on a host that runs keyd puts the BMK in that
- * networked host's memory: refuse, unless --allow-online, and then say so.
- * Prints the refusal itself. */
+/* drill and rekey run where restore runs: the offline ceremony machine.
+ * Typing a quorum of shares on a host that runs keyd puts the BMK in that
+ * networked host's memory: refuse, unless --allow-online, and then say
+ * so. what: "the drill" or "rekey". Prints the refusal itself. */
 static WUR int
-drill_offline_check(int allow_online, pid_t *pids, size_t *npids)
+offline_check(const char *what, int allow_online, pid_t *pids,
+    size_t *npids)
 {
 	char list[BACKUP_MAX_MSG];
 	size_t n = 0;
@@ -2099,26 +2101,26 @@ drill_offline_check(int allow_online, pid_t *pids, size_t *npids)
 	    KEYD_OK) {
 		if (!allow_online) {
 			errmsg("cannot read /proc to check that no keyd runs on "
-			    "this machine: %s; run the drill on the offline "
-			    "ceremony machine, or give --allow-online",
-			    strerror(errno));
+			    "this machine: %s; run %s on the offline ceremony "
+			    "machine, or give --allow-online", strerror(errno),
+			    what);
 			return EXIT_FAIL;
 		}
 		printf("--allow-online: /proc could not be read, so whether a "
-		    "keyd runs here is unknown; the drill goes on as asked\n");
+		    "keyd runs here is unknown; %s goes on as asked\n", what);
 		n = 0;
 	} else if (n > 0 && !allow_online) {
-		errmsg("keyd runs on this machine (pid %s): a drill here would "
-		    "put the backup master key in the memory of a host that "
-		    "serves keys on a network; run it on the offline ceremony "
-		    "machine, or give --allow-online to run it here anyway",
-		    pid_list(pids, n, list, sizeof(list)));
+		errmsg("keyd runs on this machine (pid %s): %s here would put "
+		    "the backup master key in the memory of a host that serves "
+		    "keys on a network; run it on the offline ceremony machine, "
+		    "or give --allow-online to run it here anyway",
+		    pid_list(pids, n, list, sizeof(list)), what);
 		return EXIT_FAIL;
 	} else if (n > 0) {
-		printf("--allow-online: keyd runs on this machine (pid %s); the "
-		    "drill goes on as asked, and the backup master key is in "
-		    "this host's memory while it runs\n", pid_list(pids, n,
-		    list, sizeof(list)));
+		printf("--allow-online: keyd runs on this machine (pid %s); %s "
+		    "goes on as asked, and the backup master key is in this "
+		    "host's memory while it runs\n", pid_list(pids, n, list,
+		    sizeof(list)), what);
 	} else if (allow_online) {
 		printf("--allow-online: no keyd runs on this machine, so it was "
 		    "not needed\n");
@@ -2175,7 +2177,7 @@ cmd_drill(int argc, char **argv)
 		goto out;
 	}
 	r = EXIT_FAIL;
-	if (drill_offline_check(allow_online, pids, &npids) != EXIT_OK)
+	if (offline_check("the drill", allow_online, pids, &npids) != EXIT_OK)
 		goto out;
 	if (report != NULL && access(report, F_OK) == 0) {
 		errmsg("report %s already exists; keyd-backup never replaces a "
@@ -2269,6 +2271,7 @@ cmd_rekey(int argc, char **argv)
 		{ "shares-dir", required_argument, NULL, 'd' },
 		{ "allow-disk", no_argument, NULL, 'D' },
 		SHEET_OPTION_PDF,
+		{ "allow-online", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -2286,7 +2289,9 @@ cmd_rekey(int argc, char **argv)
 	uint8_t *nbmk = NULL, alg = 0;
 	size_t sopinlen = 0, npasslen = 0, count = 0;
 	unsigned formats = BACKUP_SHEET_TEXT;
-	int allow_disk = 0, opt, r = EXIT_USAGE;
+	pid_t pids[BACKUP_DRILL_MAX_PIDS];
+	size_t npids = 0;
+	int allow_disk = 0, allow_online = 0, opt, r = EXIT_USAGE;
 
 	memset(&u, 0, sizeof(u));
 	memset(&pol, 0, sizeof(pol));
@@ -2306,6 +2311,7 @@ cmd_rekey(int argc, char **argv)
 		case 'd': dir = optarg; break;
 		case 'D': allow_disk = 1; break;
 		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
+		case 'O': allow_online = 1; break;
 		case 't':
 		case 'n':
 		case 'g':
@@ -2330,9 +2336,13 @@ cmd_rekey(int argc, char **argv)
 	}
 	if ((r = policy_finish(self, &pol)) != EXIT_OK)
 		goto out;
+	r = EXIT_FAIL;
+	/* The old BMK, the new one and a quorum of shares will be in this
+	 * host's memory, as in a drill. */
+	if (offline_check("rekey", allow_online, pids, &npids) != EXIT_OK)
+		goto out;
 
 	/* Everything that can be refused is refused before the token. */
-	r = EXIT_FAIL;
 	if (check_outputs(dir, allow_disk, new_path, "--new-bundle") !=
 	    EXIT_OK)
 		goto out;

@@ -132,7 +132,7 @@ if with_keyd "$KB" drill --module "$M" --token pkcs11:token=B --pin-file "$T/pin
     --bundle "$T/backup.kbk" --share-file "$T/w1" --share-file "$T/w2" >"$T/out" 2>"$T/err"; then
   fail "drill ran while keyd ran"
 fi
-grep -q "^keyd-backup: keyd runs on this machine (pid [0-9, ]*): a drill here would put the backup master key in the memory of a host that serves keys on a network; run it on the offline ceremony machine, or give --allow-online" "$T/err" ||
+grep -q "^keyd-backup: keyd runs on this machine (pid [0-9, ]*): the drill here would put the backup master key in the memory of a host that serves keys on a network; run it on the offline ceremony machine, or give --allow-online" "$T/err" ||
   fail "drill beside keyd: $(cat "$T/err")"
 with_keyd "$KB" drill --module "$M" --token pkcs11:token=B --pin-file "$T/pin" \
   --bundle "$T/backup.kbk" --share-file "$T/w1" --share-file "$T/w2" --allow-online \

@@ -49,13 +49,43 @@ mapfile -t old < <(ls "$SHARES"/old/share-*.txt)
 [[ ${#old[@]} -eq 3 ]] || fail "create wrote ${#old[@]} share files, not 3"
 old_set=$(sed -n 's/^set-id: //p' "${old[0]}")
 
-rekey() {  # rekey OLD-BUNDLE NEW-BUNDLE SHARES-DIR SHARE-FILE...
+# rekey refuses to run where keyd runs, as drill does: where this machine
+# allows a PID namespace (root) it runs in one with its own /proc, so that
+# another test's keyd is not seen; elsewhere with --allow-online.
+if unshare --pid --fork --mount-proc true 2>/dev/null; then
+  offline() { unshare --pid --fork --mount-proc "$@"; }
+  ONLINE=()
+else
+  offline() { "$@"; }
+  ONLINE=(--allow-online)
+  echo "note: no PID namespace here; rekey runs with --allow-online"
+fi
+rekey_cmd() {  # rekey_cmd OLD-BUNDLE NEW-BUNDLE SHARES-DIR SHARE-FILE...
   local ob=$1 nb=$2 dir=$3 s args=(); shift 3
   for s in "$@"; do args+=(--share-file "$s"); done
-  "$KB" rekey --module "$M" --token pkcs11:token=A --pin-file "$T/pin" \
-    --so-pin-file "$T/sopin" --bundle "$ob" "${args[@]}" --threshold 2 --shares 3 \
-    --iteration-exponent 0 --new-bundle "$nb" --shares-dir "$dir" ${REKEY_PDF:+--pdf}
+  REKEY=("$KB" rekey --module "$M" --token pkcs11:token=A --pin-file "$T/pin"
+    --so-pin-file "$T/sopin" --bundle "$ob" "${args[@]}" --threshold 2 --shares 3
+    --iteration-exponent 0 --new-bundle "$nb" --shares-dir "$dir" ${REKEY_PDF:+--pdf})
 }
+rekey() {  # rekey OLD-BUNDLE NEW-BUNDLE SHARES-DIR SHARE-FILE...
+  rekey_cmd "$@"
+  offline "${REKEY[@]}" "${ONLINE[@]}"
+}
+
+# 0. A process named keyd on this machine: rekey refuses before anything,
+# and writes nothing.
+cp /bin/sleep "$T/keyd"
+"$T/keyd" 30 &
+fake=$!
+for ((i = 0; i < 200; i++)); do [[ $(cat /proc/$fake/comm 2>/dev/null) == keyd ]] && break; sleep 0.02; done
+rekey_cmd "$T/old.kbk" "$T/online.kbk" "$SHARES/new" "${old[0]}" "${old[2]}"
+rc=0; "${REKEY[@]}" >"$T/out" 2>"$T/err" || rc=$?
+kill "$fake"; wait "$fake" 2>/dev/null || true
+[[ $rc -eq 1 ]] || fail "rekey beside a keyd exited $rc, not 1"
+grep -q "^keyd-backup: keyd runs on this machine (pid [0-9, ]*): rekey here would put the backup master key in the memory of a host that serves keys on a network; run it on the offline ceremony machine, or give --allow-online" "$T/err" ||
+  fail "rekey beside a keyd: $(cat "$T/err")"
+[[ ! -e $T/online.kbk && -z $(ls -A "$SHARES/new" 2>/dev/null) ]] || fail "a refused rekey wrote files"
+pass "rekey refuses to run beside keyd, writing nothing"
 
 # 1. Rekey with old shares 1 and 3; restore with new shares 2 and 3.
 REKEY_PDF=1 rekey "$T/old.kbk" "$T/new.kbk" "$SHARES/new" "${old[0]}" "${old[2]}" >"$T/out" 2>"$T/err" ||
