@@ -197,6 +197,7 @@ draw_words(cairo_t *cr, const char *t, double *y)
 {
 	char cell[8 + SLIP39_WORD_MAX_LEN + 1];
 	unsigned nwords = 0, cols, rows, i = 0;
+	const char *wp;
 	size_t wl;
 	double top;
 
@@ -216,23 +217,17 @@ draw_words(cairo_t *cr, const char *t, double *y)
 	    "order. Read each aloud and check it.", nwords);
 	top = *y;
 	font(cr, 1, 1, WORD_PT);
-	while (*t != '\0') {
-		while (*t == ' ')
-			t++;
-		wl = strcspn(t, " ");
-		if (wl == 0)
-			break;
-		if (wl > SLIP39_WORD_MAX_LEN)
-			return KEYD_ERR_INTERNAL;
+	while ((wp = backup_share_next_word(&t, &wl)) != NULL) {
 		/* The number and the word in one string, so that text
 		 * extraction keeps them together. */
-		snprintf(cell, sizeof(cell), "%2u %.*s", i + 1, (int)wl, t);
+		snprintf(cell, sizeof(cell), "%2u %.*s", i + 1, (int)wl, wp);
 		text_at(cr, MARGIN + 10.0 + (i / rows) * WORD_COL_W,
 		    top + (i % rows) * WORD_LEAD, cell);
 		secmem_wipe(cell, sizeof(cell));
-		t += wl;
 		i++;
 	}
+	if (wl > 0)
+		return KEYD_ERR_INTERNAL;
 	*y = top + rows * WORD_LEAD;
 	return (int)nwords;
 }

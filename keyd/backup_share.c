@@ -201,6 +201,20 @@ backup_share_grouped_hex(const uint8_t *p, size_t n, char *out)
 	return out;
 }
 
+const char *
+backup_share_next_word(const char **t, size_t *len)
+{
+	const char *w = *t;
+
+	while (*w == ' ')
+		w++;
+	*len = strcspn(w, " ");
+	*t = w + *len;
+	if (*len == 0 || *len > SLIP39_WORD_MAX_LEN)
+		return NULL;
+	return w;
+}
+
 int
 backup_share_sheet(struct kbuf *w, const struct bundle *b,
     const char *bundle_name, const struct slip39_mnemonic *m,
@@ -212,6 +226,7 @@ backup_share_sheet(struct kbuf *w, const struct bundle *b,
 	time_t created = (time_t)b->created;
 	struct tm tm;
 	unsigned g = m->group_index, nwords = 0;
+	const char *wp;
 	size_t wl;
 	int r;
 
@@ -247,23 +262,18 @@ backup_share_sheet(struct kbuf *w, const struct bundle *b,
 	    (r = putf(w, "words: %u\n\n", nwords)) != KEYD_OK)
 		return r;
 	/* The numbered words, read aloud and checked one by one. */
-	for (unsigned i = 1; *t != '\0'; i++) {
-		while (*t == ' ')
-			t++;
-		wl = strcspn(t, " ");
-		if (wl == 0)
-			break;
-		if (wl > SLIP39_WORD_MAX_LEN)
-			return KEYD_ERR_INTERNAL;
-		memcpy(word, t, wl);
+	for (unsigned i = 1; (wp = backup_share_next_word(&t, &wl)) != NULL;
+	    i++) {
+		memcpy(word, wp, wl);
 		word[wl] = '\0';
-		t += wl;
 		r = putf(w, "%2u %-*s%s", i, SLIP39_WORD_MAX_LEN + 3, word,
 		    i % SHEET_WORDS_PER_ROW == 0 || i == nwords ? "\n" : "");
 		secmem_wipe(word, sizeof(word));
 		if (r != KEYD_OK)
 			return r;
 	}
+	if (wl > 0)
+		return KEYD_ERR_INTERNAL;
 	if ((r = putf(w, "\nCheck this share each year, alone, with:\n"
 	    "  keyd-backup verify --bundle BUNDLE --bundle-fingerprint '<the "
 	    "fingerprint above>' --share-file FILE\n\n")) != KEYD_OK ||

@@ -41,6 +41,12 @@ struct backup_sheet {
 int backup_share_parse(const uint8_t *data, size_t len,
     struct backup_sheet *out, const char **why) BACKUP_SHARE_WUR;
 
+/* backup_share_next_word: the next word of the mnemonic text at *t (words
+ * separated by spaces): its start, its length in *len (at most
+ * SLIP39_WORD_MAX_LEN, else NULL with *len the length found), and *t
+ * moved past it; NULL with *len 0 at the end. */
+const char *backup_share_next_word(const char **t, size_t *len);
+
 /* backup_share_sheet: writes the sheet of mnemonic m (made for bundle b,
  * written to bundle_name, with commitment c) to w (a KBUF_SECRET
  * buffer). passphrase: whether the set needs one. */

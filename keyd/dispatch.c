@@ -286,25 +286,14 @@ curve_name(enum token_key_type t)
 	}
 }
 
-/* The OAEP variants, as the token layer's bits and the protocol's
- * algorithms. */
-static const struct {
-	unsigned bit;
-	Keyd__V1__DecryptAlg alg;
-	CK_MECHANISM_TYPE hash;
-	CK_RSA_PKCS_MGF_TYPE mgf;
-	const char *name;
-} oaep_algs[] = {
-	{ TOKEN_OAEP_SHA1, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA1,
-	  CKM_SHA_1, CKG_MGF1_SHA1, "rsa-oaep-sha1" },
-	{ TOKEN_OAEP_SHA256, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA256,
-	  CKM_SHA256, CKG_MGF1_SHA256, "rsa-oaep-sha256" },
-	{ TOKEN_OAEP_SHA384, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA384,
-	  CKM_SHA384, CKG_MGF1_SHA384, "rsa-oaep-sha384" },
-	{ TOKEN_OAEP_SHA512, KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA512,
-	  CKM_SHA512, CKG_MGF1_SHA512, "rsa-oaep-sha512" },
+/* The protocol's OAEP algorithms, in the order of the token layer's
+ * variants (token_oaep_variants). */
+static const Keyd__V1__DecryptAlg oaep_pb[TOKEN_OAEP_N] = {
+	KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA1,
+	KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA256,
+	KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA384,
+	KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_OAEP_SHA512,
 };
-#define N_OAEP_ALGS (sizeof(oaep_algs) / sizeof(oaep_algs[0]))
 
 /* The decryption algorithms keyd does with key tk, into out (room for
  * DISPATCH_NDECRYPT); returns how many. */
@@ -314,9 +303,9 @@ decrypt_algs_pb(const struct token_key *tk, int pkcs1,
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < N_OAEP_ALGS; i++)
-		if (tk->oaep_hashes & oaep_algs[i].bit)
-			out[n++] = oaep_algs[i].alg;
+	for (size_t i = 0; i < TOKEN_OAEP_N; i++)
+		if (tk->oaep_hashes & token_oaep_variants[i].bit)
+			out[n++] = oaep_pb[i];
 	if (pkcs1)
 		out[n++] = KEYD__V1__DECRYPT_ALG__DECRYPT_ALG_RSA_PKCS1;
 	return n;
@@ -671,8 +660,8 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 		rc->mech = "rsa-pkcs1";
 		pkcs1 = 1;
 	} else {
-		for (size_t i = 0; i < N_OAEP_ALGS && variant < 0; i++)
-			if (oaep_algs[i].alg == req->alg)
+		for (size_t i = 0; i < TOKEN_OAEP_N && variant < 0; i++)
+			if (oaep_pb[i] == req->alg)
 				variant = (int)i;
 		if (variant < 0) {
 			rc->mech = "unknown";
@@ -685,9 +674,9 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 			    (int)req->alg);
 			return KEYD_ERR_BAD_ALGORITHM;
 		}
-		rc->mech = oaep_algs[variant].name;
-		oaep.hashAlg = oaep_algs[variant].hash;
-		oaep.mgf = oaep_algs[variant].mgf;
+		rc->mech = token_oaep_variants[variant].name;
+		oaep.hashAlg = token_oaep_variants[variant].hash;
+		oaep.mgf = token_oaep_variants[variant].mgf;
 	}
 	oaep.source = CKZ_DATA_SPECIFIED;
 	oaep.pSourceData = NULL;
@@ -725,17 +714,11 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 			return r;
 		goto reply;
 	}
-	if (!(tk->oaep_hashes & oaep_algs[variant].bit)) {
+	if (!(tk->oaep_hashes & token_oaep_variants[variant].bit)) {
 		char have[96];
-		size_t used = 0;
 
-		have[0] = '\0';
-		for (size_t i = 0; i < N_OAEP_ALGS; i++)
-			if (tk->oaep_hashes & oaep_algs[i].bit)
-				used += (size_t)snprintf(have + used,
-				    sizeof(have) - used, "%s%s", used > 0 ?
-				    ", " : "", oaep_algs[i].name);
-		if (used > 0)
+		token_oaep_names(tk->oaep_hashes, have, sizeof(have));
+		if (have[0] != '\0')
 			snprintf(rc->msg, sizeof(rc->msg), "keyd offers %s for "
 			    "key '%s', not %s (what the token decrypted with "
 			    "when keyd started)", have, rc->key_name, rc->mech);

@@ -1929,13 +1929,12 @@ struct unlock {
 	size_t pinlen, passlen;
 };
 
-/* Takes one of UNLOCK_OPTIONS. Returns 1 if opt is one (*r is then
- * EXIT_OK, or EXIT_USAGE printed), else 0. */
+/* Takes one of UNLOCK_OPTIONS: 1 if opt is one, 0 if not, -1 if its
+ * value is wrong (the usage error is printed). */
 static int
 unlock_option(const struct command *self, struct unlock *u, int opt,
-    const char *arg, int *r)
+    const char *arg)
 {
-	*r = EXIT_OK;
 	switch (opt) {
 	case 'm': u->module = arg; break;
 	case 'T': u->token = arg; break;
@@ -1944,15 +1943,18 @@ unlock_option(const struct command *self, struct unlock *u, int opt,
 	case 'p': u->passfile = arg; break;
 	case 'f':
 		u->fphex = arg;
-		if (!backup_share_hex(arg, strlen(arg), u->fp, sizeof(u->fp)))
-			*r = usage_error(self, "--bundle-fingerprint needs the "
+		if (!backup_share_hex(arg, strlen(arg), u->fp, sizeof(u->fp))) {
+			(void)usage_error(self, "--bundle-fingerprint needs the "
 			    "64 hex digits of the sheet's bundle-fingerprint");
+			return -1;
+		}
 		break;
 	case 's':
-		if (u->nfiles >= SLIP39_MAX_SHARES)
-			*r = usage_error(self, "too many --share-file");
-		else
-			u->files[u->nfiles++] = arg;
+		if (u->nfiles >= SLIP39_MAX_SHARES) {
+			(void)usage_error(self, "too many --share-file");
+			return -1;
+		}
+		u->files[u->nfiles++] = arg;
 		break;
 	default:
 		return 0;
@@ -2026,18 +2028,16 @@ cmd_restore(int argc, char **argv)
 	const struct command *self = command_of(cmd_restore);
 	struct unlock u;
 	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
-	int opt, r = EXIT_USAGE;
+	int opt, taken, r = EXIT_USAGE;
 
 	memset(&u, 0, sizeof(u));
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (unlock_option(self, &u, opt, optarg, &r)) {
-			if (r != EXIT_OK)
-				goto out;
-			r = EXIT_USAGE;
+		if ((taken = unlock_option(self, &u, opt, optarg)) < 0)
+			goto out;
+		if (taken)
 			continue;
-		}
 		r = help_or_unknown(self, opt, argv);
 		goto out;
 	}
@@ -2149,19 +2149,17 @@ cmd_drill(int argc, char **argv)
 	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
 	char fp[3 * BUNDLE_HASH_LEN];
 	size_t npids = 0, o = 0;
-	int allow_online = 0, opt, r = EXIT_USAGE, k;
+	int allow_online = 0, opt, taken, r = EXIT_USAGE, k;
 
 	memset(&u, 0, sizeof(u));
 	memset(&rep, 0, sizeof(rep));
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (unlock_option(self, &u, opt, optarg, &r)) {
-			if (r != EXIT_OK)
-				goto out;
-			r = EXIT_USAGE;
+		if ((taken = unlock_option(self, &u, opt, optarg)) < 0)
+			goto out;
+		if (taken)
 			continue;
-		}
 		switch (opt) {
 		case 'r': report = optarg; break;
 		case 'O': allow_online = 1; break;
@@ -2291,19 +2289,17 @@ cmd_rekey(int argc, char **argv)
 	unsigned formats = BACKUP_SHEET_TEXT;
 	pid_t pids[BACKUP_DRILL_MAX_PIDS];
 	size_t npids = 0;
-	int allow_disk = 0, allow_online = 0, opt, r = EXIT_USAGE;
+	int allow_disk = 0, allow_online = 0, opt, taken, r = EXIT_USAGE;
 
 	memset(&u, 0, sizeof(u));
 	memset(&pol, 0, sizeof(pol));
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (unlock_option(self, &u, opt, optarg, &r)) {
-			if (r != EXIT_OK)
-				goto out;
-			r = EXIT_USAGE;
+		if ((taken = unlock_option(self, &u, opt, optarg)) < 0)
+			goto out;
+		if (taken)
 			continue;
-		}
 		switch (opt) {
 		case 'S': sopinfile = optarg; break;
 		case 'N': npassfile = optarg; break;

@@ -704,13 +704,7 @@ out:
 	return KEYD_ERR_CONFIG;
 }
 
-/* The OAEP variants keyd offers: the TOKEN_OAEP_* bit, the hash. */
-static const struct {
-	unsigned bit;
-	CK_MECHANISM_TYPE hash;
-	CK_RSA_PKCS_MGF_TYPE mgf;
-	const char *md, *name;
-} oaep_variants[] = {
+const struct token_oaep token_oaep_variants[TOKEN_OAEP_N] = {
 	{ TOKEN_OAEP_SHA1, CKM_SHA_1, CKG_MGF1_SHA1, "SHA1", "rsa-oaep-sha1" },
 	{ TOKEN_OAEP_SHA256, CKM_SHA256, CKG_MGF1_SHA256, "SHA256",
 	  "rsa-oaep-sha256" },
@@ -755,16 +749,16 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 		    "key '%s': %s", d->label, k->name, token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
 	}
-	for (size_t i = 0; i < sizeof(oaep_variants) /
-	    sizeof(oaep_variants[0]) && r == KEYD_OK; i++) {
-		CK_RSA_PKCS_OAEP_PARAMS prm = { oaep_variants[i].hash,
-			oaep_variants[i].mgf, CKZ_DATA_SPECIFIED, NULL, 0 };
+	for (size_t i = 0; i < TOKEN_OAEP_N && r == KEYD_OK; i++) {
+		const struct token_oaep *v = &token_oaep_variants[i];
+		CK_RSA_PKCS_OAEP_PARAMS prm = { v->hash, v->mgf,
+			CKZ_DATA_SPECIFIED, NULL, 0 };
 		CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &prm, sizeof(prm) };
 		uint8_t ct[TOKEN_MAX_SIG], pt[TOKEN_MAX_SIG];
 		size_t ctlen = sizeof(ct);
 		CK_ULONG ptlen = sizeof(pt);
 		EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pk, NULL);
-		const EVP_MD *md = EVP_get_digestbyname(oaep_variants[i].md);
+		const EVP_MD *md = EVP_get_digestbyname(v->md);
 		int ok;
 
 		ok = ctx != NULL && md != NULL &&
@@ -777,7 +771,7 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 		EVP_PKEY_CTX_free(ctx);
 		if (!ok) {
 			errf(err, errlen, "key '%s': OpenSSL cannot encrypt "
-			    "to it with %s", k->name, oaep_variants[i].name);
+			    "to it with %s", k->name, v->name);
 			r = KEYD_ERR_INTERNAL;
 			break;
 		}
@@ -787,13 +781,13 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 		what[i] = rv;
 		if (rv == CKR_OK && ptlen == sizeof(msg) &&
 		    memcmp(pt, msg, sizeof(msg)) == 0)
-			*found |= oaep_variants[i].bit;
+			*found |= v->bit;
 		else if (rv == CKR_OK)
 			what[i] = CKR_FUNCTION_FAILED; /* another plaintext */
 		else if (rv_device_failed(rv) || rv == CKR_HOST_MEMORY) {
 			errf(err, errlen, "token '%s' failed while keyd tested "
 			    "key '%s' with %s: %s", d->label, k->name,
-			    oaep_variants[i].name, token_rv_name(rv));
+			    v->name, token_rv_name(rv));
 			r = KEYD_ERR_TOKEN;
 		}
 		OPENSSL_cleanse(pt, sizeof(pt));
@@ -803,18 +797,18 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 	return r;
 }
 
-/* "rsa-oaep-sha1, rsa-oaep-sha256" for the hashes in bits. */
-static void
-oaep_names(unsigned bits, char *dst, size_t n)
+void
+token_oaep_names(unsigned bits, char *dst, size_t n)
 {
 	size_t used = 0;
 
+	if (n == 0)
+		return;
 	dst[0] = '\0';
-	for (size_t i = 0; i < sizeof(oaep_variants) /
-	    sizeof(oaep_variants[0]); i++)
-		if ((bits & oaep_variants[i].bit) && used < n)
+	for (size_t i = 0; i < TOKEN_OAEP_N && used < n; i++)
+		if (bits & token_oaep_variants[i].bit)
 			used += (size_t)snprintf(dst + used, n - used, "%s%s",
-			    used > 0 ? ", " : "", oaep_variants[i].name);
+			    used > 0 ? ", " : "", token_oaep_variants[i].name);
 }
 
 /* Reads what keyd needs to know of the key object h into k and checks it
@@ -1366,7 +1360,7 @@ probe_oaep(struct dev *d, char *err, size_t errlen)
 			for (size_t v = 0; v < 4 && used < sizeof(names); v++)
 				used += (size_t)snprintf(names + used,
 				    sizeof(names) - used, "%s%s: %s",
-				    v > 0 ? ", " : "", oaep_variants[v].name +
+				    v > 0 ? ", " : "", token_oaep_variants[v].name +
 				    strlen("rsa-oaep-"), token_rv_name(what[v]));
 			errf(err, errlen, "key '%s' (%s) has ops = decrypt, "
 			    "but token '%s' decrypted a test ciphertext with no "
@@ -1378,7 +1372,7 @@ probe_oaep(struct dev *d, char *err, size_t errlen)
 		if (!t->opened && t->oaep_known &&
 		    (*got & k->oaep_hashes) == 0 &&
 		    !t->cfg->keys[i].pkcs1_decrypt) {
-			oaep_names(*got, names, sizeof(names));
+			token_oaep_names(*got, names, sizeof(names));
 			errf(err, errlen, "key '%s' decrypts with %s on token "
 			    "'%s', which shares no OAEP hash with the token keyd "
 			    "read first", k->name, names, d->label);
@@ -1410,7 +1404,7 @@ merge_oaep(struct dev *d)
 		}
 		if ((k->oaep_hashes & ~got) == 0)
 			continue;
-		oaep_names(k->oaep_hashes & ~got, lacks, sizeof(lacks));
+		token_oaep_names(k->oaep_hashes & ~got, lacks, sizeof(lacks));
 		if (!t->opened) {
 			k->oaep_hashes &= got;
 			log_warn("key '%s' on token '%s' does not decrypt with "

@@ -67,6 +67,21 @@ struct token_key {
 #define TOKEN_OAEP_SHA256 2u
 #define TOKEN_OAEP_SHA384 4u
 #define TOKEN_OAEP_SHA512 8u
+#define TOKEN_OAEP_N 4
+
+/* The OAEP variants keyd offers, in the order of the bits above. */
+struct token_oaep {
+	unsigned bit;              /* TOKEN_OAEP_* */
+	CK_MECHANISM_TYPE hash;
+	CK_RSA_PKCS_MGF_TYPE mgf;  /* MGF1 of the same hash */
+	const char *md;            /* OpenSSL's name of the hash */
+	const char *name;          /* keyd's: "rsa-oaep-sha256" */
+};
+extern const struct token_oaep token_oaep_variants[TOKEN_OAEP_N];
+
+/* token_oaep_names: "rsa-oaep-sha1, rsa-oaep-sha256" for the TOKEN_OAEP_*
+ * bits, into dst (n bytes); "" for none. */
+void token_oaep_names(unsigned bits, char *dst, size_t n);
 
 struct token;
 

@@ -62,15 +62,8 @@ same_counts() {
 
 # Where no keyd may be seen: a PID namespace with its own /proc, if this
 # machine allows one (root); elsewhere, where another test's keyd may run,
-# the drill needs --allow-online.
-if unshare --pid --fork --mount-proc true 2>/dev/null; then
-  offline() { unshare --pid --fork --mount-proc "$@"; }
-  ONLINE=()
-else
-  offline() { "$@"; }
-  ONLINE=(--allow-online)
-  echo "note: no PID namespace here; the drills run with --allow-online"
-fi
+# the drill needs --allow-online (lib.sh).
+offline_setup
 drill() {  # drill TOKEN ARGS...: keyd-backup drill of backup.kbk unless ARGS say
   local tok=$1; shift
   offline "$KB" drill --module "$M" --token "pkcs11:token=$tok" --pin-file "$T/pin" \

@@ -52,14 +52,7 @@ old_set=$(sed -n 's/^set-id: //p' "${old[0]}")
 # rekey refuses to run where keyd runs, as drill does: where this machine
 # allows a PID namespace (root) it runs in one with its own /proc, so that
 # another test's keyd is not seen; elsewhere with --allow-online.
-if unshare --pid --fork --mount-proc true 2>/dev/null; then
-  offline() { unshare --pid --fork --mount-proc "$@"; }
-  ONLINE=()
-else
-  offline() { "$@"; }
-  ONLINE=(--allow-online)
-  echo "note: no PID namespace here; rekey runs with --allow-online"
-fi
+offline_setup
 rekey_cmd() {  # rekey_cmd OLD-BUNDLE NEW-BUNDLE SHARES-DIR SHARE-FILE...
   local ob=$1 nb=$2 dir=$3 s args=(); shift 3
   for s in "$@"; do args+=(--share-file "$s"); done
@@ -121,16 +114,7 @@ grep -q "^set id: $new_set\$" "$T/new.inspect" || fail "inspect: $(cat "$T/new.i
   --bundle "$T/new.kbk" --share-file "${new[1]}" --share-file "${new[2]}" >"$T/out" 2>"$T/err" ||
   { cat "$T/err" >&2; fail "restore of the new bundle with new shares"; }
 TOKEN=B
-echo "rekey message $RANDOM" > "$T/msg"
-openssl dgst -sha256 -binary "$T/msg" > "$T/msg.sha256"
-p11 --sign --id 01 -m ECDSA --signature-format openssl -i "$T/msg.sha256" \
-  -o "$T/ec.sig" >/dev/null 2>&1 || fail "pkcs11-tool cannot sign with B's EC key"
-openssl dgst -sha256 -verify "$T/ec-A.pem" -signature "$T/ec.sig" "$T/msg" >/dev/null ||
-  fail "B's signature does not verify with A's original public key"
-echo "another message" > "$T/msg2"
-if openssl dgst -sha256 -verify "$T/ec-A.pem" -signature "$T/ec.sig" "$T/msg2" >/dev/null 2>&1; then
-  fail "openssl verified a signature over another message"
-fi
+ec_signs_for 01 "$T/ec-A.pem"
 [[ $("$PROBE" attrs "$M" B "$T/pin" srtp-kek) == *" check_value=$kcv_a" ]] ||
   fail "B's AES key lacks A's check value $kcv_a"
 pass "rekey: new shares restore the new bundle; B's keys are A's originals"

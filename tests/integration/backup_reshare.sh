@@ -135,16 +135,7 @@ pass "new bundle: new set id, identifier and fingerprint, extendable, 3 of 5, th
 grep -q "^restored aes:256 key 'srtp-kek' id 03: check value $kcv_a matches" "$T/restore.out" ||
   fail "restore report: $(cat "$T/restore.out")"
 TOKEN=B
-echo "reshare message $RANDOM" > "$T/msg"
-openssl dgst -sha256 -binary "$T/msg" > "$T/msg.sha256"
-p11 --sign --id 01 -m ECDSA --signature-format openssl -i "$T/msg.sha256" \
-  -o "$T/ec.sig" >/dev/null 2>&1 || fail "pkcs11-tool cannot sign with B's EC key"
-openssl dgst -sha256 -verify "$T/ec-A.pem" -signature "$T/ec.sig" "$T/msg" >/dev/null ||
-  fail "B's signature does not verify with A's public key"
-echo "another message" > "$T/msg2"
-if openssl dgst -sha256 -verify "$T/ec-A.pem" -signature "$T/ec.sig" "$T/msg2" >/dev/null 2>&1; then
-  fail "openssl verified a signature over another message"
-fi
+ec_signs_for 01 "$T/ec-A.pem"
 grep -q " check_value=$kcv_a\$" <("$PROBE" attrs "$M" B "$T/pin" srtp-kek) ||
   fail "B's AES key lacks A's check value"
 pass "three new shares restore the new bundle onto B; B signs for A's public key, A's check value"

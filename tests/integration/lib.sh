@@ -207,6 +207,38 @@ verify_sig() {
   esac
 }
 
+# offline_setup: for keyd-backup drill and rekey, which refuse to run
+# where a process named keyd runs. offline CMD... runs CMD where no keyd
+# is seen: in a PID namespace with its own /proc if this machine allows
+# one (root); elsewhere, where another test's keyd may run, as it is, and
+# ONLINE then holds --allow-online for the command line.
+offline_setup() {
+  if unshare --pid --fork --mount-proc true 2>/dev/null; then
+    offline() { unshare --pid --fork --mount-proc "$@"; }
+    ONLINE=()
+  else
+    offline() { "$@"; }
+    ONLINE=(--allow-online)
+    echo "note: no PID namespace here; keyd-backup runs with --allow-online"
+  fi
+}
+
+# ec_signs_for ID PUB.pem: the EC key ID on $TOKEN signs (pkcs11-tool,
+# ECDSA over SHA-256) a message that PUB verifies, and not another one: a
+# restored key is the original's.
+ec_signs_for() {
+  echo "message $RANDOM" > "$T/msg"
+  openssl dgst -sha256 -binary "$T/msg" > "$T/msg.sha256"
+  p11 --sign --id "$1" -m ECDSA --signature-format openssl -i "$T/msg.sha256" \
+    -o "$T/ec.sig" >/dev/null 2>&1 || fail "pkcs11-tool cannot sign with $TOKEN's EC key $1"
+  openssl dgst -sha256 -verify "$2" -signature "$T/ec.sig" "$T/msg" >/dev/null ||
+    fail "$TOKEN's signature does not verify with $2"
+  echo "another message" > "$T/msg2"
+  if openssl dgst -sha256 -verify "$2" -signature "$T/ec.sig" "$T/msg2" >/dev/null 2>&1; then
+    fail "openssl verified a signature over another message"
+  fi
+}
+
 # use_shim: makes the config written by write_config load SoftHSM2 through
 # the fault-injecting module keyd-p11shim.so (tests/shim/p11shim.c), with
 # its control file $P11SHIM_CONTROL (empty: no faults) and its log

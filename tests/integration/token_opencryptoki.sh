@@ -23,15 +23,4 @@ tok_time "pkcsslotd up"
 ock_make_token keydock
 ock_add_aes kek 03
 tok_time "token and keys made"
-write_pin
-tok_checks_prepare
-tok_check_config_gcm kek
-tok_check_keygen
-tok_write_config
-start_keyd
-tok_time "keyd serving"
-tok_check_serving
-tok_check_sighup
-tok_check_sigusr2
-tok_check_sigterm
-tok_time "done"
+tok_check_all

@@ -15,6 +15,9 @@
 #   tok_check_serving    every algorithm, verified; OAEP; list; pubkey
 #   tok_check_sighup, tok_check_sigusr2, tok_check_sigterm: the signals
 #                        as docs/operations.md documents them
+#   tok_check_keygen     keyd-backup keygen on the token
+#   tok_check_all        all of the above, in order, on a token made with
+#                        an AES key labelled kek
 
 # Milliseconds since the test started, for the timing lines.
 tok_t0=$(date +%s%N)
@@ -250,4 +253,21 @@ CONF
   if ((${#EC_ALGS[@]} > 0)); then tok_sign_all kg-ec "$T/kg-ec.pem" ecdsa-sha256; fi
   stop_keyd
   pass "keygen --no-backup: ${keys} made on token $TOKEN, and keyd signs with them"
+}
+
+# tok_check_all: every check above on the token the harness made (its
+# AES key labelled kek), with keyd's start timed.
+tok_check_all() {
+  write_pin
+  tok_checks_prepare
+  tok_check_config_gcm kek
+  tok_check_keygen
+  tok_write_config
+  start_keyd
+  tok_time "keyd serving"
+  tok_check_serving
+  tok_check_sighup
+  tok_check_sigusr2
+  tok_check_sigterm
+  tok_time "done"
 }
