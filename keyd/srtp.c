@@ -145,52 +145,6 @@ kcv_u32(const uint8_t kcv[SRTP_KCV_LEN])
 	return (uint32_t)kcv[0] << 16 | (uint32_t)kcv[1] << 8 | kcv[2];
 }
 
-struct kcv_arg {
-	uint8_t kcv[SRTP_KCV_LEN];
-	const char *how;
-};
-
-/* The check value of PKCS#11 3.0 (CKA_CHECK_VALUE of an AES key): the
- * first 3 bytes of the key's AES-ECB encryption of a zero block. Computed
- * here because SoftHSM2 leaves CKA_CHECK_VALUE empty on a key made by
- * C_UnwrapKey (a restored KEK); read from CKA_CHECK_VALUE when the token
- * will not do ECB with the key. Both give the same value for one key. */
-static CK_RV
-kcv_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
-    void *arg)
-{
-	struct kcv_arg *a = arg;
-	CK_MECHANISM ecb = { CKM_AES_ECB, NULL, 0 };
-	uint8_t zero[16], out[16], cv[16];
-	CK_ULONG olen = sizeof(out);
-	CK_ATTRIBUTE at = { CKA_CHECK_VALUE, cv, sizeof(cv) };
-	CK_RV rv;
-
-	memset(zero, 0, sizeof(zero));
-	rv = f->C_EncryptInit(s, &ecb, key);
-	if (rv == CKR_OK)
-		rv = f->C_Encrypt(s, zero, sizeof(zero), out, &olen);
-	if (rv == CKR_OK && olen == sizeof(out)) {
-		memcpy(a->kcv, out, SRTP_KCV_LEN);
-		a->how = "AES-ECB of a zero block";
-		secmem_wipe(out, sizeof(out));
-		return CKR_OK;
-	}
-	if (rv == CKR_OK)
-		rv = CKR_FUNCTION_FAILED;
-	if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-	    rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED ||
-	    rv == CKR_TOKEN_NOT_PRESENT)
-		return rv;
-	if (f->C_GetAttributeValue(s, key, &at, 1) == CKR_OK &&
-	    at.ulValueLen == SRTP_KCV_LEN) {
-		memcpy(a->kcv, cv, SRTP_KCV_LEN);
-		a->how = "CKA_CHECK_VALUE";
-		return CKR_OK;
-	}
-	return rv;
-}
-
 static int
 dir_open(struct srtp *st, int check_only, char *err, size_t errlen)
 {
@@ -435,7 +389,8 @@ key_init(struct srtp *st, struct token *t, struct token_session *s,
 {
 	const struct config_key *ck = &st->cfg->keys[i];
 	struct srtp_key *k = &st->keys[i];
-	struct kcv_arg a;
+	uint8_t kcv[SRTP_KCV_LEN];
+	const char *how;
 	char msg[256];
 	int r;
 
@@ -443,9 +398,8 @@ key_init(struct srtp *st, struct token *t, struct token_session *s,
 		return KEYD_ERR_NOMEM;
 	k->n_v = ck->n_previous + 1;
 	for (size_t v = 0; v < k->n_v; v++) {
-		memset(&a, 0, sizeof(a));
 		msg[0] = '\0';
-		if ((r = token_run(t, s, i, v, kcv_fn, &a, msg, sizeof(msg))) !=
+		if ((r = token_kcv(t, s, i, v, kcv, &how, msg, sizeof(msg))) !=
 		    KEYD_OK) {
 			errf(err, errlen, "key '%s': cannot compute the check "
 			    "value of KEK %s (%s): %s", ck->name, v == 0 ?
@@ -455,10 +409,10 @@ key_init(struct srtp *st, struct token *t, struct token_session *s,
 			    "");
 			return r;
 		}
-		memcpy(k->v[v].kcv, a.kcv, SRTP_KCV_LEN);
-		kcv_name(a.kcv, k->v[v].name, sizeof(k->v[v].name));
+		memcpy(k->v[v].kcv, kcv, SRTP_KCV_LEN);
+		kcv_name(kcv, k->v[v].name, sizeof(k->v[v].name));
 		for (size_t w = 0; w < v; w++)
-			if (memcmp(k->v[w].kcv, a.kcv, SRTP_KCV_LEN) == 0) {
+			if (memcmp(k->v[w].kcv, kcv, SRTP_KCV_LEN) == 0) {
 				errf(err, errlen, "key '%s': KEK versions %s "
 				    "and %s have the same check value %s: the "
 				    "same KEK is listed twice (or, once in "
@@ -468,7 +422,7 @@ key_init(struct srtp *st, struct token *t, struct token_session *s,
 				return KEYD_ERR_CONFIG;
 			}
 		log_debug("key '%s': KEK version %s from %s", ck->name,
-		    k->v[v].name, a.how);
+		    k->v[v].name, how);
 	}
 	if (!(ck->ops & CONFIG_OP_SRTP_NEW))
 		return KEYD_OK;
@@ -639,62 +593,6 @@ aad_build(struct kbuf *b, const uint8_t hdr[SRTP_HDR_LEN], const char *name,
 	return KEYD_OK;
 }
 
-struct gcm_arg {
-	int encrypt;
-	CK_GCM_PARAMS p;
-	const uint8_t *in;
-	size_t inlen;
-	uint8_t *out;
-	size_t room;             /* bytes at out */
-	size_t want;             /* exact output length */
-	CK_RV rv;                /* of the last try */
-};
-
-/* One single-part GCM operation (SoftHSM2 does GCM single-part only). A
- * retry after a lost session repeats it with the same IV, key and input,
- * so it yields the same ciphertext: no IV is ever used for two different
- * plaintexts. */
-static CK_RV
-gcm_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
-    void *arg)
-{
-	struct gcm_arg *a = arg;
-	CK_MECHANISM m = { CKM_AES_GCM, &a->p, sizeof(a->p) };
-	CK_ULONG olen = a->room;
-	CK_RV rv;
-
-	if (a->encrypt) {
-		rv = f->C_EncryptInit(s, &m, key);
-		if (rv == CKR_OK)
-			rv = f->C_Encrypt(s, (CK_BYTE *)(uintptr_t)a->in,
-			    a->inlen, a->out, &olen);
-	} else {
-		rv = f->C_DecryptInit(s, &m, key);
-		if (rv == CKR_OK)
-			rv = f->C_Decrypt(s, (CK_BYTE *)(uintptr_t)a->in,
-			    a->inlen, a->out, &olen);
-	}
-	if (rv == CKR_OK && olen != a->want)
-		rv = CKR_FUNCTION_FAILED;
-	a->rv = rv;
-	return rv;
-}
-
-static int
-gcm_run(struct token *t, struct token_session *s, size_t key, size_t version,
-    struct gcm_arg *a, const uint8_t *iv, const struct kbuf *aad, char *msg,
-    size_t msglen)
-{
-	a->p.pIv = (CK_BYTE *)(uintptr_t)iv;
-	a->p.ulIvLen = SRTP_IV_LEN;
-	a->p.ulIvBits = SRTP_IV_LEN * 8;
-	a->p.pAAD = (CK_BYTE *)(uintptr_t)kbuf_ptr(aad);
-	a->p.ulAADLen = kbuf_avail(aad);
-	a->p.ulTagBits = SRTP_TAG_LEN * 8;
-	a->rv = CKR_OK;
-	return token_run(t, s, key, version, gcm_fn, a, msg, msglen);
-}
-
 /* "inline:" and base64 of key||salt (RFC 4568, 9.2). */
 static void
 key_params(const uint8_t *ks, size_t n, char *out)
@@ -721,10 +619,10 @@ handle_srtp_new(struct srtp *st, struct token *t, struct token_session *s,
 	const struct srtp_suite *su = suite_find(req->suite);
 	Keyd__V1__SrtpNewReply *rep = &res->new_reply;
 	struct srtp_key *k;
-	struct gcm_arg a;
 	struct kbuf aad;
 	uint8_t *blob = res->blob;
-	size_t kl;
+	size_t kl, outlen;
+	CK_RV rv = CKR_OK;
 	int r;
 
 	kbuf_init(&aad, 0, 0);
@@ -769,18 +667,15 @@ handle_srtp_new(struct srtp *st, struct token *t, struct token_session *s,
 	if ((r = aad_build(&aad, blob, st->cfg->keys[key].name,
 	    &req->context)) != KEYD_OK)
 		goto out;
-	memset(&a, 0, sizeof(a));
-	a.encrypt = 1;
-	a.in = res->key_salt;
-	a.inlen = kl;
-	a.out = blob + SRTP_HDR_LEN + SRTP_IV_LEN;
-	a.room = a.want = kl + SRTP_TAG_LEN;
-	if ((r = gcm_run(t, s, key, 0, &a, blob + SRTP_HDR_LEN, &aad, msg,
+	outlen = kl + SRTP_TAG_LEN;
+	if ((r = token_gcm(t, s, key, 0, 1, blob + SRTP_HDR_LEN, SRTP_IV_LEN,
+	    kbuf_ptr(&aad), kbuf_avail(&aad), SRTP_TAG_LEN * 8, res->key_salt,
+	    kl, blob + SRTP_HDR_LEN + SRTP_IV_LEN, &outlen, &rv, msg,
 	    msglen)) != KEYD_OK) {
-		if (a.rv != CKR_OK)
+		if (rv != CKR_OK)
 			snprintf(msg, msglen, "the token could not wrap the "
 			    "key under KEK %s with CKM_AES_GCM: %s",
-			    k->v[0].name, token_rv_name(a.rv));
+			    k->v[0].name, token_rv_name(rv));
 		goto out;
 	}
 	key_params(res->key_salt, kl, res->key_params);
@@ -815,9 +710,9 @@ handle_srtp_open(struct srtp *st, struct token *t, struct token_session *s,
 	uint8_t magic[sizeof(srtp_magic)], format, suite, kcv[SRTP_KCV_LEN];
 	char kek[16];
 	struct srtp_key *k;
-	struct gcm_arg a;
 	struct kbuf b, aad;
-	size_t kl, v;
+	size_t kl, v, outlen;
+	CK_RV rv = CKR_OK;
 	int r = KEYD_ERR_BLOB;
 
 	kbuf_init(&aad, 0, 0);
@@ -893,25 +788,20 @@ handle_srtp_open(struct srtp *st, struct token *t, struct token_session *s,
 	}
 	if ((r = aad_build(&aad, hdr, name, &req->context)) != KEYD_OK)
 		goto out;
-	memset(&a, 0, sizeof(a));
-	a.encrypt = 0;
-	a.in = ct;
-	a.inlen = kl + SRTP_TAG_LEN;
-	/* SoftHSM2 wants room for the whole input, tag included. */
-	a.out = res->key_salt;
-	a.room = kl + SRTP_TAG_LEN;
-	a.want = kl;
-	r = gcm_run(t, s, key, v, &a, iv, &aad, msg, msglen);
+	outlen = kl;
+	r = token_gcm(t, s, key, v, 0, iv, SRTP_IV_LEN, kbuf_ptr(&aad),
+	    kbuf_avail(&aad), SRTP_TAG_LEN * 8, ct, kl + SRTP_TAG_LEN,
+	    res->key_salt, &outlen, &rv, msg, msglen);
 	if (r != KEYD_OK) {
 		/* A bad tag: CKR_ENCRYPTED_DATA_INVALID by the standard,
 		 * CKR_GENERAL_ERROR from SoftHSM2 2.6. */
-		if (a.rv == CKR_ENCRYPTED_DATA_INVALID ||
-		    a.rv == CKR_GENERAL_ERROR ||
-		    a.rv == CKR_ENCRYPTED_DATA_LEN_RANGE) {
+		if (rv == CKR_ENCRYPTED_DATA_INVALID ||
+		    rv == CKR_GENERAL_ERROR ||
+		    rv == CKR_ENCRYPTED_DATA_LEN_RANGE) {
 			snprintf(msg, msglen, "the blob does not authenticate "
 			    "under KEK %s of key '%s': it was altered, or made "
 			    "for another key name or another context (%s)",
-			    kek, name, token_rv_name(a.rv));
+			    kek, name, token_rv_name(rv));
 			r = KEYD_ERR_BLOB;
 		}
 		goto out;

@@ -141,53 +141,6 @@ static const uint8_t oid_ed25519_gnu[] = { 0x06, 0x09, 0x2b, 0x06, 0x01,
 static const uint8_t str_ed25519[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
 	'd', 's', '2', '5', '5', '1', '9' };
 
-const char *
-token_rv_name(CK_RV rv)
-{
-	switch (rv) {
-#define N(x) case x: return #x;
-	N(CKR_OK) N(CKR_CANCEL) N(CKR_HOST_MEMORY) N(CKR_SLOT_ID_INVALID)
-	N(CKR_GENERAL_ERROR) N(CKR_FUNCTION_FAILED) N(CKR_ARGUMENTS_BAD)
-	N(CKR_ATTRIBUTE_READ_ONLY) N(CKR_ATTRIBUTE_SENSITIVE)
-	N(CKR_ATTRIBUTE_TYPE_INVALID) N(CKR_ATTRIBUTE_VALUE_INVALID)
-	N(CKR_ACTION_PROHIBITED) N(CKR_DATA_INVALID) N(CKR_DATA_LEN_RANGE)
-	N(CKR_DEVICE_ERROR) N(CKR_DEVICE_MEMORY) N(CKR_DEVICE_REMOVED)
-	N(CKR_ENCRYPTED_DATA_INVALID) N(CKR_ENCRYPTED_DATA_LEN_RANGE)
-	N(CKR_FUNCTION_CANCELED) N(CKR_FUNCTION_NOT_SUPPORTED)
-	N(CKR_KEY_HANDLE_INVALID) N(CKR_KEY_SIZE_RANGE)
-	N(CKR_KEY_TYPE_INCONSISTENT) N(CKR_KEY_FUNCTION_NOT_PERMITTED)
-	N(CKR_KEY_NOT_WRAPPABLE) N(CKR_KEY_UNEXTRACTABLE)
-	N(CKR_MECHANISM_INVALID) N(CKR_MECHANISM_PARAM_INVALID)
-	N(CKR_OBJECT_HANDLE_INVALID) N(CKR_OPERATION_ACTIVE)
-	N(CKR_OPERATION_NOT_INITIALIZED) N(CKR_PIN_INCORRECT)
-	N(CKR_PIN_INVALID) N(CKR_PIN_LEN_RANGE) N(CKR_PIN_EXPIRED)
-	N(CKR_PIN_LOCKED) N(CKR_SESSION_CLOSED) N(CKR_SESSION_COUNT)
-	N(CKR_SESSION_HANDLE_INVALID) N(CKR_SESSION_READ_ONLY)
-	N(CKR_SIGNATURE_INVALID) N(CKR_SIGNATURE_LEN_RANGE)
-	N(CKR_TEMPLATE_INCOMPLETE) N(CKR_TEMPLATE_INCONSISTENT)
-	N(CKR_TOKEN_NOT_PRESENT) N(CKR_TOKEN_NOT_RECOGNIZED)
-	N(CKR_USER_ALREADY_LOGGED_IN) N(CKR_USER_NOT_LOGGED_IN)
-	N(CKR_USER_PIN_NOT_INITIALIZED) N(CKR_USER_TYPE_INVALID)
-	N(CKR_BUFFER_TOO_SMALL) N(CKR_CRYPTOKI_NOT_INITIALIZED)
-	N(CKR_CRYPTOKI_ALREADY_INITIALIZED)
-#undef N
-	}
-	return "CKR_(other)";
-}
-
-const char *
-token_key_type_name(enum token_key_type type)
-{
-	switch (type) {
-	case TOKEN_KEY_EC_P256: return "ec-p256";
-	case TOKEN_KEY_EC_P384: return "ec-p384";
-	case TOKEN_KEY_RSA: return "rsa";
-	case TOKEN_KEY_ED25519: return "ed25519";
-	case TOKEN_KEY_AES: return "aes";
-	}
-	return "unknown";
-}
-
 static void __attribute__((format(printf, 3, 4)))
 errf(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -704,15 +657,6 @@ out:
 	return KEYD_ERR_CONFIG;
 }
 
-const struct token_oaep token_oaep_variants[TOKEN_OAEP_N] = {
-	{ TOKEN_OAEP_SHA1, CKM_SHA_1, CKG_MGF1_SHA1, "SHA1", "rsa-oaep-sha1" },
-	{ TOKEN_OAEP_SHA256, CKM_SHA256, CKG_MGF1_SHA256, "SHA256",
-	  "rsa-oaep-sha256" },
-	{ TOKEN_OAEP_SHA384, CKM_SHA384, CKG_MGF1_SHA384, "SHA384",
-	  "rsa-oaep-sha384" },
-	{ TOKEN_OAEP_SHA512, CKM_SHA512, CKG_MGF1_SHA512, "SHA512",
-	  "rsa-oaep-sha512" },
-};
 
 /* Which OAEP hashes token d decrypts with RSA key h, into *found: a test
  * message is encrypted here under its public key with each, and must come
@@ -795,20 +739,6 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 	(void)f->C_CloseSession(sess);
 	EVP_PKEY_free(pk);
 	return r;
-}
-
-void
-token_oaep_names(unsigned bits, char *dst, size_t n)
-{
-	size_t used = 0;
-
-	if (n == 0)
-		return;
-	dst[0] = '\0';
-	for (size_t i = 0; i < TOKEN_OAEP_N && used < n; i++)
-		if (bits & token_oaep_variants[i].bit)
-			used += (size_t)snprintf(dst + used, n - used, "%s%s",
-			    used > 0 ? ", " : "", token_oaep_variants[i].name);
 }
 
 /* Reads what keyd needs to know of the key object h into k and checks it
@@ -2559,4 +2489,145 @@ token_get_info(struct token *t, size_t j, struct token_info *info)
 	info->state = atomic_load(&d->hung) ? "hung" :
 	    atomic_load(&d->broken) ? "failed" : info->active ? "serving" :
 	    "standby";
+}
+
+struct kcv_arg {
+	uint8_t kcv[3];
+	const char *how;
+};
+
+/* The check value of PKCS#11 3.0 (CKA_CHECK_VALUE of an AES key): the
+ * first 3 bytes of the key's AES-ECB encryption of a zero block. Computed
+ * here because SoftHSM2 leaves CKA_CHECK_VALUE empty on a key made by
+ * C_UnwrapKey (a restored KEK); read from CKA_CHECK_VALUE when the token
+ * will not do ECB with the key. Both give the same value for one key. */
+static CK_RV
+kcv_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+    void *arg)
+{
+	struct kcv_arg *a = arg;
+	CK_MECHANISM ecb = { CKM_AES_ECB, NULL, 0 };
+	uint8_t zero[16], out[16], cv[16];
+	CK_ULONG olen = sizeof(out);
+	CK_ATTRIBUTE at = { CKA_CHECK_VALUE, cv, sizeof(cv) };
+	CK_RV rv;
+
+	memset(zero, 0, sizeof(zero));
+	rv = f->C_EncryptInit(s, &ecb, key);
+	if (rv == CKR_OK)
+		rv = f->C_Encrypt(s, zero, sizeof(zero), out, &olen);
+	if (rv == CKR_OK && olen == sizeof(out)) {
+		memcpy(a->kcv, out, sizeof(a->kcv));
+		a->how = "AES-ECB of a zero block";
+		secmem_wipe(out, sizeof(out));
+		return CKR_OK;
+	}
+	if (rv == CKR_OK)
+		rv = CKR_FUNCTION_FAILED;
+	if (rv_session_lost(rv))
+		return rv;
+	if (f->C_GetAttributeValue(s, key, &at, 1) == CKR_OK &&
+	    at.ulValueLen == sizeof(a->kcv)) {
+		memcpy(a->kcv, cv, sizeof(a->kcv));
+		a->how = "CKA_CHECK_VALUE";
+		return CKR_OK;
+	}
+	return rv;
+}
+
+int
+token_kcv(struct token *t, struct token_session *s, size_t key,
+    size_t version, uint8_t kcv[3], const char **how, char *msg,
+    size_t msglen)
+{
+	struct kcv_arg a;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	a.how = "";
+	if ((r = token_run(t, s, key, version, kcv_fn, &a, msg, msglen)) !=
+	    KEYD_OK)
+		return r;
+	memcpy(kcv, a.kcv, sizeof(a.kcv));
+	*how = a.how;
+	return KEYD_OK;
+}
+
+#define TOKEN_GCM_MAX 1024
+
+struct gcm_arg {
+	int encrypt;
+	CK_GCM_PARAMS p;
+	const uint8_t *in;
+	size_t inlen;
+	uint8_t out[TOKEN_GCM_MAX + 16];
+	size_t want;             /* exact output length */
+	CK_RV rv;                /* of the last try */
+};
+
+/* One single-part GCM operation (SoftHSM2 does GCM single-part only). A
+ * retry after a lost session repeats it with the same IV, key and input,
+ * so it yields the same ciphertext: no IV is ever used for two different
+ * plaintexts. SoftHSM2 wants room for the whole input, tag included. */
+static CK_RV
+gcm_fn(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key,
+    void *arg)
+{
+	struct gcm_arg *a = arg;
+	CK_MECHANISM m = { CKM_AES_GCM, &a->p, sizeof(a->p) };
+	CK_ULONG olen = sizeof(a->out);
+	CK_RV rv;
+
+	if (a->encrypt) {
+		rv = f->C_EncryptInit(s, &m, key);
+		if (rv == CKR_OK)
+			rv = f->C_Encrypt(s, (CK_BYTE *)(uintptr_t)a->in,
+			    a->inlen, a->out, &olen);
+	} else {
+		rv = f->C_DecryptInit(s, &m, key);
+		if (rv == CKR_OK)
+			rv = f->C_Decrypt(s, (CK_BYTE *)(uintptr_t)a->in,
+			    a->inlen, a->out, &olen);
+	}
+	if (rv == CKR_OK && olen != a->want)
+		rv = CKR_FUNCTION_FAILED;
+	a->rv = rv;
+	return rv;
+}
+
+int
+token_gcm(struct token *t, struct token_session *s, size_t key,
+    size_t version, int encrypt, const uint8_t *iv, size_t ivlen,
+    const uint8_t *aad, size_t aadlen, unsigned tag_bits, const uint8_t *in,
+    size_t inlen, uint8_t *out, size_t *outlen, CK_RV *rv, char *msg,
+    size_t msglen)
+{
+	struct gcm_arg *a;
+	int r;
+
+	*rv = CKR_OK;
+	if (inlen > TOKEN_GCM_MAX || *outlen > TOKEN_GCM_MAX ||
+	    tag_bits == 0 || tag_bits > 128 || tag_bits % 8 != 0) {
+		snprintf(msg, msglen, "a GCM operation out of keyd's bounds");
+		return KEYD_ERR_INTERNAL;
+	}
+	if ((a = secmem_alloc(sizeof(*a))) == NULL)
+		return KEYD_ERR_NOMEM;
+	a->encrypt = encrypt;
+	a->p.pIv = (CK_BYTE *)(uintptr_t)iv;
+	a->p.ulIvLen = ivlen;
+	a->p.ulIvBits = ivlen * 8;
+	a->p.pAAD = (CK_BYTE *)(uintptr_t)aad;
+	a->p.ulAADLen = aadlen;
+	a->p.ulTagBits = tag_bits;
+	a->in = in;
+	a->inlen = inlen;
+	a->want = *outlen;
+	a->rv = CKR_OK;
+	r = token_run(t, s, key, version, gcm_fn, a, msg, msglen);
+	*rv = a->rv;
+	if (r == KEYD_OK)
+		memcpy(out, a->out, a->want);
+	secmem_free(a, sizeof(*a));
+	return r;
 }

@@ -158,6 +158,24 @@ int token_run(struct token *t, struct token_session *s, size_t key,
     size_t version, token_op_fn fn, void *arg, char *msg, size_t msglen)
     TOKEN_WUR;
 
+/* token_kcv: the check value of the AES key of config index key, in
+ * version version (0: the key, v: its v-th `previous`): AES-ECB of a zero
+ * block, else CKA_CHECK_VALUE; *how says which (static text). */
+int token_kcv(struct token *t, struct token_session *s, size_t key,
+    size_t version, uint8_t kcv[3], const char **how, char *msg,
+    size_t msglen) TOKEN_WUR;
+
+/* token_gcm: one single-part CKM_AES_GCM encryption (encrypt = 1) or
+ * decryption with that key and version. *outlen: on entry the exact
+ * number of bytes the result must have (at most 1024), on return the
+ * same. *rv: the token's return value of the last try (CKR_OK when the
+ * token was not reached). */
+int token_gcm(struct token *t, struct token_session *s, size_t key,
+    size_t version, int encrypt, const uint8_t *iv, size_t ivlen,
+    const uint8_t *aad, size_t aadlen, unsigned tag_bits, const uint8_t *in,
+    size_t inlen, uint8_t *out, size_t *outlen, CK_RV *rv, char *msg,
+    size_t msglen) TOKEN_WUR;
+
 /* token_random: n bytes from the token's C_GenerateRandom. */
 int token_random(struct token *t, struct token_session *s, uint8_t *out,
     size_t n, char *msg, size_t msglen) TOKEN_WUR;
