@@ -79,6 +79,7 @@ struct audit {
 	/* checkpoints */
 	struct token *token;
 	long audit_key;            /* token key index, -1: no checkpoints */
+	uint8_t cp_prev[32];       /* SHA-256 of the last line signed */
 	struct token_session sess;
 	unsigned cp_lines, cp_every_s;
 	unsigned since_cp;
@@ -852,41 +853,24 @@ commit_line(struct audit *a, char *line, size_t len)
 
 /* Signs msg (a checkpoint line without its sig) with the audit key: the
  * signature keyd-audit verify checks with OpenSSL's EVP_DigestVerify and
- * SHA-256 (ECDSA as DER, RSA PKCS#1 v1.5), or pure Ed25519. */
+ * SHA-256 (ECDSA as DER, RSA PKCS#1 v1.5), or pure Ed25519. The token
+ * process hashes and signs it; an ECDSA signature comes back as r||s. */
 static int
 sign_checkpoint(struct audit *a, const char *msg, size_t len, uint8_t *sig,
     size_t *siglen, char *err, size_t errlen)
 {
-	static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09,
-		0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
-		0x04, 0x20 };
 	const struct token_key *k = token_key(a->token, (size_t)a->audit_key);
-	uint8_t in[sizeof(di_sha256) + 32], raw[TOKEN_MAX_SIG];
-	size_t inlen = 32, rawlen = sizeof(raw);
-	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
-	const uint8_t *data = in;
+	uint8_t raw[TOKEN_MAX_SIG];
+	size_t rawlen = sizeof(raw);
 	int r;
 
-	if (k->type == TOKEN_KEY_ED25519) {
-		mech.mechanism = CKM_EDDSA;
-		data = (const uint8_t *)msg;
-		inlen = len;
-	} else if (k->type == TOKEN_KEY_RSA) {
-		mech.mechanism = CKM_RSA_PKCS;
-		memcpy(in, di_sha256, sizeof(di_sha256));
-		EVP_Digest(msg, len, in + sizeof(di_sha256), NULL, EVP_sha256(),
-		    NULL);
-		inlen = sizeof(in);
-	} else {
-		EVP_Digest(msg, len, in, NULL, EVP_sha256(), NULL);
-	}
-	/* Signed while the log's lock is held: never wait on a hung token
-	 * for longer than token_timeout. */
-	r = token_sign_within(a->token, (size_t)a->audit_key, mech.mechanism,
-	    data, inlen, raw, &rawlen, err, errlen);
+	/* Never waits on a hung token for longer than token_timeout: the
+	 * log's lock is held. */
+	r = token_sign_audit_line(a->token, (const uint8_t *)msg, len, raw,
+	    &rawlen, err, errlen);
 	if (r != KEYD_OK)
 		return r;
-	if (mech.mechanism == CKM_ECDSA) {
+	if (k->type == TOKEN_KEY_EC_P256 || k->type == TOKEN_KEY_EC_P384) {
 		ECDSA_SIG *es = ECDSA_SIG_new();
 		BIGNUM *br = BN_bin2bn(raw, (int)(rawlen / 2), NULL);
 		BIGNUM *bs = BN_bin2bn(raw + rawlen / 2, (int)(rawlen / 2), NULL);
@@ -931,9 +915,25 @@ sign_line(struct audit *a, char *line, size_t cap, size_t *len, char *err,
 	size_t siglen = sizeof(sig);
 	int r, w;
 
+	/* The chain of signed lines: each names the SHA-256 of the one
+	 * signed before it, and the token process signs only the line that
+	 * names the last one it signed (tokenproc.c). */
+	w = snprintf(line + *len - 1, cap - *len, ",\"cp_prev\":\"");
+	if (w < 0 || (size_t)w >= cap - *len)
+		return KEYD_ERR_INTERNAL;
+	*len = *len - 1 + (size_t)w;
+	if (*len + 2 * sizeof(a->cp_prev) + 3 > cap)
+		return KEYD_ERR_INTERNAL;
+	for (size_t i = 0; i < sizeof(a->cp_prev); i++)
+		*len += (size_t)snprintf(line + *len, 3, "%02x",
+		    a->cp_prev[i]);
+	line[(*len)++] = '"';
+	line[(*len)++] = '}';
+	line[*len] = '\0';
 	if ((r = sign_checkpoint(a, line, *len, sig, &siglen, err,
 	    errlen)) != KEYD_OK)
 		return r;
+	EVP_Digest(line, *len, a->cp_prev, NULL, EVP_sha256(), NULL);
 	EVP_EncodeBlock((unsigned char *)b64, sig, (int)siglen);
 	w = snprintf(line + *len - 1, cap - *len, ",\"sig\":\"%s\"}", b64);
 	if (w < 0 || (size_t)w >= cap - *len)

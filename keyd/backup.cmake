@@ -43,7 +43,7 @@ foreach(_w IN LISTS _slip39_words)
 endforeach()
 file(CONFIGURE OUTPUT ${SLIP39_WORDLIST_INC} CONTENT "${_slip39_inc}" @ONLY)
 
-target_sources(keydcore PRIVATE
+target_sources(keydobjs PRIVATE
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_drill.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_file.c
   ${CMAKE_CURRENT_SOURCE_DIR}/backup_pdf.c
@@ -60,10 +60,10 @@ set_source_files_properties(${CMAKE_CURRENT_SOURCE_DIR}/slip39.c PROPERTIES
   INCLUDE_DIRECTORIES ${CMAKE_CURRENT_BINARY_DIR}
   OBJECT_DEPENDS ${SLIP39_WORDLIST_INC})
 
-# The PDF sheets' libraries. keydcore is static: only programs that call
-# backup_pdf_* (keyd-backup) pull in backup_pdf.o, and --as-needed keeps
-# cairo out of the others.
-target_link_libraries(keydcore PUBLIC PkgConfig::CAIROPDF PkgConfig::QRENCODE)
+# The PDF sheets' libraries (cairo, qrencode) are in KEYD_CORE_DEPS: the
+# libraries are static, so only programs that call backup_pdf_*
+# (keyd-backup) pull in backup_pdf.o, and --as-needed keeps cairo out of
+# the others.
 
 add_executable(keyd-backup ${CMAKE_CURRENT_SOURCE_DIR}/keyd_backup.c)
 target_link_libraries(keyd-backup PRIVATE keydcore)

@@ -1,6 +1,19 @@
-/* keyd_main.c: the daemon's start-up, signal loop and shutdown. */
+/*
+ * keyd_main.c: keyd's supervisor, and the socket-facing process it forks.
+ *
+ * The supervisor (the process systemd starts and signals) reads the
+ * configuration and the PIN, starts one token process per configured
+ * token (keyd-token, tokenproc.c), and forks the socket-facing process,
+ * which accepts clients and reaches the tokens only through the token
+ * processes' channels. The supervisor never loads the PKCS#11 module and
+ * never parses a client's bytes; it handles the signals, restarts a token
+ * process that crashed, hung or lost its device, and keeps the PIN in
+ * locked memory for those restarts. docs/architecture.md has the picture.
+ */
 #include <errno.h>
 #include <getopt.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <grp.h>
 #include <poll.h>
@@ -12,6 +25,8 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +41,8 @@
 #include "server.h"
 #include "srtp.h"
 #include "token.h"
+#include "token_proxy.h"
+#include "tokenwire.h"
 
 #define ERRLEN 1024
 #define TICK_MAX_MS 1000
@@ -49,33 +66,12 @@ usage(FILE *f)
 	    "      --version       print the version and exit\n");
 }
 
-/* Drops to the configured user: only its primary group, no capabilities
- * (a non-root uid keeps none), and checks that there is no way back. */
-static int
-drop_privileges(const struct config *cfg, char *err, size_t errlen)
-{
-	uid_t r, e, s;
-
-	if (cfg->user == NULL)
-		return KEYD_OK;
-	if (setgroups(1, &cfg->user_gid) != 0 ||
-	    setresgid(cfg->user_gid, cfg->user_gid, cfg->user_gid) != 0 ||
-	    setresuid(cfg->user_uid, cfg->user_uid, cfg->user_uid) != 0) {
-		snprintf(err, errlen, "cannot switch to user %s: %s", cfg->user,
-		    strerror(errno));
-		return KEYD_ERR_CONFIG;
-	}
-	if (getresuid(&r, &e, &s) != 0 || r != cfg->user_uid ||
-	    e != cfg->user_uid || s != cfg->user_uid ||
-	    (cfg->user_uid != 0 && setuid(0) == 0)) {
-		snprintf(err, errlen, "switching to user %s did not take",
-		    cfg->user);
-		return KEYD_ERR_INTERNAL;
-	}
-	/* A drop clears dumpable; set it again explicitly anyway. */
-	(void)prctl(PR_SET_DUMPABLE, 0);
-	return KEYD_OK;
-}
+#define RESTART_FIRST_MS 500      /* the second restart in a row waits this */
+#define RESTART_MAX_MS 30000
+#define RESTART_RESET_MS 60000    /* up this long: back-off starts again */
+#define STOP_WAIT_MS 10000        /* for the socket-facing process's stop */
+#define TOKEN_STOP_WAIT_MS 5000   /* for C_Finalize in the token processes */
+#define MAX_CHANNELS TW_MAX_FDS
 
 static void
 event(struct audit *a, const char *name, const char *detail)
@@ -89,7 +85,9 @@ event(struct audit *a, const char *name, const char *detail)
 		log_error("cannot write the '%s' event to the audit log", name);
 }
 
-/* The signals keyd handles (through its signalfd, once serving). */
+/* The signals the supervisor handles through its signalfd. They are
+ * blocked in every process keyd makes; the token processes block them
+ * again before their module can start a thread. */
 static void
 keyd_signals(sigset_t *sigs)
 {
@@ -98,230 +96,530 @@ keyd_signals(sigset_t *sigs)
 	sigaddset(sigs, SIGINT);
 	sigaddset(sigs, SIGHUP);
 	sigaddset(sigs, SIGUSR2);
+	sigaddset(sigs, SIGCHLD);
 	if (secure_getenv(SANDBOX_PROBE_ENV) != NULL)
 		sigaddset(sigs, SIGUSR1);
 }
 
-/* SIGTERM and SIGINT during start-up: keyd has written nothing to the
- * audit log yet that a stop record would close, and the module may be
- * stuck in a call that will not return; the watcher says so and exits. */
-struct startup_watch {
-	pthread_t th;
-	int running;
+/* One token process, as the supervisor sees it. */
+struct tproc {
+	size_t idx;
+	const char *role;
+	pid_t pid;                 /* 0: none running */
+	int ctl;                   /* its control channel; -1: none */
+	unsigned gen;
+	int srv_fds[MAX_CHANNELS]; /* the socket-facing ends, until handed */
+	int have_fds;
+	int ready;
+	struct kbuf info;          /* its READY frame, after the type */
+	long started_ms;
+	long restart_at_ms;        /* 0: none due */
+	long backoff_ms;
+	int hung_kill;             /* killed by keyd for a hang */
+	int pin_refused;
+	int failed_code;
+	char failed_msg[ERRLEN];
 };
 
-static void *
-startup_watch_main(void *arg)
-{
-	sigset_t stop;
-	siginfo_t si;
+struct sup {
+	struct config *cfg;
+	const char *cfg_path;
+	char helper[PATH_MAX];
+	char *pin;
+	size_t pin_len;
+	struct tproc tp[2];
+	size_t ntp;
+	size_t nch;
+	int sfd;
+	int srv_ctl;               /* to the socket-facing process; -1 */
+	pid_t srv_pid;
+	int verbose;
+	int have_cp;               /* the last audit line signed */
+	uint8_t cp_last[TW_HASH_LEN];
+};
 
-	(void)arg;
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGINT);
-	while (sigwaitinfo(&stop, &si) < 0)
-		;
-	log_error("%s during start-up: stopping before serving",
-	    si.si_signo == SIGTERM ? "SIGTERM" : "SIGINT");
-	_exit(1);
+/* keyd-token: beside keyd in a build tree, else where it is installed. */
+static int
+find_helper(char *out, size_t n)
+{
+	char self[PATH_MAX];
+	ssize_t l = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (l > 0) {
+		self[l] = '\0';
+		snprintf(out, n, "%s/keyd-token", dirname(self));
+		if (access(out, X_OK) == 0)
+			return 0;
+	}
+	snprintf(out, n, "%s", KEYD_TOKEN_HELPER);
+	return access(out, X_OK);
+}
+
+static void
+close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void
+drop_fds(struct tproc *p, size_t nch)
+{
+	if (!p->have_fds)
+		return;
+	for (size_t i = 0; i < nch; i++)
+		close_fd(&p->srv_fds[i]);
+	p->have_fds = 0;
+}
+
+/* Starts token process p: fork, then exec of keyd-token with its
+ * control channel and request channels, and the PIN sent over the
+ * control channel. */
+static int
+spawn(struct sup *S, struct tproc *p)
+{
+	int ctl[2], ch[MAX_CHANNELS][2], hi[1 + MAX_CHANNELS];
+	char nbuf[16], *argv[10];
+	size_t i, n = S->nch, a = 0;
+	struct kbuf b;
+	pid_t pid;
+	int r;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) != 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ch[i]) !=
+		    0) {
+			while (i-- > 0) {
+				close(ch[i][0]);
+				close(ch[i][1]);
+			}
+			close(ctl[0]);
+			close(ctl[1]);
+			return -1;
+		}
+	snprintf(nbuf, sizeof(nbuf), "%zu", n);
+	argv[a++] = "keyd-token";
+	argv[a++] = "--config";
+	argv[a++] = (char *)S->cfg->path;
+	argv[a++] = "--role";
+	argv[a++] = (char *)p->role;
+	argv[a++] = "--channels";
+	argv[a++] = nbuf;
+	if (S->verbose)
+		argv[a++] = "-v";
+	argv[a] = NULL;
+	if ((pid = fork()) < 0) {
+		r = -1;
+		goto out;
+	}
+	if (pid == 0) {
+		int base = TW_FD_FIRST_CHANNEL + (int)n + 8;
+
+		/* Out of the way first, then into place (dup2 clears
+		 * FD_CLOEXEC on the copy). */
+		hi[0] = fcntl(ctl[1], F_DUPFD_CLOEXEC, base);
+		for (i = 0; i < n; i++)
+			hi[1 + i] = fcntl(ch[i][1], F_DUPFD_CLOEXEC, base);
+		for (i = 0; i <= n; i++)
+			if (hi[i] < 0 || dup2(hi[i], TW_FD_CONTROL + (int)i) < 0)
+				_exit(127);
+		execv(S->helper, argv);
+		_exit(127);
+	}
+	r = 0;
+out:
+	close(ctl[1]);
+	for (i = 0; i < n; i++)
+		close(ch[i][1]);
+	if (r != 0) {
+		close(ctl[0]);
+		for (i = 0; i < n; i++)
+			close(ch[i][0]);
+		return -1;
+	}
+	p->pid = pid;
+	p->ctl = ctl[0];
+	p->gen++;
+	for (i = 0; i < n; i++)
+		p->srv_fds[i] = ch[i][0];
+	p->have_fds = 1;
+	p->ready = 0;
+	p->hung_kill = 0;
+	p->failed_code = 0;
+	p->failed_msg[0] = '\0';
+	p->started_ms = tw_now_ms();
+	p->restart_at_ms = 0;
+	kbuf_init(&b, 4096, KBUF_SECRET);
+	r = tw_put_word(&b, TW_CTL_PIN) == KEYD_OK &&
+	    tw_put_word(&b, (uint32_t)S->pin_len) == KEYD_OK &&
+	    kbuf_put(&b, S->pin, S->pin_len) == KEYD_OK &&
+	    tw_send(p->ctl, kbuf_ptr(&b), kbuf_avail(&b), NULL, 0) == 0 ? 0 :
+	    -1;
+	kbuf_free(&b);
+	log_debug("token process %s started (pid %ld)", p->role, (long)pid);
+	return r;
+}
+
+static void
+send_srv(struct sup *S, const void *p, size_t n, const int *fds, size_t nfds)
+{
+	if (S->srv_ctl >= 0 && tw_send(S->srv_ctl, p, n, fds, nfds) != 0)
+		log_error("cannot reach the socket-facing process: %s",
+		    strerror(errno));
+}
+
+/* Hands token process p's channels and key info to the socket-facing
+ * process. */
+static void
+hand_over(struct sup *S, struct tproc *p)
+{
+	struct kbuf b;
+	uint32_t h[3] = { TW_CTL_TOKEN_UP, (uint32_t)p->idx, p->gen };
+
+	if (S->srv_ctl < 0 || !p->ready || !p->have_fds)
+		return;
+	kbuf_init(&b, TW_MAX_FRAME, 0);
+	if (kbuf_put(&b, h, sizeof(h)) == KEYD_OK &&
+	    kbuf_put(&b, kbuf_ptr(&p->info), kbuf_avail(&p->info)) == KEYD_OK)
+		send_srv(S, kbuf_ptr(&b), kbuf_avail(&b), p->srv_fds, S->nch);
+	kbuf_free(&b);
+	drop_fds(p, S->nch);
+}
+
+static void
+tell_down(struct sup *S, struct tproc *p, const char *state,
+    const char *cause)
+{
+	struct kbuf b;
+	uint32_t h[3] = { TW_CTL_TOKEN_DOWN, (uint32_t)p->idx, p->gen };
+
+	kbuf_init(&b, 4096, 0);
+	if (kbuf_put(&b, h, sizeof(h)) == KEYD_OK &&
+	    kbuf_put(&b, state, strlen(state) + 1) == KEYD_OK &&
+	    kbuf_put(&b, cause, strlen(cause)) == KEYD_OK)
+		send_srv(S, kbuf_ptr(&b), kbuf_avail(&b), NULL, 0);
+	kbuf_free(&b);
+}
+
+/* A frame from token process p's control channel. */
+static void
+token_frame(struct sup *S, struct tproc *p)
+{
+	struct kbuf b;
+	uint32_t t, code;
+	const uint8_t *h;
+
+	kbuf_init(&b, TW_MAX_FRAME, 0);
+	if (tw_recv(p->ctl, &b, TW_MAX_FRAME, NULL, NULL, tw_now_ms() +
+	    5000) != 0) {
+		/* Closed: its exit is reaped through SIGCHLD. */
+		close_fd(&p->ctl);
+		kbuf_free(&b);
+		return;
+	}
+	if (tw_get_word(&b, &t) != KEYD_OK)
+		goto out;
+	switch (t) {
+	case TW_CTL_READY: {
+		struct tw_info in;
+		struct kbuf v;
+
+		kbuf_view(&v, kbuf_ptr(&b), kbuf_avail(&b));
+		if (tw_info_get(&v, &in) != KEYD_OK) {
+			log_error("token process %s sent malformed key info",
+			    p->role);
+			kill(p->pid, SIGKILL);
+			break;
+		}
+		tw_info_free(&in);
+		kbuf_reset(&p->info);
+		if (kbuf_put(&p->info, kbuf_ptr(&b), kbuf_avail(&b)) !=
+		    KEYD_OK)
+			break;
+		p->ready = 1;
+		hand_over(S, p);
+		break;
+	}
+	case TW_CTL_FAILED:
+		if (tw_get_word(&b, &code) != KEYD_OK)
+			break;
+		p->failed_code = (int)code;
+		snprintf(p->failed_msg, sizeof(p->failed_msg), "%.*s",
+		    (int)kbuf_avail(&b), (const char *)kbuf_ptr(&b));
+		break;
+	case TW_CTL_CP_ASK: {
+		uint32_t ans[2] = { TW_CTL_CP_ANSWER, 0 };
+
+		if (kbuf_get_ptr(&b, TW_HASH_LEN, &h) != KEYD_OK)
+			break;
+		ans[1] = !S->have_cp || memcmp(h, S->cp_last, TW_HASH_LEN) == 0;
+		if (tw_send(p->ctl, ans, sizeof(ans), NULL, 0) != 0)
+			log_error("cannot answer token process %s", p->role);
+		break;
+	}
+	case TW_CTL_CP_DONE:
+		if (kbuf_get_ptr(&b, TW_HASH_LEN, &h) != KEYD_OK)
+			break;
+		memcpy(S->cp_last, h, TW_HASH_LEN);
+		S->have_cp = 1;
+		break;
+	}
+out:
+	kbuf_free(&b);
+}
+
+static const char *
+signame(int sig)
+{
+	switch (sig) {
+	case SIGSEGV: return "SIGSEGV";
+	case SIGABRT: return "SIGABRT";
+	case SIGBUS: return "SIGBUS";
+	case SIGILL: return "SIGILL";
+	case SIGFPE: return "SIGFPE";
+	case SIGKILL: return "SIGKILL";
+	case SIGSYS: return "SIGSYS";
+	case SIGTERM: return "SIGTERM";
+	}
+	return "a signal";
+}
+
+/* Token process p has ended with status st: why, in a few words. */
+static void
+token_ended(struct sup *S, struct tproc *p, int st, int starting)
+{
+	char cause[ERRLEN + 128];
+	const char *state = "restarting";
+	long now = tw_now_ms(), delay;
+
+	if (p->hung_kill) {
+		snprintf(cause, sizeof(cause), "it hung (a call took longer "
+		    "than token_timeout, %u ms)", S->cfg->token_timeout_ms);
+	} else if (WIFSIGNALED(st)) {
+		snprintf(cause, sizeof(cause), "it crashed (%s, signal %d, "
+		    "inside the module)", signame(WTERMSIG(st)), WTERMSIG(st));
+	} else if (WEXITSTATUS(st) == TW_EXIT_DEVICE_LOST) {
+		snprintf(cause, sizeof(cause), "the token lost its device (a "
+		    "health probe failed after a re-login)");
+	} else if (WEXITSTATUS(st) == TW_EXIT_PIN_REFUSED) {
+		snprintf(cause, sizeof(cause), "the token refused keyd's PIN%s%.*s;"
+		    " keyd does not try it again until SIGUSR2 or a restart",
+		    p->failed_msg[0] ? ": " : "", ERRLEN - 1, p->failed_msg);
+		state = "pin refused";
+		p->pin_refused = 1;
+	} else if (p->failed_msg[0] != '\0') {
+		snprintf(cause, sizeof(cause), "%.*s", ERRLEN - 1,
+		    p->failed_msg);
+		state = starting ? "failed" : "restarting";
+	} else {
+		snprintf(cause, sizeof(cause), "it exited with status %d",
+		    WEXITSTATUS(st));
+	}
+	if (!starting)
+		log_error("token process %s (token '%s') ended: %s", p->role,
+		    p->idx == 0 ? S->cfg->token : S->cfg->failover_token, cause);
+	p->pid = 0;
+	p->ready = 0;
+	close_fd(&p->ctl);
+	drop_fds(p, S->nch);
+	if (!starting)
+		tell_down(S, p, state, cause);
+	if (p->pin_refused)
+		return;
+	if (now - p->started_ms > RESTART_RESET_MS)
+		p->backoff_ms = 0;
+	delay = p->backoff_ms;
+	p->backoff_ms = p->backoff_ms == 0 ? RESTART_FIRST_MS :
+	    p->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS :
+	    p->backoff_ms * 2;
+	p->restart_at_ms = now + delay;
+	if (!starting)
+		log_info("token process %s: restarting in %ld ms", p->role,
+		    delay);
+}
+
+static void
+restart_due(struct sup *S)
+{
+	long now = tw_now_ms();
+
+	for (size_t j = 0; j < S->ntp; j++) {
+		struct tproc *p = &S->tp[j];
+
+		if (p->pid != 0 || p->restart_at_ms == 0 ||
+		    p->restart_at_ms > now)
+			continue;
+		p->restart_at_ms = 0;
+		if (spawn(S, p) != 0) {
+			log_error("cannot start token process %s: %s", p->role,
+			    strerror(errno));
+			p->restart_at_ms = now + RESTART_MAX_MS;
+		}
+	}
+}
+
+static long
+next_timer_ms(struct sup *S, long dflt)
+{
+	long now = tw_now_ms(), ms = dflt;
+
+	for (size_t j = 0; j < S->ntp; j++)
+		if (S->tp[j].pid == 0 && S->tp[j].restart_at_ms != 0) {
+			long left = S->tp[j].restart_at_ms - now;
+
+			if (left < ms)
+				ms = left < 0 ? 0 : left;
+		}
+	return ms;
+}
+
+/* Ends every token process: their control channels close, they
+ * finalise their modules and exit; one that does not is killed. */
+static void
+stop_tokens(struct sup *S)
+{
+	long until = tw_now_ms() + TOKEN_STOP_WAIT_MS;
+	int st;
+
+	for (size_t j = 0; j < S->ntp; j++) {
+		close_fd(&S->tp[j].ctl);
+		drop_fds(&S->tp[j], S->nch);
+	}
+	for (size_t j = 0; j < S->ntp; j++) {
+		struct tproc *p = &S->tp[j];
+
+		while (p->pid != 0) {
+			pid_t r = waitpid(p->pid, &st, WNOHANG);
+
+			if (r == p->pid || (r < 0 && errno == ECHILD)) {
+				p->pid = 0;
+				break;
+			}
+			if (tw_now_ms() > until) {
+				log_error("token process %s did not stop; "
+				    "killing it", p->role);
+				kill(p->pid, SIGKILL);
+				(void)waitpid(p->pid, &st, 0);
+				p->pid = 0;
+				break;
+			}
+			usleep(10000);
+		}
+		kbuf_free(&p->info);
+	}
+}
+
+/* Start-up: waits until every token process is ready or has ended.
+ * SIGTERM and SIGINT stop keyd here. Returns how many are ready, or -1. */
+static int
+wait_started(struct sup *S)
+{
+	for (;;) {
+		struct pollfd pf[3];
+		size_t n = 0, pending = 0, ready = 0;
+		int st;
+
+		for (size_t j = 0; j < S->ntp; j++) {
+			if (S->tp[j].pid != 0 && !S->tp[j].ready)
+				pending++;
+			ready += S->tp[j].ready;
+		}
+		if (pending == 0)
+			return (int)ready;
+		pf[n++] = (struct pollfd){ S->sfd, POLLIN, 0 };
+		for (size_t j = 0; j < S->ntp; j++)
+			pf[n++] = (struct pollfd){ S->tp[j].ctl, POLLIN, 0 };
+		if (poll(pf, n, -1) < 0 && errno != EINTR)
+			return -1;
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(S->sfd, &si, sizeof(si)) == sizeof(si) &&
+			    (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)) {
+				log_error("%s during start-up: stopping before "
+				    "serving", si.ssi_signo == SIGTERM ?
+				    "SIGTERM" : "SIGINT");
+				return -1;
+			}
+		}
+		for (size_t j = 0; j < S->ntp; j++) {
+			struct tproc *p = &S->tp[j];
+
+			if (p->ctl >= 0 && (pf[1 + j].revents & (POLLIN |
+			    POLLHUP)))
+				token_frame(S, p);
+			if (p->pid != 0 && !p->ready &&
+			    waitpid(p->pid, &st, WNOHANG) == p->pid) {
+				token_ended(S, p, st, 1);
+				if (p->failed_msg[0] == '\0')
+					snprintf(p->failed_msg,
+					    sizeof(p->failed_msg), "its token "
+					    "process ended (status %d)", st);
+			}
+		}
+	}
 }
 
 static int
-startup_watch_start(struct startup_watch *w)
+open_side(struct config *cfg, struct token *token, int check_only,
+    struct srtp **srtp, char *err, size_t errlen)
 {
-	int e = pthread_create(&w->th, NULL, startup_watch_main, NULL);
-
-	if (e != 0) {
-		errno = e;
+	/* The per-key implicit-rejection secrets, from the token, before any
+	 * worker thread exists (rsa_ir.h); the SRTP KEKs' check values. */
+	if (rsa_ir_init(cfg, token, err, errlen) != KEYD_OK)
 		return -1;
-	}
-	w->running = 1;
+	if (srtp_init(cfg, token, check_only, srtp, err, errlen) != KEYD_OK)
+		return -1;
 	return 0;
 }
 
-/* Stops the watcher (sigwaitinfo is a cancellation point); a signal it
- * did not take stays pending for the signalfd. */
+/* The directory of path, for Landlock (in buf). */
+static const char *
+dir_of(const char *path, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s", path);
+	return dirname(buf);
+}
+
+/* The socket-facing process: from the fork to its exit. */
 static int
-startup_watch_stop(struct startup_watch *w)
+serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 {
-	int e;
-
-	if (!w->running)
-		return 0;
-	w->running = 0;
-	if ((e = pthread_cancel(w->th)) != 0 ||
-	    (e = pthread_join(w->th, NULL)) != 0) {
-		errno = e;
-		return -1;
-	}
-	return 0;
-}
-
-int
-main(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "check-config", no_argument, NULL, 'C' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *cfg_path = NULL;
-	struct config *cfg = NULL;
-	struct token *token = NULL;
 	struct audit *audit = NULL;
 	struct server *srv = NULL;
 	struct srtp *srtp = NULL;
 	struct dispatch d;
-	struct rlimit nocore = { 0, 0 };
-	char err[ERRLEN], detail[128], pin_path[PATH_MAX];
-	const char *creds;
-	char *pin = NULL;
-	size_t pin_len = 0, weak = 0;
-	sigset_t sigs;
-	struct startup_watch watch = { 0 };
-	int check_only = 0, o, sfd = -1, ret = 1, r, dispatch_ready = 0;
+	char err[ERRLEN], detail[128], da[PATH_MAX], ds[PATH_MAX];
+	const char *rw[3];
+	int ret = 1, r, dispatch_ready = 0;
 	time_t last_sweep = 0;
 	size_t stuck;
+	struct kbuf b;
 	int sandboxed __attribute__((unused)) = 0;
 
-	/* No core dumps and no ptrace by other users, whatever the start
-	 * mode: the process holds a logged-in token session and the PIN. */
-	(void)prctl(PR_SET_DUMPABLE, 0);
-	(void)setrlimit(RLIMIT_CORE, &nocore);
-	/* Before anything can start a thread: a module may start threads in
-	 * C_Initialize or later (tpm2-pkcs11 starts a GLib thread), and they
-	 * inherit the mask of the thread that made them. keyd's signals stay
-	 * blocked in every thread; until keyd serves, a watcher thread takes
-	 * SIGTERM and SIGINT (a start-up that hangs in the module can still
-	 * be stopped), and SIGHUP and SIGUSR2 wait. A module that writes to a
-	 * closed connection gets EPIPE, not SIGPIPE. */
-	keyd_signals(&sigs);
-	(void)signal(SIGPIPE, SIG_IGN);
-	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 ||
-	    startup_watch_start(&watch) != 0) {
-		log_error("cannot set up signal handling: %s", strerror(errno));
-		return 1;
-	}
-
-	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
-		switch (o) {
-		case 'c': cfg_path = optarg; break;
-		case 'C': check_only = 1; break;
-		case 'v': log_set_level(LOG_LVL_DEBUG); break;
-		case 'V': printf("keyd %s\n", KEYD_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (cfg_path == NULL || optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-
-	if (config_load(cfg_path, &cfg, err, sizeof(err)) != KEYD_OK) {
+	(void)prctl(PR_SET_NAME, "keyd-serve");
+	kbuf_init(&b, TW_MAX_FRAME, 0);
+	if (open_side(cfg, token, 0, &srtp, err, sizeof(err)) != 0 ||
+	    audit_open(cfg, token, &audit, err, sizeof(err)) != KEYD_OK ||
+	    server_bind(cfg, cfg->user != NULL ? cfg->user_uid : geteuid(),
+	    &srv, err, sizeof(err)) != KEYD_OK ||
+	    sandbox_drop_privileges(cfg, err, sizeof(err)) != KEYD_OK) {
 		log_error("%s", err);
 		goto out;
 	}
-	if (cfg->pin_file != NULL) {
-		snprintf(pin_path, sizeof(pin_path), "%s", cfg->pin_file);
-	} else if ((creds = secure_getenv("CREDENTIALS_DIRECTORY")) != NULL &&
-	    *creds == '/') {
-		snprintf(pin_path, sizeof(pin_path), "%s/%s", creds,
-		    PIN_CREDENTIAL);
-	} else {
-		log_error("%s: [keyd] pin_file is required (or run keyd under "
-		    "systemd with LoadCredential=%s:FILE)", cfg_path,
-		    PIN_CREDENTIAL);
-		goto out;
-	}
-	if (pin_read(pin_path, cfg->user != NULL ? cfg->user_uid :
-	    geteuid(), &pin, &pin_len, err, sizeof(err)) != KEYD_OK) {
+	/* From here it reads and writes only its own directories: not the
+	 * PIN file, not the systemd credential. */
+	rw[0] = dir_of(cfg->audit_log, da, sizeof(da));
+	rw[1] = cfg->state_dir;
+	rw[2] = dir_of(cfg->socket, ds, sizeof(ds));
+	r = sandbox_landlock(rw, 3, err, sizeof(err));
+	if (r == KEYD_ERR_UNSUPPORTED)
+		log_warn("%s: the socket-facing process is not kept from the "
+		    "PIN file %s by Landlock", err, pin_path);
+	else if (r != KEYD_OK) {
 		log_error("%s", err);
-		goto out;
-	}
-	r = token_open(cfg, pin, pin_len, &token, err, sizeof(err));
-	pin_free(pin, pin_len);
-	pin = NULL;
-	if (r != KEYD_OK) {
-		log_error("%s", err);
-		goto out;
-	}
-	for (size_t i = 0; i < token_key_count(token); i++) {
-		const struct token_key *k = token_key(token, i);
-
-		if (k->weak_extractable) {
-			weak++;
-			log_warn("KEY '%s' IS EXTRACTABLE WITHOUT "
-			    "CKA_WRAP_WITH_TRUSTED: anyone holding the user PIN "
-			    "can wrap it under a key they choose and read it in "
-			    "the clear. Regenerate it with keyd-backup keygen "
-			    "(with --no-backup if the token cannot hold a key "
-			    "that can be backed up; keygen says so).", k->name);
-		}
-	}
-	/* The per-key implicit-rejection secrets, from the token, before any
-	 * worker thread exists (rsa_ir.h). */
-	if (rsa_ir_init(cfg, token, err, sizeof(err)) != KEYD_OK) {
-		log_error("%s", err);
-		goto out;
-	}
-	if (cfg->audit_key == NULL)
-		log_warn("no audit_key: the audit log has no signed "
-		    "checkpoints, so tampering with its last lines cannot be "
-		    "detected");
-	/* Before dropping privileges: it may create state_dir. */
-	if (srtp_init(cfg, token, check_only, &srtp, err, sizeof(err)) !=
-	    KEYD_OK) {
-		log_error("%s", err);
-		goto out;
-	}
-	if (check_only) {
-		/* A failover token that cannot serve is only logged at a
-		 * start (keyd serves from the primary and tries it again);
-		 * a check fails on it. */
-		for (size_t j = 0; j < token_count(token); j++) {
-			struct token_info ti;
-
-			token_get_info(token, j, &ti);
-			if (strcmp(ti.state, "failed") == 0) {
-				log_error("%s: the %s token '%s' cannot serve "
-				    "(see above)", cfg_path, ti.role, ti.label);
-				goto out;
-			}
-		}
-		printf("keyd: %s is valid: token '%s', %zu key%s, %zu "
-		    "client%s%s\n", cfg_path, cfg->token, cfg->n_keys,
-		    LOG_PLURAL(cfg->n_keys), cfg->n_clients,
-		    LOG_PLURAL(cfg->n_clients), weak ? " (with warnings)" : "");
-		ret = 0;
-		goto out;
-	}
-
-	if (audit_open(cfg, token, &audit, err, sizeof(err)) != KEYD_OK) {
-		log_error("%s", err);
-		goto out;
-	}
-	if (server_bind(cfg, cfg->user != NULL ? cfg->user_uid : geteuid(),
-	    &srv, err, sizeof(err)) != KEYD_OK) {
-		log_error("%s", err);
-		goto out;
-	}
-	if (drop_privileges(cfg, err, sizeof(err)) != KEYD_OK) {
-		log_error("%s", err);
-		goto out;
-	}
-
-	/* Signals go to the main thread's signalfd only: block them before
-	 * any worker exists, so every worker inherits the mask. */
-	/* From here the main thread reads the signals from its signalfd;
-	 * the start-up watcher stops first, so that none is lost to it. */
-	if (startup_watch_stop(&watch) != 0 ||
-	    (sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
-		log_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
 	if (dispatch_init(&d, cfg, token, audit) != KEYD_OK) {
@@ -331,15 +629,15 @@ main(int argc, char **argv)
 	dispatch_ready = 1;
 	d.srtp = srtp;
 	if (cfg->sandbox) {
-		if (sandbox_install(cfg->module_network, err, sizeof(err)) !=
-		    KEYD_OK) {
+		if (sandbox_install(err, sizeof(err)) != KEYD_OK) {
 			log_error("%s (set sandbox = no to run without it)",
 			    err);
 			goto out;
 		}
 		sandboxed = 1;
 		log_info("seccomp sandbox on%s", cfg->module_network ?
-		    ", network sockets allowed for the module" : "");
+		    " (network sockets allowed in the token processes only)" :
+		    "");
 	} else {
 		log_warn("sandbox = no: running without the seccomp filter");
 	}
@@ -362,10 +660,11 @@ main(int argc, char **argv)
 
 	for (;;) {
 		struct timespec now;
-		struct pollfd pfd = { sfd, POLLIN, 0 };
-		struct signalfd_siginfo si;
+		struct pollfd pfd = { ctl, POLLIN, 0 };
 		int tick = (int)cfg->audit_sync_ms < TICK_MAX_MS ?
-		    (int)cfg->audit_sync_ms : TICK_MAX_MS;
+		    (int)cfg->audit_sync_ms : TICK_MAX_MS, fds[MAX_CHANNELS];
+		size_t nfds = MAX_CHANNELS;
+		uint32_t h[3];
 
 		r = poll(&pfd, 1, tick);
 		audit_tick(audit);
@@ -376,9 +675,59 @@ main(int argc, char **argv)
 			server_tick(srv);
 			last_sweep = now.tv_sec;
 		}
-		if (r <= 0 || read(sfd, &si, sizeof(si)) != sizeof(si))
+		if (r <= 0)
 			continue;
-		if (si.ssi_signo == SIGUSR1) {
+		if (tw_recv(ctl, &b, TW_MAX_FRAME, fds, &nfds, tw_now_ms() +
+		    5000) != 0) {
+			log_error("keyd's supervisor is gone: stopping");
+			break;
+		}
+		if (kbuf_get_bytes(&b, h, sizeof(uint32_t)) != KEYD_OK)
+			continue;
+		if (h[0] == TW_CTL_TOKEN_UP &&
+		    kbuf_get_bytes(&b, h + 1, 2 * sizeof(uint32_t)) == KEYD_OK) {
+			struct tw_info in;
+
+			if (tw_info_get(&b, &in) != KEYD_OK ||
+			    token_proxy_up(token, h[1], h[2], fds, nfds, &in, err,
+			    sizeof(err)) != KEYD_OK) {
+				for (size_t i = 0; i < nfds; i++)
+					close(fds[i]);
+				log_error("a token process came back, but: %s",
+				    err);
+			} else {
+				snprintf(detail, sizeof(detail), "token '%s' (%s) "
+				    "serves again", in.ti.label, h[1] == 0 ?
+				    "primary" : "failover");
+				log_info("%s", detail);
+				event(audit, "token-ready", detail);
+			}
+			tw_info_free(&in);
+			continue;
+		}
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (h[0] == TW_CTL_TOKEN_DOWN &&
+		    kbuf_get_bytes(&b, h + 1, 2 * sizeof(uint32_t)) == KEYD_OK) {
+			char state[24], cause[ERRLEN + 64];
+			size_t sl = strnlen((const char *)kbuf_ptr(&b),
+			    kbuf_avail(&b));
+
+			if (sl >= kbuf_avail(&b) || sl >= sizeof(state))
+				continue;
+			memcpy(state, kbuf_ptr(&b), sl + 1);
+			snprintf(cause, sizeof(cause), "%s %s: %.*s", h[1] == 0 ?
+			    "primary" : "failover", state,
+			    (int)(kbuf_avail(&b) - sl - 1),
+			    (const char *)kbuf_ptr(&b) + sl + 1);
+			token_proxy_down(token, h[1], h[2], state);
+			event(audit, "token-restart", cause);
+			continue;
+		}
+		if (h[0] != TW_CTL_SIGNAL ||
+		    kbuf_get_bytes(&b, h + 1, sizeof(uint32_t)) != KEYD_OK)
+			continue;
+		if (h[1] == SIGUSR1) {
 			/* The sandbox test's probe: this must kill keyd. */
 			log_warn("sandbox probe: calling socket(AF_INET)");
 			r = socket(AF_INET, SOCK_STREAM, 0);
@@ -386,32 +735,28 @@ main(int argc, char **argv)
 			    "(%d)", r);
 			continue;
 		}
-		if (si.ssi_signo == SIGHUP) {
+		if (h[1] == SIGHUP) {
 			log_info("SIGHUP: reopening the audit log");
 			if (audit_rotate(audit) == KEYD_OK)
 				event(audit, "log-reopened", NULL);
 			continue;
 		}
-		if (si.ssi_signo == SIGUSR2) {
+		if (h[1] == SIGUSR2) {
 			/* Session copies of the keys do not see changes made
-			 * on the token by others: this reads them again. */
+			 * on the token by others: the token processes read
+			 * them again. */
 			log_info("SIGUSR2: reading the keys from the token "
 			    "again");
 			event(audit, "keys-reload", NULL);
-			token_reload(token);
 			continue;
 		}
-		log_info("stopping on signal %u", si.ssi_signo);
+		log_info("stopping on signal %u", h[1]);
 		break;
 	}
 	if ((stuck = server_stop(srv)) > 0) {
-		/* Workers inside a hung token call own memory and the token
-		 * module: neither can be freed or finalised under them. */
-		log_error("%zu workers did not stop (a token call hangs); "
-		    "exiting without closing the token", stuck);
-		token_abandon(token);
+		log_error("%zu workers did not stop", stuck);
 		server_free(srv);       /* only removes the socket file */
-		event(audit, "stop", "token hung");
+		event(audit, "stop", "workers stuck");
 		audit_seal(audit);
 		fflush(NULL);
 		_exit(1);
@@ -419,19 +764,15 @@ main(int argc, char **argv)
 	event(audit, "stop", NULL);
 	ret = 0;
 out:
-	(void)startup_watch_stop(&watch);
 	server_free(srv);
 	srtp_free(srtp);
-	/* The final checkpoint is signed on the token: close the log first. */
+	/* The final checkpoint is signed in a token process: close the log
+	 * first. */
 	audit_close(audit);
 	rsa_ir_cleanup();
-	token_close(token);
 	if (dispatch_ready)
 		dispatch_free(&d);
-	pin_free(pin, pin_len);
-	config_free(cfg);
-	if (sfd >= 0)
-		close(sfd);
+	kbuf_free(&b);
 #ifdef KEYD_SANITIZE_BUILD
 	/* LeakSanitizer's exit-time check stops the threads with ptrace from
 	 * a cloned task, which the seccomp filter forbids; a sandboxed
@@ -441,5 +782,354 @@ out:
 		_exit(ret);
 	}
 #endif
+	token_close(token);
+	config_free(cfg);
+	return ret;
+}
+
+/* The supervisor's loop once the socket-facing process runs. Returns
+ * keyd's exit status. */
+static int
+supervise(struct sup *S)
+{
+	int stopping = 0, st, ret = 1;
+	long stop_deadline = 0;
+	struct kbuf b;
+
+	kbuf_init(&b, 4096, 0);
+	for (;;) {
+		struct pollfd pf[4];
+		size_t n = 0;
+		long wait = next_timer_ms(S, 1000);
+
+		pf[n++] = (struct pollfd){ S->sfd, POLLIN, 0 };
+		pf[n++] = (struct pollfd){ S->srv_ctl, POLLIN, 0 };
+		for (size_t j = 0; j < S->ntp; j++)
+			pf[n++] = (struct pollfd){ S->tp[j].ctl, POLLIN, 0 };
+		if (poll(pf, n, (int)wait) < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			uint32_t f[2] = { TW_CTL_SIGNAL, 0 };
+
+			if (read(S->sfd, &si, sizeof(si)) != sizeof(si))
+				continue;
+			f[1] = si.ssi_signo;
+			switch (si.ssi_signo) {
+			case SIGCHLD:
+				break;
+			case SIGTERM:
+			case SIGINT:
+				if (!stopping) {
+					stopping = 1;
+					stop_deadline = tw_now_ms() +
+					    STOP_WAIT_MS + (long)S->cfg->
+					    token_timeout_ms;
+					send_srv(S, f, sizeof(f), NULL, 0);
+				}
+				break;
+			case SIGUSR2:
+				for (size_t j = 0; j < S->ntp; j++) {
+					struct tproc *p = &S->tp[j];
+					uint32_t rl = TW_CTL_RELOAD;
+
+					if (p->pin_refused && p->pid == 0) {
+						p->pin_refused = 0;
+						p->backoff_ms = 0;
+						p->restart_at_ms = tw_now_ms();
+					} else if (p->ctl >= 0 &&
+					    tw_send(p->ctl, &rl, sizeof(rl),
+					    NULL, 0) != 0) {
+						log_error("cannot reach token "
+						    "process %s", p->role);
+					}
+				}
+				send_srv(S, f, sizeof(f), NULL, 0);
+				break;
+			default:
+				send_srv(S, f, sizeof(f), NULL, 0);
+			}
+		}
+		/* Children that ended. */
+		for (;;) {
+			pid_t pid = waitpid(-1, &st, WNOHANG);
+
+			if (pid <= 0)
+				break;
+			if (pid == S->srv_pid) {
+				S->srv_pid = 0;
+				if (WIFEXITED(st) && stopping) {
+					ret = WEXITSTATUS(st);
+				} else {
+					log_error("the socket-facing process %s "
+					    "%d: stopping keyd", WIFSIGNALED(st) ?
+					    "was killed by signal" : "exited "
+					    "with status", WIFSIGNALED(st) ?
+					    WTERMSIG(st) : WEXITSTATUS(st));
+					ret = WIFSIGNALED(st) ? 128 +
+					    WTERMSIG(st) : (WEXITSTATUS(st) ?
+					    WEXITSTATUS(st) : 1);
+				}
+				goto done;
+			}
+			for (size_t j = 0; j < S->ntp; j++)
+				if (S->tp[j].pid == pid)
+					token_ended(S, &S->tp[j], st, 0);
+		}
+		if (S->srv_ctl >= 0 && (pf[1].revents & (POLLIN | POLLHUP))) {
+			uint32_t h[3];
+
+			if (tw_recv(S->srv_ctl, &b, 4096, NULL, NULL,
+			    tw_now_ms() + 5000) != 0) {
+				close_fd(&S->srv_ctl);
+			} else if (kbuf_get_bytes(&b, h, sizeof(h)) == KEYD_OK &&
+			    h[0] == TW_CTL_HUNG && h[1] < S->ntp) {
+				struct tproc *p = &S->tp[h[1]];
+
+				if (p->gen == h[2] && p->pid != 0 &&
+				    !p->hung_kill) {
+					p->hung_kill = 1;
+					(void)kill(p->pid, SIGKILL);
+				}
+			}
+		}
+		for (size_t j = 0; j < S->ntp; j++)
+			if (S->tp[j].ctl >= 0 &&
+			    (pf[2 + j].revents & (POLLIN | POLLHUP)))
+				token_frame(S, &S->tp[j]);
+		if (!stopping)
+			restart_due(S);
+		if (stopping && tw_now_ms() > stop_deadline && S->srv_pid != 0) {
+			log_error("the socket-facing process did not stop; "
+			    "killing it");
+			kill(S->srv_pid, SIGKILL);
+			stop_deadline = tw_now_ms() + 1000;
+		}
+	}
+done:
+	kbuf_free(&b);
+	return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct sup S;
+	struct token *token = NULL;
+	struct srtp *srtp = NULL;
+	struct rlimit nocore = { 0, 0 };
+	char err[ERRLEN], pin_path[PATH_MAX];
+	const char *creds;
+	size_t weak = 0;
+	sigset_t sigs;
+	int check_only = 0, o, ret = 1, sv[2] = { -1, -1 }, ready;
+	long ncpu;
+	pid_t pid;
+
+	memset(&S, 0, sizeof(S));
+	S.sfd = S.srv_ctl = -1;
+	for (size_t j = 0; j < 2; j++) {
+		S.tp[j].ctl = -1;
+		S.tp[j].idx = j;
+		S.tp[j].role = j == 0 ? "primary" : "failover";
+		kbuf_init(&S.tp[j].info, TW_MAX_FRAME, 0);
+	}
+	/* No core dumps and no ptrace by other users: this process holds
+	 * the PIN. Every process keyd makes inherits the blocked signals;
+	 * the supervisor reads them from its signalfd. */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)setrlimit(RLIMIT_CORE, &nocore);
+	keyd_signals(&sigs);
+	(void)signal(SIGPIPE, SIG_IGN);
+	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0 ||
+	    (S.sfd = signalfd(-1, &sigs, SFD_CLOEXEC)) < 0) {
+		log_error("cannot set up signal handling: %s", strerror(errno));
+		return 1;
+	}
+
+	while ((o = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': S.cfg_path = optarg; break;
+		case 'C': check_only = 1; break;
+		case 'v': log_set_level(LOG_LVL_DEBUG); S.verbose = 1; break;
+		case 'V': printf("keyd %s\n", KEYD_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (S.cfg_path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	if (config_load(S.cfg_path, &S.cfg, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (S.cfg->pin_file != NULL) {
+		snprintf(pin_path, sizeof(pin_path), "%s", S.cfg->pin_file);
+	} else if ((creds = secure_getenv("CREDENTIALS_DIRECTORY")) != NULL &&
+	    *creds == '/') {
+		snprintf(pin_path, sizeof(pin_path), "%s/%s", creds,
+		    PIN_CREDENTIAL);
+	} else {
+		log_error("%s: [keyd] pin_file is required (or run keyd under "
+		    "systemd with LoadCredential=%s:FILE)", S.cfg_path,
+		    PIN_CREDENTIAL);
+		goto out;
+	}
+	if (find_helper(S.helper, sizeof(S.helper)) != 0) {
+		log_error("cannot find keyd-token, the token process (looked "
+		    "beside keyd and at %s)", KEYD_TOKEN_HELPER);
+		goto out;
+	}
+	/* The PIN, in locked memory that a fork wipes (secmem.c): only the
+	 * token processes get it, over their control channels. */
+	if (pin_read(pin_path, S.cfg->user != NULL ? S.cfg->user_uid :
+	    geteuid(), &S.pin, &S.pin_len, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
+	/* A channel per worker, one for the audit log's checkpoints, and two
+	 * for start-up and status. */
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	S.nch = (S.cfg->workers ? S.cfg->workers : (size_t)(ncpu > 0 ? ncpu :
+	    2)) + 4;
+	if (S.nch > MAX_CHANNELS)
+		S.nch = MAX_CHANNELS;
+	S.ntp = S.cfg->failover_token != NULL ? 2 : 1;
+	for (size_t j = 0; j < S.ntp; j++)
+		if (spawn(&S, &S.tp[j]) != 0) {
+			log_error("cannot start token process %s: %s",
+			    S.tp[j].role, strerror(errno));
+			goto out;
+		}
+	if ((ready = wait_started(&S)) < 0)
+		goto out;
+	for (size_t j = 0; j < S.ntp; j++)
+		if (!S.tp[j].ready)
+			log_error("%s%s", S.tp[j].failed_msg, S.ntp > 1 &&
+			    ready > 0 ? (j == 0 ? " (serving from the failover "
+			    "token; the primary is tried again)" : " (the "
+			    "failover token is tried again)") : "");
+	if (ready == 0 || (check_only && (size_t)ready < S.ntp)) {
+		if (check_only && ready > 0)
+			log_error("%s: a configured token cannot serve (see "
+			    "above)", S.cfg_path);
+		goto out;
+	}
+
+	/* The socket-facing process's view of the tokens, built here and
+	 * handed to it by the fork. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+	    token_proxy_new(S.cfg, sv[1], &token) != KEYD_OK) {
+		log_error("cannot set up the socket-facing process: %s",
+		    strerror(errno));
+		goto out;
+	}
+	for (size_t j = 0; j < S.ntp; j++) {
+		struct tproc *p = &S.tp[j];
+		struct tw_info in;
+		struct kbuf v;
+
+		if (!p->ready)
+			continue;
+		kbuf_view(&v, kbuf_ptr(&p->info), kbuf_avail(&p->info));
+		if (tw_info_get(&v, &in) != KEYD_OK ||
+		    token_proxy_up(token, j, p->gen, p->srv_fds, S.nch, &in, err,
+		    sizeof(err)) != KEYD_OK) {
+			tw_info_free(&in);
+			log_error("token process %s: %s", p->role, err);
+			goto out;
+		}
+		tw_info_free(&in);
+		p->have_fds = 0;      /* the proxy has them */
+	}
+	for (size_t j = 0; j < S.ntp; j++) {
+		if (!S.tp[j].ready) {
+			token_proxy_down(token, j, S.tp[j].gen, "failed");
+		} else if (token_proxy_mismatch(token, j) > 0) {
+			/* Both tokens must hold the same keys. */
+			log_error("%s: the %s token does not hold the same keys "
+			    "as the primary (see above)", S.cfg_path,
+			    S.tp[j].role);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < token_key_count(token); i++) {
+		const struct token_key *k = token_key(token, i);
+
+		if (k->weak_extractable) {
+			weak++;
+			log_warn("KEY '%s' IS EXTRACTABLE WITHOUT "
+			    "CKA_WRAP_WITH_TRUSTED: anyone holding the user PIN "
+			    "can wrap it under a key they choose and read it in "
+			    "the clear. Regenerate it with keyd-backup keygen "
+			    "(with --no-backup if the token cannot hold a key "
+			    "that can be backed up; keygen says so).", k->name);
+		}
+	}
+	if (S.cfg->audit_key == NULL)
+		log_warn("no audit_key: the audit log has no signed "
+		    "checkpoints, so tampering with its last lines cannot be "
+		    "detected");
+	if (check_only) {
+		if (open_side(S.cfg, token, 1, &srtp, err, sizeof(err)) != 0) {
+			log_error("%s", err);
+			goto out;
+		}
+		printf("keyd: %s is valid: token '%s', %zu key%s, %zu "
+		    "client%s%s\n", S.cfg_path, S.cfg->token, S.cfg->n_keys,
+		    LOG_PLURAL(S.cfg->n_keys), S.cfg->n_clients,
+		    LOG_PLURAL(S.cfg->n_clients), weak ? " (with warnings)" : "");
+		ret = 0;
+		goto out;
+	}
+
+	if ((pid = fork()) < 0) {
+		log_error("fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		/* The socket-facing process: nothing of the supervisor's but
+		 * the tokens' channels and its own to the supervisor. The PIN's
+		 * pages are zero here (MADV_WIPEONFORK). */
+		close(S.sfd);
+		close(sv[0]);
+		for (size_t j = 0; j < S.ntp; j++)
+			close_fd(&S.tp[j].ctl);
+		_exit(serve(S.cfg, token, sv[1], pin_path));
+	}
+	S.srv_pid = pid;
+	S.srv_ctl = sv[0];
+	sv[0] = -1;
+	close_fd(&sv[1]);
+	/* The supervisor's copies of the channels. */
+	token_close(token);
+	token = NULL;
+	ret = supervise(&S);
+out:
+	if (S.srv_pid != 0) {
+		kill(S.srv_pid, SIGKILL);
+		(void)waitpid(S.srv_pid, NULL, 0);
+	}
+	srtp_free(srtp);
+	rsa_ir_cleanup();
+	token_close(token);
+	stop_tokens(&S);
+	close_fd(&S.srv_ctl);
+	close_fd(&sv[0]);
+	close_fd(&sv[1]);
+	close_fd(&S.sfd);
+	pin_free(S.pin, S.pin_len);
+	config_free(S.cfg);
 	return ret;
 }

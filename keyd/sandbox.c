@@ -1,19 +1,27 @@
-/* sandbox.c: the seccomp allowlist (libseccomp). */
+/* sandbox.c: the seccomp filters (libseccomp), Landlock and the
+ * privilege drop. */
 #include "sandbox.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/landlock.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "keyd_err.h"
 
-/* Calls allowed with any arguments. Found by tracing keyd serving every
- * operation on SoftHSM2 (strace -f -c), plus what glibc's thread exit,
- * abort and malloc paths use. */
+/* Calls allowed with any arguments in the socket-facing process. Found by
+ * tracing keyd serving every operation (strace -f -c), plus what glibc's
+ * thread exit, abort and malloc paths use. No PKCS#11 module runs here. */
 static const char *const allowed[] = {
 	/* I/O on the socket, the audit log and token files */
 	"read", "write", "readv", "writev", "pread64", "pwrite64",
@@ -23,6 +31,7 @@ static const char *const allowed[] = {
 	"fcntl", "flock", "getdents64", "fdatasync", "fsync", "ftruncate",
 	"access", "faccessat", "faccessat2", "readlink", "unlink", "unlinkat",
 	"rename", "renameat", "renameat2", "mkdir", "dup", "umask",
+	"socketpair",
 	/* memory */
 	"brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mlock",
 	"munlock",
@@ -38,18 +47,6 @@ static const char *const allowed[] = {
 	"eventfd2", "signalfd4",
 	/* the syslog mirror connecting again (syslogq.c) */
 	"connect",
-	/* What the modules keyd is tested on do besides, all on descriptors
-	 * they hold: opencryptoki's C_Login rewrites its token file with
-	 * fchmod and fchown, its C_Finalize detaches its shared memory;
-	 * tpm2-pkcs11 logs through GLib, which asks getpeername of its
-	 * descriptors (and isatty, ioctl TCGETS, below). */
-	"fchmod", "fchown", "shmdt", "getpeername",
-};
-
-/* Extra calls a network HSM's module needs. */
-static const char *const network_calls[] = {
-	"bind", "getsockname", "setsockopt", "sendmmsg",
-	"recvmmsg", "select", "pselect6",
 };
 
 static int
@@ -64,7 +61,7 @@ allow(scmp_filter_ctx ctx, const char *name)
 }
 
 int
-sandbox_install(int network, char *err, size_t errlen)
+sandbox_install(char *err, size_t errlen)
 {
 	scmp_filter_ctx ctx;
 	size_t i;
@@ -103,22 +100,10 @@ sandbox_install(int network, char *err, size_t errlen)
 	 * whose flags the filter can see (clone3 passes them in memory). */
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
 	    0);
-	/* Unix sockets only (the syslog mirror's new socket after its
-	 * daemon restarted, syslogq.c; a smartcard module's pcscd), unless
-	 * the module talks to a network HSM. */
-	if (network) {
-		rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket),
-		    0);
-		for (i = 0; i < sizeof(network_calls) /
-		    sizeof(network_calls[0]); i++)
-			rc |= allow(ctx, network_calls[i]);
-	} else {
-		/* datum_b spelled out (EQ ignores it): the two-value form
-		 * leaves it to the initializer, which clang's
-		 * -Wmissing-field-initializers refuses. */
-		rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket),
-		    1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
-	}
+	/* Unix sockets only: the syslog mirror's new socket after its
+	 * daemon restarted (syslogq.c). */
+	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+	    SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
 	if (rc != 0) {
 		snprintf(err, errlen, "building the seccomp filter failed: %s",
 		    strerror(-rc));
@@ -132,5 +117,205 @@ sandbox_install(int network, char *err, size_t errlen)
 		    strerror(-rc));
 		return KEYD_ERR_INTERNAL;
 	}
+	return KEYD_OK;
+}
+
+/* What no PKCS#11 module needs, and what an attacker who took over the
+ * token process would want next: another program, another process's
+ * memory, the kernel, mounts and namespaces. Answered with EPERM, never
+ * by killing: a module that tries one of them gets an error it can
+ * handle, and keyd goes on serving. */
+static const char *const token_denied[] = {
+	"execve", "execveat", "ptrace", "process_vm_readv",
+	"process_vm_writev", "mount", "umount2", "pivot_root", "chroot",
+	"move_mount", "open_tree", "fsopen", "fsmount", "fsconfig",
+	"init_module", "finit_module", "delete_module", "kexec_load",
+	"kexec_file_load", "bpf", "perf_event_open", "userfaultfd",
+	"setns", "unshare", "open_by_handle_at", "name_to_handle_at",
+	"reboot", "swapon", "swapoff", "acct", "quotactl", "syslog",
+	"iopl", "ioperm", "add_key", "request_key", "keyctl",
+	"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+	"setuid", "setgid", "setreuid", "setregid", "setresuid",
+	"setresgid", "setgroups", "setfsuid", "setfsgid", "capset",
+	"personality", "lookup_dcookie", "fanotify_init", "seccomp",
+};
+
+int
+sandbox_install_token(int network, char *err, size_t errlen)
+{
+	scmp_filter_ctx ctx;
+	int rc = 0, nr;
+
+	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL) {
+		snprintf(err, errlen, "seccomp_init failed");
+		return KEYD_ERR_INTERNAL;
+	}
+	rc |= seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	for (size_t i = 0; i < sizeof(token_denied) / sizeof(token_denied[0]);
+	    i++) {
+		nr = seccomp_syscall_resolve_name(token_denied[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue;
+		rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+	}
+	/* New namespaces: a clone with any CLONE_NEW* flag. */
+	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER));
+	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWNS, CLONE_NEWNS));
+	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
+	    0);
+	/* The network only where the module is said to need it. */
+	if (!network) {
+		rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
+		    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET, 0));
+		rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
+		    SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_INET6, 0));
+	}
+	if (rc != 0) {
+		snprintf(err, errlen, "building the token process's seccomp "
+		    "filter failed: %s", strerror(-rc));
+		seccomp_release(ctx);
+		return KEYD_ERR_INTERNAL;
+	}
+	rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc != 0) {
+		snprintf(err, errlen, "loading the token process's seccomp "
+		    "filter failed: %s", strerror(-rc));
+		return KEYD_ERR_INTERNAL;
+	}
+	return KEYD_OK;
+}
+
+int
+sandbox_drop_privileges(const struct config *cfg, char *err, size_t errlen)
+{
+	uid_t r, e, s;
+
+	if (cfg->user == NULL)
+		return KEYD_OK;
+	if (setgroups(1, &cfg->user_gid) != 0 ||
+	    setresgid(cfg->user_gid, cfg->user_gid, cfg->user_gid) != 0 ||
+	    setresuid(cfg->user_uid, cfg->user_uid, cfg->user_uid) != 0) {
+		snprintf(err, errlen, "cannot switch to user %s: %s", cfg->user,
+		    strerror(errno));
+		return KEYD_ERR_CONFIG;
+	}
+	if (getresuid(&r, &e, &s) != 0 || r != cfg->user_uid ||
+	    e != cfg->user_uid || s != cfg->user_uid ||
+	    (cfg->user_uid != 0 && setuid(0) == 0)) {
+		snprintf(err, errlen, "switching to user %s did not take",
+		    cfg->user);
+		return KEYD_ERR_INTERNAL;
+	}
+	/* A drop clears dumpable; set it again explicitly anyway. */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	return KEYD_OK;
+}
+
+/* Landlock, as far as the kernel's ABI goes (1 to 3 are enough here). */
+#ifndef LANDLOCK_ACCESS_FS_REFER
+#define LANDLOCK_ACCESS_FS_REFER (1ULL << 13)
+#endif
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+#define LL_READ (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
+#define LL_ALL_V1 ((1ULL << 13) - 1)
+
+static __u64
+ll_handled(int abi)
+{
+	__u64 h = LL_ALL_V1;
+
+	if (abi >= 2)
+		h |= LANDLOCK_ACCESS_FS_REFER;
+	if (abi >= 3)
+		h |= LANDLOCK_ACCESS_FS_TRUNCATE;
+	return h;
+}
+
+/* Allows access below path; a path that does not exist is skipped. */
+static int
+ll_allow(int rfd, const char *path, __u64 access, __u64 handled)
+{
+	struct landlock_path_beneath_attr pb;
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	struct stat st;
+	int r;
+
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR || errno == EACCES ?
+		    0 : -1;
+	memset(&pb, 0, sizeof(pb));
+	pb.parent_fd = fd;
+	pb.allowed_access = access & handled;
+	/* A file takes file rights only. */
+	if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+		pb.allowed_access &= LANDLOCK_ACCESS_FS_EXECUTE |
+		    LANDLOCK_ACCESS_FS_WRITE_FILE |
+		    LANDLOCK_ACCESS_FS_READ_FILE |
+		    (handled & LANDLOCK_ACCESS_FS_TRUNCATE);
+	r = (int)syscall(SYS_landlock_add_rule, rfd, LANDLOCK_RULE_PATH_BENEATH,
+	    &pb, 0);
+	close(fd);
+	return r;
+}
+
+int
+sandbox_landlock(const char *const *rw_dirs, size_t n_rw, char *err,
+    size_t errlen)
+{
+	/* What the socket-facing process reads once it serves: shared
+	 * libraries and their data (dlopen'ed NSS and gconv modules, time
+	 * zones), the files name lookups read, and /dev/null and the
+	 * random devices. Not /etc as a whole, where PIN files live. */
+	static const char *const ro[] = {
+		"/usr", "/lib", "/lib64", "/lib32", "/etc/ld.so.cache",
+		"/etc/localtime", "/etc/passwd", "/etc/group",
+		"/etc/nsswitch.conf", "/etc/ssl", "/dev/null", "/dev/urandom",
+		"/dev/random", "/proc/self",
+	};
+	struct landlock_ruleset_attr ra;
+	int abi, rfd, rc = 0;
+	__u64 handled;
+
+	abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0,
+	    LANDLOCK_CREATE_RULESET_VERSION);
+	if (abi < 1) {
+		snprintf(err, errlen, "Landlock is not available in this "
+		    "kernel (%s)", strerror(errno));
+		return KEYD_ERR_UNSUPPORTED;
+	}
+	handled = ll_handled(abi);
+	memset(&ra, 0, sizeof(ra));
+	ra.handled_access_fs = handled;
+	rfd = (int)syscall(SYS_landlock_create_ruleset, &ra, sizeof(ra), 0);
+	if (rfd < 0) {
+		snprintf(err, errlen, "landlock_create_ruleset: %s",
+		    strerror(errno));
+		return KEYD_ERR_INTERNAL;
+	}
+	for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
+		rc |= ll_allow(rfd, ro[i], LL_READ | LANDLOCK_ACCESS_FS_EXECUTE,
+		    handled);
+	for (size_t i = 0; i < n_rw; i++)
+		if (rw_dirs[i] != NULL)
+			rc |= ll_allow(rfd, rw_dirs[i], handled &
+			    ~LANDLOCK_ACCESS_FS_EXECUTE, handled);
+	if (rc != 0) {
+		snprintf(err, errlen, "landlock_add_rule: %s", strerror(errno));
+		close(rfd);
+		return KEYD_ERR_INTERNAL;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+	    syscall(SYS_landlock_restrict_self, rfd, 0) != 0) {
+		snprintf(err, errlen, "landlock_restrict_self: %s",
+		    strerror(errno));
+		close(rfd);
+		return KEYD_ERR_INTERNAL;
+	}
+	close(rfd);
 	return KEYD_OK;
 }

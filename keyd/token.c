@@ -2020,6 +2020,7 @@ dev_run(struct dev *d, struct token_session *s, size_t key, size_t version,
 out:
 	if (cs != NULL)
 		atomic_store(&cs->start, 0);
+	s->last_rv = rv;
 	return rv;
 }
 
@@ -2630,4 +2631,67 @@ token_gcm(struct token *t, struct token_session *s, size_t key,
 		memcpy(out, a->out, a->want);
 	secmem_free(a, sizeof(*a));
 	return r;
+}
+
+int
+token_probe(struct token *t, char *msg, size_t msglen)
+{
+	struct token_session s;
+	uint8_t b[8];
+	int r;
+
+	memset(&s, 0, sizeof(s));
+	if ((r = token_random(t, &s, b, sizeof(b), msg, msglen)) != KEYD_OK) {
+		for (size_t j = 0; j < t->ndev; j++)
+			atomic_store(&t->dev[j].broken, 1);
+		r = token_random(t, &s, b, sizeof(b), msg, msglen);
+	}
+	token_session_close(t, &s);
+	return r;
+}
+
+int
+token_pin_refused(struct token *t)
+{
+	for (size_t j = 0; j < t->ndev; j++)
+		if (atomic_load(&t->dev[j].pin_refused))
+			return 1;
+	return 0;
+}
+
+int
+token_sign_audit_line(struct token *t, const uint8_t *line, size_t len,
+    uint8_t *out, size_t *outlen, char *msg, size_t msglen)
+{
+	static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09,
+		0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+		0x04, 0x20 };
+	long ak = token_audit_key(t);
+	uint8_t in[sizeof(di_sha256) + 32];
+	CK_MECHANISM_TYPE m = CKM_ECDSA;
+	const uint8_t *data = in;
+	size_t inlen = 32;
+
+	if (ak < 0) {
+		snprintf(msg, msglen, "no audit_key is configured");
+		return KEYD_ERR_INVALID_ARG;
+	}
+	switch (t->keys[ak].type) {
+	case TOKEN_KEY_ED25519:
+		m = CKM_EDDSA;
+		data = line;
+		inlen = len;
+		break;
+	case TOKEN_KEY_RSA:
+		m = CKM_RSA_PKCS;
+		memcpy(in, di_sha256, sizeof(di_sha256));
+		EVP_Digest(line, len, in + sizeof(di_sha256), NULL,
+		    EVP_sha256(), NULL);
+		inlen = sizeof(in);
+		break;
+	default:
+		EVP_Digest(line, len, in, NULL, EVP_sha256(), NULL);
+	}
+	return token_sign_within(t, (size_t)ak, m, data, inlen, out, outlen,
+	    msg, msglen);
 }

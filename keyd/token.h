@@ -92,6 +92,7 @@ struct token_session {
 	unsigned long generation[2];
 	int open[2];
 	unsigned call;             /* its slot in the hang watch; 0: none yet */
+	CK_RV last_rv;             /* the token's answer to the last call */
 };
 
 /* token_open: loads the module, finds the token (and the failover token),
@@ -144,6 +145,14 @@ int token_sign_within(struct token *t, size_t key, CK_MECHANISM_TYPE mech,
     const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen, char *msg,
     size_t msglen) TOKEN_WUR;
 
+/* token_sign_audit_line: signs an audit line (a checkpoint or a start
+ * record without its "sig") with the audit key, as keyd-audit verifies
+ * it: ECDSA over SHA-256 (returned as raw r||s), RSA PKCS#1 v1.5 with
+ * SHA-256, or pure Ed25519. At most token_timeout. The token process
+ * signs only a line that continues the chain of lines it signed. */
+int token_sign_audit_line(struct token *t, const uint8_t *line, size_t len,
+    uint8_t *out, size_t *outlen, char *msg, size_t msglen) TOKEN_WUR;
+
 /* token_op_fn: one PKCS#11 operation in session s with the key object
  * key; returns the token's CK_RV. */
 typedef CK_RV (*token_op_fn)(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
@@ -192,6 +201,14 @@ struct token_info {
 	unsigned key_copies;       /* keys served from session copies */
 	unsigned long recoveries;
 };
+
+/* token_probe: keyd's own health probe: C_GenerateRandom in a session of
+ * its own; if that fails, a re-login and one more try. KEYD_OK, or the
+ * error of the last try: the module has lost its device. */
+int token_probe(struct token *t, char *msg, size_t msglen) TOKEN_WUR;
+
+/* token_pin_refused: the token refused keyd's PIN (no retries follow). */
+int token_pin_refused(struct token *t);
 
 /* token_count: 1, or 2 with a failover token. */
 size_t token_count(const struct token *t);

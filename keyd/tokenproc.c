@@ -1,0 +1,563 @@
+/*
+ * tokenproc.c: keyd-token, the process that runs one token's PKCS#11
+ * module. The supervisor (keyd) starts one per configured token with
+ *
+ *   keyd-token --config FILE --role primary|failover --channels N
+ *
+ * and descriptors TW_FD_CONTROL (its channel to the supervisor) and
+ * N request channels from TW_FD_FIRST_CHANNEL on, whose other ends the
+ * socket-facing process holds. The PIN comes over the control channel,
+ * never from a file. One thread serves each request channel, in a
+ * session of its own. The process ends when its control channel closes.
+ *
+ * Whatever the socket-facing process asks, this process checks again
+ * that the key is configured for the operation: a compromised
+ * socket-facing process can use the keys only as the configuration says,
+ * and the audit key only to sign checkpoints that continue the chain the
+ * supervisor has seen signed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "keyd_err.h"
+#include "log.h"
+#include "sandbox.h"
+#include "secmem.h"
+#include "tokenwire.h"
+
+#define TP_MAX_CHANNELS 512
+#define TP_CP_WAIT_MS 5000
+#define TP_CP_MAX 8192
+
+static struct token *tok;
+static struct config *cfg;
+static const char *role = "primary";
+static pthread_mutex_t ctl_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t cp_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t ans_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ans_cv = PTHREAD_COND_INITIALIZER;
+static int cp_answer = -1;        /* -1: none yet */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: keyd-token --config FILE --role primary|failover "
+	    "--channels N\n"
+	    "keyd-token is started by keyd, which hands it its channels; it "
+	    "is not run by hand.\n");
+}
+
+static int
+ctl_send(const void *p, size_t n)
+{
+	int r;
+
+	pthread_mutex_lock(&ctl_mu);
+	r = tw_send(TW_FD_CONTROL, p, n, NULL, 0);
+	pthread_mutex_unlock(&ctl_mu);
+	return r;
+}
+
+static void
+ctl_failed(uint32_t code, const char *msg)
+{
+	struct kbuf b;
+
+	kbuf_init(&b, 4096, 0);
+	if (tw_put_word(&b, TW_CTL_FAILED) == KEYD_OK &&
+	    tw_put_word(&b, code) == KEYD_OK &&
+	    kbuf_put(&b, msg, strlen(msg)) == KEYD_OK)
+		(void)ctl_send(kbuf_ptr(&b), kbuf_avail(&b));
+	kbuf_free(&b);
+}
+
+static unsigned
+key_ops(size_t key)
+{
+	return key < cfg->n_keys ? cfg->keys[key].ops : 0;
+}
+
+/* The mechanism of a request, with its parameters rebuilt here. */
+struct mech {
+	CK_MECHANISM m;
+	union {
+		CK_RSA_PKCS_PSS_PARAMS pss;
+		CK_RSA_PKCS_OAEP_PARAMS oaep;
+	} p;
+};
+
+static int
+mech_from(const struct tw_req *q, struct mech *mm)
+{
+	memset(mm, 0, sizeof(*mm));
+	mm->m.mechanism = (CK_MECHANISM_TYPE)q->mech;
+	if (!q->has_params)
+		return KEYD_OK;
+	switch (q->mech) {
+	case CKM_RSA_PKCS_PSS:
+		mm->p.pss.hashAlg = (CK_MECHANISM_TYPE)q->p_hash;
+		mm->p.pss.mgf = (CK_RSA_PKCS_MGF_TYPE)q->p_mgf;
+		mm->p.pss.sLen = (CK_ULONG)q->p_slen;
+		mm->m.pParameter = &mm->p.pss;
+		mm->m.ulParameterLen = sizeof(mm->p.pss);
+		return KEYD_OK;
+	case CKM_RSA_PKCS_OAEP:
+		mm->p.oaep.hashAlg = (CK_MECHANISM_TYPE)q->p_hash;
+		mm->p.oaep.mgf = (CK_RSA_PKCS_MGF_TYPE)q->p_mgf;
+		mm->p.oaep.source = CKZ_DATA_SPECIFIED;
+		mm->m.pParameter = &mm->p.oaep;
+		mm->m.ulParameterLen = sizeof(mm->p.oaep);
+		return KEYD_OK;
+	}
+	return KEYD_ERR_BAD_ALGORITHM;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* The "cp_prev" member of a checkpoint line: 64 lower-case hex digits. */
+static int
+cp_prev_of(const uint8_t *line, size_t len, uint8_t prev[TW_HASH_LEN])
+{
+	static const char key[] = "\"cp_prev\":\"";
+	const uint8_t *p = NULL;
+
+	for (size_t i = 0; i + sizeof(key) - 1 + 64 < len; i++)
+		if (memcmp(line + i, key, sizeof(key) - 1) == 0) {
+			if (p != NULL)
+				return -1;     /* named twice */
+			p = line + i + sizeof(key) - 1;
+		}
+	if (p == NULL || p[64] != '"')
+		return -1;
+	for (size_t i = 0; i < TW_HASH_LEN; i++) {
+		int hi = hexval(p[2 * i]), lo = hexval(p[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -1;
+		prev[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+/* Asks the supervisor whether prev is the last checkpoint signed. */
+static int
+cp_ask(const uint8_t prev[TW_HASH_LEN])
+{
+	uint8_t f[4 + TW_HASH_LEN];
+	uint32_t t = TW_CTL_CP_ASK;
+	struct timespec until;
+	int ans;
+
+	memcpy(f, &t, 4);
+	memcpy(f + 4, prev, TW_HASH_LEN);
+	pthread_mutex_lock(&ans_mu);
+	cp_answer = -1;
+	pthread_mutex_unlock(&ans_mu);
+	if (ctl_send(f, sizeof(f)) != 0)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += TP_CP_WAIT_MS / 1000;
+	pthread_mutex_lock(&ans_mu);
+	while (cp_answer < 0)
+		if (pthread_cond_timedwait(&ans_cv, &ans_mu, &until) != 0)
+			break;
+	ans = cp_answer == 1;
+	pthread_mutex_unlock(&ans_mu);
+	return ans;
+}
+
+static void
+cp_done(const uint8_t next[TW_HASH_LEN])
+{
+	uint8_t f[4 + TW_HASH_LEN];
+	uint32_t t = TW_CTL_CP_DONE;
+
+	memcpy(f, &t, 4);
+	memcpy(f + 4, next, TW_HASH_LEN);
+	(void)ctl_send(f, sizeof(f));
+}
+
+/* Signs an audit line with the audit key, if it names the last line
+ * signed (the supervisor keeps that across token processes and their
+ * restarts). */
+static int
+checkpoint(const uint8_t *line, size_t len, uint8_t *out, size_t *outlen,
+    char *msg, size_t msglen)
+{
+	uint8_t prev[TW_HASH_LEN], next[TW_HASH_LEN];
+	int r;
+
+	if (len > TP_CP_MAX || cp_prev_of(line, len, prev) != 0) {
+		snprintf(msg, msglen, "an audit line to sign must name the "
+		    "last signed one in \"cp_prev\"");
+		return KEYD_ERR_DENIED;
+	}
+	EVP_Digest(line, len, next, NULL, EVP_sha256(), NULL);
+	pthread_mutex_lock(&cp_mu);
+	if (!cp_ask(prev)) {
+		pthread_mutex_unlock(&cp_mu);
+		snprintf(msg, msglen, "the audit line does not follow the last "
+		    "one the audit key signed: refused");
+		log_error("refused to sign an audit line that does not follow "
+		    "the last one signed (the socket-facing process may be "
+		    "compromised)");
+		return KEYD_ERR_DENIED;
+	}
+	r = token_sign_audit_line(tok, line, len, out, outlen, msg, msglen);
+	if (r == KEYD_OK)
+		cp_done(next);
+	pthread_mutex_unlock(&cp_mu);
+	return r;
+}
+
+static void
+info_reply(struct tw_rep *rep, uint8_t *out, size_t room)
+{
+	struct token_info ti;
+	size_t n;
+
+	token_get_info(tok, 0, &ti);
+	n = (size_t)snprintf((char *)out, room, "%s|%d|%u|%lu",
+	    ti.state, ti.logged_in, ti.key_copies, ti.recoveries);
+	rep->out_len = (uint32_t)(n < room ? n : room - 1);
+}
+
+/* One request; the reply goes into rep and out. */
+static void
+handle(struct token_session *s, const struct tw_req *q, const uint8_t *iv,
+    const uint8_t *aad, const uint8_t *in, struct tw_rep *rep, uint8_t *out)
+{
+	struct mech mm;
+	size_t outlen = q->out_len;
+	unsigned ops = key_ops(q->key);
+	const struct token_key *k = q->key < cfg->n_keys ?
+	    token_key(tok, q->key) : NULL;
+	CK_RV rv = CKR_OK;
+	int r;
+
+	s->last_rv = CKR_OK;
+	rep->msg[0] = '\0';
+	if (outlen > TW_MAX_IO) {
+		r = KEYD_ERR_BAD_LENGTH;
+		goto out;
+	}
+	r = KEYD_ERR_DENIED;
+	switch (q->op) {
+	case TW_SIGN:
+		if (k == NULL || !(ops & CONFIG_OP_SIGN))
+			break;
+		if ((r = mech_from(q, &mm)) != KEYD_OK)
+			break;
+		r = token_sign(tok, s, q->key, &mm.m, in, q->in_len, out,
+		    &outlen, rep->msg, sizeof(rep->msg));
+		break;
+	case TW_DECRYPT:
+		if (k == NULL || !(ops & CONFIG_OP_DECRYPT) ||
+		    (q->mech == CKM_RSA_X_509 &&
+		    !cfg->keys[q->key].pkcs1_decrypt))
+			break;
+		if ((r = mech_from(q, &mm)) != KEYD_OK)
+			break;
+		r = token_decrypt(tok, s, q->key, &mm.m, in, q->in_len, out,
+		    &outlen, rep->msg, sizeof(rep->msg));
+		break;
+	case TW_RANDOM:
+		r = token_random(tok, s, out, outlen, rep->msg,
+		    sizeof(rep->msg));
+		break;
+	case TW_KCV: {
+		const char *how = "";
+
+		if (k == NULL || k->type != TOKEN_KEY_AES ||
+		    q->version > k->n_prev)
+			break;
+		r = token_kcv(tok, s, q->key, q->version, out, &how, rep->msg,
+		    sizeof(rep->msg));
+		outlen = 3;
+		if (r == KEYD_OK)
+			snprintf(rep->msg, sizeof(rep->msg), "%s", how);
+		break;
+	}
+	case TW_GCM:
+		if (k == NULL || k->type != TOKEN_KEY_AES ||
+		    q->version > k->n_prev ||
+		    !(ops & (q->encrypt ? CONFIG_OP_SRTP_NEW :
+		    CONFIG_OP_SRTP_OPEN)) || (q->encrypt && q->version != 0))
+			break;
+		r = token_gcm(tok, s, q->key, q->version, q->encrypt, iv,
+		    q->iv_len, aad, q->aad_len, q->tag_bits, in, q->in_len, out,
+		    &outlen, &rv, rep->msg, sizeof(rep->msg));
+		s->last_rv = rv;
+		break;
+	case TW_CHECKPOINT:
+		r = checkpoint(in, q->in_len, out, &outlen, rep->msg,
+		    sizeof(rep->msg));
+		break;
+	case TW_PROBE:
+		if ((r = token_probe(tok, rep->msg, sizeof(rep->msg))) !=
+		    KEYD_OK) {
+			int pin = token_pin_refused(tok);
+
+			log_error("token process (%s): the health probe failed "
+			    "after a re-login: %s; exiting so that keyd starts "
+			    "a fresh one", role, rep->msg);
+			_exit(pin ? TW_EXIT_PIN_REFUSED : TW_EXIT_DEVICE_LOST);
+		}
+		outlen = 0;
+		break;
+	case TW_INFO:
+		info_reply(rep, out, TW_MAX_IO);
+		rep->r = KEYD_OK;
+		return;
+	default:
+		r = KEYD_ERR_UNKNOWN_OP;
+	}
+	if (r == KEYD_ERR_DENIED && rep->msg[0] == '\0')
+		snprintf(rep->msg, sizeof(rep->msg), "the token process refuses "
+		    "this operation: key %u is not configured for it", q->key);
+out:
+	rep->r = r;
+	rep->rv = s->last_rv;
+	rep->out_len = r == KEYD_OK ? (uint32_t)outlen : 0;
+	if (r != KEYD_OK)
+		secmem_wipe(out, TW_MAX_IO);
+}
+
+static void *
+channel_main(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	struct token_session s;
+	struct kbuf b;
+	struct tw_rep rep;
+	uint8_t *out = secmem_alloc(TW_MAX_IO);
+
+	memset(&s, 0, sizeof(s));
+	kbuf_init(&b, TW_MAX_REQ, KBUF_SECRET);
+	while (out != NULL) {
+		struct tw_req q;
+		const uint8_t *iv = NULL, *aad = NULL, *in = NULL;
+
+		if (tw_recv(fd, &b, TW_MAX_REQ, NULL, NULL, 0) != 0)
+			break;
+		memset(&rep, 0, sizeof(rep));
+		if (kbuf_get_bytes(&b, &q, sizeof(q)) != KEYD_OK ||
+		    q.iv_len > TW_MAX_IO || q.aad_len > TW_MAX_IO ||
+		    q.in_len > TW_MAX_IN ||
+		    kbuf_get_ptr(&b, q.iv_len, &iv) != KEYD_OK ||
+		    kbuf_get_ptr(&b, q.aad_len, &aad) != KEYD_OK ||
+		    kbuf_get_ptr(&b, q.in_len, &in) != KEYD_OK ||
+		    kbuf_avail(&b) != 0) {
+			rep.r = KEYD_ERR_PROTOCOL;
+			snprintf(rep.msg, sizeof(rep.msg), "a malformed request "
+			    "to the token process");
+		} else {
+			handle(&s, &q, iv, aad, in, &rep, out);
+		}
+		if (tw_send2(fd, &rep, sizeof(rep), out, rep.out_len) != 0)
+			break;
+		secmem_wipe(out, rep.out_len);
+	}
+	token_session_close(tok, &s);
+	kbuf_free(&b);
+	secmem_free(out, TW_MAX_IO);
+	close(fd);
+	return NULL;
+}
+
+/* The PIN frame: u32 TW_CTL_PIN, u32 length, the PIN. */
+static int
+read_pin(char **pin, size_t *len)
+{
+	struct kbuf b;
+	uint32_t t, n;
+	const uint8_t *p;
+	int r = -1;
+
+	kbuf_init(&b, 4096, KBUF_SECRET);
+	if (tw_recv(TW_FD_CONTROL, &b, 4096, NULL, NULL, 0) == 0 &&
+	    tw_get_word(&b, &t) == KEYD_OK && t == TW_CTL_PIN &&
+	    tw_get_word(&b, &n) == KEYD_OK && n < 1024 &&
+	    kbuf_get_ptr(&b, n, &p) == KEYD_OK &&
+	    (*pin = secmem_alloc(n + 1)) != NULL) {
+		memcpy(*pin, p, n);
+		*len = n;
+		r = 0;
+	}
+	kbuf_free(&b);
+	return r;
+}
+
+static int
+send_ready(void)
+{
+	struct token_info ti;
+	struct token_key *keys;
+	size_t n = token_key_count(tok) + (token_audit_key(tok) >= 0);
+	struct kbuf b;
+	int r;
+
+	token_get_info(tok, 0, &ti);
+	if ((keys = calloc(n ? n : 1, sizeof(*keys))) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		keys[i] = *token_key(tok, i);
+	kbuf_init(&b, TW_MAX_FRAME, 0);
+	r = tw_put_word(&b, TW_CTL_READY) == KEYD_OK &&
+	    tw_info_put(&b, &ti, keys, n, token_audit_key(tok) >= 0) ==
+	    KEYD_OK && ctl_send(kbuf_ptr(&b), kbuf_avail(&b)) == 0 ? 0 : -1;
+	kbuf_free(&b);
+	free(keys);
+	return r;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "role", required_argument, NULL, 'r' },
+		{ "channels", required_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct rlimit nocore = { 0, 0 };
+	const char *path = NULL;
+	char err[1024], *pin = NULL, *end;
+	size_t pin_len = 0;
+	long nch = 0;
+	sigset_t sigs;
+	pthread_t th;
+	struct kbuf b;
+	int o, r;
+
+	/* Before the module can start threads, which inherit the mask:
+	 * keyd's signals are keyd's, never this process's. */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	(void)setrlimit(RLIMIT_CORE, &nocore);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
+	(void)pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	(void)signal(SIGPIPE, SIG_IGN);
+
+	while ((o = getopt_long(argc, argv, "c:r:n:vh", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': path = optarg; break;
+		case 'r': role = optarg; break;
+		case 'n':
+			nch = strtol(optarg, &end, 10);
+			if (*end != '\0')
+				nch = 0;
+			break;
+		case 'v': log_set_level(LOG_LVL_DEBUG); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return TW_EXIT_USAGE;
+		}
+	}
+	if (path == NULL || optind != argc || nch < 1 ||
+	    nch > TP_MAX_CHANNELS || (strcmp(role, "primary") != 0 &&
+	    strcmp(role, "failover") != 0)) {
+		usage(stderr);
+		return TW_EXIT_USAGE;
+	}
+	if (config_load(path, &cfg, err, sizeof(err)) != KEYD_OK) {
+		ctl_failed(TW_EXIT_FAILED, err);
+		log_error("%s", err);
+		return TW_EXIT_FAILED;
+	}
+	if (!strcmp(role, "failover")) {
+		if (cfg->failover_token == NULL) {
+			ctl_failed(TW_EXIT_USAGE, "no failover_token");
+			return TW_EXIT_USAGE;
+		}
+		char *primary = cfg->token;
+
+		cfg->token = cfg->failover_token;
+		cfg->failover_token = NULL;
+		free(primary);
+	}
+	if (read_pin(&pin, &pin_len) != 0) {
+		log_error("token process (%s): no PIN from keyd", role);
+		return TW_EXIT_USAGE;
+	}
+	r = token_open(cfg, pin, pin_len, &tok, err, sizeof(err));
+	secmem_free(pin, pin_len + 1);
+	if (r != KEYD_OK) {
+		uint32_t code = strstr(err, "CKR_PIN_") != NULL ?
+		    TW_EXIT_PIN_REFUSED : TW_EXIT_FAILED;
+
+		ctl_failed(code, err);
+		return (int)code;
+	}
+	if (sandbox_drop_privileges(cfg, err, sizeof(err)) != KEYD_OK ||
+	    (cfg->sandbox && sandbox_install_token(cfg->module_network, err,
+	    sizeof(err)) != KEYD_OK)) {
+		ctl_failed(TW_EXIT_FAILED, err);
+		token_close(tok);
+		return TW_EXIT_FAILED;
+	}
+	if (send_ready() != 0) {
+		token_close(tok);
+		return TW_EXIT_FAILED;
+	}
+	for (long i = 0; i < nch; i++) {
+		if (pthread_create(&th, NULL, channel_main,
+		    (void *)(intptr_t)(TW_FD_FIRST_CHANNEL + i)) != 0) {
+			log_error("token process (%s): cannot start a thread: %s",
+			    role, strerror(errno));
+			_exit(TW_EXIT_FAILED);
+		}
+		pthread_detach(th);
+	}
+
+	/* The control channel: answers to checkpoint questions, SIGUSR2's
+	 * reload; its end is this process's end. */
+	kbuf_init(&b, 4096, 0);
+	for (;;) {
+		uint32_t t, v;
+
+		if (tw_recv(TW_FD_CONTROL, &b, 4096, NULL, NULL, 0) != 0)
+			break;
+		if (tw_get_word(&b, &t) != KEYD_OK)
+			continue;
+		if (t == TW_CTL_RELOAD) {
+			token_reload(tok);
+		} else if (t == TW_CTL_CP_ANSWER &&
+		    tw_get_word(&b, &v) == KEYD_OK) {
+			pthread_mutex_lock(&ans_mu);
+			cp_answer = v == 1;
+			pthread_cond_broadcast(&ans_cv);
+			pthread_mutex_unlock(&ans_mu);
+		}
+	}
+	kbuf_free(&b);
+	/* keyd stops (or lost us): the module is finalised, which
+	 * opencryptoki and others need for a clean end. */
+	token_close(tok);
+	config_free(cfg);
+	return TW_EXIT_OK;
+}
