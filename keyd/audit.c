@@ -1415,20 +1415,32 @@ tick_locked(struct audit *a)
 }
 
 int
+audit_reopen_path(const char *path)
+{
+	/* O_NONBLOCK: a FIFO put at the path must neither block the open
+	 * nor, once its pipe is full, every write under mu. */
+	return open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+	    O_NONBLOCK, 0640);
+}
+
+int
 audit_rotate(struct audit *a)
 {
+	return audit_rotate_fd(a, audit_reopen_path(a->path));
+}
+
+int
+audit_rotate_fd(struct audit *a, int fd)
+{
 	struct stat st;
-	int fd, r = KEYD_OK;
+	int r = KEYD_OK, e = errno;
 
 	pthread_mutex_lock(&a->mu);
 	/* A sync running outside mu still uses the old fd. */
 	wait_sync_idle(a);
 	flood_flush_locked(a);
 	(void)checkpoint_locked(a, "rotation");
-	/* O_NONBLOCK: a FIFO put at the path must neither block the open
-	 * nor, once its pipe is full, every write under mu. */
-	fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC |
-	    O_NOFOLLOW | O_NONBLOCK, 0640);
+	errno = e;
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		log_error("cannot reopen audit log %s: %s; keeping the old "
 		    "file", a->path, fd < 0 ? strerror(errno) :

@@ -73,6 +73,17 @@ void audit_tick(struct audit *a);
  * new file's first line carries the old file's last hash. */
 int audit_rotate(struct audit *a) __attribute__((warn_unused_result));
 
+/* audit_rotate_fd: audit_rotate onto fd, the log's path as the supervisor
+ * opened it (audit_reopen_path): the socket-facing process has no access
+ * to the log's directory. fd is taken over, also on failure. */
+int audit_rotate_fd(struct audit *a, int fd)
+    __attribute__((warn_unused_result));
+
+/* audit_reopen_path: opens the audit log's path as a rotation does
+ * (created 0640, no link followed, not blocking on a FIFO). Returns the
+ * descriptor or -1 (errno). */
+int audit_reopen_path(const char *path);
+
 /* audit_close: flushes flood summaries, writes a final checkpoint, syncs
  * and closes. NULL is fine. */
 void audit_close(struct audit *a);

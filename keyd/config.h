@@ -100,6 +100,9 @@ struct config {
 	int sandbox;
 	int module_network;
 	char *failover_token;    /* NULL: none; same module as token */
+	/* Set by keyd-token only: token is the failover token, which the
+	 * keys' URIs (naming the primary, if any token) cannot name. */
+	int serving_failover;
 	unsigned token_timeout_ms; /* a token call this old means it hangs */
 	int key_copies;          /* serve from session-object copies */
 	unsigned max_connections;

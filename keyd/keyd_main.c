@@ -66,10 +66,12 @@ usage(FILE *f)
 	    "      --version       print the version and exit\n");
 }
 
-#define RESTART_FIRST_MS 500      /* the second restart in a row waits this */
+#define RESTART_FIRST_MS 250      /* the second restart in a row waits this */
+#define RESTART_ABSENT_MS 1000
 #define RESTART_MAX_MS 30000
 #define RESTART_RESET_MS 60000    /* up this long: back-off starts again */
 #define STOP_WAIT_MS 10000        /* for the socket-facing process's stop */
+#define STARTUP_WAIT_MS 30000     /* for a token to open, at least */
 #define TOKEN_STOP_WAIT_MS 5000   /* for C_Finalize in the token processes */
 #define MAX_CHANNELS TW_MAX_FDS
 
@@ -137,6 +139,24 @@ struct sup {
 	int have_cp;               /* the last audit line signed */
 	uint8_t cp_last[TW_HASH_LEN];
 };
+
+/* Whether the file at path lies below directory dir (both resolved where
+ * they exist). */
+static int
+path_below(const char *path, const char *dir)
+{
+	char rp[PATH_MAX], rd[PATH_MAX];
+	size_t n;
+
+	if (realpath(path, rp) == NULL)
+		snprintf(rp, sizeof(rp), "%s", path);
+	if (realpath(dir, rd) == NULL)
+		snprintf(rd, sizeof(rd), "%s", dir);
+	n = strlen(rd);
+	while (n > 1 && rd[n - 1] == '/')
+		rd[--n] = '\0';
+	return strncmp(rp, rd, n) == 0 && (rp[n] == '/' || n == 1);
+}
 
 /* keyd-token: beside keyd in a build tree, else where it is installed. */
 static int
@@ -393,6 +413,7 @@ token_ended(struct sup *S, struct tproc *p, int st, int starting)
 	char cause[ERRLEN + 128];
 	const char *state = "restarting";
 	long now = tw_now_ms(), delay;
+	int crashed = p->hung_kill || WIFSIGNALED(st);
 
 	if (p->hung_kill) {
 		snprintf(cause, sizeof(cause), "it hung (a call took longer "
@@ -431,9 +452,14 @@ token_ended(struct sup *S, struct tproc *p, int st, int starting)
 	if (now - p->started_ms > RESTART_RESET_MS)
 		p->backoff_ms = 0;
 	delay = p->backoff_ms;
+	/* A crash or a hang may come back at once: those back off to
+	 * RESTART_MAX_MS. A token that is not there, or lost its device, is
+	 * looked for again every RESTART_ABSENT_MS at most, as a primary
+	 * token was tried once a second before token processes. */
 	p->backoff_ms = p->backoff_ms == 0 ? RESTART_FIRST_MS :
-	    p->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS :
 	    p->backoff_ms * 2;
+	if (p->backoff_ms > (crashed ? RESTART_MAX_MS : RESTART_ABSENT_MS))
+		p->backoff_ms = crashed ? RESTART_MAX_MS : RESTART_ABSENT_MS;
 	p->restart_at_ms = now + delay;
 	if (!starting)
 		log_info("token process %s: restarting in %ld ms", p->role,
@@ -516,10 +542,35 @@ stop_tokens(struct sup *S)
 static int
 wait_started(struct sup *S)
 {
+	long limit = (long)S->cfg->token_timeout_ms * 6 > STARTUP_WAIT_MS ?
+	    (long)S->cfg->token_timeout_ms * 6 : STARTUP_WAIT_MS;
+	long deadline = tw_now_ms() + limit;
+
 	for (;;) {
 		struct pollfd pf[3];
 		size_t n = 0, pending = 0, ready = 0;
+		long left = deadline - tw_now_ms();
 		int st;
+
+		if (left <= 0) {
+			for (size_t j = 0; j < S->ntp; j++) {
+				struct tproc *p = &S->tp[j];
+
+				if (p->pid == 0 || p->ready)
+					continue;
+				snprintf(p->failed_msg, sizeof(p->failed_msg),
+				    "the %s token did not open within %ld s (a "
+				    "module call hangs); its token process was "
+				    "killed", p->role, limit / 1000);
+				(void)kill(p->pid, SIGKILL);
+				(void)waitpid(p->pid, &st, 0);
+				p->pid = 0;
+				close_fd(&p->ctl);
+				drop_fds(p, S->nch);
+				p->restart_at_ms = tw_now_ms() + RESTART_ABSENT_MS;
+			}
+			left = 1;
+		}
 
 		for (size_t j = 0; j < S->ntp; j++) {
 			if (S->tp[j].pid != 0 && !S->tp[j].ready)
@@ -531,7 +582,8 @@ wait_started(struct sup *S)
 		pf[n++] = (struct pollfd){ S->sfd, POLLIN, 0 };
 		for (size_t j = 0; j < S->ntp; j++)
 			pf[n++] = (struct pollfd){ S->tp[j].ctl, POLLIN, 0 };
-		if (poll(pf, n, -1) < 0 && errno != EINTR)
+		if (poll(pf, n, left > 1000 ? 1000 : (int)left) < 0 &&
+		    errno != EINTR)
 			return -1;
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -591,8 +643,8 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 	struct server *srv = NULL;
 	struct srtp *srtp = NULL;
 	struct dispatch d;
-	char err[ERRLEN], detail[128], da[PATH_MAX], ds[PATH_MAX];
-	const char *rw[3];
+	char err[ERRLEN], detail[128], ds[PATH_MAX];
+	const char *rw[2];
 	int ret = 1, r, dispatch_ready = 0;
 	time_t last_sweep = 0;
 	size_t stuck;
@@ -611,10 +663,9 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 	}
 	/* From here it reads and writes only its own directories: not the
 	 * PIN file, not the systemd credential. */
-	rw[0] = dir_of(cfg->audit_log, da, sizeof(da));
-	rw[1] = cfg->state_dir;
-	rw[2] = dir_of(cfg->socket, ds, sizeof(ds));
-	r = sandbox_landlock(rw, 3, err, sizeof(err));
+	rw[0] = cfg->state_dir;
+	rw[1] = dir_of(cfg->socket, ds, sizeof(ds));
+	r = sandbox_landlock(rw, 2, err, sizeof(err));
 	if (r == KEYD_ERR_UNSUPPORTED)
 		log_warn("%s: the socket-facing process is not kept from the "
 		    "PIN file %s by Landlock", err, pin_path);
@@ -705,6 +756,15 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 			tw_info_free(&in);
 			continue;
 		}
+		if (h[0] == TW_CTL_SIGNAL && nfds == 1 &&
+		    kbuf_get_bytes(&b, h + 1, sizeof(uint32_t)) == KEYD_OK &&
+		    h[1] == SIGHUP) {
+			/* The log's path, opened by the supervisor. */
+			log_info("SIGHUP: reopening the audit log");
+			if (audit_rotate_fd(audit, fds[0]) == KEYD_OK)
+				event(audit, "log-reopened", NULL);
+			continue;
+		}
 		for (size_t i = 0; i < nfds; i++)
 			close(fds[i]);
 		if (h[0] == TW_CTL_TOKEN_DOWN &&
@@ -728,7 +788,17 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 		    kbuf_get_bytes(&b, h + 1, sizeof(uint32_t)) != KEYD_OK)
 			continue;
 		if (h[1] == SIGUSR1) {
-			/* The sandbox test's probe: this must kill keyd. */
+			/* The sandbox test's probe: the PIN file must not open,
+			 * and socket(AF_INET) must kill keyd. */
+			int fd = open(pin_path, O_RDONLY | O_CLOEXEC);
+
+			if (fd >= 0) {
+				log_error("sandbox probe: the PIN file opened");
+				close(fd);
+			} else {
+				log_warn("sandbox probe: the PIN file does not "
+				    "open: %s", strerror(errno));
+			}
 			log_warn("sandbox probe: calling socket(AF_INET)");
 			r = socket(AF_INET, SOCK_STREAM, 0);
 			log_error("sandbox probe: socket(AF_INET) was allowed "
@@ -736,8 +806,14 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 			continue;
 		}
 		if (h[1] == SIGHUP) {
+			uint32_t e = 0;
+
+			/* The supervisor could not open the path: why. */
+			if (kbuf_get_bytes(&b, &e, sizeof(e)) != KEYD_OK)
+				e = 0;
 			log_info("SIGHUP: reopening the audit log");
-			if (audit_rotate(audit) == KEYD_OK)
+			errno = (int)e;
+			if (audit_rotate_fd(audit, -1) == KEYD_OK)
 				event(audit, "log-reopened", NULL);
 			continue;
 		}
@@ -846,6 +922,20 @@ supervise(struct sup *S)
 				}
 				send_srv(S, f, sizeof(f), NULL, 0);
 				break;
+			case SIGHUP: {
+				/* The socket-facing process cannot reach the
+				 * log's directory: the new file is opened
+				 * here. */
+				uint32_t g[3] = { TW_CTL_SIGNAL, SIGHUP, 0 };
+				int fd = audit_reopen_path(S->cfg->audit_log);
+
+				g[2] = fd < 0 ? (uint32_t)errno : 0;
+				send_srv(S, g, sizeof(g), fd < 0 ? NULL : &fd,
+				    fd < 0 ? 0 : 1);
+				if (fd >= 0)
+					close(fd);
+				break;
+			}
 			default:
 				send_srv(S, f, sizeof(f), NULL, 0);
 			}
@@ -986,6 +1076,21 @@ main(int argc, char **argv)
 		    PIN_CREDENTIAL);
 		goto out;
 	}
+	{
+		/* The socket-facing process may read and write these: the
+		 * PIN must live elsewhere. */
+		char sd[PATH_MAX];
+		const char *dirs[2] = { S.cfg->state_dir, dir_of(S.cfg->socket,
+		    sd, sizeof(sd)) };
+
+		for (size_t i = 0; i < 2; i++)
+			if (path_below(pin_path, dirs[i])) {
+				log_error("%s: the PIN file %s lies in %s, which "
+				    "the socket-facing process can read: keep it "
+				    "elsewhere", S.cfg_path, pin_path, dirs[i]);
+				goto out;
+			}
+	}
 	if (find_helper(S.helper, sizeof(S.helper)) != 0) {
 		log_error("cannot find keyd-token, the token process (looked "
 		    "beside keyd and at %s)", KEYD_TOKEN_HELPER);
@@ -1014,16 +1119,36 @@ main(int argc, char **argv)
 		}
 	if ((ready = wait_started(&S)) < 0)
 		goto out;
-	for (size_t j = 0; j < S.ntp; j++)
-		if (!S.tp[j].ready)
-			log_error("%s%s", S.tp[j].failed_msg, S.ntp > 1 &&
-			    ready > 0 ? (j == 0 ? " (serving from the failover "
-			    "token; the primary is tried again)" : " (the "
-			    "failover token is tried again)") : "");
+	if (ready == 0 && S.ntp == 2) {
+		log_error("%s; and the failover token cannot serve either: %s",
+		    S.tp[0].failed_msg, S.tp[1].failed_msg);
+	} else if (ready == 0) {
+		log_error("%s", S.tp[0].failed_msg);
+	} else if (S.ntp == 2 && !S.tp[0].ready) {
+		char label[64];
+
+		token_uri_label(S.cfg->failover_token, label, sizeof(label));
+		log_error("primary token: %s; serving from the failover token "
+		    "'%s' and trying the primary again in the background",
+		    S.tp[0].failed_msg, label);
+	} else if (S.ntp == 2 && !S.tp[1].ready) {
+		log_error("failover token: %s; it is tried again in the "
+		    "background", S.tp[1].failed_msg);
+	}
 	if (ready == 0 || (check_only && (size_t)ready < S.ntp)) {
-		if (check_only && ready > 0)
-			log_error("%s: a configured token cannot serve (see "
-			    "above)", S.cfg_path);
+		/* A failover token that cannot serve is only logged at a
+		 * start (keyd serves from the primary and tries it again in
+		 * the background); a check fails on it. */
+		for (size_t j = 0; check_only && ready > 0 && j < S.ntp; j++) {
+			char label[64];
+
+			if (S.tp[j].ready)
+				continue;
+			token_uri_label(j == 0 ? S.cfg->token :
+			    S.cfg->failover_token, label, sizeof(label));
+			log_error("%s: the %s token '%s' cannot serve (see "
+			    "above)", S.cfg_path, S.tp[j].role, label);
+		}
 		goto out;
 	}
 
@@ -1053,15 +1178,37 @@ main(int argc, char **argv)
 		tw_info_free(&in);
 		p->have_fds = 0;      /* the proxy has them */
 	}
+	if (S.ntp == 2 && S.tp[0].ready && S.tp[1].ready) {
+		struct token_info a, b;
+
+		token_get_info(token, 0, &a);
+		token_get_info(token, 1, &b);
+		if (!strcmp(a.serial, b.serial) && !strcmp(a.label, b.label) &&
+		    !strcmp(a.manufacturer, b.manufacturer) &&
+		    !strcmp(a.model, b.model)) {
+			log_error("failover_token %s names the same token as "
+			    "token %s", S.cfg->failover_token, S.cfg->token);
+			goto out;
+		}
+	}
 	for (size_t j = 0; j < S.ntp; j++) {
 		if (!S.tp[j].ready) {
 			token_proxy_down(token, j, S.tp[j].gen, "failed");
 		} else if (token_proxy_mismatch(token, j) > 0) {
-			/* Both tokens must hold the same keys. */
-			log_error("%s: the %s token does not hold the same keys "
-			    "as the primary (see above)", S.cfg_path,
-			    S.tp[j].role);
-			goto out;
+			/* Logged by the proxy; those keys are never served
+			 * from that token. */
+			if (check_only) {
+				log_error("%s: the %s token does not hold the "
+				    "same keys as the primary (see above)",
+				    S.cfg_path, S.tp[j].role);
+				goto out;
+			}
+		} else if (j == 1) {
+			char label[64];
+
+			token_uri_label(S.cfg->failover_token, label,
+			    sizeof(label));
+			log_info("failover token '%s' holds every key", label);
 		}
 	}
 	for (size_t i = 0; i < token_key_count(token); i++) {
@@ -1102,6 +1249,9 @@ main(int argc, char **argv)
 		/* The socket-facing process: nothing of the supervisor's but
 		 * the tokens' channels and its own to the supervisor. The PIN's
 		 * pages are zero here (MADV_WIPEONFORK). */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(1);
 		close(S.sfd);
 		close(sv[0]);
 		for (size_t j = 0; j < S.ntp; j++)
@@ -1115,6 +1265,13 @@ main(int argc, char **argv)
 	/* The supervisor's copies of the channels. */
 	token_close(token);
 	token = NULL;
+	/* Token processes started from now on start as the configured user,
+	 * as the one process that was keyd used to log in again after its
+	 * drop. */
+	if (sandbox_drop_privileges(S.cfg, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
 	ret = supervise(&S);
 out:
 	if (S.srv_pid != 0) {

@@ -195,6 +195,11 @@ sandbox_drop_privileges(const struct config *cfg, char *err, size_t errlen)
 
 	if (cfg->user == NULL)
 		return KEYD_OK;
+	/* Dropped already (a process started by one that had dropped). */
+	if (getresuid(&r, &e, &s) == 0 && r == cfg->user_uid &&
+	    e == cfg->user_uid && s == cfg->user_uid && cfg->user_uid != 0 &&
+	    getgid() == cfg->user_gid && getegid() == cfg->user_gid)
+		return KEYD_OK;
 	if (setgroups(1, &cfg->user_gid) != 0 ||
 	    setresgid(cfg->user_gid, cfg->user_gid, cfg->user_gid) != 0 ||
 	    setresuid(cfg->user_uid, cfg->user_uid, cfg->user_uid) != 0) {

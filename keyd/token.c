@@ -1027,7 +1027,8 @@ parse_uri(struct token *t, const char *name, const char *uri,
 	}
 	/* A primary absent at start-up (keyd serves from the failover
 	 * token) cannot be checked. */
-	if (p->have_info && !p11_kit_uri_match_token_info(u, &p->info)) {
+	if (p->have_info && !t->cfg->serving_failover &&
+	    !p11_kit_uri_match_token_info(u, &p->info)) {
 		errf(err, errlen, "key '%s': uri %s names another token than "
 		    "[keyd] token", name, uri);
 		goto out;
@@ -2645,6 +2646,11 @@ token_probe(struct token *t, char *msg, size_t msglen)
 		for (size_t j = 0; j < t->ndev; j++)
 			atomic_store(&t->dev[j].broken, 1);
 		r = token_random(t, &s, b, sizeof(b), msg, msglen);
+		/* Logged in again, but a key is missing: the device answers,
+		 * and requests for that key say what is wrong. */
+		if (r != KEYD_OK && t->dev[0].logged_in &&
+		    !atomic_load(&t->dev[0].pin_refused))
+			r = KEYD_OK;
 	}
 	token_session_close(t, &s);
 	return r;

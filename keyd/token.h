@@ -235,6 +235,9 @@ void token_reload(struct token *t);
 /* token_key_type_name: "ec-p256", "rsa", ... */
 const char *token_key_type_name(enum token_key_type type);
 
+/* token_uri_label: the token label a token URI names, else the URI. */
+void token_uri_label(const char *uri, char *out, size_t n);
+
 /* token_rv_name: the CKR_* name of a PKCS#11 return value. */
 const char *token_rv_name(CK_RV rv);
 

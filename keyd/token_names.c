@@ -3,7 +3,9 @@
  * daemon, keyd-backup). */
 #include "token.h"
 
+#include <p11-kit/uri.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *
 token_rv_name(CK_RV rv)
@@ -74,4 +76,28 @@ token_oaep_names(unsigned bits, char *dst, size_t n)
 		if (bits & token_oaep_variants[i].bit)
 			used += (size_t)snprintf(dst + used, n - used, "%s%s",
 			    used > 0 ? ", " : "", token_oaep_variants[i].name);
+}
+
+void
+token_uri_label(const char *uri, char *out, size_t n)
+{
+	P11KitUri *u = p11_kit_uri_new();
+	CK_TOKEN_INFO *ti;
+	size_t len;
+
+	snprintf(out, n, "%s", uri);
+	if (u == NULL)
+		return;
+	if (p11_kit_uri_parse(uri, P11_KIT_URI_FOR_TOKEN, u) == P11_KIT_URI_OK &&
+	    (ti = p11_kit_uri_get_token_info(u)) != NULL &&
+	    ti->label[0] != 0) {
+		len = sizeof(ti->label);
+		while (len > 0 && ti->label[len - 1] == ' ')
+			len--;
+		if (len > 0 && len < n) {
+			memcpy(out, ti->label, len);
+			out[len] = '\0';
+		}
+	}
+	p11_kit_uri_free(u);
 }

@@ -67,6 +67,7 @@ struct token {
 	int has_audit_key;
 	int described;
 	atomic_int active;
+	atomic_long primary_tried;  /* ms, the primary's last try */
 	long timeout_ms;
 	int sup_fd;
 	pthread_mutex_t sup_mu;
@@ -113,15 +114,44 @@ token_proxy_new(const struct config *cfg, int sup_fd, struct token **out)
 	return KEYD_OK;
 }
 
+/* Whether key b, as another token (or a fresh token process) holds it,
+ * is the key a that keyd serves; if not, why in err. */
 static int
-same_key(const struct token_key *a, const struct token_key *b)
+same_key(const struct token_key *a, const struct token_key *b,
+    const char *label, char *err, size_t errlen)
 {
-	if (a->type != b->type || a->bits != b->bits ||
-	    a->spki_len != b->spki_len ||
-	    (a->spki_len > 0 && memcmp(a->spki, b->spki, a->spki_len) != 0))
+	/* Some tokens leave CKA_VALUE_LEN off an unwrapped AES key. */
+	if (a->type != b->type || (a->bits != b->bits && a->bits != 0 &&
+	    b->bits != 0)) {
+		snprintf(err, errlen, "key '%s' on token '%s' is a %s-%u key, "
+		    "not the %s-%u key keyd serves", a->name, label,
+		    token_key_type_name(b->type), b->bits,
+		    token_key_type_name(a->type), a->bits);
 		return 0;
-	if (a->has_kcv && b->has_kcv && memcmp(a->kcv, b->kcv, 3) != 0)
+	}
+	if (a->spki_len != b->spki_len || (a->spki_len > 0 &&
+	    memcmp(a->spki, b->spki, a->spki_len) != 0)) {
+		snprintf(err, errlen, "key '%s' on token '%s' has another public "
+		    "key than the one keyd serves (restart keyd to serve a new "
+		    "key)", a->name, label);
 		return 0;
+	}
+	if (a->type == TOKEN_KEY_AES && (!a->has_kcv || !b->has_kcv)) {
+		snprintf(err, errlen, "key '%s' on token '%s': no check value "
+		    "(CKA_CHECK_VALUE, or AES-ECB of a zero block) to show it is "
+		    "the AES key keyd serves", a->name, label);
+		return 0;
+	}
+	if (a->type == TOKEN_KEY_AES && memcmp(a->kcv, b->kcv, 3) != 0) {
+		snprintf(err, errlen, "key '%s' on token '%s' has another check "
+		    "value than the AES key keyd serves", a->name, label);
+		return 0;
+	}
+	if (b->weak_extractable && !a->weak_extractable)
+		log_warn("KEY '%s' ON TOKEN '%s' IS EXTRACTABLE WITHOUT "
+		    "CKA_WRAP_WITH_TRUSTED, unlike on the first token: anyone "
+		    "holding the user PIN can read it in the clear there",
+		    a->name, label);
 	return 1;
 }
 
@@ -169,13 +199,14 @@ token_proxy_up(struct token *t, size_t j, unsigned gen, const int *fds,
 	if ((ok = calloc(t->n_all ? t->n_all : 1, 1)) == NULL)
 		return KEYD_ERR_NOMEM;
 	for (size_t i = 0; i < t->n_all; i++) {
-		ok[i] = in->keys == NULL || same_key(&t->keys[i], &in->keys[i]);
+		char why[512];
+
+		ok[i] = in->keys == NULL || same_key(&t->keys[i], &in->keys[i],
+		    in->ti.label, why, sizeof(why));
 		if (!ok[i]) {
 			bad++;
-			log_error("key '%s' on token '%s' is not the key keyd "
-			    "serves (its type, public key or check value "
-			    "changed): that token does not serve it",
-			    t->keys[i].name, in->ti.label);
+			log_error("%s token: %s; keyd does not serve it from "
+			    "there", d->role, why);
 		}
 	}
 	/* The failover token decrypts OAEP only with the hashes both do. */
@@ -472,6 +503,42 @@ probe(struct token *t, size_t j)
 	    sizeof(msg));
 }
 
+/* Whether the primary is due another try while the failover token
+ * serves: its process is up, and a second has passed. */
+static int
+primary_due(struct token *t)
+{
+	struct pdev *p = &t->dev[0];
+	long now = tw_now_ms(), last = atomic_load(&t->primary_tried);
+	int up;
+
+	if (now - last < PROXY_PROBE_MS)
+		return 0;
+	pthread_mutex_lock(&p->mu);
+	up = p->ch != NULL;
+	pthread_mutex_unlock(&p->mu);
+	return up && atomic_compare_exchange_strong(&t->primary_tried, &last,
+	    now);
+}
+
+static void
+switched(struct token *t, size_t j)
+{
+	struct pdev *p = &t->dev[0];
+	char state[24];
+
+	if (j == 0) {
+		log_info("primary token '%s' serves again", p->label);
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	snprintf(state, sizeof(state), "%s", !strcmp(p->state, "hung") ?
+	    "hung" : "failing");
+	pthread_mutex_unlock(&p->mu);
+	log_warn("primary token '%s' is %s; serving from the failover token "
+	    "'%s'", p->label, state, t->dev[1].label);
+}
+
 /* A request to the token that serves: the active one first, the other
  * when the first is down, does not answer, or fails for a reason of its
  * device's. */
@@ -481,6 +548,11 @@ call(struct token *t, struct call *c, char *msg, size_t msglen)
 	size_t first = (size_t)atomic_load(&t->active) % t->ndev;
 	int r = KEYD_ERR_TOKEN, transport;
 	char m[TW_MSG_LEN];
+
+	/* While the failover token serves, one request a second tries the
+	 * primary again, if its token process is up. */
+	if (first == 1 && primary_due(t))
+		first = 0;
 
 	msg[0] = '\0';
 	for (size_t k = 0; k < t->ndev; k++) {
@@ -503,8 +575,7 @@ call(struct token *t, struct call *c, char *msg, size_t msglen)
 			    !rv_device(c->rv)))) {
 				if ((size_t)atomic_exchange(&t->active, (int)j) !=
 				    j && t->ndev > 1)
-					log_warn("token '%s' (%s) serves", d->label,
-					    d->role);
+					switched(t, j);
 				snprintf(msg, msglen, "%s", m);
 				return r;
 			}

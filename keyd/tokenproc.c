@@ -489,15 +489,21 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		return TW_EXIT_FAILED;
 	}
-	if (!strcmp(role, "failover")) {
+	/* This process serves one token; failing over between the two is
+	 * the socket-facing process's business. */
+	if (!strcmp(role, "primary")) {
+		free(cfg->failover_token);
+		cfg->failover_token = NULL;
+	} else {
+		char *primary = cfg->token;
+
 		if (cfg->failover_token == NULL) {
 			ctl_failed(TW_EXIT_USAGE, "no failover_token");
 			return TW_EXIT_USAGE;
 		}
-		char *primary = cfg->token;
-
 		cfg->token = cfg->failover_token;
 		cfg->failover_token = NULL;
+		cfg->serving_failover = 1;
 		free(primary);
 	}
 	if (read_pin(&pin, &pin_len) != 0) {

@@ -32,29 +32,42 @@ sign_ok() {
     fail "signature made under the sandbox does not verify"
 }
 
-# 1. Every thread runs under the filter (Seccomp: 2 = filter mode), and
-#    keyd still serves.
+# 1. Every thread of the socket-facing process runs under the allowlist,
+#    every thread of the token process under the denylist (Seccomp: 2 =
+#    filter mode), and keyd still serves. The module is mapped in the token
+#    process only.
 start_keyd
 grep -q "seccomp sandbox on" "$T/keyd.log" || fail "no sandbox line in the log"
 sign_ok
-n=0
-for st in /proc/$KEYD_PID/task/*/status; do
-  grep -qP '^Seccomp:\t2$' "$st" || fail "thread $(basename "$(dirname "$st")") is not under seccomp"
-  n=$((n + 1))
+SERVE=$(serve_pid) || fail "no socket-facing process (keyd-serve) under keyd"
+TOKENP=$(token_pids) || fail "no token process (keyd-token) under keyd"
+for p in $SERVE $TOKENP; do
+  n=0
+  for st in /proc/$p/task/*/status; do
+    grep -qP '^Seccomp:\t2$' "$st" || fail "thread $(basename "$(dirname "$st")") of $p is not under seccomp"
+    n=$((n + 1))
+  done
+  [[ $n -ge 2 ]] || fail "expected several threads in $p, saw $n"
 done
-[[ $n -ge 3 ]] || fail "expected the main thread and workers, saw $n threads"
-pass "seccomp on all $n threads, signing works"
+grep -q libsofthsm2 /proc/$TOKENP/maps || fail "the token process does not map the module (the check is blind)"
+for p in $KEYD_PID $SERVE; do
+  ! grep -q libsofthsm2 /proc/$p/maps || fail "process $p maps the PKCS#11 module"
+done
+pass "seccomp on every thread of keyd-serve and keyd-token; the module only in keyd-token; signing works"
 
 # 2. The PIN is in no command line, environment or log.
-for f in cmdline environ; do
-  if tr '\0' '\n' < /proc/$KEYD_PID/$f | grep -qxF "$PIN"; then fail "PIN in /proc/PID/$f"; fi
+for p in $KEYD_PID $SERVE $TOKENP; do
+  for f in cmdline environ; do
+    if tr '\0' '\n' < /proc/$p/$f | grep -qxF "$PIN"; then fail "PIN in /proc/$p/$f"; fi
+  done
 done
 if grep -qF "$PIN" "$T/keyd.log" "$T/audit.jsonl"; then fail "PIN in a log"; fi
 pass "no PIN in cmdline, environ or logs"
 stop_keyd
 
-# 3. A forbidden call (socket(AF_INET) through the test-only probe) kills
-#    the process with SIGSYS.
+# 3. The socket-facing process cannot open the PIN file (Landlock), and a
+#    forbidden call (socket(AF_INET), through the test-only probe) kills it
+#    with SIGSYS, and keyd with it.
 KEYD_TEST_SANDBOX_PROBE=1 start_keyd
 kill -USR1 "$KEYD_PID"
 set +e
@@ -62,28 +75,34 @@ wait "$KEYD_PID"
 status=$?
 set -e
 KEYD_PID=
+grep -q "sandbox probe: the PIN file does not open: Permission denied" "$T/keyd.log" ||
+  { cat "$T/keyd.log" >&2; fail "the socket-facing process could open the PIN file"; }
 [[ $status -eq $((128 + 31)) ]] || fail "probe: keyd exited with $status, want 159 (SIGSYS)"
 if grep -q "was allowed" "$T/keyd.log"; then fail "socket(AF_INET) was allowed"; fi
-pass "socket(AF_INET) killed keyd (SIGSYS)"
+pass "the PIN file does not open in keyd-serve; socket(AF_INET) killed it (SIGSYS)"
 rm -f "$T/run/keyd.sock"
 
 # 4. Started as root with user = nobody: real, effective and saved uids
-#    (and gids) are all nobody's afterwards, and it still serves.
+#    (and gids) of every keyd process are nobody's once it serves, and it
+#    still serves.
 chown -R nobody:nogroup "$T/tokens"
 sed -i "s|^\[keyd\]|[keyd]\nuser = nobody|" "$T/keyd.conf"
 start_keyd
 uid=$(id -u nobody)
-grep -qP "^Uid:\t$uid\t$uid\t$uid\t$uid$" /proc/$KEYD_PID/status ||
-  fail "uids after the drop: $(grep ^Uid /proc/$KEYD_PID/status)"
-grep -qP "^Groups:\t$(id -g nobody) ?$" /proc/$KEYD_PID/status ||
-  fail "groups after the drop: $(grep ^Groups /proc/$KEYD_PID/status)"
-grep -qP '^CapEff:\t0+$' /proc/$KEYD_PID/status || fail "capabilities kept"
+for p in $KEYD_PID $(serve_pid) $(token_pids); do
+  grep -qP "^Uid:\t$uid\t$uid\t$uid\t$uid$" /proc/$p/status ||
+    fail "uids of $p after the drop: $(grep ^Uid /proc/$p/status)"
+  grep -qP "^Groups:\t$(id -g nobody) ?$" /proc/$p/status ||
+    fail "groups of $p after the drop: $(grep ^Groups /proc/$p/status)"
+  grep -qP '^CapEff:\t0+$' /proc/$p/status || fail "capabilities kept by $p"
+done
 sign_ok
-pass "dropped to nobody: uids $uid, no capabilities, still serving"
+pass "dropped to nobody: uids $uid, no capabilities, in every process, still serving"
 stop_keyd
 
 # 5. Started directly as an unprivileged user (as systemd does), with no
-#    drop: not dumpable, so /proc/PID files belong to root, not the user.
+#    drop: no process is dumpable, so /proc/PID files belong to root, not
+#    the user, and no process of the user's can ptrace them.
 sed -i "/^user = nobody$/d" "$T/keyd.conf"
 chown nobody:nogroup "$T/pin" "$T/keyd.conf" "$T/audit.jsonl" "$T/run"
 echo "[client nobody]
@@ -92,9 +111,11 @@ keys = ec
 ops = sign" >> "$T/keyd.conf"
 sed -i "s|^\[client root\]|[client root-unused]|" "$T/keyd.conf"
 KEYD_WRAPPER="setpriv --reuid=nobody --regid=nogroup --clear-groups" start_keyd
-owner=$(stat -c %U /proc/$KEYD_PID/status)
-[[ $owner == root ]] || fail "started as nobody, /proc files owned by $owner: dumpable"
-pass "started as nobody without a drop: not dumpable"
+for p in $KEYD_PID $(serve_pid) $(token_pids); do
+  owner=$(stat -c %U /proc/$p/status)
+  [[ $owner == root ]] || fail "started as nobody, /proc/$p files owned by $owner: dumpable"
+done
+pass "started as nobody without a drop: no process dumpable"
 stop_keyd
 
 # 6. Under systemd the PIN comes as a credential: with no pin_file, keyd

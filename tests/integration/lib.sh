@@ -119,6 +119,11 @@ start_keyd() {
   fail "keyd did not start within 10 s"
 }
 
+# keyd's processes: the supervisor is $KEYD_PID; its children are the
+# socket-facing process and one token process per configured token.
+serve_pid() { pgrep -P "$KEYD_PID" -x keyd-serve; }
+token_pids() { pgrep -P "$KEYD_PID" -x keyd-token; }
+
 stop_keyd() {
   kill -TERM "$KEYD_PID"
   wait "$KEYD_PID" || fail "keyd exited with status $? on SIGTERM"

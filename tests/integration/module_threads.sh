@@ -75,8 +75,10 @@ shim_ctl
 for when in 1 "open:$late"; do
   export P11SHIM_THREAD=$when
   start_keyd
-  grep -qx p11shim-thread /proc/"$KEYD_PID"/task/*/comm ||
-    fail "keyd has no thread named p11shim-thread ($when): the shim did not start one"
+  # The module runs in the token process, and its thread with it.
+  tp=$(token_pids) || fail "no token process under keyd"
+  grep -qx p11shim-thread /proc/"$tp"/task/*/comm ||
+    fail "the token process has no thread named p11shim-thread ($when): the shim did not start one"
   sign_ok "at start ($when)"
   signal_handled HUP log-reopened
   sign_ok "after SIGHUP ($when)"

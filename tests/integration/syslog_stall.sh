@@ -86,6 +86,8 @@ start_keyd
 # keyd's own pid, also under a KEYD_WRAPPER (strace -f).
 KPID=$KEYD_PID
 [[ -z ${KEYD_WRAPPER:-} ]] || KPID=$(pgrep -n -x keyd -P "$KEYD_PID")
+# The socket-facing process writes the audit log and its syslog mirror.
+KPID=$(pgrep -P "$KPID" -x keyd-serve) || fail "no socket-facing process under keyd"
 S=$T/run/keyd.sock
 printf 'INVITE sip:bob@example.com SIP/2.0\r\n' > "$T/msg"
 sign() { timeout 5 "$KEYDCTL" sign ec -a ecdsa-sha256 -i "$T/msg" -o "$T/sig" ||
