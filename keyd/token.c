@@ -2634,26 +2634,46 @@ token_gcm(struct token *t, struct token_session *s, size_t key,
 	return r;
 }
 
+/* C_GenerateRandom in a session of its own, under the read lock. */
+static CK_RV
+probe_once(struct dev *d)
+{
+	CK_SESSION_HANDLE s;
+	uint8_t b[8];
+	CK_RV rv;
+
+	pthread_rwlock_rdlock(&d->lock);
+	rv = d->t->f->C_OpenSession(d->slot, CKF_SERIAL_SESSION, NULL, NULL,
+	    &s);
+	if (rv == CKR_OK) {
+		rv = d->t->f->C_GenerateRandom(s, b, sizeof(b));
+		(void)d->t->f->C_CloseSession(s);
+	}
+	pthread_rwlock_unlock(&d->lock);
+	return rv;
+}
+
 int
 token_probe(struct token *t, char *msg, size_t msglen)
 {
-	struct token_session s;
-	uint8_t b[8];
+	struct dev *d = &t->dev[0];
+	CK_RV rv;
 	int r;
 
-	memset(&s, 0, sizeof(s));
-	if ((r = token_random(t, &s, b, sizeof(b), msg, msglen)) != KEYD_OK) {
-		for (size_t j = 0; j < t->ndev; j++)
-			atomic_store(&t->dev[j].broken, 1);
-		r = token_random(t, &s, b, sizeof(b), msg, msglen);
-		/* Logged in again, but a key is missing: the device answers,
-		 * and requests for that key say what is wrong. */
-		if (r != KEYD_OK && t->dev[0].logged_in &&
-		    !atomic_load(&t->dev[0].pin_refused))
-			r = KEYD_OK;
+	if (d->have_info && probe_once(d) == CKR_OK)
+		return KEYD_OK;
+	/* A re-login (the keys found again too), then the probe once more:
+	 * a key that is gone is not a device that is lost. */
+	atomic_store(&d->broken, 1);
+	r = token_recover(d, atomic_load(&d->generation), msg, msglen);
+	if (r != KEYD_OK && !d->logged_in)
+		return r;
+	if ((rv = probe_once(d)) != CKR_OK) {
+		snprintf(msg, msglen, "C_GenerateRandom after a re-login: %s",
+		    token_rv_name(rv));
+		return KEYD_ERR_TOKEN;
 	}
-	token_session_close(t, &s);
-	return r;
+	return KEYD_OK;
 }
 
 int

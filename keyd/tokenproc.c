@@ -564,6 +564,14 @@ main(int argc, char **argv)
 	/* keyd stops (or lost us): the module is finalised, which
 	 * opencryptoki and others need for a clean end. */
 	token_close(tok);
+#ifdef KEYD_SANITIZE_BUILD
+	/* LeakSanitizer's exit-time check needs ptrace, which the
+	 * denylist refuses: a sandboxed sanitizer build skips it. */
+	if (cfg->sandbox) {
+		fflush(NULL);
+		_exit(TW_EXIT_OK);
+	}
+#endif
 	config_free(cfg);
 	return TW_EXIT_OK;
 }

@@ -78,3 +78,8 @@ set_tests_properties(token_tpm2 token_opencryptoki PROPERTIES SKIP_RETURN_CODE 7
 # keydctl passport verify against PyJWT's PASSporTs and openssl's
 # certificates with TNAuthLists (no daemon).
 keyd_script_test(passport_verify integration/passport_verify.sh integration)
+
+# A module that crashes (the shim's crash rule): the token process is
+# replaced, the socket-facing process stays up.
+keyd_script_test(token_crash integration/token_crash.sh integration)
+set_tests_properties(token_crash PROPERTIES SKIP_RETURN_CODE 77)

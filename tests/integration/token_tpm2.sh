@@ -20,3 +20,36 @@ tpm2_make_token keydtpm
 tpm2_add_aes kek "$(tpm2__hex 03)"
 tok_time "token and keys made"
 tok_check_all
+
+# The module loses its device: tpm2-abrmd restarts under a running keyd.
+# tpm2-pkcs11 never recovers in the same process (every call fails with
+# CKR_GENERAL_ERROR); keyd's health probe fails after a re-login, the
+# token process exits, and a fresh one (a fresh C_Initialize) serves. keyd
+# itself is not restarted. The test says how long it took.
+start_keyd
+tok_check_keys "before tpm2-abrmd restarts"
+SERVE=$(serve_pid) || fail "no socket-facing process"
+TOK1=$(token_pids) || fail "no token process"
+tpm2_abrmd_restart
+t0=$(date +%s%N)
+ok=0
+for i in $(seq 1 150); do
+  if "$KEYDCTL" sign rsa -a rsa-pkcs1-sha256 -i "$T/msg" -o "$T/sig" 2> "$T/err"; then ok=1; break; fi
+  sleep 0.2
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+((ok)) || fail "keyd did not recover within 30 s of tpm2-abrmd's restart: $(cat "$T/err"); $(tail -5 "$T/keyd.log")"
+verify_sig rsa-pkcs1-sha256 "$T/rsa.pem" "$T/msg" "$T/sig" >/dev/null || fail "bad signature after the recovery"
+[[ $(serve_pid) == "$SERVE" ]] || fail "the socket-facing process was restarted"
+kill -0 "$KEYD_PID" || fail "keyd died"
+if [[ $(token_pids) != "$TOK1" ]]; then
+  grep -q "token process primary (token 'pkcs11:token=$TOKEN') ended: the token lost its device" "$T/keyd.log" ||
+    fail "a new token process, but the log does not say why: $(tail -5 "$T/keyd.log")"
+  how="a fresh token process"
+else
+  how="the same token process"
+fi
+tok_check_keys "after tpm2-abrmd's restart"
+echo "time: keyd signed again $ms ms after tpm2-abrmd restarted ($how)"
+stop_keyd
+pass "tpm2-abrmd restarted: keyd recovered in $ms ms without a restart ($how)"

@@ -22,6 +22,10 @@
  *                                             matches it, then go on
  *   trace [FUNC...] [token=LABEL]             log each call and what the
  *                                             real module answered
+ *   crash [FUNC...] [token=LABEL]             kill the process with
+ *                                             SIGSEGV inside the call, as
+ *                                             a module's bug would (the
+ *                                             log says "C_Sign crash")
  *
  * CODE is a CKR_ name (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
  * CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
@@ -104,6 +108,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +169,8 @@ static const struct {
 	{ "CKR_TOKEN_NOT_RECOGNIZED", CKR_TOKEN_NOT_RECOGNIZED },
 };
 
-enum rule_kind { R_FAIL, R_FAIL_NTH, R_FAIL_FOR, R_DELAY, R_HANG, R_TRACE };
+enum rule_kind { R_FAIL, R_FAIL_NTH, R_FAIL_FOR, R_DELAY, R_HANG, R_TRACE,
+	R_CRASH };
 
 struct rule {
 	enum rule_kind kind;
@@ -505,6 +511,9 @@ parse_rule(char *line)
 	} else if (strcmp(w[0], "trace") == 0) {
 		r.kind = R_TRACE;
 		first_func = 1;
+	} else if (strcmp(w[0], "crash") == 0) {
+		r.kind = R_CRASH;
+		first_func = 1;
 	} else {
 		if (strcmp(w[0], "fail") == 0)
 			r.kind = R_FAIL;
@@ -680,6 +689,14 @@ decide(struct call *c, int *effect)
 			if (delay_ms == 0)
 				delay_ms = r->n;
 			break;
+		case R_CRASH:
+			pthread_mutex_unlock(&mu);
+			shim_log("%s crash", func_names[c->f]);
+			/* The default action even under a sanitizer, which
+			 * would otherwise report the fault and exit. */
+			signal(SIGSEGV, SIG_DFL);
+			raise(SIGSEGV);
+			abort();
 		case R_HANG:
 		case R_TRACE:
 			break;
