@@ -31,6 +31,9 @@
 #define PROXY_NDEV 2
 #define PROXY_PROBE_MS 1000        /* a token error is probed this often */
 #define PROXY_INFO_WAIT_MS 1000
+/* How long a worker yields the CPU before it sleeps on a reply: about
+ * one signature of a fast token (tokenwire.c). */
+#define PROXY_SPIN_US 100
 
 /* One token process's channels. */
 struct chans {
@@ -396,6 +399,9 @@ rv_device(CK_RV rv)
 	    rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_USER_NOT_LOGGED_IN;
 }
 
+static __thread struct kbuf frame;
+static __thread int frame_init;
+
 /* One request to token j. Returns KEYD_OK or an error; *transport is set
  * when the token process did not answer (it is then replaced). */
 static int
@@ -405,7 +411,6 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 	struct pdev *d = &t->dev[j];
 	struct chans *ch;
 	struct tw_rep rep;
-	struct kbuf f;
 	size_t slot;
 	unsigned gen;
 	int fd, r, e;
@@ -416,25 +421,31 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 		return KEYD_ERR_TOKEN;
 	}
 	gen = ch->gen;
-	kbuf_init(&f, TW_MAX_REQ, KBUF_SECRET);
-	if ((r = kbuf_put(&f, &c->q, sizeof(c->q))) != KEYD_OK ||
-	    (c->q.iv_len && (r = kbuf_put(&f, c->iv, c->q.iv_len)) !=
+	/* One buffer per thread, kept: locked memory is costly to map for
+	 * every request. Wiped after each. */
+	if (!frame_init) {
+		kbuf_init(&frame, TW_MAX_REQ, KBUF_SECRET);
+		frame_init = 1;
+	}
+	kbuf_reset(&frame);
+	if ((r = kbuf_put(&frame, &c->q, sizeof(c->q))) != KEYD_OK ||
+	    (c->q.iv_len && (r = kbuf_put(&frame, c->iv, c->q.iv_len)) !=
 	    KEYD_OK) ||
-	    (c->q.aad_len && (r = kbuf_put(&f, c->aad, c->q.aad_len)) !=
+	    (c->q.aad_len && (r = kbuf_put(&frame, c->aad, c->q.aad_len)) !=
 	    KEYD_OK) ||
-	    (c->q.in_len && (r = kbuf_put(&f, c->in, c->q.in_len)) !=
+	    (c->q.in_len && (r = kbuf_put(&frame, c->in, c->q.in_len)) !=
 	    KEYD_OK)) {
-		kbuf_free(&f);
+		kbuf_reset(&frame);
 		give_back(ch, slot, 0);
 		snprintf(msg, msglen, "a request too large for the token "
 		    "process");
 		return KEYD_ERR_BAD_LENGTH;
 	}
-	if (tw_send(fd, kbuf_ptr(&f), kbuf_avail(&f), NULL, 0) != 0 ||
-	    tw_recv(fd, &f, sizeof(rep) + TW_MAX_IO, NULL, NULL, deadline) !=
-	    0) {
+	if (tw_send(fd, kbuf_ptr(&frame), kbuf_avail(&frame), NULL, 0) != 0 ||
+	    tw_recv_one(fd, &frame, sizeof(rep) + TW_MAX_IO, deadline,
+	    PROXY_SPIN_US) != 0) {
 		e = errno;
-		kbuf_free(&f);
+		kbuf_reset(&frame);
 		give_back(ch, slot, 1);
 		*transport = 1;
 		if (e == ETIMEDOUT) {
@@ -456,10 +467,10 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 		    e == EPIPE ? "it crashed or exited" : strerror(e));
 		return KEYD_ERR_TOKEN;
 	}
-	if (kbuf_get_bytes(&f, &rep, sizeof(rep)) != KEYD_OK ||
-	    rep.out_len != kbuf_avail(&f) ||
+	if (kbuf_get_bytes(&frame, &rep, sizeof(rep)) != KEYD_OK ||
+	    rep.out_len != kbuf_avail(&frame) ||
 	    (rep.r == KEYD_OK && rep.out_len > *c->outlen)) {
-		kbuf_free(&f);
+		kbuf_reset(&frame);
 		give_back(ch, slot, 1);
 		*transport = 1;
 		snprintf(msg, msglen, "a malformed reply from the token process "
@@ -473,10 +484,10 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 	c->rv = (CK_RV)rep.rv;
 	if (rep.r == KEYD_OK) {
 		if (rep.out_len > 0)
-			memcpy(c->out, kbuf_ptr(&f), rep.out_len);
+			memcpy(c->out, kbuf_ptr(&frame), rep.out_len);
 		*c->outlen = rep.out_len;
 	}
-	kbuf_free(&f);
+	kbuf_reset(&frame);
 	return rep.r;
 }
 

@@ -138,6 +138,13 @@ tw_get_word(struct kbuf *b, uint32_t *v)
 	return kbuf_get_bytes(b, v, sizeof(*v));
 }
 
+/* tw_recv_one: tw_recv for a request channel, which carries one frame at
+ * a time (a second frame sent before the reply is an error, EPROTO): the
+ * frame is read whole where it can be, and the wait first yields the CPU
+ * for up to spin_us microseconds before it sleeps. No descriptors. */
+int tw_recv_one(int fd, struct kbuf *b, size_t max, long deadline_ms,
+    long spin_us) TW_WUR;
+
 /* tw_now_ms: CLOCK_MONOTONIC in ms. */
 long tw_now_ms(void);
 
