@@ -26,30 +26,26 @@
 #define SERVER_BACKLOG 128
 #define SERVER_READ_CHUNK 16384
 /* One event per epoll_wait: a worker never holds events it has not
- * started on, which would wait behind its request if the token hangs
- * (another worker, or a spare, takes them instead). */
+ * started on, which would wait behind its request while the token is
+ * slow (another worker takes them instead). */
 #define SERVER_EVENTS 1
 /* Replies a connection may have queued, in bytes, before keyd stops
  * reading its requests (the client is not reading its replies). */
 #define SERVER_OUT_HIGH_WATER (256u * 1024u)
-/* Descriptors kept free for the token module and the audit log: SoftHSM2
- * opens its object files on every operation and, when it cannot, answers
- * CKR_OBJECT_HANDLE_INVALID, so a full descriptor table would fail every
- * client, not only the new ones. A connection that would take one of
- * these is closed at once. */
-#define SERVER_FD_RESERVE 32
+/* Descriptors kept free for what keyd must open while it serves: a
+ * restarted token process's channels (up to 64, tokenwire.h), the audit
+ * log after a rotation, the syslog socket. A full descriptor table would
+ * fail every client, not only the new ones. A connection that would take
+ * one of these is closed at once. */
+#define SERVER_FD_RESERVE 96
 /* Descriptors keyd holds besides connections and the reserve: the
  * listener, epoll, eventfd, signalfd, audit log, syslog, stdio. */
 #define SERVER_FD_BASE 16
 /* At most one warning this often about refused connections (a client
  * that opens connections in a loop must not flood the log). */
 #define SERVER_WARN_INTERVAL_S 60
-/* Workers started beside the configured ones while others wait on a hung
- * token call, so that requests keep being answered (with the failover
- * token, or a timeout error). */
-#define SERVER_MAX_SPARE 16
-/* How long a stop waits for the workers before leaving the ones stuck in
- * a token call behind. */
+/* How long a stop waits for the workers beyond token_timeout, the longest
+ * a worker waits on a token process. */
 #define SERVER_STOP_WAIT_MS 3000
 
 struct conn {
@@ -73,12 +69,7 @@ struct server {
 	char *path;
 	pthread_t *threads;
 	size_t n_threads;
-	size_t max_threads;       /* with the spares */
-	size_t spares;            /* spare workers started */
-	pthread_t watch_thread;   /* the token hang watch */
-	int watching;
-	_Atomic int watch_stop;
-	size_t abandoned;         /* workers a stop left in token calls */
+	size_t abandoned;         /* workers a stop left behind */
 	pthread_mutex_t table_mu; /* guards conns[] */
 	struct conn **conns;      /* by fd */
 	size_t n_slots;
@@ -721,8 +712,6 @@ out:
 	return NULL;
 }
 
-static void *watch_main(void *arg);
-
 int
 server_start(struct server *s, struct dispatch *d)
 {
@@ -753,9 +742,7 @@ server_start(struct server *s, struct dispatch *d)
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	s->n_threads = s->cfg->workers ? s->cfg->workers :
 	    (size_t)(ncpu > 0 ? ncpu : 2);
-	s->max_threads = s->n_threads + SERVER_MAX_SPARE;
-	if ((s->threads = calloc(s->max_threads, sizeof(*s->threads))) ==
-	    NULL)
+	if ((s->threads = calloc(s->n_threads, sizeof(*s->threads))) == NULL)
 		return KEYD_ERR_NOMEM;
 	for (i = 0; i < s->n_threads; i++) {
 		if (pthread_create(&s->threads[i], NULL, worker_main, s) != 0) {
@@ -764,11 +751,6 @@ server_start(struct server *s, struct dispatch *d)
 			return KEYD_ERR_IO;
 		}
 	}
-	if (pthread_create(&s->watch_thread, NULL, watch_main, s) != 0) {
-		(void)server_stop(s);
-		return KEYD_ERR_IO;
-	}
-	s->watching = 1;
 	s->started = 1;
 	return KEYD_OK;
 }
@@ -779,18 +761,14 @@ server_stop(struct server *s)
 	uint64_t one = 1;
 	struct timespec until;
 	size_t stuck = 0;
+	long wait_ms;
 
-	/* The watch first: it starts spare workers, which are joined below. */
-	if (s->watching) {
-		atomic_store(&s->watch_stop, 1);
-		pthread_join(s->watch_thread, NULL);
-		s->watching = 0;
-	}
 	if (s->stop_fd >= 0)
 		(void)!write(s->stop_fd, &one, sizeof(one));
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += SERVER_STOP_WAIT_MS / 1000;
-	until.tv_nsec += (SERVER_STOP_WAIT_MS % 1000) * 1000000L;
+	wait_ms = SERVER_STOP_WAIT_MS + (long)s->cfg->token_timeout_ms;
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (wait_ms % 1000) * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
@@ -800,52 +778,10 @@ server_stop(struct server *s)
 			stuck++;
 	s->n_threads = 0;
 	s->started = 0;
-	/* A worker still inside a token call owns its connection: nothing
-	 * may be freed under it. */
+	/* A worker that did not stop owns its connection: nothing may be
+	 * freed under it. */
 	s->abandoned = stuck;
 	return stuck;
-}
-
-static void
-watch_once(struct server *s)
-{
-	size_t stuck;
-
-	token_watch(s->d->token, &stuck);
-	if (stuck <= s->spares || s->n_threads >= s->max_threads)
-		return;
-	if (pthread_create(&s->threads[s->n_threads], NULL, worker_main, s) !=
-	    0) {
-		log_error("cannot start a spare worker: %s", strerror(errno));
-		return;
-	}
-	s->n_threads++;
-	s->spares++;
-	log_warn("%zu workers wait on a token call; started a spare worker "
-	    "(%zu workers now)", stuck, s->n_threads);
-}
-
-/* The token hang watch runs on a thread of its own, which never calls the
- * token: the main thread may itself wait on it (an audit checkpoint is
- * signed there), and a hang must be seen all the same. */
-static void *
-watch_main(void *arg)
-{
-	struct server *s = arg;
-	long ms = (long)s->cfg->token_timeout_ms / 5;
-	struct timespec ts;
-
-	if (ms < 10)
-		ms = 10;
-	if (ms > 100)
-		ms = 100;
-	ts.tv_sec = 0;
-	ts.tv_nsec = ms * 1000000L;
-	while (!atomic_load(&s->watch_stop)) {
-		(void)nanosleep(&ts, NULL);
-		watch_once(s);
-	}
-	return NULL;
 }
 
 void

@@ -21,13 +21,12 @@ int server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
     char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* server_start: starts the workers, which serve until server_stop (from
- * the main thread's signal loop), and the token hang watch, a thread that
- * runs token_watch every token_timeout/5 (10 to 100 ms) and starts a
- * spare worker while workers wait on a hung token call. */
+ * the main thread's loop). A worker waits at most token_timeout on a
+ * token process (token_proxy.c). */
 int server_start(struct server *s, struct dispatch *d)
     __attribute__((warn_unused_result));
-/* server_stop: stops the watch and the workers, waiting up to 3 s for the
- * workers in all; returns how many did not stop (a token call hangs).
+/* server_stop: stops the workers, waiting up to token_timeout + 3 s for
+ * them in all; returns how many did not stop.
  * Then nothing of the server, the dispatcher or the token may be freed:
  * exit. */
 size_t server_stop(struct server *s);

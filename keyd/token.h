@@ -216,7 +216,10 @@ size_t token_count(const struct token *t);
 /* token_get_info: identity and state of token i (0: the primary). */
 void token_get_info(struct token *t, size_t i, struct token_info *info);
 
-/* token_watch: the hang watch, run often (every few ms) from one thread.
+/* The token layer's own hang watch, for a process that runs calls on
+ * several threads and must see one hang (the token process does not need
+ * it: the socket-facing process bounds every call, token_proxy.c).
+ * token_watch: the hang watch, run often (every few ms) from one thread.
  * A token with a call older than token_timeout is hung: requests go to
  * the other token, or fail with KEYD_ERR_TIMEOUT, until every such call
  * has returned. *stuck: how many sessions are in such calls. */

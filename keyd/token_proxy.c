@@ -875,27 +875,6 @@ token_get_info(struct token *t, size_t j, struct token_info *info)
 }
 
 void
-token_watch(struct token *t, size_t *stuck)
-{
-	/* No call here waits longer than token_timeout. */
-	(void)t;
-	*stuck = 0;
-}
-
-void
-token_abandon(struct token *t)
-{
-	(void)t;
-}
-
-void
-token_reload(struct token *t)
-{
-	/* The supervisor tells the token processes (SIGUSR2). */
-	(void)t;
-}
-
-void
 token_close(struct token *t)
 {
 	if (t == NULL)

@@ -111,12 +111,14 @@ start_keyd() {
   : > "$T/keyd.log"
   ${KEYD_WRAPPER:-} "$KEYD" -c "$T/keyd.conf" "$@" >"$T/keyd.log" 2>&1 &
   KEYD_PID=$!
-  for _ in $(seq 1 100); do
+  # 30 s: keyd starts a token process and a socket-facing process, which
+  # a loaded machine running sanitizer builds slows down.
+  for _ in $(seq 1 300); do
     [[ -S $T/run/keyd.sock ]] && grep -q "serving" "$T/keyd.log" && return 0
     kill -0 "$KEYD_PID" 2>/dev/null || { cat "$T/keyd.log" >&2; fail "keyd exited at start-up"; }
     sleep 0.1
   done
-  fail "keyd did not start within 10 s"
+  fail "keyd did not start within 30 s"
 }
 
 # keyd's processes: the supervisor is $KEYD_PID; its children are the
