@@ -75,8 +75,12 @@ wait "$KEYD_PID"
 status=$?
 set -e
 KEYD_PID=
-grep -q "sandbox probe: the PIN file does not open: Permission denied" "$T/keyd.log" ||
-  { cat "$T/keyd.log" >&2; fail "the socket-facing process could open the PIN file"; }
+if grep -q "Landlock is not available in this kernel" "$T/keyd.log"; then
+  echo "note: this kernel has no Landlock; keyd said so, and the PIN file check is skipped"
+else
+  grep -q "sandbox probe: the PIN file does not open: Permission denied" "$T/keyd.log" ||
+    { cat "$T/keyd.log" >&2; fail "the socket-facing process could open the PIN file"; }
+fi
 [[ $status -eq $((128 + 31)) ]] || fail "probe: keyd exited with $status, want 159 (SIGSYS)"
 if grep -q "was allowed" "$T/keyd.log"; then fail "socket(AF_INET) was allowed"; fi
 pass "the PIN file does not open in keyd-serve; socket(AF_INET) killed it (SIGSYS)"
