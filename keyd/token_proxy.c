@@ -265,7 +265,9 @@ token_proxy_down(struct token *t, size_t j, unsigned gen, const char *state)
 		old = d->ch;
 		d->ch = NULL;
 		snprintf(d->state, sizeof(d->state), "%s", state);
-		d->restarts++;
+		/* A restart of a process that served. */
+		if (old != NULL)
+			d->restarts++;
 	}
 	pthread_mutex_unlock(&d->mu);
 	if (old != NULL) {
@@ -379,6 +381,15 @@ give_back(struct chans *c, size_t slot, int dead)
 	chans_unref(c);
 }
 
+/* A channel that may still carry a late reply: never used again (its
+ * slot stays busy until the token process is replaced). */
+static void
+retire(struct chans *c, size_t slot)
+{
+	(void)slot;
+	chans_unref(c);
+}
+
 struct call {
 	struct tw_req q;
 	const uint8_t *iv, *aad, *in;
@@ -446,8 +457,16 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 	    PROXY_SPIN_US) != 0) {
 		e = errno;
 		kbuf_reset(&frame);
-		give_back(ch, slot, 1);
 		*transport = 1;
+		if (e == ETIMEDOUT && c->q.op == TW_INFO) {
+			/* status's short wait: not a hang of keyd's own
+			 * calls. The channel may still get the late reply:
+			 * it is never used again. */
+			retire(ch, slot);
+			snprintf(msg, msglen, "no answer to status");
+			return KEYD_ERR_TIMEOUT;
+		}
+		give_back(ch, slot, 1);
 		if (e == ETIMEDOUT) {
 			snprintf(msg, msglen, "token '%s' has not answered a "
 			    "call for more than %ld ms; keyd replaces its token "

@@ -84,7 +84,7 @@ struct tw_rep {
  * socket-facing process. The first 4 bytes name the frame. */
 enum tw_ctl {
 	/* supervisor -> token process */
-	TW_CTL_PIN = 1,            /* u32 len, PIN, u8 has_cp, cp hash */
+	TW_CTL_PIN = 1,            /* u32 len, the PIN */
 	TW_CTL_RELOAD,             /* SIGUSR2: read the keys again */
 	TW_CTL_CP_ANSWER,          /* u32 1: may sign, 0: may not */
 	/* token process -> supervisor */
@@ -98,7 +98,6 @@ enum tw_ctl {
 	TW_CTL_SIGNAL,             /* u32 signal number */
 	/* socket-facing process -> supervisor */
 	TW_CTL_HUNG,               /* u32 idx, u32 gen: kill and restart */
-	TW_CTL_SERVING,            /* start-up done */
 };
 
 /* The key info a token process sends when it has resolved its keys. */
