@@ -44,7 +44,7 @@ PACKAGES=(
   # lowdown makes the man pages (docs/man); man renders them (tests/man)
   lowdown man-db
   # keyd-backup's PDF share sheets: cairo draws them, libqrencode makes
-  # the QR code, DejaVu is the font embedded (keyd/backup_pdf.c); the
+  # the QR code, DejaVu is the font embedded (keyd/backup/backup_pdf.c); the
   # tests read them back with poppler-utils (pdftotext, pdftoppm),
   # zbar-tools (zbarimg) and qpdf (tests/integration/backup_pdf.sh)
   libcairo2-dev libqrencode-dev fonts-dejavu-core

@@ -5,7 +5,7 @@
  * way). One input is everything one connection sends: it goes into the
  * connection's input buffer in reads of at most SERVER_READ_CHUNK bytes,
  * and after each read every complete frame goes through dispatch_request,
- * as keyd/server.c's handle_conn and process_frames do it, against a real
+ * as keyd/daemon/server.c's handle_conn and process_frames do it, against a real
  * SoftHSM2 token (tests/fuzz/setup_token.sh makes it; run the target
  * through that script), set up at the first input. The peer is this process, matched to the
  * configuration's [client fuzz], which may do every op; the worker's token
@@ -25,7 +25,7 @@
 #include "fuzz_env.h"
 #include "keyd_err.h"
 
-/* keyd/server.c's, where they are private: the most one read takes, and
+/* keyd/daemon/server.c's, where they are private: the most one read takes, and
  * the queued reply bytes at which the server stops reading requests
  * until the client has read its replies. */
 #define SERVER_READ_CHUNK 16384

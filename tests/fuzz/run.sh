@@ -65,7 +65,7 @@ case $target in
     # The fuzzer cannot guess SLIP-0039 words (they are looked up in
     # constant time, so no comparison gives them away): every word is
     # in the dictionary.
-    sed 's/.*/"&"/' "$S/../../keyd/slip39_wordlist.txt" >"$W/slip39.dict"
+    sed 's/.*/"&"/' "$S/../../keyd/backup/slip39_wordlist.txt" >"$W/slip39.dict"
     dict=$W/slip39.dict
     maxlen=16384 ;;
   frame_dispatch) maxlen=20480 ;;

@@ -19,7 +19,7 @@ source "$(dirname "$0")/lib.sh"
 KB=$KEYD_BUILD_DIR/keyd/keyd-backup
 DRIVE=$KEYD_BUILD_DIR/tests/pty_drive
 M=$SOFTHSM_MODULE
-WORDLIST=$KEYD_SOURCE_DIR/keyd/slip39_wordlist.txt
+WORDLIST=$KEYD_SOURCE_DIR/keyd/backup/slip39_wordlist.txt
 for f in "$KB" "$DRIVE"; do [[ -x $f ]] || fail "$f is not built"; done
 
 OLD=$(mktemp -d /dev/shm/keyd-test.XXXXXX)

@@ -1,4 +1,4 @@
-# RSA PKCS#1 v1.5 decryption with implicit rejection (keyd/rsa_ir.c).
+# RSA PKCS#1 v1.5 decryption with implicit rejection (keyd/daemon/rsa_ir.c).
 # Included from tests/CMakeLists.txt: paths are relative to tests/.
 
 # The decoding itself, against OpenSSL's implicit-rejection vectors and

@@ -1,5 +1,5 @@
 /*
- * test_audit: when the audit log's lines become durable (keyd/audit.c).
+ * test_audit: when the audit log's lines become durable (keyd/audit/audit.c).
  * The interval sync runs outside the audit mutex: requests write lines
  * while it runs, it counts as durable only what was written before it
  * began, and a rotation waits for it to finish with the descriptor. In

@@ -1,6 +1,6 @@
 /*
- * test_bundle.c: the backup bundle (keyd/bundle.c) and share sheets
- * (keyd/backup_share.c) without a token: round trip, every truncation and
+ * test_bundle.c: the backup bundle (keyd/backup/bundle.c) and share sheets
+ * (keyd/backup/backup_share.c) without a token: round trip, every truncation and
  * every single-bit change refused, the MAC under a wrong BMK, share
  * commitments, policies, limits; and the RFC 5649 known answers that
  * keyd-backup asks tokens for, checked against tests/vectors/ and OpenSSL.

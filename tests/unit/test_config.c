@@ -1,5 +1,5 @@
 /*
- * test_config: keyd's configuration parser (keyd/config.c). Every refusal
+ * test_config: keyd's configuration parser (keyd/common/config.c). Every refusal
  * must come with the file name and the line to fix ("t.conf:12: ..."),
  * and a good file must parse to exactly what it says. config_load's file
  * checks (mode, owner, symlink) and config_check_module's checks of the

@@ -1,5 +1,5 @@
 /*
- * test_pin: the PIN file (keyd/pin.c), on real files. Only a regular
+ * test_pin: the PIN file (keyd/common/pin.c), on real files. Only a regular
  * file owned by root or the daemon's user, mode 0400 or 0600, reached
  * without a symbolic link, is read; one trailing newline is stripped; an
  * empty file, a second line, a NUL byte or an over-long PIN is refused;

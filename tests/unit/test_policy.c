@@ -1,5 +1,5 @@
 /*
- * test_policy: who may do what (keyd/policy.c). A peer maps to one client
+ * test_policy: who may do what (keyd/daemon/policy.c). A peer maps to one client
  * (a uid match wins; groups that match two clients are ambiguous and
  * match none); op X on key K needs K in the client's keys, X in its ops
  * and X in K's ops; the rate limiter lets a burst through, then refuses,

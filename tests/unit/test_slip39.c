@@ -100,7 +100,7 @@ test_wordlist(void)
 	CHECKF(bad == 0, "%d word-list rule violations", bad);
 
 	/* The compiled table is the checked-in copy, line by line. */
-	snprintf(path, sizeof(path), "%s/keyd/slip39_wordlist.txt",
+	snprintf(path, sizeof(path), "%s/keyd/backup/slip39_wordlist.txt",
 	    src != NULL ? src : ".");
 	f = fopen(path, "r");
 	CHECKF(f != NULL, "cannot open %s", path);

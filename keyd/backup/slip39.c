@@ -38,7 +38,7 @@
 
 /*
  * The word list, generated at configure time (keyd/backup.cmake) from
- * keyd/slip39_wordlist.txt, a copy of satoshilabs/slips
+ * keyd/backup/slip39_wordlist.txt, a copy of satoshilabs/slips
  * slip-0039/wordlist.txt at commit 73c23acf (sha256
  * bcc4555340332d169718aed8bf31dd9d5248cb7da6e5d355140ef4f1e601eec3, checked
  * by CMake). Each row gives the word and the same letters packed
