@@ -24,6 +24,7 @@
 #include "rsa_ir.h"
 #include "sandbox.h"
 #include "server.h"
+#include "shaken.h"
 #include "srtp.h"
 #include "token.h"
 
@@ -175,6 +176,7 @@ main(int argc, char **argv)
 	struct audit *audit = NULL;
 	struct server *srv = NULL;
 	struct srtp *srtp = NULL;
+	struct shaken *shaken = NULL;
 	struct dispatch d;
 	struct rlimit nocore = { 0, 0 };
 	char err[ERRLEN], detail[128], pin_path[PATH_MAX];
@@ -279,6 +281,11 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	/* The passport keys' certificates, read before privileges drop. */
+	if (shaken_init(cfg, token, &shaken, err, sizeof(err)) != KEYD_OK) {
+		log_error("%s", err);
+		goto out;
+	}
 	if (check_only) {
 		/* A failover token that cannot serve is only logged at a
 		 * start (keyd serves from the primary and tries it again);
@@ -330,6 +337,7 @@ main(int argc, char **argv)
 	}
 	dispatch_ready = 1;
 	d.srtp = srtp;
+	d.shaken = shaken;
 	if (cfg->sandbox) {
 		if (sandbox_install(cfg->module_network, err, sizeof(err)) !=
 		    KEYD_OK) {
@@ -422,6 +430,7 @@ out:
 	(void)startup_watch_stop(&watch);
 	server_free(srv);
 	srtp_free(srtp);
+	shaken_free(shaken);
 	/* The final checkpoint is signed on the token: close the log first. */
 	audit_close(audit);
 	rsa_ir_cleanup();

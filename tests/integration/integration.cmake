@@ -78,3 +78,8 @@ set_tests_properties(token_tpm2 token_opencryptoki PROPERTIES SKIP_RETURN_CODE 7
 # keydctl passport verify against PyJWT's PASSporTs and openssl's
 # certificates with TNAuthLists (no daemon).
 keyd_script_test(passport_verify integration/passport_verify.sh integration)
+# keyd's passport op: PASSporTs verified by PyJWT against certificates
+# made by openssl for the token's key, the policy's refusals, the audit
+# lines, status, and the start-up checks (77: needs root for setpriv).
+keyd_script_test(passport integration/passport.sh integration)
+set_tests_properties(passport PROPERTIES SKIP_RETURN_CODE 77)
