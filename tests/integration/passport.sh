@@ -16,9 +16,6 @@ need_root
 PY=/usr/bin/python3   # Debian's, with python3-jwt
 CHECK=$KEYD_SOURCE_DIR/tests/integration/passport_check.py
 "$PY" -c 'import jwt' 2>/dev/null || fail "PyJWT is missing: apt-get install python3-jwt (scripts/deps.sh)"
-M=$SOFTHSM_MODULE
-C=$T/certs
-mkdir -p "$C"
 X5U=https://cert.example.org/shaken.pem
 nobody=65534
 install -m 0755 "$KEYDCTL" "$T/keydctl"
@@ -31,65 +28,27 @@ keygen EC:prime256v1 other 11
 keygen EC:secp384r1 p384 12
 URI="pkcs11:token=$TOKEN;object=shaken;type=private"
 
-# The CSR, made on the token (docs/ceremonies.md), and a test STI-CA.
-PKCS11_MODULE_PATH=$M openssl req -new -engine pkcs11 -keyform engine \
-  -key "$URI;pin-value=$PIN" -subj "/CN=SHAKEN 709J" -out "$C/shaken.csr" \
-  >/dev/null 2>"$T/err" || { cat "$T/err" >&2; fail "openssl req with the pkcs11 engine"; }
-openssl ecparam -name prime256v1 -genkey -noout -out "$C/ca.key"
-openssl req -new -x509 -key "$C/ca.key" -subj "/CN=Test STI-CA" -days 30 -out "$C/ca.pem"
-
-# tnauth NAME ENTRY: the hex DER of a TNAuthList with that entry, written
-# by openssl asn1parse -genconf (as in passport_verify.sh).
-tnauth() {
-  printf '%s\n' "asn1 = SEQUENCE:list" "[list]" "$2" "[range]" \
-    "start = IA5STRING:12155550100" "count = INTEGER:100" >"$C/$1.cnf"
-  openssl asn1parse -genconf "$C/$1.cnf" -out "$C/$1.der" >/dev/null
-  od -An -v -tx1 "$C/$1.der" | tr -d ' \n'
-}
-: >"$C/index.txt"
-echo 01 >"$C/serial"
-# issue NAME TNAUTH-HEX START END [CSR]: a certificate from the CA.
-issue() {
-  cat >"$C/$1.ca.cnf" <<CNF
-[ca]
-default_ca = c
-[c]
-database = $C/index.txt
-new_certs_dir = $C
-serial = $C/serial
-default_md = sha256
-policy = p
-unique_subject = no
-[p]
-commonName = supplied
-[x]
-1.3.6.1.5.5.7.1.26 = DER:$2
-CNF
-  openssl ca -batch -config "$C/$1.ca.cnf" -cert "$C/ca.pem" -keyfile "$C/ca.key" \
-    -extensions x -startdate "$3" -enddate "$4" -in "${5:-$C/shaken.csr}" \
-    -out "$C/$1.pem" 2>"$T/err" >/dev/null || { cat "$T/err" >&2; fail "openssl ca $1"; }
-  openssl x509 -in "$C/$1.pem" -out "$C/$1.pem"   # the PEM alone
-}
+# The CSR, made on the token, and a test STI-CA (shaken_lib.sh).
+source "$KEYD_SOURCE_DIR/tests/integration/shaken_lib.sh"
+shaken_ca shaken
 FROM=$(date -u -d '-1 day' +%Y%m%d%H%M%SZ)
 TO=$(date -u -d '+30 days -1 hour' +%Y%m%d%H%M%SZ)
 SPC=$(tnauth spc "e = EXPLICIT:0,IA5STRING:709J")
-issue spc "$SPC" "$FROM" "$TO"
+issue spc "$SPC" "$FROM" "$TO" "$C/shaken.csr"
 # The range as the corrected ASN.1 of RFC 8226's erratum has it ([1]
 # around the SEQUENCE), and as the RFC's ([1] in place of its tag).
-issue seq "$(tnauth seq "e = EXPLICIT:1,SEQUENCE:range")" "$FROM" "$TO"
-issue tag "$(tnauth tag "e = IMPLICIT:1,SEQUENCE:range")" "$FROM" "$TO"
+issue seq "$(tnauth seq "e = EXPLICIT:1,SEQUENCE:range")" "$FROM" "$TO" "$C/shaken.csr"
+issue tag "$(tnauth tag "e = IMPLICIT:1,SEQUENCE:range")" "$FROM" "$TO" "$C/shaken.csr"
 cmp -s "$C/seq.der" "$C/tag.der" && fail "the two range encodings are the same"
-issue expired "$SPC" 20200101000000Z 20200201000000Z
+issue expired "$SPC" 20200101000000Z 20200201000000Z "$C/shaken.csr"
 # Soon to expire: status warns.
-issue soon "$SPC" "$FROM" "$(date -u -d '+3 days -1 hour' +%Y%m%d%H%M%SZ)"
+issue soon "$SPC" "$FROM" "$(date -u -d '+3 days -1 hour' +%Y%m%d%H%M%SZ)" "$C/shaken.csr"
 cat "$C/spc.pem" "$C/ca.pem" >"$C/spc-chain.pem"
 # The token's own certificate object for the key (same CKA_ID).
 openssl x509 -in "$C/seq.pem" -outform DER -out "$C/seq.der.crt"
 p11 --write-object "$C/seq.der.crt" --type cert --id 10 --label shaken >/dev/null
 # A certificate of another key.
-PKCS11_MODULE_PATH=$M openssl req -new -engine pkcs11 -keyform engine \
-  -key "pkcs11:token=$TOKEN;object=other;type=private;pin-value=$PIN" \
-  -subj "/CN=other" -out "$C/other.csr" >/dev/null 2>&1 || fail "the other CSR"
+shaken_ca other
 issue other "$SPC" "$FROM" "$TO" "$C/other.csr"
 
 write_pin
