@@ -382,6 +382,7 @@ main(int argc, char **argv)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec != last_sweep) {
 			server_tick(srv);
+			shaken_tick(shaken, time(NULL));
 			last_sweep = now.tv_sec;
 		}
 		if (r <= 0 || read(sfd, &si, sizeof(si)) != sizeof(si))

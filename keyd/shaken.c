@@ -33,6 +33,7 @@ struct shaken_key {
 	int spc_only;
 	const char *x5u;              /* the config's */
 	const char *name;
+	time_t warned;                /* last validity warning in the log */
 };
 
 struct shaken {
@@ -94,9 +95,20 @@ same_spki(X509 *x, const struct token_key *tk)
 	return same;
 }
 
-static void
-warn_validity(const struct shaken_key *sk, time_t now, const char *when)
+/* 1 if the certificate of sk deserves a warning at now: not valid yet,
+ * expired, or expiring within SHAKEN_WARN_DAYS. */
+static int
+needs_warning(const struct shaken_key *sk, time_t now)
 {
+	return now < sk->not_before || now > sk->not_after ||
+	    sk->not_after - now < SHAKEN_WARN_DAYS * SHAKEN_DAY_S;
+}
+
+static void
+warn_validity(struct shaken_key *sk, time_t now, const char *when)
+{
+	if (needs_warning(sk, now))
+		sk->warned = now;
 	if (now < sk->not_before)
 		log_warn("%s: the certificate of passport key '%s' is not "
 		    "valid yet: every passport request with it fails until "
@@ -560,6 +572,20 @@ shaken_sign(const struct shaken *sh, struct token *t, struct token_session *s,
 	    "div" : "shaken") >= sizeof(res->identity))
 		return KEYD_ERR_INTERNAL;
 	return KEYD_OK;
+}
+
+void
+shaken_tick(struct shaken *sh, time_t now)
+{
+	if (sh == NULL)
+		return;
+	for (size_t i = 0; i < sh->n_keys; i++) {
+		struct shaken_key *sk = &sh->keys[i];
+
+		if (sk->on && needs_warning(sk, now) &&
+		    now - sk->warned >= SHAKEN_DAY_S)
+			warn_validity(sk, now, "daily check");
+	}
 }
 
 void

@@ -104,6 +104,14 @@ int shaken_sign(const struct shaken *sh, struct token *t,
     size_t msglen) SHAKEN_WUR;
 
 /*
+ * shaken_tick: from the main loop, often: a line in keyd's log once a
+ * day for each passport key whose certificate expires within
+ * SHAKEN_WARN_DAYS, has expired or is not valid yet (start-up warns
+ * too), since a certificate can expire while keyd runs.
+ */
+void shaken_tick(struct shaken *sh, time_t now);
+
+/*
  * shaken_key_status: for a passport key, sets the certificate fields of
  * ks (days left at now, a warning from SHAKEN_WARN_DAYS before expiry);
  * nothing for other keys. warn: room for the warning (ks points into it).

@@ -88,6 +88,6 @@ keyd_script_test(python integration/python.sh integration)
 if(KEYD_SANITIZE)
   execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
     OUTPUT_VARIABLE KEYD_PY_ASAN_RUNTIME OUTPUT_STRIP_TRAILING_WHITESPACE)
-  set_property(TEST python APPEND PROPERTY ENVIRONMENT
+  set_property(TEST python passport APPEND PROPERTY ENVIRONMENT
     "KEYD_P11_PRELOAD=${KEYD_PY_ASAN_RUNTIME}")
 endif()

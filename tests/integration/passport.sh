@@ -269,6 +269,19 @@ grep -qx 'keyd_cert_expiry_days{key="spc"} 29' "$T/prom" || fail "prometheus: $(
 grep -qx 'keyd_cert_expiry_days{key="soon"} 2' "$T/prom" || fail "prometheus soon"
 grep -q '^keyd_key_ops_total{key="spc",op="passport",result="ok"} [1-9]' "$T/prom" || fail "prometheus passport counter"
 pass "status and Prometheus show the days left, and warn"
+
+# keyd-pkcs11.so shows the sign key, never a passport key (a sanitizer
+# build's module needs the ASan runtime in pkcs11-tool).
+printf 'socket = %s\ntoken_label = keyd\n' "$T/run/keyd.sock" >"$T/pkcs11.conf"
+P11ENV=(env KEYD_PKCS11_CONF="$T/pkcs11.conf")
+[[ -z ${KEYD_P11_PRELOAD:-} ]] ||
+  P11ENV+=(LD_PRELOAD="$KEYD_P11_PRELOAD" ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0)
+"${P11ENV[@]}" pkcs11-tool --module "$KEYD_BUILD_DIR/client/pkcs11/keyd-pkcs11.so" -O \
+  >"$T/p11objs" 2>&1 || fail "pkcs11-tool -O through keyd-pkcs11.so: $(cat "$T/p11objs")"
+grep -q "label: *plain$" "$T/p11objs" || fail "keyd-pkcs11.so does not show the sign key: $(cat "$T/p11objs")"
+! grep -qE "label: *(spc|seq|tag|expired|soon|tok)$" "$T/p11objs" ||
+  fail "keyd-pkcs11.so shows a passport key: $(cat "$T/p11objs")"
+pass "keyd-pkcs11.so lists no passport key"
 stop_keyd
 
 # ---- audit_tn = hmac: TNs in the audit log as HMAC-SHA256 on the token ----
