@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,23 +429,44 @@ b64url(const uint8_t *in, size_t n, char *out, size_t room)
 	return len;
 }
 
-/* A random version 4 UUID (RFC 9562 section 5.4) from the token's RNG, in
- * lower case. */
+/*
+ * A random version 4 UUID (RFC 9562 section 5.4) from the token's RNG, in
+ * lower case. Each worker thread draws the token's random bytes for
+ * SHAKEN_UUID_BATCH UUIDs at once: a token call per PASSporT cost about as
+ * much as the rest of building it (docs/benchmarks.md). An origid is no
+ * secret (it is in the PASSporT), and the bytes are used once each.
+ */
+#define SHAKEN_UUID_BATCH 16
+
+static _Thread_local struct {
+	uint8_t b[16 * SHAKEN_UUID_BATCH];
+	size_t used;                  /* sizeof(b): empty */
+	int filled;
+} uuid_pool;
+
 static int
 make_uuid(struct token *t, struct token_session *s, char out[SHAKEN_UUID_BUF],
     char *msg, size_t msglen)
 {
-	uint8_t b[16];
+	uint8_t *b;
 	int r;
 
-	if ((r = token_random(t, s, b, sizeof(b), msg, msglen)) != KEYD_OK)
-		return r;
+	if (!uuid_pool.filled || uuid_pool.used >= sizeof(uuid_pool.b)) {
+		if ((r = token_random(t, s, uuid_pool.b, sizeof(uuid_pool.b), msg,
+		    msglen)) != KEYD_OK)
+			return r;
+		uuid_pool.filled = 1;
+		uuid_pool.used = 0;
+	}
+	b = uuid_pool.b + uuid_pool.used;
+	uuid_pool.used += 16;
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
 	snprintf(out, SHAKEN_UUID_BUF, "%02x%02x%02x%02x-%02x%02x-%02x%02x-"
 	    "%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
 	    b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
 	    b[15]);
+	memset(b, 0, 16);
 	return KEYD_OK;
 }
 
@@ -506,6 +528,26 @@ build_json(const struct shaken_key *sk, const struct shaken_claims *cl,
 	return ok ? KEYD_OK : KEYD_ERR_INTERNAL;
 }
 
+/* SHA-256, fetched from OpenSSL's default provider once: EVP_sha256()
+ * makes every EVP_Digest fetch it again, under the method store's lock. */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_fetched;
+
+static void
+sha256_fetch(void)
+{
+	sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *
+sha256_md(void)
+{
+	if (pthread_once(&sha256_once, sha256_fetch) != 0 ||
+	    sha256_fetched == NULL)
+		return EVP_sha256();
+	return sha256_fetched;
+}
+
 int
 shaken_sign(const struct shaken *sh, struct token *t, struct token_session *s,
     size_t key, time_t now, const struct shaken_claims *cl,
@@ -545,7 +587,7 @@ shaken_sign(const struct shaken *sh, struct token *t, struct token_session *s,
 		return KEYD_ERR_INTERNAL;
 	}
 	n += m;
-	if (!EVP_Digest(res->jws, n, digest, &dlen, EVP_sha256(), NULL) ||
+	if (!EVP_Digest(res->jws, n, digest, &dlen, sha256_md(), NULL) ||
 	    dlen != sizeof(digest)) {
 		snprintf(msg, msglen, "cannot hash the PASSporT");
 		return KEYD_ERR_CRYPTO;
