@@ -52,7 +52,16 @@ enum {
 	OPT_CONTEXT = 1u << 7,
 	OPT_CERT = 1u << 8,
 	OPT_MAX_AGE = 1u << 9,
+	OPT_ATTEST = 1u << 10,
+	OPT_ORIG = 1u << 11,
+	OPT_DEST = 1u << 12,
+	OPT_ORIGID = 1u << 13,
+	OPT_DIV = 1u << 14,
+	OPT_JWS = 1u << 15,
 };
+
+/* passport: the most --dest options (keyd takes no more). */
+#define KEYDCTL_MAX_DEST KEYD_PASSPORT_MAX_DEST
 
 struct ctl_opts {
 	const char *socket;
@@ -63,6 +72,12 @@ struct ctl_opts {
 	const char *context;    /* srtp -C */
 	const char *cert;       /* passport verify --cert */
 	const char *max_age;    /* passport verify --max-age */
+	const char *attest;     /* passport --attest */
+	const char *orig;       /* passport --orig */
+	const char *origid;     /* passport --origid */
+	const char *div;        /* passport --div */
+	const char *dest[KEYDCTL_MAX_DEST]; /* passport --dest, in order */
+	size_t n_dest;
 	unsigned given;         /* OPT_* seen */
 	const char *words[KEYDCTL_MAX_WORDS];
 	int nwords;
@@ -112,6 +127,13 @@ static const char ctl_usage[] =
 "                                   blob:BASE64 (store it), one a line\n"
 "  srtp open NAME BLOB [-C CONTEXT] the key in a stored blob (BASE64, with\n"
 "                                   or without blob:): prints inline:BASE64\n"
+"  passport NAME --attest A|B|C --orig TN --dest TN [--dest TN ...]\n"
+"          [--origid UUID] [--jws]\n"
+"                                   a STIR/SHAKEN PASSporT signed by keyd:\n"
+"                                   prints the SIP Identity header value\n"
+"                                   (with --jws only the JWS), one line\n"
+"  passport NAME --div TN --orig TN --dest TN [--dest TN ...] [--jws]\n"
+"                                   a diversion PASSporT (ppt=div)\n"
 "  passport verify --cert CERT.pem [--max-age S] [IDENTITY-OR-JWS]\n"
 "                                   check a PASSporT (JWS or SIP Identity\n"
 "                                   header value; default: standard input)\n"
@@ -142,6 +164,12 @@ static const char ctl_usage[] =
 "      --cert FILE       passport verify: the signer's certificate (PEM)\n"
 "      --max-age S       passport verify: the oldest iat taken, in seconds\n"
 "                        (default 60; an iat over 5 s ahead is refused too)\n"
+"      --attest A|B|C    passport: the attestation (RFC 8588)\n"
+"      --orig TN         passport: the originating TN (E.164)\n"
+"      --dest TN         passport: a destination TN; up to 16 times\n"
+"      --origid UUID     passport: the origid (default: a random one)\n"
+"      --div TN          passport: a div PASSporT, diverted from TN\n"
+"      --jws             passport: print the JWS, not the Identity header\n"
 "  -h, --help            this text\n"
 "      --version         print the version and exit\n"
 "\n"
@@ -333,6 +361,7 @@ ctl_ops_string(unsigned ops, char *dst, size_t n)
 {
 	static const char *const names[] = {
 		"sign", "decrypt", "srtp-new", "srtp-open", "status",
+		"passport",
 	};
 	size_t i;
 
@@ -714,6 +743,12 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		{ "context", required_argument, NULL, 'C' },
 		{ "cert", required_argument, NULL, 'c' },
 		{ "max-age", required_argument, NULL, 'm' },
+		{ "attest", required_argument, NULL, 'A' },
+		{ "orig", required_argument, NULL, 'O' },
+		{ "dest", required_argument, NULL, 'D' },
+		{ "origid", required_argument, NULL, 'U' },
+		{ "div", required_argument, NULL, 'I' },
+		{ "jws", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -742,6 +777,18 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
 		case 'C': o->context = optarg; o->given |= OPT_CONTEXT; break;
 		case 'c': o->cert = optarg; o->given |= OPT_CERT; break;
 		case 'm': o->max_age = optarg; o->given |= OPT_MAX_AGE; break;
+		case 'A': o->attest = optarg; o->given |= OPT_ATTEST; break;
+		case 'O': o->orig = optarg; o->given |= OPT_ORIG; break;
+		case 'U': o->origid = optarg; o->given |= OPT_ORIGID; break;
+		case 'I': o->div = optarg; o->given |= OPT_DIV; break;
+		case 'J': o->given |= OPT_JWS; break;
+		case 'D':
+			if (o->n_dest == KEYDCTL_MAX_DEST)
+				return ctl_usage_error("at most %u --dest",
+				    KEYDCTL_MAX_DEST);
+			o->dest[o->n_dest++] = optarg;
+			o->given |= OPT_DEST;
+			break;
 		case 'h': *help = CTL_HELP; break;
 		case 'V':
 			if (*help == 0)
@@ -770,6 +817,63 @@ ctl_parse(int argc, char **argv, struct ctl_opts *o, int *help)
  * certificate file, offline (proto/passport.c does the checking). It
  * talks to no keyd.
  */
+/*
+ * passport NAME: a PASSporT that keyd builds and signs; the Identity
+ * header value (or with --jws the JWS) on one line.
+ */
+static int
+cmd_passport_sign(const struct ctl_opts *o)
+{
+	char ctx[KEYDCTL_NAME_MAX + 16];
+	struct keyd_client *c = NULL;
+	char *out = NULL;
+	int r, ret = KEYDCTL_EXIT_FAIL, div = (o->given & OPT_DIV) != 0;
+
+	if (o->nwords != 2)
+		return ctl_usage_error("passport takes one key name (or "
+		    "verify)");
+	if ((o->given & ~(OPT_SOCKET | OPT_ATTEST | OPT_ORIG | OPT_DEST |
+	    OPT_ORIGID | OPT_DIV | OPT_JWS)) != 0)
+		return ctl_usage_error("passport NAME takes only -s, --attest, "
+		    "--orig, --dest, --origid, --div and --jws");
+	if (div && (o->given & (OPT_ATTEST | OPT_ORIGID)))
+		return ctl_usage_error("a div PASSporT (--div) takes no "
+		    "--attest and no --origid");
+	if (!div && o->attest == NULL)
+		return ctl_usage_error("passport needs --attest A|B|C (or --div "
+		    "TN)");
+	if (o->orig == NULL || o->n_dest == 0)
+		return ctl_usage_error("passport needs --orig TN and at least "
+		    "one --dest TN");
+	snprintf(ctx, sizeof(ctx), "passport %s", o->words[1]);
+	if ((out = malloc(KEYD_PASSPORT_MAX + 1)) == NULL) {
+		ctl_error(ctx, "out of memory", NULL);
+		goto out;
+	}
+	if (ctl_connect(ctx, o, &c) != 0)
+		goto out;
+	if (div)
+		r = keyd_passport_div(c, o->words[1], o->div, o->orig, o->dest,
+		    o->n_dest, (o->given & OPT_JWS) ? NULL : out,
+		    KEYD_PASSPORT_MAX, (o->given & OPT_JWS) ? out : NULL,
+		    KEYD_PASSPORT_MAX);
+	else
+		r = keyd_passport(c, o->words[1], o->attest, o->orig, o->dest,
+		    o->n_dest, o->origid, (o->given & OPT_JWS) ? NULL : out,
+		    KEYD_PASSPORT_MAX, (o->given & OPT_JWS) ? out : NULL,
+		    KEYD_PASSPORT_MAX);
+	if (r != KEYD_OK) {
+		ctl_keyd_error(ctx, r, c);
+		goto out;
+	}
+	strcat(out, "\n");
+	ret = ctl_write_output(ctx, NULL, out, strlen(out), 0644, 0);
+out:
+	free(out);
+	keyd_close(c);
+	return ret;
+}
+
 static int
 cmd_passport(const struct ctl_opts *o)
 {
@@ -782,9 +886,10 @@ cmd_passport(const struct ctl_opts *o)
 	BIO *b = NULL;
 	int ret = KEYDCTL_EXIT_FAIL;
 
-	if (o->nwords < 2 || strcmp(o->words[1], "verify") != 0)
-		return ctl_usage_error("passport takes verify (keyd's passport "
-		    "signing op is not built yet)");
+	if (o->nwords < 2)
+		return ctl_usage_error("passport takes a key name, or verify");
+	if (strcmp(o->words[1], "verify") != 0)
+		return cmd_passport_sign(o);
 	if (o->nwords > 3)
 		return ctl_usage_error("passport verify takes at most one "
 		    "PASSporT or Identity header value");

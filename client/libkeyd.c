@@ -168,7 +168,7 @@ decrypt_alg_public(Keyd__V1__DecryptAlg alg)
 	return 0;
 }
 
-/* Op values 1..5 become bits 0..4; values this version does not know are
+/* Op values 1..6 become bits 0..5; values this version does not know are
  * dropped rather than shifted out of range. */
 static unsigned
 ops_bits(const Keyd__V1__Op *ops, size_t n)
@@ -178,7 +178,7 @@ ops_bits(const Keyd__V1__Op *ops, size_t n)
 
 	for (i = 0; i < n; i++)
 		if (ops[i] >= KEYD__V1__OP__OP_SIGN &&
-		    ops[i] <= KEYD__V1__OP__OP_STATUS)
+		    ops[i] <= KEYD__V1__OP__OP_PASSPORT)
 			bits |= 1u << ((unsigned)ops[i] - 1);
 	return bits;
 }
@@ -279,6 +279,7 @@ result_name(Keyd__V1__Response__ResultCase rc)
 	case KEYD__V1__RESPONSE__RESULT_CERT: return "cert";
 	case KEYD__V1__RESPONSE__RESULT_SRTP_NEW: return "srtp-new";
 	case KEYD__V1__RESPONSE__RESULT_SRTP_OPEN: return "srtp-open";
+	case KEYD__V1__RESPONSE__RESULT_PASSPORT: return "passport";
 	default: return "empty";
 	}
 }
@@ -296,6 +297,7 @@ result_ptr(const Keyd__V1__Response *resp)
 	case KEYD__V1__RESPONSE__RESULT_CERT: return resp->cert;
 	case KEYD__V1__RESPONSE__RESULT_SRTP_NEW: return resp->srtp_new;
 	case KEYD__V1__RESPONSE__RESULT_SRTP_OPEN: return resp->srtp_open;
+	case KEYD__V1__RESPONSE__RESULT_PASSPORT: return resp->passport;
 	default: return NULL;
 	}
 }
@@ -1222,4 +1224,123 @@ out:
 	frame_free_response(resp);
 	client_unlock(c);
 	return r;
+}
+
+/* A string keyd sent into dst (size bytes, NUL-terminated), if it is
+ * printable ASCII: the JWS and Identity header go into SIP messages. */
+static int
+passport_take(struct keyd_client *c, const char *what, const char *src,
+    char *dst, size_t size)
+{
+	size_t n;
+
+	if (dst == NULL)
+		return KEYD_OK;
+	if (src == NULL || (n = strlen(src)) == 0)
+		return client_fail(c, KEYD_ERR_PROTOCOL, "keyd sent an empty "
+		    "%s", what);
+	for (size_t i = 0; i < n; i++)
+		if (src[i] <= ' ' || src[i] > '~')
+			return client_fail(c, KEYD_ERR_PROTOCOL, "keyd sent a "
+			    "%s that is not printable ASCII", what);
+	if (n >= size)
+		return client_fail(c, KEYD_ERR_BUFFER_TOO_SMALL, "the %s has "
+		    "%zu bytes; the buffer holds %zu and the NUL",
+		    what, n, size > 0 ? size - 1 : 0);
+	memcpy(dst, src, n + 1);
+	return KEYD_OK;
+}
+
+static int
+passport_call(struct keyd_client *c, const char *key, const char *ppt,
+    const char *attest, const char *div, const char *orig,
+    const char *const *dest, size_t n_dest, const char *origid,
+    char *identity, size_t identity_size, char *jws, size_t jws_size)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__PassportRequest pq = KEYD__V1__PASSPORT_REQUEST__INIT;
+	Keyd__V1__Response *resp = NULL;
+	int r;
+
+	if (c == NULL)
+		return KEYD_ERR_INVALID_ARG;
+	client_lock(c);
+	if ((r = check_key_name(c, key)) != KEYD_OK)
+		goto out;
+	if (orig == NULL || dest == NULL || n_dest == 0 ||
+	    n_dest > KEYD_PASSPORT_MAX_DEST) {
+		r = client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_passport: an "
+		    "orig and 1 to %u dest TNs are needed",
+		    KEYD_PASSPORT_MAX_DEST);
+		goto out;
+	}
+	for (size_t i = 0; i < n_dest; i++)
+		if (dest[i] == NULL) {
+			r = client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_passport:"
+			    " dest[%zu] is NULL", i);
+			goto out;
+		}
+	if (identity != NULL && identity_size > 0)
+		identity[0] = '\0';
+	if (jws != NULL && jws_size > 0)
+		jws[0] = '\0';
+	pq.key = (char *)(uintptr_t)key;
+	pq.ppt = (char *)(uintptr_t)ppt;
+	pq.attest = (char *)(uintptr_t)(attest != NULL ? attest : "");
+	pq.div = (char *)(uintptr_t)(div != NULL ? div : "");
+	pq.orig = (char *)(uintptr_t)orig;
+	pq.dest = (char **)(uintptr_t)dest;
+	pq.n_dest = n_dest;
+	pq.origid = (char *)(uintptr_t)(origid != NULL ? origid : "");
+	req.op_case = KEYD__V1__REQUEST__OP_PASSPORT;
+	req.passport = &pq;
+	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_PASSPORT,
+	    &resp)) != KEYD_OK)
+		goto out;
+	if ((r = passport_take(c, "Identity header value",
+	    resp->passport->identity, identity, identity_size)) != KEYD_OK ||
+	    (r = passport_take(c, "JWS", resp->passport->jws, jws,
+	    jws_size)) != KEYD_OK)
+		goto out;
+out:
+	if (r != KEYD_OK) {
+		if (identity != NULL && identity_size > 0)
+			identity[0] = '\0';
+		if (jws != NULL && jws_size > 0)
+			jws[0] = '\0';
+	}
+	frame_free_response(resp);
+	client_unlock(c);
+	return r;
+}
+
+int
+keyd_passport(struct keyd_client *c, const char *key, const char *attest,
+    const char *orig, const char *const *dest, size_t n_dest,
+    const char *origid, char *identity, size_t identity_size, char *jws,
+    size_t jws_size)
+{
+	if (attest == NULL) {
+		if (c != NULL)
+			client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_passport: "
+			    "no attestation (A, B or C)");
+		return KEYD_ERR_INVALID_ARG;
+	}
+	return passport_call(c, key, "shaken", attest, NULL, orig, dest,
+	    n_dest, origid, identity, identity_size, jws, jws_size);
+}
+
+int
+keyd_passport_div(struct keyd_client *c, const char *key, const char *div,
+    const char *orig, const char *const *dest, size_t n_dest,
+    char *identity, size_t identity_size, char *jws, size_t jws_size)
+{
+	if (div == NULL) {
+		if (c != NULL)
+			client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_passport_div: "
+			    "no div TN");
+		return KEYD_ERR_INVALID_ARG;
+	}
+	return passport_call(c, key, "div", NULL, div, orig, dest, n_dest,
+	    NULL, identity, identity_size, jws, jws_size);
 }

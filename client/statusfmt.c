@@ -21,6 +21,7 @@ statusfmt_op_name(int op)
 	case KEYD__V1__OP__OP_SRTP_NEW: return "srtp-new";
 	case KEYD__V1__OP__OP_SRTP_OPEN: return "srtp-open";
 	case KEYD__V1__OP__OP_STATUS: return "status";
+	case KEYD__V1__OP__OP_PASSPORT: return "passport";
 	default: return "unknown";
 	}
 }
@@ -68,6 +69,25 @@ text_srtp(struct kbuf *b, const Keyd__V1__KeyStatus *k)
 	return strutil_appendf(b, "; WARNING: %s", warning);
 }
 
+/* A passport key's certificate: days left, and the warning if any. */
+static int
+text_cert(struct kbuf *b, const Keyd__V1__KeyStatus *k)
+{
+	char warning[STATUSFMT_NAME_MAX];
+	int r;
+
+	if (!k->has_cert_expiry)
+		return KEYD_OK;
+	if ((r = strutil_appendf(b, "; certificate expires in %" PRId64
+	    " day%s", k->cert_days_left, k->cert_days_left == 1 ? "" :
+	    "s")) != KEYD_OK)
+		return r;
+	if (k->cert_warning == NULL || k->cert_warning[0] == '\0')
+		return KEYD_OK;
+	strutil_printable(warning, sizeof(warning), k->cert_warning);
+	return strutil_appendf(b, "; WARNING: %s", warning);
+}
+
 static int
 text_key(struct kbuf *b, const Keyd__V1__KeyStatus *k)
 {
@@ -98,6 +118,8 @@ text_key(struct kbuf *b, const Keyd__V1__KeyStatus *k)
 	    "extractable without wrap-with-trusted")) != KEYD_OK)
 		return r;
 	if ((r = text_srtp(b, k)) != KEYD_OK)
+		return r;
+	if ((r = text_cert(b, k)) != KEYD_OK)
 		return r;
 	return strutil_appendf(b, "\n");
 }
@@ -253,6 +275,20 @@ prom_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 		    "kek=\"%s\"} %" PRIu64 "\nkeyd_srtp_kek_limit{key=\"%s\","
 		    "kek=\"%s\"} %" PRIu64 "\n", name, kek, k->srtp_kek_blobs,
 		    name, kek, k->srtp_kek_limit)) != KEYD_OK)
+			return r;
+	}
+	if ((r = strutil_appendf(b,
+	    "# HELP keyd_cert_expiry_days Days until the certificate of a "
+	    "passport key expires (negative: expired).\n"
+	    "# TYPE keyd_cert_expiry_days gauge\n")) != KEYD_OK)
+		return r;
+	for (i = 0; i < s->n_keys; i++) {
+		if (!s->keys[i]->has_cert_expiry)
+			continue;
+		prom_label(name, sizeof(name), s->keys[i]->name);
+		if ((r = strutil_appendf(b, "keyd_cert_expiry_days{key=\"%s\"} "
+		    "%" PRId64 "\n", name, s->keys[i]->cert_days_left)) !=
+		    KEYD_OK)
 			return r;
 	}
 	if ((r = strutil_appendf(b,

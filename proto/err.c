@@ -35,6 +35,7 @@ keyd_strerror(int err)
 	case KEYD_ERR_NOT_FOUND: return "not found";
 	case KEYD_ERR_BLOB: return "SRTP blob is altered or belongs to another key or context";
 	case KEYD_ERR_LIMIT: return "usage limit reached";
+	case KEYD_ERR_CERTIFICATE: return "the key's certificate has expired or is not valid yet";
 	case KEYD_ERR_SHARE_CHECKSUM: return "share checksum is wrong";
 	case KEYD_ERR_SHARE_FORMAT: return "share is malformed";
 	case KEYD_ERR_SHARE_MISMATCH: return "shares belong to different sets";

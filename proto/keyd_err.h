@@ -45,6 +45,7 @@ enum keyd_err {
 	KEYD_ERR_NOT_FOUND = -27,      /* no such object (a certificate) */
 	KEYD_ERR_BLOB = -28,           /* an SRTP blob is altered or not ours */
 	KEYD_ERR_LIMIT = -29,          /* a usage limit was reached */
+	KEYD_ERR_CERTIFICATE = -30,    /* the key's certificate is not valid now */
 	KEYD_ERR_SHARE_CHECKSUM = -40, /* a share's checksum does not match */
 	KEYD_ERR_SHARE_FORMAT = -41,   /* a share is malformed */
 	KEYD_ERR_SHARE_MISMATCH = -42, /* shares from different sets */

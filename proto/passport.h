@@ -7,7 +7,7 @@
  *
  * It lives beside the protocol code, in its own static library
  * (keydpassport), because both sides need it: keydctl's "passport verify"
- * now, and keyd's passport op (not built yet) for TN canonicalisation and
+ * and keyd's passport op (keyd/shaken.c) for TN canonicalisation and
  * the TNAuthList check. It is not in keydproto, whose objects go into
  * libkeyd.so, so that libkeyd does not gain OpenSSL and json-c.
  */

@@ -32,8 +32,15 @@ PACKAGES=(
   # jq: the seed generator tests/fuzz/make_seeds.sh reads the SLIP-0039 vectors
   jq
   # PyJWT, the independent JWS implementation that makes the PASSporTs
-  # of tests/integration/passport_verify.sh (Debian's /usr/bin/python3)
-  python3-jwt
+  # of tests/integration/passport_verify.sh and checks keyd's (passport.sh,
+  # python.sh), with python3-cryptography, which also reads certificates
+  # and verifies signatures there (Debian's /usr/bin/python3)
+  python3-jwt python3-cryptography
+  # Kamailio with its Python 3 KEMI module (app_python3): the session
+  # controller of tests/e2e/kamailio_shaken.sh, run privately on
+  # 127.0.0.1; a system kamailio service that the package may start is
+  # never used or touched
+  kamailio kamailio-python3-modules
   # rsyslogd, which tests run privately: they need no rsyslog service
   rsyslog
   # nginx (with the ssl module) and curl: tests/e2e/nginx.sh runs its own

@@ -102,6 +102,7 @@ enum keyd_decrypt_alg {
 #define KEYD_OP_SRTP_NEW  (1u << 2)
 #define KEYD_OP_SRTP_OPEN (1u << 3)
 #define KEYD_OP_STATUS    (1u << 4)
+#define KEYD_OP_PASSPORT  (1u << 5)
 
 /* Formats for keyd_status. */
 enum keyd_status_format {
@@ -338,6 +339,48 @@ KEYD_API int keyd_srtp_open(struct keyd_client *c, const char *key,
     const void *blob, size_t blob_len, const void *context,
     size_t context_len, int *suite, uint8_t *key_salt, size_t *key_salt_len,
     char *key_params, size_t key_params_size);
+
+/* STIR/SHAKEN (see keyd's docs/shaken.md). A PASSporT names at most
+ * KEYD_PASSPORT_MAX_DEST destination TNs; buffers of KEYD_PASSPORT_MAX
+ * bytes always hold its JWS and its Identity header value. */
+#define KEYD_PASSPORT_MAX_DEST 16u
+#define KEYD_PASSPORT_MAX 8192u
+
+/*
+ * keyd_passport: a STIR/SHAKEN PASSporT (RFC 8225, RFC 8588, ppt
+ * "shaken") that keyd builds and signs (ES256) with the passport key named
+ * key: attestation attest ("A", "B" or "C"), originating TN orig, n_dest
+ * (1 to KEYD_PASSPORT_MAX_DEST) destination TNs dest, and origid (a UUID;
+ * NULL or "" and keyd makes a random one). TNs are E.164 numbers: keyd
+ * drops a leading '+' and the separators - . ( ) and space, and refuses
+ * what is then not 1 to 15 digits. keyd sets iat from its own clock and
+ * x5u from its configuration, and applies its policy (the client's
+ * attest_max and orig_tns, the certificate's validity and TNAuthList).
+ * identity (if not NULL) receives the SIP Identity header value,
+ * "<jws>;info=<x5u>;alg=ES256;ppt=shaken", and jws (if not NULL) the JWS
+ * in Compact Serialization, each NUL-terminated in identity_size /
+ * jws_size bytes (KEYD_PASSPORT_MAX always do). On failure both are
+ * empty strings. Returns KEYD_OK; KEYD_ERR_INVALID_ARG (a malformed TN,
+ * origid or attestation), KEYD_ERR_DENIED (the policy; keyd_errmsg names
+ * the rule), KEYD_ERR_CERTIFICATE (the key's certificate has expired or
+ * is not valid yet), KEYD_ERR_BUFFER_TOO_SMALL, KEYD_ERR_UNKNOWN_KEY, ...
+ */
+KEYD_API int keyd_passport(struct keyd_client *c, const char *key,
+    const char *attest, const char *orig, const char *const *dest,
+    size_t n_dest, const char *origid, char *identity, size_t identity_size,
+    char *jws, size_t jws_size);
+
+/*
+ * keyd_passport_div: a diversion PASSporT (RFC 8946, ppt "div") for a call
+ * from orig, diverted from the TN div to the n_dest TNs dest; the number
+ * policy and the TNAuthList apply to div, the number the diverting
+ * signer vouches for. Outputs and results as for keyd_passport, with
+ * ";ppt=div" at the end of the Identity header value.
+ */
+KEYD_API int keyd_passport_div(struct keyd_client *c, const char *key,
+    const char *div, const char *orig, const char *const *dest,
+    size_t n_dest, char *identity, size_t identity_size, char *jws,
+    size_t jws_size);
 
 #ifdef __cplusplus
 }

@@ -737,15 +737,12 @@ utf8_len(const unsigned char *p)
  * UTF-8 sequence becomes U+FFFD. The NUL that ends v stops any sequence
  * (no continuation byte is 0). */
 static void
-lw_str(struct lw *w, const char *k, const char *v)
+lw_val(struct lw *w, const char *v)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)v, *run;
 	char esc[6];
 
-	if (v == NULL)
-		return;
-	lw_key(w, k);
 	lw_raw(w, "\"", 1);
 	for (run = p; *p != '\0'; p++) {
 		const char *e = NULL;
@@ -784,6 +781,31 @@ lw_str(struct lw *w, const char *k, const char *v)
 	}
 	lw_raw(w, (const char *)run, (size_t)(p - run));
 	lw_raw(w, "\"", 1);
+}
+
+static void
+lw_str(struct lw *w, const char *k, const char *v)
+{
+	if (v == NULL)
+		return;
+	lw_key(w, k);
+	lw_val(w, v);
+}
+
+/* An array of strings; nothing if n is 0. */
+static void
+lw_strs(struct lw *w, const char *k, const char *const *v, size_t n)
+{
+	if (n == 0)
+		return;
+	lw_key(w, k);
+	lw_raw(w, "[", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			lw_raw(w, ",", 1);
+		lw_val(w, v[i]);
+	}
+	lw_raw(w, "]", 1);
 }
 
 static void
@@ -1010,6 +1032,14 @@ write_record_locked(struct audit *a, const struct audit_record *r,
 	if (r->result != KEYD_OK)
 		lw_int(&w, "error", r->result);
 	lw_str(&w, "detail", r->detail);
+	/* A PASSporT's claims (docs/shaken.md); the TNs as audit_tn says,
+	 * made so by the caller. */
+	lw_str(&w, "ppt", r->ppt);
+	lw_str(&w, "attest", r->attest);
+	lw_str(&w, "orig", r->orig);
+	lw_str(&w, "div", r->div);
+	lw_strs(&w, "dest", r->dest, r->n_dest);
+	lw_str(&w, "origid", r->origid);
 	if (r->op != NULL) {
 		lw_int(&w, "latency_us", (int64_t)r->latency_us);
 		lw_int(&w, "request_bytes", (int64_t)r->request_bytes);
@@ -1065,6 +1095,11 @@ flood_fold(struct audit *a, const struct audit_record *r)
 			f->rec.key = r->key ? f->keyname : NULL;
 			f->rec.mech = NULL;
 			f->rec.detail = NULL;
+			/* Borrowed from the request, gone by the summary. */
+			f->rec.ppt = f->rec.attest = f->rec.orig = NULL;
+			f->rec.div = f->rec.origid = NULL;
+			f->rec.dest = NULL;
+			f->rec.n_dest = 0;
 			f->suppressed = 0;
 			return 0;
 		}

@@ -44,6 +44,15 @@ struct audit_record {
 	size_t request_bytes;
 	size_t reply_bytes;
 	int aggregate;          /* a refusal that floods are folded into */
+	/* passport: the PASSporT's ppt, attest and origid, and its TNs in
+	 * clear or as HMAC-SHA256 hex (audit_tn); NULL / 0: none. */
+	const char *ppt;
+	const char *attest;
+	const char *orig;
+	const char *div;
+	const char *const *dest;
+	size_t n_dest;
+	const char *origid;
 };
 
 /* audit_open: opens (creating 0640) the configured audit log for append

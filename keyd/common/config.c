@@ -285,6 +285,7 @@ static const struct {
 	{ "srtp-new", CONFIG_OP_SRTP_NEW },
 	{ "srtp-open", CONFIG_OP_SRTP_OPEN },
 	{ "status", CONFIG_OP_STATUS },
+	{ "passport", CONFIG_OP_PASSPORT },
 };
 
 const char *
@@ -320,8 +321,9 @@ parse_ops(struct parse_state *ps, const char *name, const char *v,
 		if (bit == 0 || !(bit & allowed)) {
 			fail(ps, "%s: unknown op '%s' (expected %s)", name,
 			    items[i], (allowed & CONFIG_OP_STATUS) ?
-			    "sign, decrypt, srtp-new, srtp-open or status" :
-			    "sign, decrypt, srtp-new or srtp-open");
+			    "sign, decrypt, srtp-new, srtp-open, passport or "
+			    "status" :
+			    "sign, decrypt, srtp-new, srtp-open or passport");
 			free_list(items, n);
 			return -1;
 		}
@@ -626,6 +628,22 @@ keyd_setting(struct parse_state *ps, const char *name, const char *v)
 			return -1;
 		}
 		set_str(ps, &c->audit_key, v);
+	} else if (!strcmp(name, "audit_tn")) {
+		if (!strcmp(v, "clear"))
+			c->audit_tn = CONFIG_AUDIT_TN_CLEAR;
+		else if (!strcmp(v, "hmac"))
+			c->audit_tn = CONFIG_AUDIT_TN_HMAC;
+		else {
+			fail(ps, "audit_tn = '%s': expected clear or hmac", v);
+			return -1;
+		}
+	} else if (!strcmp(name, "audit_tn_key")) {
+		if (*v != '\0' && strncmp(v, "pkcs11:", 7) != 0) {
+			fail(ps, "audit_tn_key = '%s': expected a PKCS#11 URI "
+			    "(pkcs11:token=...;object=...;type=secret-key)", v);
+			return -1;
+		}
+		set_str(ps, &c->audit_tn_key, v);
 	} else if (!strcmp(name, "audit_checkpoint_lines")) {
 		if (parse_uint(ps, name, v, 1, CONFIG_MAX_CHECKPOINT_LINES,
 		    &u) < 0)
@@ -773,6 +791,105 @@ add_previous(struct parse_state *ps, struct config_key *k, const char *v)
 	return 0;
 }
 
+/* x5u goes into the PASSporT's JSON header and, between angle brackets,
+ * into the Identity header: an https URL of printable ASCII without the
+ * characters either would have to escape. */
+static int
+parse_x5u(struct parse_state *ps, const char *v)
+{
+	size_t n = strlen(v);
+
+	if (strncmp(v, "https://", 8) != 0 || n <= 8 || n > CONFIG_X5U_MAX) {
+		fail(ps, "x5u = '%.80s': expected the https:// URL of the "
+		    "certificate, at most %d bytes", v, CONFIG_X5U_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i] <= ' ' || v[i] > '~' || strchr("\"\\<>;,", v[i])) {
+			fail(ps, "x5u: the URL must be printable ASCII without "
+			    "spaces, quotes, backslashes, '<', '>', ';' or ','");
+			return -1;
+		}
+	return 0;
+}
+
+static int
+all_digits(const char *s, size_t n)
+{
+	if (n == 0 || n > CONFIG_TN_BUF - 1)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+/* orig_tns = 12025550100, 1202555*, 12025550100-12025550199: canonical
+ * TNs (digits only, 1 to 15), prefixes, ranges of one length. */
+static int
+parse_tn_rules(struct parse_state *ps, const char *name, const char *v,
+    struct config_client *cl)
+{
+	char **items;
+	size_t n, i;
+	int r = -1;
+
+	if ((items = split_list(ps, name, v, &n)) == NULL)
+		return -1;
+	if ((cl->orig_tns = calloc(n, sizeof(*cl->orig_tns))) == NULL) {
+		fail(ps, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct config_tn_rule *t = &cl->orig_tns[i];
+		const char *it = items[i], *dash = strchr(it, '-');
+		size_t len = strlen(it);
+
+		if (dash != NULL) {
+			size_t a = (size_t)(dash - it), b = len - a - 1;
+
+			if (!all_digits(it, a) || !all_digits(dash + 1, b) ||
+			    a != b) {
+				fail(ps, "%s: '%s' is not a range of two TNs of "
+				    "the same length (12025550100-12025550199)",
+				    name, it);
+				goto out;
+			}
+			memcpy(t->lo, it, a);
+			memcpy(t->hi, dash + 1, b);
+			if (strcmp(t->lo, t->hi) > 0) {
+				fail(ps, "%s: the range '%s' ends before it "
+				    "starts", name, it);
+				goto out;
+			}
+		} else if (len > 0 && it[len - 1] == '*') {
+			if (!all_digits(it, len - 1)) {
+				fail(ps, "%s: '%s' is not a prefix of digits "
+				    "followed by * (1202555*)", name, it);
+				goto out;
+			}
+			memcpy(t->lo, it, len - 1);
+			t->prefix = 1;
+		} else if (all_digits(it, len)) {
+			memcpy(t->lo, it, len);
+		} else {
+			fail(ps, "%s: '%s' is not a TN of 1 to 15 digits without "
+			    "'+' or separators, a prefix (1202555*) or a range "
+			    "(12025550100-12025550199)", name, it);
+			goto out;
+		}
+	}
+	cl->n_orig_tns = n;
+	r = 0;
+out:
+	if (r != 0) {
+		free(cl->orig_tns);
+		cl->orig_tns = NULL;
+	}
+	free_list(items, n);
+	return r;
+}
+
 static int
 key_setting(struct parse_state *ps, const char *name, const char *v)
 {
@@ -787,8 +904,20 @@ key_setting(struct parse_state *ps, const char *name, const char *v)
 		set_str(ps, &k->uri, v);
 	} else if (!strcmp(name, "ops")) {
 		if (parse_ops(ps, name, v, CONFIG_OP_SIGN | CONFIG_OP_DECRYPT |
-		    CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN, &k->ops) < 0)
+		    CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN |
+		    CONFIG_OP_PASSPORT, &k->ops) < 0)
 			return -1;
+	} else if (!strcmp(name, "x5u")) {
+		if (parse_x5u(ps, v) < 0)
+			return -1;
+		set_str(ps, &k->x5u, v);
+	} else if (!strcmp(name, "certificate")) {
+		if (*v != '/') {
+			fail(ps, "certificate = '%s': must be an absolute path "
+			    "(a PEM file, the chain with the leaf first)", v);
+			return -1;
+		}
+		set_str(ps, &k->certificate, v);
 	} else if (!strcmp(name, "pkcs1_decrypt")) {
 		/* A token's own PKCS#1 v1.5 decryption is a padding oracle
 		 * (SoftHSM2's is); keyd only offers it with implicit
@@ -835,7 +964,21 @@ client_setting(struct parse_state *ps, const char *name, const char *v)
 	} else if (!strcmp(name, "ops")) {
 		if (parse_ops(ps, name, v, CONFIG_OP_SIGN | CONFIG_OP_DECRYPT |
 		    CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN |
-		    CONFIG_OP_STATUS, &cl->ops) < 0)
+		    CONFIG_OP_STATUS | CONFIG_OP_PASSPORT, &cl->ops) < 0)
+			return -1;
+	} else if (!strcmp(name, "attest_max")) {
+		if (!strcmp(v, "A"))
+			cl->attest_max = CONFIG_ATTEST_A;
+		else if (!strcmp(v, "B"))
+			cl->attest_max = CONFIG_ATTEST_B;
+		else if (!strcmp(v, "C"))
+			cl->attest_max = CONFIG_ATTEST_C;
+		else {
+			fail(ps, "attest_max = '%s': expected A, B or C", v);
+			return -1;
+		}
+	} else if (!strcmp(name, "orig_tns")) {
+		if (parse_tn_rules(ps, name, v, cl) < 0)
 			return -1;
 	} else if (!strcmp(name, "rate")) {
 		if (parse_rate(ps, v, &cl->rate) < 0)
@@ -950,7 +1093,8 @@ check_semantics(struct parse_state *ps)
 		}
 		if (k->ops == 0) {
 			fail(ps, "[key %s] has no ops (say what the key is "
-			    "for: sign, decrypt, srtp-new, srtp-open)", k->name);
+			    "for: sign, decrypt, srtp-new, srtp-open, passport)",
+			    k->name);
 			return -1;
 		}
 		if (k->pkcs1_decrypt && !(k->ops & CONFIG_OP_DECRYPT)) {
@@ -971,6 +1115,32 @@ check_semantics(struct parse_state *ps)
 				    "previous", k->name);
 				return -1;
 			}
+		/* A client that may sign with the SHAKEN key may sign any
+		 * PASSporT it likes: the key serves passport alone. */
+		if ((k->ops & CONFIG_OP_PASSPORT) &&
+		    k->ops != CONFIG_OP_PASSPORT) {
+			fail(ps, "[key %s] has passport and other ops; a "
+			    "passport key serves only passport (with sign, a "
+			    "client could make any PASSporT it likes)", k->name);
+			return -1;
+		}
+		if ((k->ops & CONFIG_OP_PASSPORT) && k->x5u == NULL) {
+			fail(ps, "[key %s] has ops = passport but no x5u (the "
+			    "https:// URL of its certificate)", k->name);
+			return -1;
+		}
+		if (!(k->ops & CONFIG_OP_PASSPORT) && (k->x5u != NULL ||
+		    k->certificate != NULL)) {
+			fail(ps, "[key %s] has %s but not the passport op",
+			    k->name, k->x5u != NULL ? "x5u" : "certificate");
+			return -1;
+		}
+	}
+	ps->line = 0;
+	if (c->audit_tn == CONFIG_AUDIT_TN_HMAC && c->audit_tn_key == NULL) {
+		fail(ps, "audit_tn = hmac needs audit_tn_key (the PKCS#11 URI "
+		    "of a secret key on the token for HMAC-SHA256)");
+		return -1;
 	}
 	for (i = 0; i < c->n_clients; i++) {
 		struct config_client *cl = &c->clients[i];
@@ -983,6 +1153,21 @@ check_semantics(struct parse_state *ps)
 		}
 		if (cl->ops == 0) {
 			fail(ps, "[client %s] has no ops", cl->name);
+			return -1;
+		}
+		if ((cl->ops & CONFIG_OP_PASSPORT) &&
+		    cl->attest_max == CONFIG_ATTEST_NONE) {
+			fail(ps, "[client %s] has the passport op but no "
+			    "attest_max (A, B or C: the highest attestation it "
+			    "may assert)", cl->name);
+			return -1;
+		}
+		if (!(cl->ops & CONFIG_OP_PASSPORT) &&
+		    (cl->attest_max != CONFIG_ATTEST_NONE ||
+		    cl->n_orig_tns > 0)) {
+			fail(ps, "[client %s] has %s but not the passport op",
+			    cl->name, cl->n_orig_tns > 0 ? "orig_tns" :
+			    "attest_max");
 			return -1;
 		}
 		if (cl->max_connections > c->max_connections) {
@@ -1274,10 +1459,13 @@ config_free(struct config *c)
 	free(c->syslog_socket);
 	free(c->audit_log);
 	free(c->audit_key);
+	free(c->audit_tn_key);
 	free(c->failover_token);
 	for (size_t i = 0; c->keys != NULL && i < c->n_keys; i++) {
 		free(c->keys[i].name);
 		free(c->keys[i].uri);
+		free(c->keys[i].x5u);
+		free(c->keys[i].certificate);
 		free_list(c->keys[i].previous, c->keys[i].n_previous);
 	}
 	for (size_t i = 0; c->clients != NULL && i < c->n_clients; i++) {
@@ -1285,6 +1473,7 @@ config_free(struct config *c)
 		free(c->clients[i].uids);
 		free(c->clients[i].gids);
 		free(c->clients[i].keys);
+		free(c->clients[i].orig_tns);
 	}
 	free(c->keys);
 	free(c->clients);

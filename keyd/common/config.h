@@ -43,7 +43,32 @@ enum config_op {
 	CONFIG_OP_SRTP_NEW = 1u << 2,
 	CONFIG_OP_SRTP_OPEN = 1u << 3,
 	CONFIG_OP_STATUS = 1u << 4,
+	CONFIG_OP_PASSPORT = 1u << 5,
 };
+
+/* STIR/SHAKEN (docs/shaken.md). */
+#define CONFIG_X5U_MAX 512          /* bytes of a key's x5u URL */
+#define CONFIG_MAX_TN_RULES 256     /* entries of a client's orig_tns */
+#define CONFIG_TN_BUF 16            /* a canonical TN (15 digits) and NUL */
+
+/* attest_max: the highest attestation a client may assert. */
+enum config_attest {
+	CONFIG_ATTEST_NONE = 0,      /* not set: no passport at all */
+	CONFIG_ATTEST_C = 1,
+	CONFIG_ATTEST_B = 2,
+	CONFIG_ATTEST_A = 3,
+};
+
+/* One entry of a client's orig_tns: a TN, a prefix ("1202555*") or a
+ * range of TNs of one length ("12025550100-12025550199"). */
+struct config_tn_rule {
+	char lo[CONFIG_TN_BUF];    /* the TN, the prefix, or the range start */
+	char hi[CONFIG_TN_BUF];    /* the range end; "" otherwise */
+	int prefix;
+};
+
+/* audit_tn: how a PASSporT's TNs are written to the audit log. */
+enum config_audit_tn { CONFIG_AUDIT_TN_CLEAR, CONFIG_AUDIT_TN_HMAC };
 
 enum config_audit_sync { CONFIG_SYNC_INTERVAL, CONFIG_SYNC_REQUEST };
 
@@ -54,6 +79,8 @@ struct config_key {
 	int pkcs1_decrypt;       /* 1: implicit-rejection PKCS#1 v1.5 */
 	char **previous;         /* older SRTP KEK URIs, open only */
 	size_t n_previous;
+	char *x5u;               /* passport: the certificate's HTTPS URL */
+	char *certificate;       /* passport: PEM chain file; NULL: token's */
 	int line;                /* line of its section header */
 };
 
@@ -71,6 +98,9 @@ struct config_client {
 	 * max_connections / n_clients, at least 1 (set by the parser; never
 	 * 0 in a loaded config) */
 	unsigned max_connections;
+	enum config_attest attest_max; /* passport: highest attestation */
+	struct config_tn_rule *orig_tns; /* passport: numbers it signs for */
+	size_t n_orig_tns;
 	int line;
 };
 
@@ -91,6 +121,8 @@ struct config {
 	unsigned srtp_limit_for_tests; /* TEST ONLY; 0: the real limit */
 	char *audit_log;
 	char *audit_key;         /* NULL: no signed checkpoints */
+	enum config_audit_tn audit_tn; /* PASSporT TNs in the audit log */
+	char *audit_tn_key;      /* audit_tn = hmac: the HMAC key's URI */
 	enum config_audit_sync audit_sync;
 	unsigned audit_sync_ms;
 	unsigned audit_checkpoint_lines; /* a signed checkpoint every N lines */

@@ -405,7 +405,8 @@ enum {
 
 int
 tw_info_put(struct kbuf *b, const struct token_info *ti,
-    const struct token_key *keys, size_t n_all, int has_audit_key)
+    const struct token_key *keys, size_t n_all, int has_audit_key,
+    int has_tn_key)
 {
 	int r = KEYD_OK;
 
@@ -415,7 +416,8 @@ tw_info_put(struct kbuf *b, const struct token_info *ti,
 	    (r = put_str(b, ti->serial)) != KEYD_OK ||
 	    (r = kbuf_put_u32(b, (uint32_t)ti->key_copies)) != KEYD_OK ||
 	    (r = kbuf_put_u32(b, (uint32_t)n_all)) != KEYD_OK ||
-	    (r = kbuf_put_u8(b, has_audit_key != 0)) != KEYD_OK)
+	    (r = kbuf_put_u8(b, (has_audit_key != 0) | (has_tn_key != 0) << 1)) !=
+	    KEYD_OK)
 		return r;
 	for (size_t i = 0; i < n_all; i++) {
 		const struct token_key *k = &keys[i];
@@ -471,7 +473,8 @@ tw_info_get(struct kbuf *b, struct tw_info *out)
 	    kbuf_get_u8(b, &au) != KEYD_OK)
 		return KEYD_ERR_PROTOCOL;
 	out->ti.key_copies = u;
-	out->has_audit_key = au != 0;
+	out->has_audit_key = (au & 1) != 0;
+	out->has_tn_key = (au & 2) != 0;
 	if (n > 0 && (out->keys = calloc(n, sizeof(*out->keys))) == NULL)
 		return KEYD_ERR_NOMEM;
 	out->n_all = n;
@@ -480,7 +483,7 @@ tw_info_get(struct kbuf *b, struct tw_info *out)
 		size_t len;
 
 		if (kbuf_get_u32(b, &u) != KEYD_OK || u < TOKEN_KEY_EC_P256 ||
-		    u > TOKEN_KEY_AES)
+		    u > TOKEN_KEY_HMAC)
 			goto bad;
 		k->type = (enum token_key_type)u;
 		if (kbuf_get_u32(b, &u) != KEYD_OK ||

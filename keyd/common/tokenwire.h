@@ -57,6 +57,7 @@ enum tw_op {
 	TW_CHECKPOINT,             /* an audit line, signed with the audit key */
 	TW_PROBE,                  /* keyd's own health probe */
 	TW_INFO,                   /* label, state, counters */
+	TW_HMAC,                   /* HMAC-SHA256 under audit_tn_key */
 };
 
 /* A request: this header, then iv_len + aad_len + in_len bytes. */
@@ -106,6 +107,7 @@ struct tw_info {
 	struct token_key *keys;    /* n_all of them; name, uri, tmpl unset */
 	size_t n_all;
 	int has_audit_key;
+	int has_tn_key;            /* audit_tn_key: the last slot */
 };
 
 /* tw_send: one frame of n bytes, with nfds descriptors. Retries on EINTR
@@ -149,7 +151,8 @@ long tw_now_ms(void);
 
 /* tw_info_put: the key info of keys[0..n_all) and ti into b. */
 int tw_info_put(struct kbuf *b, const struct token_info *ti,
-    const struct token_key *keys, size_t n_all, int has_audit_key) TW_WUR;
+    const struct token_key *keys, size_t n_all, int has_audit_key,
+    int has_tn_key) TW_WUR;
 /* tw_info_get: reads it back; *out holds malloc'ed keys (tw_info_free).
  * Returns KEYD_OK or KEYD_ERR_PROTOCOL. */
 int tw_info_get(struct kbuf *b, struct tw_info *out) TW_WUR;

@@ -14,12 +14,16 @@
 #include "log.h"
 #include "rsa_ir.h"
 #include "secmem.h"
+#include "shaken.h"
 #include "srtp.h"
 
 #define DISPATCH_MSG_MAX 256
 #define DISPATCH_ECDSA_MIN_DIGEST 20
 #define DISPATCH_ECDSA_MAX_DIGEST 64
 #define DISPATCH_MAX_DECRYPT 1024   /* RSA-8192 ciphertext */
+
+/* Room for one key's certificate warning in status. */
+#define DISPATCH_WARN_MAX 96
 
 /* A client's own words (a key name, a version) echoed in an error or an
  * audit line are cut to this many bytes. */
@@ -134,6 +138,7 @@ static int op_index(unsigned op_bit)
 	case CONFIG_OP_SRTP_NEW: return 2;
 	case CONFIG_OP_SRTP_OPEN: return 3;
 	case CONFIG_OP_STATUS: return 4;
+	case CONFIG_OP_PASSPORT: return 5;
 	}
 	return -1;
 }
@@ -232,6 +237,7 @@ key_type_pb(enum token_key_type t)
 	case TOKEN_KEY_RSA: return KEYD__V1__KEY_TYPE__KEY_TYPE_RSA;
 	case TOKEN_KEY_ED25519: return KEYD__V1__KEY_TYPE__KEY_TYPE_ED25519;
 	case TOKEN_KEY_AES: return KEYD__V1__KEY_TYPE__KEY_TYPE_AES;
+	case TOKEN_KEY_HMAC: break;
 	}
 	return KEYD__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED;
 }
@@ -754,10 +760,15 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 	Keyd__V1__OpCounters *oc = NULL, **ocp = NULL;
 	struct token_info ti[2];
 	struct timespec now;
+	char *warns = NULL;
+	time_t wall = time(NULL);
 	size_t nk = 0, i, j;
 	int r = KEYD_ERR_NOMEM;
 
 	if (cfg->n_keys > 0) {
+		warns = calloc(cfg->n_keys, DISPATCH_WARN_MAX);
+		if (warns == NULL)
+			goto out;
 		ks = calloc(cfg->n_keys, sizeof(*ks));
 		ksp = calloc(cfg->n_keys, sizeof(*ksp));
 		oc = calloc(cfg->n_keys * DISPATCH_NOPS, sizeof(*oc));
@@ -815,6 +826,8 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 		}
 		ks[nk].latency_us_total = lat;
 		srtp_key_status(d->srtp, i, &ks[nk]);
+		shaken_key_status(d->shaken, i, wall, &ks[nk],
+		    warns + nk * DISPATCH_WARN_MAX, DISPATCH_WARN_MAX);
 		ksp[nk] = &ks[nk];
 		nk++;
 	}
@@ -824,6 +837,7 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 	resp->status = &sr;
 	r = frame_put_msg(out, &resp->base, FRAME_MAX_CEILING);
 out:
+	free(warns);
 	free(ks);
 	free(ksp);
 	free(oc);
@@ -856,6 +870,135 @@ handle_srtp(struct req_ctx *rc, const Keyd__V1__Request *req,
 	return r;
 }
 
+/* What the audit line of a passport request carries: its claims, the TNs
+ * in clear or as HMAC-SHA256 (audit_tn). */
+struct passport_audit {
+	const char *ppt;
+	const char *attest;
+	const char *orig;
+	const char *div;
+	const char *dest[SHAKEN_MAX_DEST];
+	size_t n_dest;
+	const char *origid;
+};
+
+/* HMAC-SHA256 hex of each TN of pa (audit_tn = hmac), into pa's own
+ * buffers; pa's TN pointers then point there. */
+struct passport_audit_hmac {
+	char orig[2 * TOKEN_HMAC_LEN + 1];
+	char div[2 * TOKEN_HMAC_LEN + 1];
+	char dest[SHAKEN_MAX_DEST][2 * TOKEN_HMAC_LEN + 1];
+};
+
+static int
+tn_hmac(struct req_ctx *rc, const char *tn, char *hex, char *msg,
+    size_t msglen)
+{
+	static const char digits[] = "0123456789abcdef";
+	uint8_t mac[TOKEN_HMAC_LEN];
+	int r;
+
+	r = token_hmac_sha256(rc->d->token, rc->s, (const uint8_t *)tn,
+	    strlen(tn), mac, msg, msglen);
+	if (r != KEYD_OK)
+		return r;
+	for (size_t i = 0; i < TOKEN_HMAC_LEN; i++) {
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 15];
+	}
+	hex[2 * TOKEN_HMAC_LEN] = '\0';
+	return KEYD_OK;
+}
+
+/* audit_tn = hmac: replaces the TNs of pa by their HMACs. On failure
+ * no TN is left in pa, and the caller refuses the request: its audit
+ * line cannot be written as configured. */
+static int
+passport_audit_hmac(struct req_ctx *rc, struct passport_audit *pa,
+    struct passport_audit_hmac *h, char *msg, size_t msglen)
+{
+	int r = KEYD_OK;
+
+	if (pa->orig != NULL && (r = tn_hmac(rc, pa->orig, h->orig, msg,
+	    msglen)) == KEYD_OK)
+		pa->orig = h->orig;
+	if (r == KEYD_OK && pa->div != NULL && (r = tn_hmac(rc, pa->div,
+	    h->div, msg, msglen)) == KEYD_OK)
+		pa->div = h->div;
+	for (size_t i = 0; r == KEYD_OK && i < pa->n_dest; i++)
+		if ((r = tn_hmac(rc, pa->dest[i], h->dest[i], msg, msglen)) ==
+		    KEYD_OK)
+			pa->dest[i] = h->dest[i];
+	if (r != KEYD_OK) {
+		pa->orig = pa->div = NULL;
+		pa->n_dest = 0;
+	}
+	return r;
+}
+
+/* The claims of cl into pa, for the audit line (pointing into cl). */
+static void
+passport_audit_set(struct passport_audit *pa, const struct shaken_claims *cl)
+{
+	pa->ppt = cl->is_div ? "div" : "shaken";
+	pa->attest = cl->attest[0] != '\0' ? cl->attest : NULL;
+	pa->orig = cl->orig;
+	pa->div = cl->is_div ? cl->div : NULL;
+	for (size_t i = 0; i < cl->n_dest; i++)
+		pa->dest[i] = cl->dest[i];
+	pa->n_dest = cl->n_dest;
+	pa->origid = cl->origid[0] != '\0' ? cl->origid : NULL;
+}
+
+/*
+ * passport: the key policy (check_key), the request's form (shaken_parse),
+ * the certificate's validity, the client's attest_max and orig_tns
+ * (policy_passport), the certificate's TNAuthList, then the PASSporT made
+ * and signed (shaken_sign). Each refusal's message starts with the rule
+ * that refused.
+ */
+static int
+handle_passport(struct req_ctx *rc, const Keyd__V1__PassportRequest *req,
+    Keyd__V1__Response *resp, Keyd__V1__PassportReply *pr,
+    struct shaken_result *res, struct passport_audit *pa)
+{
+	struct shaken_claims *cl = &res->claims;
+	time_t now;
+	int r;
+
+	rc->mech = "es256";
+	if ((r = check_key(rc, req->key, CONFIG_OP_PASSPORT)) != KEYD_OK)
+		return r;
+	if ((r = shaken_parse(req, cl, rc->msg, sizeof(rc->msg))) != KEYD_OK)
+		return r;
+	passport_audit_set(pa, cl);
+	now = time(NULL);
+	if ((r = shaken_check_cert(rc->d->shaken, (size_t)rc->key, now, cl,
+	    rc->msg, sizeof(rc->msg))) == KEYD_ERR_CERTIFICATE)
+		return r;
+	/* The client's policy before the certificate's TNAuthList: a
+	 * client over its own numbers is told about those first. */
+	if ((r = policy_passport(rc->d->cfg, rc->p->client, cl->is_div ? 0 :
+	    cl->attest[0], cl->is_div ? cl->div : cl->orig, rc->msg,
+	    sizeof(rc->msg))) != KEYD_OK)
+		return r;
+	if ((r = shaken_check_cert(rc->d->shaken, (size_t)rc->key, now, cl,
+	    rc->msg, sizeof(rc->msg))) != KEYD_OK)
+		return r;
+	if ((r = shaken_sign(rc->d->shaken, rc->d->token, rc->s,
+	    (size_t)rc->key, now, cl, res, rc->msg, sizeof(rc->msg))) !=
+	    KEYD_OK)
+		return r;
+	passport_audit_set(pa, &res->claims);
+	pr->jws = res->jws;
+	pr->identity = res->identity;
+	pr->origid = res->claims.origid;
+	pr->iat = res->claims.iat;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_PASSPORT;
+	resp->passport = pr;
+	return KEYD_OK;
+}
+
 static uint64_t
 elapsed_us(const struct timespec *t0)
 {
@@ -878,6 +1021,10 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	Keyd__V1__SignReply sr = KEYD__V1__SIGN_REPLY__INIT;
 	Keyd__V1__DecryptReply dr = KEYD__V1__DECRYPT_REPLY__INIT;
 	Keyd__V1__CertReply cr = KEYD__V1__CERT_REPLY__INIT;
+	Keyd__V1__PassportReply ppr = KEYD__V1__PASSPORT_REPLY__INIT;
+	struct shaken_result *ppres = NULL;
+	struct passport_audit pa;
+	struct passport_audit_hmac pah;
 	Keyd__V1__Op hello_ops[DISPATCH_NOPS];
 	char **hello_keys = NULL;
 	uint8_t sigbuf[TOKEN_MAX_SIG + 16];
@@ -892,6 +1039,7 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&rc, 0, sizeof(rc));
+	memset(&pa, 0, sizeof(pa));
 	rc.d = d;
 	rc.s = s;
 	rc.p = p;
@@ -974,6 +1122,16 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 		rc.op = "cert";
 		r = handle_cert(&rc, req->cert, &resp, &cr);
 		break;
+	case KEYD__V1__REQUEST__OP_PASSPORT:
+		rc.op = "passport";
+		rc.op_bit = CONFIG_OP_PASSPORT;
+		if ((ppres = malloc(sizeof(*ppres))) == NULL) {
+			r = KEYD_ERR_NOMEM;
+			break;
+		}
+		r = handle_passport(&rc, req->passport, &resp, &ppr, ppres,
+		    &pa);
+		break;
 	case KEYD__V1__REQUEST__OP_STATUS:
 		rc.op = "status";
 		r = handle_status(&rc, &resp, out);
@@ -989,6 +1147,24 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	}
 
 reply:
+	/* TNs are personal data: with audit_tn = hmac only their HMACs
+	 * reach the audit log. If the token cannot make them, the request
+	 * is refused (its line is written without TNs). */
+	if (pa.orig != NULL && d->cfg->audit_tn == CONFIG_AUDIT_TN_HMAC) {
+		char hmsg[DISPATCH_MSG_MAX];
+		int hmr = passport_audit_hmac(&rc, &pa, &pah, hmsg,
+		    sizeof(hmsg));
+
+		if (hmr != KEYD_OK) {
+			if (r == KEYD_OK && sent)
+				kbuf_unreserve(out, kbuf_avail(out) - before);
+			sent = 0;
+			r = KEYD_ERR_AUDIT;
+			snprintf(rc.msg, sizeof(rc.msg), "audit_tn: cannot make "
+			    "the HMAC of the PASSporT's TNs for the audit log "
+			    "(%.120s); request refused", hmsg);
+		}
+	}
 	if (rc.key >= 0 && rc.op_bit != 0) {
 		struct dispatch_counter *c = &d->counters[(size_t)rc.key *
 		    DISPATCH_NOPS + (size_t)op_index(rc.op_bit)];
@@ -1017,6 +1193,13 @@ reply:
 	ar.mech = rc.mech;
 	ar.result = r;
 	ar.detail = r != KEYD_OK ? rc.msg : NULL;
+	ar.ppt = pa.ppt;
+	ar.attest = pa.attest;
+	ar.orig = pa.orig;
+	ar.div = pa.div;
+	ar.dest = pa.dest;
+	ar.n_dest = pa.n_dest;
+	ar.origid = pa.origid;
 	if (r == KEYD_OK && req != NULL &&
 	    req->op_case == KEYD__V1__REQUEST__OP_HELLO &&
 	    req->hello->client_version != NULL &&
@@ -1070,6 +1253,7 @@ reply:
 	secmem_wipe(plain, DISPATCH_MAX_DECRYPT);
 	secmem_wipe(srtp_res, sizeof(*srtp_res));
 	free(hello_keys);
+	free(ppres);
 	frame_free_request(req);
 	if (protocol_error)
 		return KEYD_ERR_PROTOCOL;

@@ -28,15 +28,18 @@ struct dispatch_counter {
 	atomic_ulong latency_us;
 };
 
-#define DISPATCH_NOPS 5  /* sign, decrypt, srtp-new, srtp-open, status */
+#define DISPATCH_NOPS 6  /* sign, decrypt, srtp-new, srtp-open, status,
+                            passport */
 #define DISPATCH_NDECRYPT 5  /* rsa-oaep-sha1/256/384/512, rsa-pkcs1 */
 
 struct srtp;
+struct shaken;
 
 struct dispatch {
 	const struct config *cfg;
 	struct token *token;
 	struct srtp *srtp;             /* SRTP KEKs and counters, or NULL */
+	struct shaken *shaken;         /* passport keys' certificates, or NULL */
 	struct audit *audit;
 	struct timespec started;
 	struct dispatch_counter *counters;  /* n_keys * DISPATCH_NOPS */

@@ -39,6 +39,7 @@
 #include "rsa_ir.h"
 #include "sandbox.h"
 #include "server.h"
+#include "shaken.h"
 #include "srtp.h"
 #include "token.h"
 #include "token_proxy.h"
@@ -616,13 +617,16 @@ wait_started(struct sup *S)
 
 static int
 open_side(struct config *cfg, struct token *token, int check_only,
-    struct srtp **srtp, char *err, size_t errlen)
+    struct srtp **srtp, struct shaken **shaken, char *err, size_t errlen)
 {
 	/* The per-key implicit-rejection secrets, from the token, before any
-	 * worker thread exists (rsa_ir.h); the SRTP KEKs' check values. */
+	 * worker thread exists (rsa_ir.h); the SRTP KEKs' check values; the
+	 * passport keys' certificates, read before privileges drop. */
 	if (rsa_ir_init(cfg, token, err, errlen) != KEYD_OK)
 		return -1;
 	if (srtp_init(cfg, token, check_only, srtp, err, errlen) != KEYD_OK)
+		return -1;
+	if (shaken_init(cfg, token, shaken, err, errlen) != KEYD_OK)
 		return -1;
 	return 0;
 }
@@ -642,6 +646,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 	struct audit *audit = NULL;
 	struct server *srv = NULL;
 	struct srtp *srtp = NULL;
+	struct shaken *shaken = NULL;
 	struct dispatch d;
 	char err[ERRLEN], detail[128], ds[PATH_MAX];
 	const char *rw[2];
@@ -653,7 +658,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 
 	(void)prctl(PR_SET_NAME, "keyd-serve");
 	kbuf_init(&b, TW_MAX_FRAME, 0);
-	if (open_side(cfg, token, 0, &srtp, err, sizeof(err)) != 0 ||
+	if (open_side(cfg, token, 0, &srtp, &shaken, err, sizeof(err)) != 0 ||
 	    audit_open(cfg, token, &audit, err, sizeof(err)) != KEYD_OK ||
 	    server_bind(cfg, cfg->user != NULL ? cfg->user_uid : geteuid(),
 	    &srv, err, sizeof(err)) != KEYD_OK ||
@@ -679,6 +684,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 	}
 	dispatch_ready = 1;
 	d.srtp = srtp;
+	d.shaken = shaken;
 	if (cfg->sandbox) {
 		if (sandbox_install(err, sizeof(err)) != KEYD_OK) {
 			log_error("%s (set sandbox = no to run without it)",
@@ -724,6 +730,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec != last_sweep) {
 			server_tick(srv);
+			shaken_tick(shaken, time(NULL));
 			last_sweep = now.tv_sec;
 		}
 		if (r <= 0)
@@ -842,6 +849,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 out:
 	server_free(srv);
 	srtp_free(srtp);
+	shaken_free(shaken);
 	/* The final checkpoint is signed in a token process: close the log
 	 * first. */
 	audit_close(audit);
@@ -1015,6 +1023,7 @@ main(int argc, char **argv)
 	struct sup S;
 	struct token *token = NULL;
 	struct srtp *srtp = NULL;
+	struct shaken *shaken = NULL;
 	struct rlimit nocore = { 0, 0 };
 	char err[ERRLEN], pin_path[PATH_MAX];
 	const char *creds;
@@ -1229,7 +1238,8 @@ main(int argc, char **argv)
 		    "checkpoints, so tampering with its last lines cannot be "
 		    "detected");
 	if (check_only) {
-		if (open_side(S.cfg, token, 1, &srtp, err, sizeof(err)) != 0) {
+		if (open_side(S.cfg, token, 1, &srtp, &shaken, err,
+		    sizeof(err)) != 0) {
 			log_error("%s", err);
 			goto out;
 		}
@@ -1279,6 +1289,7 @@ out:
 		(void)waitpid(S.srv_pid, NULL, 0);
 	}
 	srtp_free(srtp);
+	shaken_free(shaken);
 	rsa_ir_cleanup();
 	token_close(token);
 	stop_tokens(&S);

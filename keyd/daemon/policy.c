@@ -109,6 +109,52 @@ policy_check(const struct config *c, size_t client, const char *key,
 	return KEYD_OK;
 }
 
+static int
+tn_rule_match(const struct config_tn_rule *r, const char *tn)
+{
+	size_t n = strlen(r->lo);
+
+	if (r->prefix)
+		return strncmp(tn, r->lo, n) == 0;
+	if (r->hi[0] == '\0')
+		return strcmp(tn, r->lo) == 0;
+	/* A range holds TNs of its ends' length only: 012025550150 is
+	 * another number than 12025550150. */
+	return strlen(tn) == n && strcmp(tn, r->lo) >= 0 &&
+	    strcmp(tn, r->hi) <= 0;
+}
+
+int
+policy_passport(const struct config *c, size_t client, char attest,
+    const char *tn, char *msg, size_t msglen)
+{
+	const struct config_client *cl = &c->clients[client];
+	static const char names[] = "?CBA";
+	enum config_attest want = attest == 'A' ? CONFIG_ATTEST_A :
+	    attest == 'B' ? CONFIG_ATTEST_B : CONFIG_ATTEST_C;
+
+	if (attest != 0 && want > cl->attest_max) {
+		snprintf(msg, msglen, "attest_max: client '%s' may attest at "
+		    "most %c, not %c", cl->name, names[cl->attest_max], attest);
+		return KEYD_ERR_DENIED;
+	}
+	if (attest == 'C')
+		return KEYD_OK;
+	for (size_t i = 0; i < cl->n_orig_tns; i++)
+		if (tn_rule_match(&cl->orig_tns[i], tn))
+			return KEYD_OK;
+	/* The TN is not in the message: the audit line's detail carries
+	 * the message, and TNs go there only as audit_tn says. */
+	if (attest != 0)
+		snprintf(msg, msglen, "orig_tns: orig is not among the "
+		    "numbers of client '%s' (attestation %c needs one of "
+		    "them; C takes any)", cl->name, attest);
+	else
+		snprintf(msg, msglen, "orig_tns: the div TN is not among the "
+		    "numbers of client '%s'", cl->name);
+	return KEYD_ERR_DENIED;
+}
+
 void
 policy_limiter_init(struct policy_limiter *l, double rate, unsigned max_conns)
 {

@@ -43,6 +43,19 @@ int policy_check(const struct config *c, size_t client, const char *key,
     unsigned op, size_t *key_idx, char *msg, size_t msglen)
     __attribute__((warn_unused_result));
 
+/*
+ * policy_passport: the client's STIR/SHAKEN policy for one PASSporT.
+ * attest: 'A', 'B' or 'C' for ppt shaken, 0 for ppt div. tn: the
+ * canonical TN the signer vouches for (orig; for div, the div TN).
+ * attest_max bounds attest; orig_tns bound tn at A and B and for div (C
+ * is what a gateway asserts for callers it cannot vouch for: any
+ * well-formed orig). Returns KEYD_OK, or KEYD_ERR_DENIED with msg naming
+ * the rule (attest_max, orig_tns).
+ */
+int policy_passport(const struct config *c, size_t client, char attest,
+    const char *tn, char *msg, size_t msglen)
+    __attribute__((warn_unused_result));
+
 /* policy_client_has_key: 1 if the key index is in the client's keys. */
 int policy_client_has_key(const struct config *c, size_t client, size_t key);
 

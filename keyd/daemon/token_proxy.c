@@ -68,6 +68,7 @@ struct token {
 	struct token_key *keys;    /* what keyd serves: the first token's */
 	size_t n_keys, n_all;
 	int has_audit_key;
+	int has_tn_key;
 	int described;
 	atomic_int active;
 	atomic_long primary_tried;  /* ms, the primary's last try */
@@ -166,12 +167,16 @@ describe(struct token *t, struct tw_info *in)
 	t->keys = in->keys;
 	t->n_all = in->n_all;
 	t->has_audit_key = in->has_audit_key;
+	t->has_tn_key = in->has_tn_key;
 	in->keys = NULL;
 	in->n_all = 0;
 	for (size_t i = 0; i < t->n_all; i++) {
 		if (i < t->cfg->n_keys) {
 			t->keys[i].name = t->cfg->keys[i].name;
 			t->keys[i].uri = t->cfg->keys[i].uri;
+		} else if (t->has_tn_key && i == t->n_all - 1) {
+			t->keys[i].name = "(audit_tn_key)";
+			t->keys[i].uri = t->cfg->audit_tn_key;
 		} else {
 			t->keys[i].name = "(audit key)";
 			t->keys[i].uri = t->cfg->audit_key;
@@ -806,6 +811,39 @@ token_sign_audit_line(struct token *t, const uint8_t *line, size_t len,
 	c.outlen = outlen;
 	c.may_failover = 1;
 	return call(t, &c, msg, msglen);
+}
+
+int
+token_hmac_sha256(struct token *t, struct token_session *s,
+    const uint8_t *in, size_t inlen, uint8_t out[TOKEN_HMAC_LEN], char *msg,
+    size_t msglen)
+{
+	struct call c;
+	size_t outlen = TOKEN_HMAC_LEN;
+	int r;
+
+	(void)s;
+	if (!t->has_tn_key) {
+		snprintf(msg, msglen, "no audit_tn_key is configured");
+		return KEYD_ERR_INTERNAL;
+	}
+	if (inlen > TW_MAX_IN)
+		return KEYD_ERR_BAD_LENGTH;
+	memset(&c, 0, sizeof(c));
+	c.q.op = TW_HMAC;
+	c.q.in_len = (uint32_t)inlen;
+	c.q.out_len = TOKEN_HMAC_LEN;
+	c.in = in;
+	c.out = out;
+	c.outlen = &outlen;
+	c.may_failover = 1;
+	r = call(t, &c, msg, msglen);
+	if (r == KEYD_OK && outlen != TOKEN_HMAC_LEN) {
+		snprintf(msg, msglen, "the token made an HMAC-SHA256 of %zu "
+		    "bytes", outlen);
+		return KEYD_ERR_TOKEN;
+	}
+	return r;
 }
 
 long

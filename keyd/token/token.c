@@ -119,8 +119,10 @@ struct token {
 	const struct config *cfg;
 	struct token_key *keys;    /* the config's keys, then the audit key */
 	size_t n_keys;             /* the config's keys */
-	size_t n_all;              /* n_keys, plus one with an audit key */
+	size_t n_all;              /* n_keys, plus the audit key's and the
+	                              audit_tn HMAC key's slots, if any */
 	int has_audit_key;
+	int has_tn_key;            /* audit_tn_key: the last slot */
 	int described;             /* keys[] describe what the tokens hold */
 	int opened;                /* token_open returned: workers read keys[] */
 	int oaep_known;            /* keys[].oaep_hashes hold a token's answer */
@@ -779,6 +781,20 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 		if (get_ulong(d, h, CKA_VALUE_LEN, &vlen) == CKR_OK)
 			k->bits = (unsigned)vlen * 8;
 		k->has_kcv = aes_check_value(d, h, k->kcv);
+	} else if (cls == CKO_SECRET_KEY && (kt == CKK_GENERIC_SECRET ||
+	    kt == CKK_SHA256_HMAC)) {
+		/* Only as audit_tn_key (key_ops 0): HMAC-SHA256 of the TNs
+		 * in the audit log (token_hmac_sha256). */
+		k->type = TOKEN_KEY_HMAC;
+		if (get_ulong(d, h, CKA_VALUE_LEN, &vlen) == CKR_OK)
+			k->bits = (unsigned)vlen * 8;
+		if (ops != 0 || !k->can_sign) {
+			errf(err, errlen, "key '%s' (%s) is an HMAC secret key%s",
+			    k->name, k->uri, ops != 0 ? ": keyd serves no op "
+			    "with one (it can be audit_tn_key)" :
+			    " without CKA_SIGN: it cannot make an HMAC");
+			return KEYD_ERR_CONFIG;
+		}
 	} else if (cls == CKO_PRIVATE_KEY && kt == CKK_RSA) {
 		k->type = TOKEN_KEY_RSA;
 		if ((r = rsa_spki(d, k, h)) != KEYD_OK) {
@@ -847,6 +863,15 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 		    k->name, k->uri, k->type != TOKEN_KEY_AES ?
 		    "only AES keys wrap SRTP keys" :
 		    "it lacks CKA_ENCRYPT or CKA_DECRYPT");
+		return KEYD_ERR_CONFIG;
+	}
+	/* ES256 (RFC 8588): the SHAKEN key is EC P-256. */
+	if ((ops & CONFIG_OP_PASSPORT) && (k->type != TOKEN_KEY_EC_P256 ||
+	    !k->can_sign)) {
+		errf(err, errlen, "key '%s' (%s) has ops = passport, but %s",
+		    k->name, k->uri, k->type != TOKEN_KEY_EC_P256 ?
+		    "a PASSporT is signed with ES256: the key must be EC P-256" :
+		    "it is not allowed to sign (CKA_SIGN is false)");
 		return KEYD_ERR_CONFIG;
 	}
 	if (pair && (k->type == TOKEN_KEY_EC_P256 ||
@@ -1063,10 +1088,13 @@ out:
 	return r;
 }
 
-/* The config's ops for key i (the audit key: sign). */
+/* The config's ops for key i (the audit key: sign; the audit_tn HMAC
+ * key: none a client could ask for). */
 static unsigned
 key_ops(const struct token *t, size_t i)
 {
+	if (t->has_tn_key && i == t->n_all - 1)
+		return 0;
 	return i < t->n_keys ? t->cfg->keys[i].ops : CONFIG_OP_SIGN;
 }
 
@@ -1145,6 +1173,8 @@ static const struct mech_need mech_needs[] = {
 	  CKF_SIGN, 1, "ECDSA signatures" },
 	{ TOKEN_KEY_EC_P384, CONFIG_OP_SIGN, -1, CKM_ECDSA, "CKM_ECDSA",
 	  CKF_SIGN, 1, "ECDSA signatures" },
+	{ TOKEN_KEY_EC_P256, CONFIG_OP_PASSPORT, -1, CKM_ECDSA, "CKM_ECDSA",
+	  CKF_SIGN, 1, "PASSporT signatures (ES256)" },
 	{ TOKEN_KEY_ED25519, CONFIG_OP_SIGN, -1, CKM_EDDSA, "CKM_EDDSA",
 	  CKF_SIGN, 1, "Ed25519 signatures" },
 	{ TOKEN_KEY_RSA, CONFIG_OP_SIGN, -1, CKM_RSA_PKCS, "CKM_RSA_PKCS",
@@ -1168,6 +1198,8 @@ op_names(unsigned ops)
 		return "sign";
 	if (ops & CONFIG_OP_DECRYPT)
 		return "decrypt";
+	if (ops & CONFIG_OP_PASSPORT)
+		return "passport";
 	return "srtp-new/srtp-open";
 }
 
@@ -1490,8 +1522,10 @@ parse_keys(struct token *t, const struct config *cfg, char *err,
 		const struct config_key *ck = i < cfg->n_keys ? &cfg->keys[i] :
 		    NULL;
 
-		k->name = ck != NULL ? ck->name : "audit_key";
-		k->uri = ck != NULL ? ck->uri : cfg->audit_key;
+		k->name = ck != NULL ? ck->name : (t->has_tn_key &&
+		    i == t->n_all - 1) ? "audit_tn_key" : "audit_key";
+		k->uri = ck != NULL ? ck->uri : (t->has_tn_key &&
+		    i == t->n_all - 1) ? cfg->audit_tn_key : cfg->audit_key;
 		if ((r = parse_uri(t, k->name, k->uri, &k->tmpl, &k->tmpl_n, err,
 		    errlen)) != KEYD_OK)
 			return r;
@@ -1670,7 +1704,10 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 	t->initialized = 1;
 
 	t->n_keys = cfg->n_keys;
-	t->n_all = cfg->n_keys + (cfg->audit_key != NULL);
+	t->has_tn_key = cfg->audit_tn == CONFIG_AUDIT_TN_HMAC &&
+	    cfg->audit_tn_key != NULL;
+	t->n_all = cfg->n_keys + (cfg->audit_key != NULL) +
+	    (t->has_tn_key != 0);
 	t->has_audit_key = cfg->audit_key != NULL;
 	if ((t->keys = calloc(t->n_all + 1, sizeof(*t->keys))) == NULL) {
 		r = KEYD_ERR_NOMEM;
@@ -1838,6 +1875,18 @@ size_t
 token_key_count(const struct token *t)
 {
 	return t->n_keys;
+}
+
+size_t
+token_slot_count(const struct token *t)
+{
+	return t->n_all;
+}
+
+long
+token_tn_key(const struct token *t)
+{
+	return t->has_tn_key ? (long)t->n_all - 1 : -1;
 }
 
 void
@@ -2301,6 +2350,29 @@ token_sign(struct token *t, struct token_session *s, size_t key,
 {
 	return run_crypt(t, s, TOKEN_OP_SIGN, key, mech, in, inlen, out,
 	    outlen, msg, msglen);
+}
+
+int
+token_hmac_sha256(struct token *t, struct token_session *s,
+    const uint8_t *in, size_t inlen, uint8_t out[TOKEN_HMAC_LEN], char *msg,
+    size_t msglen)
+{
+	CK_MECHANISM mech = { CKM_SHA256_HMAC, NULL, 0 };
+	size_t outlen = TOKEN_HMAC_LEN;
+	int r;
+
+	if (!t->has_tn_key) {
+		snprintf(msg, msglen, "no audit_tn_key is configured");
+		return KEYD_ERR_INTERNAL;
+	}
+	r = token_sign(t, s, t->n_all - 1, &mech, in, inlen, out, &outlen, msg,
+	    msglen);
+	if (r == KEYD_OK && outlen != TOKEN_HMAC_LEN) {
+		snprintf(msg, msglen, "the token made an HMAC-SHA256 of %zu "
+		    "bytes", outlen);
+		return KEYD_ERR_TOKEN;
+	}
+	return r;
 }
 
 static void *

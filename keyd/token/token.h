@@ -28,6 +28,7 @@ enum token_key_type {
 	TOKEN_KEY_RSA,
 	TOKEN_KEY_ED25519,
 	TOKEN_KEY_AES,
+	TOKEN_KEY_HMAC,            /* generic secret: only audit_tn_key */
 };
 
 struct token_key {
@@ -117,6 +118,11 @@ long token_audit_key(const struct token *t);
 /* token_key: the resolved key with config index i (or the audit key's). */
 const struct token_key *token_key(const struct token *t, size_t i);
 size_t token_key_count(const struct token *t);
+/* token_slot_count: the config's keys, then the audit key's and the
+ * audit_tn key's slots where they are configured. */
+size_t token_slot_count(const struct token *t);
+/* token_tn_key: the slot of audit_tn_key (the last), or -1. */
+long token_tn_key(const struct token *t);
 
 /* token_session_close: closes a worker's session. */
 void token_session_close(struct token *t, struct token_session *s);
@@ -183,6 +189,18 @@ int token_gcm(struct token *t, struct token_session *s, size_t key,
     size_t version, int encrypt, const uint8_t *iv, size_t ivlen,
     const uint8_t *aad, size_t aadlen, unsigned tag_bits, const uint8_t *in,
     size_t inlen, uint8_t *out, size_t *outlen, CK_RV *rv, char *msg,
+    size_t msglen) TOKEN_WUR;
+
+/* token_hmac_sha256: HMAC-SHA256 (CKM_SHA256_HMAC) of in[0..inlen) under
+ * the configured audit_tn_key (a generic secret key on the token that no
+ * client can use), into out, in the caller's session, with token_sign's
+ * recovery. For the audit log's TNs (audit_tn = hmac): a plain hash of a
+ * number of at most 15 digits is reversed by trying them all. Returns
+ * KEYD_OK, KEYD_ERR_INTERNAL without audit_tn_key, or token_sign's
+ * errors. */
+#define TOKEN_HMAC_LEN 32
+int token_hmac_sha256(struct token *t, struct token_session *s,
+    const uint8_t *in, size_t inlen, uint8_t out[TOKEN_HMAC_LEN], char *msg,
     size_t msglen) TOKEN_WUR;
 
 /* token_random: n bytes from the token's C_GenerateRandom. */

@@ -50,6 +50,7 @@ token_key_type_name(enum token_key_type type)
 	case TOKEN_KEY_RSA: return "rsa";
 	case TOKEN_KEY_ED25519: return "ed25519";
 	case TOKEN_KEY_AES: return "aes";
+	case TOKEN_KEY_HMAC: return "hmac";
 	}
 	return "unknown";
 }

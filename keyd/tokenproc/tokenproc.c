@@ -262,7 +262,8 @@ handle(struct token_session *s, const struct tw_req *q, const uint8_t *iv,
 	r = KEYD_ERR_DENIED;
 	switch (q->op) {
 	case TW_SIGN:
-		if (k == NULL || !(ops & CONFIG_OP_SIGN))
+		/* A PASSporT is an ECDSA signature keyd-serve builds. */
+		if (k == NULL || !(ops & (CONFIG_OP_SIGN | CONFIG_OP_PASSPORT)))
 			break;
 		if ((r = mech_from(q, &mm)) != KEYD_OK)
 			break;
@@ -322,6 +323,14 @@ handle(struct token_session *s, const struct tw_req *q, const uint8_t *iv,
 			_exit(pin ? TW_EXIT_PIN_REFUSED : TW_EXIT_DEVICE_LOST);
 		}
 		outlen = 0;
+		break;
+	case TW_HMAC:
+		/* Only under audit_tn_key, which no client names. */
+		if (token_tn_key(tok) < 0 || outlen < TOKEN_HMAC_LEN)
+			break;
+		outlen = TOKEN_HMAC_LEN;
+		r = token_hmac_sha256(tok, s, in, q->in_len, out, rep->msg,
+		    sizeof(rep->msg));
 		break;
 	case TW_INFO:
 		info_reply(rep, out, TW_MAX_IO);
@@ -411,7 +420,7 @@ send_ready(void)
 {
 	struct token_info ti;
 	struct token_key *keys;
-	size_t n = token_key_count(tok) + (token_audit_key(tok) >= 0);
+	size_t n = token_slot_count(tok);
 	struct kbuf b;
 	int r;
 
@@ -422,8 +431,8 @@ send_ready(void)
 		keys[i] = *token_key(tok, i);
 	kbuf_init(&b, TW_MAX_FRAME, 0);
 	r = tw_put_word(&b, TW_CTL_READY) == KEYD_OK &&
-	    tw_info_put(&b, &ti, keys, n, token_audit_key(tok) >= 0) ==
-	    KEYD_OK && ctl_send(kbuf_ptr(&b), kbuf_avail(&b)) == 0 ? 0 : -1;
+	    tw_info_put(&b, &ti, keys, n, token_audit_key(tok) >= 0,
+	    token_tn_key(tok) >= 0) == KEYD_OK && ctl_send(kbuf_ptr(&b), kbuf_avail(&b)) == 0 ? 0 : -1;
 	kbuf_free(&b);
 	free(keys);
 	return r;

@@ -14,7 +14,9 @@
  * PKCS#1 v1.5 (CKM_RSA_PKCS on a SHA-256 DigestInfo), RSA-2048 PSS
  * (CKM_RSA_PKCS_PSS, SHA-256, MGF1-SHA256, salt 32) on all four; srtp-open
  * through (b) against the same AES-GCM decryption of the same blob with
- * the same KEK in-process (a).
+ * the same KEK in-process (a); passport (a STIR/SHAKEN PASSporT that keyd
+ * builds and signs ES256, docs/shaken.md) through (b) only, against
+ * ECDSA P-256 through (b) in the same run (the ratio passport/ecdsa).
  *
  * Each cell runs for a fixed time after a warm-up whose first result is
  * checked (signatures verified with OpenSSL against public keys exported
@@ -26,7 +28,8 @@
  * pass/fail on speed. tests/bench/run-bench.sh sets everything up.
  *
  * The keys are named alike on the token (CKA_LABEL) and in keyd.conf:
- * "ec" (P-256), "rsa" (RSA-2048), "kek" (AES-256, an SRTP KEK).
+ * "ec" (P-256), "rsa" (RSA-2048), "kek" (AES-256, an SRTP KEK); keyd also
+ * serves "shaken", another P-256 key with ops = passport.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -66,10 +69,15 @@
 #define SRTP_AAD_DOMAIN "keyd srtp blob"
 #define SRTP_CONTEXT "bench-call@sbc.example.org"
 
-enum op { OP_ECDSA, OP_RSA_PKCS1, OP_RSA_PSS, OP_SRTP_OPEN, OP_N };
+enum op { OP_ECDSA, OP_RSA_PKCS1, OP_RSA_PSS, OP_SRTP_OPEN, OP_PASSPORT,
+	OP_N };
 static const char *const op_names[OP_N] = {
-	"ecdsa-p256", "rsa2048-pkcs1", "rsa2048-pss", "srtp-open"
+	"ecdsa-p256", "rsa2048-pkcs1", "rsa2048-pss", "srtp-open", "passport"
 };
+/* The PASSporT every passport request asks for. */
+#define PASSPORT_KEY "shaken"
+#define PASSPORT_ORIG "12025550123"
+#define PASSPORT_DEST "13125550100"
 enum path { P_A, P_B, P_C, P_D, P_E, P_N };
 static const char *const path_names[P_N] = {
 	"(a) in-process SoftHSM2", "(b) libkeyd", "(c) keyd-pkcs11.so",
@@ -103,6 +111,8 @@ static struct {
 	int paths[P_N];
 	struct p11mod mod[P_N];   /* all but [P_B] */
 	EVP_PKEY *ec_pub, *rsa_pub;
+	EVP_PKEY *shaken_pub;     /* from keyd_pubkey: passport checks */
+	int passport_ready;
 	uint8_t digest[32];
 	uint8_t blob[KEYD_SRTP_MAX_BLOB];
 	size_t blob_len;
@@ -344,6 +354,7 @@ p11_op(struct p11mod *m, CK_SESSION_HANDLE s, enum op op, uint8_t *out,
 			return rv;
 		return m->f->C_Decrypt(s, B.blob + SRTP_HDR_LEN + SRTP_IV_LEN,
 		    B.blob_len - SRTP_HDR_LEN - SRTP_IV_LEN, out, outlen);
+	case OP_PASSPORT:   /* keyd's op: no PKCS#11 path */
 	case OP_N:
 		return CKR_ARGUMENTS_BAD;
 	}
@@ -417,6 +428,51 @@ out:
 	return ok;
 }
 
+/* 1 if jws (header.payload.signature) carries an ES256 signature by
+ * B.shaken_pub over header.payload. */
+static int
+jws_ok(const char *jws)
+{
+	const char *d2 = strrchr(jws, '.');
+	unsigned char raw[96], *der = NULL;
+	char b64[128];
+	ECDSA_SIG *es = NULL;
+	BIGNUM *r = NULL, *s = NULL;
+	EVP_MD_CTX *md = NULL;
+	size_t n;
+	int ok = 0, dlen, got;
+
+	if (d2 == NULL || (n = strlen(d2 + 1)) != 86)
+		return 0;
+	/* base64url without padding to base64 */
+	for (size_t i = 0; i < n; i++)
+		b64[i] = d2[1 + i] == '-' ? '+' : d2[1 + i] == '_' ? '/' :
+		    d2[1 + i];
+	memcpy(b64 + n, "==", 3);
+	if ((got = EVP_DecodeBlock(raw, (unsigned char *)b64, 88)) != 66)
+		return 0;
+	if ((es = ECDSA_SIG_new()) == NULL ||
+	    (r = BN_bin2bn(raw, 32, NULL)) == NULL ||
+	    (s = BN_bin2bn(raw + 32, 32, NULL)) == NULL ||
+	    !ECDSA_SIG_set0(es, r, s))
+		goto out;
+	r = s = NULL;
+	if ((dlen = i2d_ECDSA_SIG(es, &der)) <= 0 ||
+	    (md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL,
+	    B.shaken_pub) != 1)
+		goto out;
+	ok = EVP_DigestVerify(md, der, (size_t)dlen,
+	    (const unsigned char *)jws, (size_t)(d2 - jws)) == 1;
+out:
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(es);
+	OPENSSL_free(der);
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
 /* ---- one operation on a worker's path ---- */
 
 static int
@@ -430,7 +486,20 @@ do_op(struct worker *w, int check)
 		static const int algs[] = { KEYD_ECDSA_SHA256,
 			KEYD_RSA_PKCS1_SHA256, KEYD_RSA_PSS_SHA256 };
 
-		if (w->op == OP_SRTP_OPEN) {
+		if (w->op == OP_PASSPORT) {
+			static const char *const dest[] = { PASSPORT_DEST };
+			char jws[KEYD_PASSPORT_MAX];
+
+			r = keyd_passport(w->kc, PASSPORT_KEY, "A",
+			    PASSPORT_ORIG, dest, 1, NULL, NULL, 0, jws,
+			    sizeof(jws));
+			if (r == KEYD_OK && check && !jws_ok(jws)) {
+				snprintf(w->err, sizeof(w->err), "the PASSporT's "
+				    "signature does not verify with OpenSSL");
+				return -1;
+			}
+			len = 0;
+		} else if (w->op == OP_SRTP_OPEN) {
 			int suite;
 
 			r = keyd_srtp_open(w->kc, "kek", B.blob, B.blob_len,
@@ -455,7 +524,7 @@ do_op(struct worker *w, int check)
 		}
 		len = olen;
 	}
-	if (!check)
+	if (!check || w->op == OP_PASSPORT)
 		return 0;
 	if (w->op == OP_SRTP_OPEN) {
 		if (len != B.key_salt_len || memcmp(out, B.key_salt, len)) {
@@ -745,6 +814,34 @@ srtp_setup(void)
 	B.srtp_ready = 1;
 }
 
+/* passport: the public key of keyd's passport key, to check the first
+ * PASSporT of each cell. */
+static void
+passport_setup(void)
+{
+	struct keyd_client *c;
+	uint8_t *der = NULL;
+	const unsigned char *p;
+	size_t len = 0;
+	int r;
+
+	if ((r = keyd_connect(B.socket, &c)) != KEYD_OK)
+		die("keyd_connect %s: %s", B.socket, keyd_errmsg(NULL));
+	if ((r = keyd_pubkey(c, PASSPORT_KEY, &der, &len)) != KEYD_OK) {
+		fprintf(stderr, "keyd-bench: no passport key '%s': %s (passport "
+		    "left out)\n", PASSPORT_KEY, keyd_errmsg(c));
+		keyd_close(c);
+		return;
+	}
+	keyd_close(c);
+	p = der;
+	B.shaken_pub = d2i_PUBKEY(NULL, &p, (long)len);
+	keyd_free(der);
+	if (B.shaken_pub == NULL)
+		die("keyd sent a public key that does not parse");
+	B.passport_ready = 1;
+}
+
 /* ---- output ---- */
 
 static void
@@ -817,6 +914,20 @@ print_tables(void)
 				    op_names[op], B.threads[ti], a, b, c);
 		}
 	}
+	if (!results[OP_PASSPORT][0][P_B].ran)
+		return;
+	printf("\n| threads | passport/s (b) | ecdsa-p256/s (b) | "
+	    "passport/ecdsa |\n|---:|---:|---:|---:|\n");
+	for (size_t ti = 0; ti < B.n_threads; ti++) {
+		struct result *x = &results[OP_PASSPORT][ti][P_B];
+		struct result *y = &results[OP_ECDSA][ti][P_B];
+
+		if (!x->ran || !y->ran || x->err[0] || y->err[0] ||
+		    y->ops_s <= 0)
+			continue;
+		printf("| %d | %.0f | %.0f | %.2f |\n", B.threads[ti],
+		    x->ops_s, y->ops_s, x->ops_s / y->ops_s);
+	}
 }
 
 /* ---- main ---- */
@@ -829,10 +940,11 @@ usage(FILE *f)
 	    "         [--keyd SOCKET] [--keyd-pkcs11 MODULE [--keyd-pkcs11-label L]]\n"
 	    "         [--p11kit-client MODULE] --ec-pem FILE --rsa-pem FILE\n"
 	    "         [--duration SECONDS] [--threads 1,2] [--paths abcd[e]]\n"
-	    "         [--ops ecdsa,rsa-pkcs1,rsa-pss,srtp-open]\n"
+	    "         [--ops ecdsa,rsa-pkcs1,rsa-pss,srtp-open,passport]\n"
 	    "         [--keyd-pid PID] [--p11kit-pid PID]  (server CPU per op)\n"
 	    "The token holds the keys 'ec' (P-256), 'rsa' (RSA-2048) and 'kek'\n"
-	    "(AES-256), and keyd serves them under the same names. Path (d) needs\n"
+	    "(AES-256), and keyd serves them under the same names, and 'shaken'\n"
+	    "(P-256, ops = passport) for passport, path (b) only. Path (d) needs\n"
 	    "P11_KIT_SERVER_ADDRESS set. tests/bench/run-bench.sh does all this.\n");
 }
 
@@ -897,7 +1009,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static const char *const op_opt[OP_N] = { "ecdsa", "rsa-pkcs1",
-		"rsa-pss", "srtp-open" };
+		"rsa-pss", "srtp-open", "passport" };
 	const char *token = NULL, *pin_file = NULL, *paths = "abcd";
 	const char *threads = "1,2", *p11label = "keyd";
 	char *end, *tl, *tok, *save = NULL;
@@ -976,6 +1088,10 @@ main(int argc, char **argv)
 		srtp_setup();
 	if (!B.srtp_ready)
 		B.ops[OP_SRTP_OPEN] = 0;
+	if (B.ops[OP_PASSPORT] && B.socket != NULL && B.paths[P_B])
+		passport_setup();
+	if (!B.passport_ready)
+		B.ops[OP_PASSPORT] = 0;
 	/* (e) shares (a)'s module: a library is initialized once. */
 	if (B.paths[P_E])
 		B.paths[P_A] = 1;
@@ -997,6 +1113,9 @@ main(int argc, char **argv)
 				if (op == OP_SRTP_OPEN && p != P_A && p != P_B &&
 				    p != P_E)
 					continue;
+				/* passport: keyd only, against (b)'s ECDSA. */
+				if (op == OP_PASSPORT && p != P_B)
+					continue;
 				run_cell((enum op)op, ti, (enum path)p);
 			}
 		}
@@ -1012,5 +1131,6 @@ main(int argc, char **argv)
 	}
 	EVP_PKEY_free(B.ec_pub);
 	EVP_PKEY_free(B.rsa_pub);
+	EVP_PKEY_free(B.shaken_pub);
 	return 0;
 }

@@ -8,7 +8,7 @@
 # usage: tests/bench/run-bench.sh [BUILD_DIR]   (default: build)
 #   BENCH_DURATION   seconds per cell (default 3)
 #   BENCH_THREADS    client thread counts (default 1,2)
-#   BENCH_OPS        ecdsa,rsa-pkcs1,rsa-pss,srtp-open (default: all)
+#   BENCH_OPS        ecdsa,rsa-pkcs1,rsa-pss,srtp-open,passport (default: all)
 #   BENCH_PATHS      abcde (default: all; e is (a) with session-object
 #                    copies of the keys, outside the ratios)
 #   SOFTHSM_MODULE   default /usr/lib/softhsm/libsofthsm2.so
@@ -25,7 +25,7 @@ SOFTHSM_MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 P11KIT_CLIENT=${P11KIT_CLIENT:-/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so}
 DURATION=${BENCH_DURATION:-3}
 THREADS=${BENCH_THREADS:-1,2}
-OPS=${BENCH_OPS:-ecdsa,rsa-pkcs1,rsa-pss,srtp-open}
+OPS=${BENCH_OPS:-ecdsa,rsa-pkcs1,rsa-pss,srtp-open,passport}
 PATHS=${BENCH_PATHS:-abcde}
 TOKEN=bench
 PIN=1234
@@ -57,6 +57,18 @@ p11() { pkcs11-tool --module "$SOFTHSM_MODULE" --token-label $TOKEN --login --pi
 p11 --keypairgen --key-type EC:prime256v1 --label ec --id 01 --sensitive --usage-sign >/dev/null
 p11 --keypairgen --key-type rsa:2048 --label rsa --id 02 --sensitive --usage-sign >/dev/null
 p11 --keygen --key-type AES:32 --label kek --id 10 --sensitive >/dev/null
+# The SHAKEN key (passport) and its certificate: the CSR made on the token
+# with libp11's engine, signed by a throw-away CA with a TNAuthList (an SPC).
+p11 --keypairgen --key-type EC:prime256v1 --label shaken --id 03 --sensitive --usage-sign >/dev/null
+PKCS11_MODULE_PATH=$SOFTHSM_MODULE openssl req -new -engine pkcs11 -keyform engine \
+  -key "pkcs11:token=$TOKEN;object=shaken;type=private;pin-value=$PIN" \
+  -subj "/CN=SHAKEN bench" -out "$T/shaken.csr" >/dev/null 2>&1 || die "the SHAKEN CSR"
+openssl ecparam -name prime256v1 -genkey -noout -out "$T/ca.key"
+openssl req -new -x509 -key "$T/ca.key" -subj "/CN=bench STI-CA" -days 2 -out "$T/ca.pem"
+# TNAuthList ::= SEQUENCE { [0] EXPLICIT IA5String "709J" } (RFC 8226)
+echo '1.3.6.1.5.5.7.1.26 = DER:3008a00616043730394a' > "$T/tnauth.ext"
+openssl x509 -req -in "$T/shaken.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -days 2 \
+  -extfile "$T/tnauth.ext" -out "$T/shaken.pem" 2>/dev/null || die "the SHAKEN certificate"
 for k in 01:ec 02:rsa; do
   pkcs11-tool --module "$SOFTHSM_MODULE" --token-label $TOKEN --read-object \
     --type pubkey --id "${k%%:*}" -o "$T/${k#*:}.der" >/dev/null 2>&1
@@ -88,10 +100,18 @@ ops = sign
 uri = pkcs11:object=kek;type=secret-key
 ops = srtp-new, srtp-open
 
+[key shaken]
+uri = pkcs11:object=shaken;type=private
+ops = passport
+x5u = https://cert.example.org/shaken.pem
+certificate = $T/shaken.pem
+
 [client bench]
 uid = $(id -u)
-keys = ec, rsa, kek
-ops = sign, srtp-new, srtp-open
+keys = ec, rsa, kek, shaken
+ops = sign, srtp-new, srtp-open, passport
+attest_max = A
+orig_tns = 1202555*
 CONF
 chmod 0600 "$T/keyd.conf"
 # libkeyd and keyd-pkcs11.so accept a daemon run by root or this user.

@@ -83,3 +83,16 @@ keyd_script_test(passport_verify integration/passport_verify.sh integration)
 # replaced, the socket-facing process stays up.
 keyd_script_test(token_crash integration/token_crash.sh integration)
 set_tests_properties(token_crash PROPERTIES SKIP_RETURN_CODE 77)
+# keyd's passport op: PASSporTs verified by PyJWT against certificates
+# made by openssl for the token's key, the policy's refusals, the audit
+# lines, status, and the start-up checks (77: needs root for setpriv).
+keyd_script_test(passport integration/passport.sh integration)
+set_tests_properties(passport PROPERTIES SKIP_RETURN_CODE 77)
+# The Python module (client/python/keyd.py) over the built libkeyd.so.0.
+keyd_script_test(python integration/python.sh integration)
+if(KEYD_SANITIZE)
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
+    OUTPUT_VARIABLE KEYD_PY_ASAN_RUNTIME OUTPUT_STRIP_TRAILING_WHITESPACE)
+  set_property(TEST python passport APPEND PROPERTY ENVIRONMENT
+    "KEYD_P11_PRELOAD=${KEYD_PY_ASAN_RUNTIME}")
+endif()

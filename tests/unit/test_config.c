@@ -377,6 +377,92 @@ test_keys(void)
 	    "pkcs1_decrypt = 'passthrough'");
 }
 
+/* STIR/SHAKEN settings (docs/shaken.md). */
+#define PKEY \
+	"[key p]\n" \
+	"uri = pkcs11:token=sbc;object=p;type=private\n" \
+	"ops = passport\n" \
+	"x5u = https://cert.example.org/p.pem\n"
+
+static void
+test_passport(void)
+{
+	/* Lines 7-10: PKEY; a client from line 11. */
+	struct config *c = ACCEPT(BASE PKEY "certificate = /etc/keyd/p.pem\n"
+	    "[client c]\nuid = 1\nkeys = p\nops = passport\n"
+	    "attest_max = B\n"
+	    "orig_tns = 12025550100, 1312555*, 14155550100-14155550199\n");
+
+	if (c != NULL) {
+		const struct config_client *cl = &c->clients[0];
+
+		CHECK(c->keys[0].ops == CONFIG_OP_PASSPORT);
+		CHECK(strcmp(c->keys[0].certificate, "/etc/keyd/p.pem") == 0);
+		CHECK(cl->attest_max == CONFIG_ATTEST_B);
+		CHECK_INT((int)cl->n_orig_tns, 3);
+		CHECK(strcmp(cl->orig_tns[0].lo, "12025550100") == 0 &&
+		    cl->orig_tns[0].hi[0] == '\0' && !cl->orig_tns[0].prefix);
+		CHECK(strcmp(cl->orig_tns[1].lo, "1312555") == 0 &&
+		    cl->orig_tns[1].prefix);
+		CHECK(strcmp(cl->orig_tns[2].lo, "14155550100") == 0 &&
+		    strcmp(cl->orig_tns[2].hi, "14155550199") == 0);
+		CHECK(c->audit_tn == CONFIG_AUDIT_TN_CLEAR);
+	}
+	config_free(c);
+	/* With sign, a client could make any PASSporT it likes. */
+	REFUSE(BASE "[key p]\nuri = pkcs11:x\nops = passport, sign\n"
+	    "x5u = https://a.example/c.pem\n", 7,
+	    "[key p] has passport and other ops");
+	REFUSE(BASE "[key p]\nuri = pkcs11:x\nops = passport\n", 7,
+	    "[key p] has ops = passport but no x5u");
+	REFUSE(BASE KEY_A "x5u = https://a.example/c.pem\n", 7,
+	    "[key a] has x5u but not the passport op");
+	REFUSE(BASE KEY_A "certificate = /c.pem\n", 7,
+	    "[key a] has certificate but not the passport op");
+	REFUSE(BASE "[key p]\nuri = pkcs11:x\nops = passport\n"
+	    "x5u = http://a.example/c.pem\n", 10, "x5u = 'http://a.example");
+	REFUSE(BASE "[key p]\nuri = pkcs11:x\nops = passport\n"
+	    "x5u = https://a.example/c\"d\n", 10, "x5u: the URL must be");
+	REFUSE(BASE "[key p]\nuri = pkcs11:x\nops = passport\n"
+	    "x5u = https://a.example/c>;x\n", 10, "x5u: the URL must be");
+	REFUSE(BASE PKEY "certificate = p.pem\n", 11,
+	    "certificate = 'p.pem': must be an absolute path");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nkeys = p\nops = passport\n",
+	    11, "[client c] has the passport op but no attest_max");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = sign\nattest_max = A\n",
+	    11, "[client c] has attest_max but not the passport op");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = sign\n"
+	    "orig_tns = 1202*\n", 11,
+	    "[client c] has orig_tns but not the passport op");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = passport\n"
+	    "attest_max = a\n", 14, "attest_max = 'a': expected A, B or C");
+	/* Canonical TNs only: no '+', no separators, 1 to 15 digits. */
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = passport\n"
+	    "orig_tns = +12025550100\n", 14, "'+12025550100' is not a TN");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = passport\n"
+	    "orig_tns = 1234567890123456\n", 14, "is not a TN");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = passport\n"
+	    "orig_tns = *\n", 14, "'*' is not a prefix of digits");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = passport\n"
+	    "orig_tns = 12*3\n", 14, "is not a TN");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = passport\n"
+	    "orig_tns = 100-1000\n", 14,
+	    "'100-1000' is not a range of two TNs of the same length");
+	REFUSE(BASE PKEY "[client c]\nuid = 1\nops = passport\n"
+	    "orig_tns = 200-100\n", 14, "the range '200-100' ends before it "
+	    "starts");
+	REFUSE(BASE "audit_tn = hash\n", 7,
+	    "audit_tn = 'hash': expected clear or hmac");
+	REFUSE(BASE "audit_tn = hmac\n", 0, "audit_tn = hmac needs "
+	    "audit_tn_key");
+	REFUSE(BASE "audit_tn_key = /k\n", 7, "audit_tn_key = '/k': expected "
+	    "a PKCS#11 URI");
+	c = ACCEPT(BASE "audit_tn = hmac\naudit_tn_key = pkcs11:object=k\n");
+	if (c != NULL)
+		CHECK(c->audit_tn == CONFIG_AUDIT_TN_HMAC);
+	config_free(c);
+}
+
 static void
 test_clients(void)
 {
@@ -858,6 +944,7 @@ main(void)
 	test_required();
 	test_keys();
 	test_clients();
+	test_passport();
 	test_numbers();
 	test_rate();
 	test_paths();

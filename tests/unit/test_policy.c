@@ -349,6 +349,100 @@ test_peer_from_fd(void)
 	CHECK_INT(policy_peer_from_fd(-1, &p), KEYD_ERR_IO);
 }
 
+static const char pconf[] =
+	"[keyd]\n"
+	"module = /m.so\n"
+	"token = pkcs11:token=t\n"
+	"pin_file = /p\n"
+	"audit_log = /a\n"
+	"[key p]\n"
+	"uri = pkcs11:token=t;object=p\n"
+	"ops = passport\n"
+	"x5u = https://cert.example.org/p.pem\n"
+	"[client a]\n"
+	"uid = 1\n"
+	"keys = p\n"
+	"ops = passport\n"
+	"attest_max = A\n"
+	"orig_tns = 12025550100, 1312555*, 14155550100-14155550199\n"
+	"[client b]\n"
+	"uid = 2\n"
+	"keys = p\n"
+	"ops = passport\n"
+	"attest_max = B\n"
+	"[client cc]\n"
+	"uid = 3\n"
+	"keys = p\n"
+	"ops = passport\n"
+	"attest_max = C\n";
+
+static void
+passport_at(int caller, const struct config *c, size_t client, char attest,
+    const char *tn, int want, const char *want_msg)
+{
+	char msg[256] = "";
+	int r = policy_passport(c, client, attest, tn, msg, sizeof(msg));
+
+	ktest_checks++;
+	if (r != want || (want != KEYD_OK && strcmp(msg, want_msg) != 0)) {
+		ktest_failures++;
+		fprintf(stderr, "%s:%d: policy_passport(%zu, %c, %s) = %d (%s); "
+		    "want %d (%s)\n", __FILE__, caller, client, attest ? attest :
+		    '0', tn, r, msg, want, want_msg);
+	}
+}
+#define CHECK_PASSPORT(...) passport_at(__LINE__, __VA_ARGS__)
+
+/* attest_max bounds the attestation; orig_tns bound orig at A and B and
+ * the div TN (attest 0), never at C. */
+static void
+test_passport(void)
+{
+	struct config *c = NULL;
+	char err[512] = "";
+	const char *out_a = "orig_tns: orig is not among the numbers of "
+	    "client 'a' (attestation A needs one of them; C takes any)";
+
+	if (config_parse_buffer(pconf, strlen(pconf), "p.conf", 0, &c, err,
+	    sizeof(err)) != KEYD_OK) {
+		ktest_failures++;
+		fprintf(stderr, "test_policy: passport config refused: %s\n",
+		    err);
+		return;
+	}
+	CHECK_PASSPORT(c, 0, 'A', "12025550100", KEYD_OK, "");
+	CHECK_PASSPORT(c, 0, 'A', "12025550101", KEYD_ERR_DENIED, out_a);
+	CHECK_PASSPORT(c, 0, 'A', "1202555010", KEYD_ERR_DENIED, out_a);
+	/* A prefix. */
+	CHECK_PASSPORT(c, 0, 'B', "13125550000", KEYD_OK, "");
+	CHECK_PASSPORT(c, 0, 'A', "1312555", KEYD_OK, "");
+	CHECK_PASSPORT(c, 0, 'A', "131255", KEYD_ERR_DENIED, out_a);
+	/* A range: its ends, either side, another length. */
+	CHECK_PASSPORT(c, 0, 'A', "14155550100", KEYD_OK, "");
+	CHECK_PASSPORT(c, 0, 'A', "14155550199", KEYD_OK, "");
+	CHECK_PASSPORT(c, 0, 'A', "14155550099", KEYD_ERR_DENIED, out_a);
+	CHECK_PASSPORT(c, 0, 'A', "14155550200", KEYD_ERR_DENIED, out_a);
+	CHECK_PASSPORT(c, 0, 'A', "141555501500", KEYD_ERR_DENIED, out_a);
+	CHECK_PASSPORT(c, 0, 'A', "1415555015", KEYD_ERR_DENIED, out_a);
+	/* C takes any well-formed orig. */
+	CHECK_PASSPORT(c, 0, 'C', "19995550000", KEYD_OK, "");
+	/* div: the number policy on the div TN. */
+	CHECK_PASSPORT(c, 0, 0, "13125551234", KEYD_OK, "");
+	CHECK_PASSPORT(c, 0, 0, "19995550000", KEYD_ERR_DENIED, "orig_tns: "
+	    "the div TN is not among the numbers of client 'a'");
+	/* attest_max B: no A; without orig_tns, only C. */
+	CHECK_PASSPORT(c, 1, 'A', "12025550100", KEYD_ERR_DENIED, "attest_max: "
+	    "client 'b' may attest at most B, not A");
+	CHECK_PASSPORT(c, 1, 'B', "12025550100", KEYD_ERR_DENIED, "orig_tns: "
+	    "orig is not among the numbers of client 'b' (attestation B needs "
+	    "one of them; C takes any)");
+	CHECK_PASSPORT(c, 1, 'C', "12025550100", KEYD_OK, "");
+	CHECK_PASSPORT(c, 2, 'B', "12025550100", KEYD_ERR_DENIED, "attest_max: "
+	    "client 'cc' may attest at most C, not B");
+	CHECK_PASSPORT(c, 2, 'C', "1", KEYD_OK, "");
+	config_free(c);
+}
+
 int
 main(void)
 {
@@ -364,6 +458,7 @@ main(void)
 	test_check(c);
 	test_limiter();
 	test_peer_from_fd();
+	test_passport();
 	config_free(c);
 	return ktest_result("test_policy");
 }
