@@ -35,3 +35,14 @@ if(KEYD_SANITIZE)
       "KEYD_P11_PRELOAD=${KEYD_ASAN_RUNTIME}")
   endforeach()
 endif()
+
+# keyd's own OpenSSL 3 provider, keyd.so (client/provider/,
+# docs/provider.md): OpenSSL's command-line tools by keyd: URIs.
+set(KEYD_PROVIDER_TESTS provider_openssl)
+foreach(t ${KEYD_PROVIDER_TESTS})
+  keyd_script_test(e2e_${t} e2e/${t}.sh e2e)
+  if(KEYD_SANITIZE)
+    set_property(TEST e2e_${t} APPEND PROPERTY ENVIRONMENT
+      "KEYD_P11_PRELOAD=${KEYD_ASAN_RUNTIME}")
+  endif()
+endforeach()
