@@ -292,6 +292,16 @@ kprov_key_fill_public(struct kprov_key *k)
 		    k->has_name ? k->name : "an imported key");
 		goto out;
 	}
+	if (k->type != KPROV_RSA &&
+	    !EVP_PKEY_get_octet_string_param(pk,
+	    OSSL_PKEY_PARAM_PUB_KEY, k->pub, sizeof(k->pub),
+	    &k->pub_len))
+		goto out;
+	if (k->type == KPROV_EC &&
+	    !EVP_PKEY_get_utf8_string_param(pk,
+	    OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, k->pointfmt,
+	    sizeof(k->pointfmt), &glen))
+		goto out;
 	k->bits = (unsigned)EVP_PKEY_get_bits(pk);
 	k->secbits = (unsigned)EVP_PKEY_get_security_bits(pk);
 	k->maxsize = (unsigned)EVP_PKEY_get_size(pk);

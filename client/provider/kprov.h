@@ -33,8 +33,10 @@
 #define KPROV_SOCKET_MAX 107u
 /* A DER SubjectPublicKeyInfo of RSA up to 16384 bits fits. */
 #define KPROV_SPKI_MAX 2200u
-/* EC group names ("prime256v1", "secp384r1"). */
+/* EC group names ("prime256v1", "secp384r1"), point formats. */
 #define KPROV_GROUP_MAX 24u
+/* An encoded EC point (P-521 uncompressed: 133) or Ed25519 key (32). */
+#define KPROV_PUB_MAX 160u
 
 enum kprov_type {
 	KPROV_EC = 1,
@@ -57,6 +59,13 @@ struct kprov_key {
 	char name[KPROV_NAME_MAX + 1];
 	char socket[KPROV_SOCKET_MAX + 1]; /* empty: the configured one */
 	char group[KPROV_GROUP_MAX + 1];   /* EC only */
+	char pointfmt[KPROV_GROUP_MAX + 1];/* EC only */
+	/* The public key as OpenSSL encodes it (EC point, Ed25519 key),
+	 * answered from here: asking the default provider would mean
+	 * decoding, whose locks a process must not take in memory its
+	 * siblings share while they run. */
+	size_t pub_len;
+	uint8_t pub[KPROV_PUB_MAX];
 	size_t spki_len;
 	uint8_t spki[KPROV_SPKI_MAX];
 };

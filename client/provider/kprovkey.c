@@ -242,15 +242,26 @@ ed25519_types_fn(int selection)
 	    ed25519_types;
 }
 
-/* Parameters answered from the key object itself; any other is asked of
- * the default provider's copy of the public key. */
+/* Parameters answered from the key object itself, without a lock or a
+ * decoder (what signing and TLS ask); any other is asked of the default
+ * provider's copy of the public key. */
 static int
-is_cached_param(const char *key)
+is_cached_param(const struct kprov_key *k, const char *key)
 {
-	return strcmp(key, OSSL_PKEY_PARAM_BITS) == 0 ||
+	if (strcmp(key, OSSL_PKEY_PARAM_BITS) == 0 ||
 	    strcmp(key, OSSL_PKEY_PARAM_SECURITY_BITS) == 0 ||
 	    strcmp(key, OSSL_PKEY_PARAM_MAX_SIZE) == 0 ||
-	    strcmp(key, OSSL_PKEY_PARAM_GROUP_NAME) == 0;
+	    strcmp(key, OSSL_PKEY_PARAM_DEFAULT_DIGEST) == 0 ||
+	    strcmp(key, OSSL_PKEY_PARAM_MANDATORY_DIGEST) == 0)
+		return 1;
+	if (k->type == KPROV_RSA)
+		return 0;
+	if (strcmp(key, OSSL_PKEY_PARAM_PUB_KEY) == 0)
+		return 1;
+	return k->type == KPROV_EC &&
+	    (strcmp(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY) == 0 ||
+	    strcmp(key, OSSL_PKEY_PARAM_GROUP_NAME) == 0 ||
+	    strcmp(key, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT) == 0);
 }
 
 static int
@@ -264,7 +275,7 @@ key_get_params(void *keydata, OSSL_PARAM params[])
 	if (!kprov_key_valid(k))
 		return 0;
 	for (p = params; p != NULL && p->key != NULL; p++)
-		if (!is_cached_param(p->key))
+		if (!is_cached_param(k, p->key))
 			other = 1;
 	if (other) {
 		/* The public key's own answers (encoded point, modulus,
@@ -286,9 +297,31 @@ key_get_params(void *keydata, OSSL_PARAM params[])
 	if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_MAX_SIZE)) != NULL &&
 	    !OSSL_PARAM_set_int(p, (int)k->maxsize))
 		return 0;
+	/* As the default provider answers: a default digest for EC and RSA,
+	 * none at all (mandatory "") for Ed25519. */
+	if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_DEFAULT_DIGEST)) !=
+	    NULL && k->type != KPROV_ED25519 &&
+	    !OSSL_PARAM_set_utf8_string(p, "SHA256"))
+		return 0;
+	if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_MANDATORY_DIGEST)) !=
+	    NULL && k->type == KPROV_ED25519 &&
+	    !OSSL_PARAM_set_utf8_string(p, ""))
+		return 0;
+	if (k->type == KPROV_EC &&
+	    (p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY))
+	    != NULL && !OSSL_PARAM_set_octet_string(p, k->pub, k->pub_len))
+		return 0;
+	if (k->type != KPROV_RSA &&
+	    (p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_PUB_KEY)) != NULL &&
+	    !OSSL_PARAM_set_octet_string(p, k->pub, k->pub_len))
+		return 0;
 	if (k->type == KPROV_EC &&
 	    (p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_GROUP_NAME)) != NULL &&
 	    !OSSL_PARAM_set_utf8_string(p, k->group))
+		return 0;
+	if (k->type == KPROV_EC && (p = OSSL_PARAM_locate(params,
+	    OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT)) != NULL &&
+	    !OSSL_PARAM_set_utf8_string(p, k->pointfmt))
 		return 0;
 	return 1;
 }

@@ -46,3 +46,11 @@ foreach(t ${KEYD_PROVIDER_TESTS})
       "KEYD_P11_PRELOAD=${KEYD_ASAN_RUNTIME}")
   endif()
 endforeach()
+
+# The fork, sibling and restart test program of keyd.so (it loads the
+# provider from the build tree through OPENSSL_MODULES).
+add_executable(provider_fork e2e/provider_fork.c)
+target_link_libraries(provider_fork PRIVATE PkgConfig::LIBCRYPTO
+  Threads::Threads)
+add_dependencies(provider_fork keyd-provider)
+keyd_script_test(e2e_provider_fork e2e/provider_fork.sh e2e)
