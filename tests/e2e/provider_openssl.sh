@@ -238,12 +238,6 @@ expect_fail "keyd uses a salt as long as the digest" \
 expect_fail "is an AES key" with_provider 30 openssl pkey -in keyd:srtp-kek -pubout
 pass "a wrong key name, a bad URI, refused decryption and PSS variants fail with keyd's reason"
 
-stop_keyd
-start=$SECONDS
-expect_fail "keyd: cannot connect" with_provider 30 openssl pkey -in keyd:sip-tls -pubout
-((SECONDS - start < 10)) || fail "with keyd down, openssl took $((SECONDS - start)) s to fail"
-pass "keyd down: openssl fails at once, saying it cannot connect to keyd"
-
 # Every operation came from this client, and all but the refusals above
 # succeeded.
 grep -E '"op":"(sign|decrypt)"' "$T/audit.jsonl" > "$T/ops.jsonl" || true
@@ -254,3 +248,22 @@ if grep -v '"result":"ok"' "$T/ops.jsonl" >&2; then
   fail "keyd refused or failed a signature or decryption"
 fi
 pass "the audit log holds only this client's successful signatures and decryptions ($(wc -l < "$T/ops.jsonl"))"
+
+# keyd's policy refuses: the same client without the sign op. keyd
+# decides (the provider asks), and its reason reaches OpenSSL's error.
+stop_keyd
+sed -i 's/^ops = sign, decrypt, srtp-new, srtp-open$/ops = decrypt, srtp-new, srtp-open/' "$T/keyd.conf"
+grep -q '^ops = decrypt, srtp-new, srtp-open$' "$T/keyd.conf" || fail "cannot take the sign op away"
+start_keyd
+expect_fail "keyd: sign with sip-tls: permission denied by policy" \
+  with_provider 30 openssl dgst -sha256 -sign keyd:sip-tls -out "$T/x.sig" "$T/msg"
+grep '"op":"sign","key":"sip-tls"' "$T/audit.jsonl" | tail -n 1 | grep -q '"result":"permission denied by policy"' ||
+  { tail -n 3 "$T/audit.jsonl" >&2; fail "keyd did not audit the refused signature"; }
+pass "a signature keyd's policy refuses fails with keyd's reason, audited as denied"
+
+stop_keyd
+start=$SECONDS
+expect_fail "keyd: cannot connect" with_provider 30 openssl pkey -in keyd:sip-tls -pubout
+((SECONDS - start < 10)) || fail "with keyd down, openssl took $((SECONDS - start)) s to fail"
+pass "keyd down: openssl fails at once, saying it cannot connect to keyd"
+
