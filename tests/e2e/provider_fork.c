@@ -30,6 +30,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,8 @@ struct sig {
 };
 
 struct results {
+	/* Process-shared: see worker_run. */
+	pthread_mutex_t gate;
 	pid_t pids[FORK_CHILDREN];
 	EVP_PKEY *sibling_key;   /* the first sibling's key object */
 	struct sig sigs[FORK_CHILDREN][FORK_THREADS][FORK_SIGNS];
@@ -233,6 +236,7 @@ verify(EVP_PKEY *pub, const char *msg, const struct sig *s)
 struct worker {
 	EVP_PKEY *pk;
 	int child, thread, failed;
+	sem_t *done;
 };
 
 static void *
@@ -243,13 +247,34 @@ worker_run(void *arg)
 	int i;
 
 	for (i = 0; i < FORK_SIGNS; i++) {
+		/* A thread's first OpenSSL call registers the thread with
+		 * OpenSSL under a global write lock, which lives in the shared
+		 * arena but waits on a process-private futex: threads of
+		 * several processes starting at once could wait for ever
+		 * (seen in about 1 run of 20). So each thread makes its first
+		 * call (its first signature) one at a time across processes,
+		 * through a process-shared mutex; the other 99 run freely. */
+		if (i == 0 && pthread_mutex_lock(&res->gate) != 0)
+			abort();
 		message(msg, sizeof(msg), w->child, w->thread, i);
 		if (!sign(w->pk, msg, &res->sigs[w->child][w->thread][i])) {
 			ERR_print_errors_fp(stderr);
 			w->failed = 1;
-			break;
 		}
+		if (i == 0)
+			(void)pthread_mutex_unlock(&res->gate);
+		if (w->failed)
+			break;
 	}
+	/* A thread that used OpenSSL runs OpenSSL's clean-up when it ends,
+	 * and that takes a global write lock, here in the shared arena:
+	 * threads of several processes ending at once can wait forever on a
+	 * process-private futex that another process holds (seen in about 1
+	 * run of 20). A server keeps its threads; so does this one, until
+	 * its process leaves with _exit. */
+	(void)sem_post(w->done);
+	for (;;)
+		pause();
 	return NULL;
 }
 
@@ -259,19 +284,23 @@ worker_run(void *arg)
 static void
 child_run(EVP_PKEY *pk, int c)
 {
-	pthread_t th[FORK_THREADS];
+	pthread_t th;
 	struct worker w[FORK_THREADS];
+	sem_t done;
 	int t, failed = 0;
 
+	if (sem_init(&done, 0, 0) != 0)
+		_exit(1);
 	for (t = 0; t < FORK_THREADS; t++) {
-		w[t] = (struct worker){ pk, c, t, 0 };
-		if (pthread_create(&th[t], NULL, worker_run, &w[t]) != 0)
+		w[t] = (struct worker){ pk, c, t, 0, &done };
+		if (pthread_create(&th, NULL, worker_run, &w[t]) != 0)
 			_exit(1);
 	}
-	for (t = 0; t < FORK_THREADS; t++) {
-		(void)pthread_join(th[t], NULL);
+	for (t = 0; t < FORK_THREADS; t++)
+		while (sem_wait(&done) != 0)
+			;
+	for (t = 0; t < FORK_THREADS; t++)
 		failed |= w[t].failed;
-	}
 	_exit(failed ? 1 : 0);
 }
 
@@ -429,6 +458,18 @@ main(int argc, char **argv)
 	if (res == MAP_FAILED) {
 		perror("provider_fork: mmap");
 		return 1;
+	}
+	{
+		pthread_mutexattr_t ma;
+
+		if (pthread_mutexattr_init(&ma) != 0 ||
+		    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED)
+		    != 0 || pthread_mutex_init(&res->gate, &ma) != 0) {
+			fprintf(stderr, "provider_fork: no process-shared "
+			    "mutex\n");
+			return 1;
+		}
+		(void)pthread_mutexattr_destroy(&ma);
 	}
 	if (strcmp(argv[1], "fork") == 0)
 		return run_fork(argv[2], argv[3]);

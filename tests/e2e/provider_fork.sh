@@ -48,12 +48,14 @@ pass "a key object loaded in one child ($a) signs in a sibling ($b), verified"
 
 # restart: keyd stops and starts under the process, which reloads nothing.
 coproc PF { timeout 120 "$PROG" restart sip-tls "$T/ec.pem" 2>"$T/restart.err"; }
+# bash forgets PF_PID once the coprocess has ended.
+pf_pid=$PF_PID
 read -r -t 60 line <&"${PF[0]}" || { cat "$T/restart.err" >&2; fail "provider_fork restart did not get ready"; }
 [[ $line == ready ]] || fail "provider_fork restart said '$line'"
 stop_keyd
 start_keyd
 echo go >&"${PF[1]}"
 read -r -t 60 line <&"${PF[0]}" || true
-wait "$PF_PID" || { cat "$T/restart.err" >&2; fail "provider_fork restart failed after keyd's restart"; }
+wait "$pf_pid" || { cat "$T/restart.err" >&2; fail "provider_fork restart failed after keyd's restart"; }
 [[ $line == "signed and verified after the restart" ]] || fail "provider_fork restart said '$line'"
 pass "keyd restarted under a long-lived process: its next signatures succeed, verified"
