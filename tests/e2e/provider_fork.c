@@ -315,12 +315,14 @@ wait_child(pid_t pid)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
+static OSSL_PROVIDER *prov_default, *prov_keyd;
+
 static void
 load_providers(void)
 {
-	if (OSSL_PROVIDER_load(NULL, "default") == NULL)
+	if ((prov_default = OSSL_PROVIDER_load(NULL, "default")) == NULL)
 		die("cannot load the default provider");
-	if (OSSL_PROVIDER_load(NULL, "keyd") == NULL)
+	if ((prov_keyd = OSSL_PROVIDER_load(NULL, "keyd")) == NULL)
 		die("cannot load the keyd provider (OPENSSL_MODULES?)");
 }
 
@@ -442,6 +444,10 @@ run_restart(const char *key, const char *pubpath)
 			die("a signature after keyd's restart");
 	}
 	printf("signed and verified after the restart\n");
+	EVP_PKEY_free(pk);
+	EVP_PKEY_free(pub);
+	(void)OSSL_PROVIDER_unload(prov_keyd);
+	(void)OSSL_PROVIDER_unload(prov_default);
 	return 0;
 }
 
