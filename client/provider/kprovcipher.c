@@ -199,7 +199,7 @@ static int
 rsa_decrypt_init(void *vctx, void *key, const OSSL_PARAM params[])
 {
 	struct cipher_ctx *ctx = vctx;
-	const struct kprov_key *k = key;
+	const struct kprov_key *k = key != NULL ? key : ctx->key;
 
 	if (!kprov_key_valid(k) || k->type != KPROV_RSA || !k->has_name) {
 		kprov_raise(KPROV_R_BAD_KEY, "keyd: not a keyd RSA private "
@@ -288,7 +288,7 @@ static int
 rsa_encrypt_init(void *vctx, void *key, const OSSL_PARAM params[])
 {
 	struct cipher_ctx *ctx = vctx;
-	const struct kprov_key *k = key;
+	const struct kprov_key *k = key != NULL ? key : ctx->key;
 
 	if (!kprov_key_valid(k) || k->type != KPROV_RSA)
 		return 0;

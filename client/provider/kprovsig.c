@@ -453,6 +453,10 @@ init_key(struct sig_ctx *ctx, void *key, int verify)
 {
 	const struct kprov_key *k = key;
 
+	/* No key: OpenSSL starts the operation again with the same key (a
+	 * BIO_f_md reset, EVP_DigestSignInit with no key). */
+	if (k == NULL)
+		k = ctx->key;
 	if (!kprov_key_valid(k) || k->type != ctx->type) {
 		kprov_raise(KPROV_R_BAD_KEY, "keyd: not a keyd key of this "
 		    "type");
