@@ -15,6 +15,7 @@
 #     s_server that requires and verifies a client certificate;
 #   - openssl pkeyutl -decrypt with OAEP (SHA-1, what SoftHSM2 does);
 #     OAEP with SHA-256 is refused before keyd is asked;
+#   - the store gives the certificate the token holds for a key;
 #   - errors: a wrong key name, an operation keyd's policy refuses, and keyd
 #     down each fail at once with keyd's reason in OpenSSL's error;
 #   - keyd's audit log shows every operation, all by this client.
@@ -251,7 +252,10 @@ pass "the audit log holds only this client's successful signatures and decryptio
 
 # keyd's policy refuses: the same client without the sign op. keyd
 # decides (the provider asks), and its reason reaches OpenSSL's error.
+# Meanwhile the token gets a certificate for sip-rsa (the self-signed one
+# made above), which the store must then give with the key.
 stop_keyd
+p11_import_cert "$T/rsa-cert.pem" 02 sip-rsa-cert
 sed -i 's/^ops = sign, decrypt, srtp-new, srtp-open$/ops = decrypt, srtp-new, srtp-open/' "$T/keyd.conf"
 grep -q '^ops = decrypt, srtp-new, srtp-open$' "$T/keyd.conf" || fail "cannot take the sign op away"
 start_keyd
@@ -260,6 +264,16 @@ expect_fail "keyd: sign with sip-tls: permission denied by policy" \
 grep '"op":"sign","key":"sip-tls"' "$T/audit.jsonl" | tail -n 1 | grep -q '"result":"permission denied by policy"' ||
   { tail -n 3 "$T/audit.jsonl" >&2; fail "keyd did not audit the refused signature"; }
 pass "a signature keyd's policy refuses fails with keyd's reason, audited as denied"
+
+with_provider 30 openssl storeutl -text keyd:sip-rsa >"$T/store.out" 2>"$T/store.err" ||
+  { cat "$T/store.err" >&2; fail "openssl storeutl keyd:sip-rsa"; }
+grep -q '^Total found: 3$' "$T/store.out" || { cat "$T/store.out" >&2; fail "storeutl keyd:sip-rsa: not 3 objects"; }
+grep -q '^2: Certificate$' "$T/store.out" || { cat "$T/store.out" >&2; fail "storeutl keyd:sip-rsa: no certificate third"; }
+with_provider 30 openssl storeutl -certs keyd:sip-rsa 2>/dev/null |
+  openssl x509 -outform DER -out "$T/store-cert.der" || fail "no certificate from keyd:sip-rsa"
+openssl x509 -in "$T/rsa-cert.pem" -outform DER -out "$T/rsa-cert.der"
+cmp -s "$T/store-cert.der" "$T/rsa-cert.der" || fail "keyd:sip-rsa gave another certificate than the token's"
+pass "keyd:sip-rsa gives the private key, the public key and the token's certificate for it"
 
 stop_keyd
 start=$SECONDS
