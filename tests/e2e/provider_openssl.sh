@@ -239,6 +239,27 @@ expect_fail "keyd uses a salt as long as the digest" \
 expect_fail "is an AES key" with_provider 30 openssl pkey -in keyd:srtp-kek -pubout
 pass "a wrong key name, a bad URI, refused decryption and PSS variants fail with keyd's reason"
 
+# A socket that accepts and never answers (a hung keyd): the request
+# fails after the client config's timeout_ms, saying so; never a hang.
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1]); s.listen(8)
+print("listening", flush=True)
+conns = []
+while True:
+    c, _ = s.accept(); conns.append(c)
+' "$T/stall.sock" > "$T/stall.out" 2>&1 &
+STALL_PID=$!
+wait_for "$T/stall.out" listening
+printf 'timeout_ms = 1500\n' >> "$T/pkcs11.conf"
+start=$SECONDS
+expect_fail "timed out\|timeout" with_provider 30 openssl pkey -in "keyd:sip-tls?socket=$T/stall.sock" -pubout
+kill "$STALL_PID"; wait "$STALL_PID" 2>/dev/null || true
+sed -i '/^timeout_ms = 1500$/d' "$T/pkcs11.conf"
+((SECONDS - start < 10)) || fail "a stalled keyd socket held openssl for $((SECONDS - start)) s"
+pass "a keyd that never answers: openssl fails after the configured timeout ($((SECONDS - start)) s), no hang"
+
 # Every operation came from this client, and all but the refusals above
 # succeeded.
 grep -E '"op":"(sign|decrypt)"' "$T/audit.jsonl" > "$T/ops.jsonl" || true
