@@ -219,6 +219,33 @@ grep -q "keyd does not decrypt this OAEP variant with sip-rsa" "$T/dec.err" ||
   fail "OAEP with SHA-256 reached keyd"
 pass "RSA-OAEP with SHA-256, which the token lacks, refused before keyd"
 
+# --- public-key operations with keyd's key objects: done here by the
+# default provider, never asked of keyd. A signature by keyd verifies
+# through the key object (dgst -prverify) and against the token's public
+# key; data encrypted through the key object decrypts (by keyd).
+echo "verify me $$" > "$T/vmsg"
+with_provider 30 openssl dgst -sha256 -sign keyd:sip-tls -out "$T/vmsg.sig" "$T/vmsg" ||
+  fail "openssl dgst -sign keyd:sip-tls"
+before=$(wc -l < "$T/audit.jsonl")
+with_provider 30 openssl dgst -sha256 -prverify keyd:sip-tls -signature "$T/vmsg.sig" "$T/vmsg" \
+  >"$T/v.out" 2>&1 || { cat "$T/v.out" >&2; fail "openssl dgst -prverify keyd:sip-tls"; }
+grep -q '^Verified OK$' "$T/v.out" || fail "the signature did not verify through the key object"
+openssl dgst -sha256 -verify "$T/ec.pem" -signature "$T/vmsg.sig" "$T/vmsg" >/dev/null ||
+  fail "keyd's signature does not verify with the token's public key"
+echo "another message" > "$T/vmsg2"
+if with_provider 30 openssl dgst -sha256 -prverify keyd:sip-tls -signature "$T/vmsg.sig" \
+  "$T/vmsg2" >/dev/null 2>&1; then
+  fail "a signature over another message verified through the key object"
+fi
+with_provider 30 openssl pkeyutl -encrypt -inkey keyd:sip-rsa "${OAEP[@]}" -in "$T/secret" \
+  -out "$T/secret2.enc" || fail "openssl pkeyutl -encrypt -inkey keyd:sip-rsa"
+[[ $(grep -c '"op":"\(sign\|decrypt\)"' <(tail -n +"$((before + 1))" "$T/audit.jsonl") || true) -eq 0 ]] ||
+  fail "a public-key operation reached keyd"
+with_provider 30 openssl pkeyutl -decrypt -inkey keyd:sip-rsa "${OAEP[@]}" \
+  -in "$T/secret2.enc" -out "$T/secret2.dec" || fail "cannot decrypt what the key object encrypted"
+cmp -s "$T/secret" "$T/secret2.dec" || fail "encryption through the key object gave another plaintext"
+pass "verification and encryption through keyd's key objects, by the default provider (nothing asked of keyd)"
+
 # --- errors, each at once and with keyd's reason.
 echo hello > "$T/msg"
 expect_fail "no key named 'no-such-key' for this client" \
