@@ -446,6 +446,13 @@ check_key_name(struct keyd_client *c, const char *key)
 int
 keyd_connect(const char *socket_path, struct keyd_client **out)
 {
+	return keyd_connect_timeout(socket_path, KEYD_IO_TIMEOUT_MS, out);
+}
+
+int
+keyd_connect_timeout(const char *socket_path, unsigned timeout_ms,
+    struct keyd_client **out)
+{
 	struct keyd_client *c = NULL;
 	const char *path = socket_path;
 	int r, locked = 0;
@@ -457,6 +464,12 @@ keyd_connect(const char *socket_path, struct keyd_client **out)
 		return KEYD_ERR_INVALID_ARG;
 	}
 	*out = NULL;
+	if (timeout_ms == 0 || timeout_ms > KEYD_TIMEOUT_MAX_MS) {
+		snprintf(connect_errmsg, sizeof(connect_errmsg),
+		    "keyd_connect_timeout: a timeout is 1 to %u ms",
+		    KEYD_TIMEOUT_MAX_MS);
+		return KEYD_ERR_INVALID_ARG;
+	}
 	if (path == NULL)
 		path = secure_getenv("KEYD_SOCKET");
 	if (path == NULL || path[0] == '\0')
@@ -468,7 +481,7 @@ keyd_connect(const char *socket_path, struct keyd_client **out)
 		goto out;
 	}
 	c->fd = -1;
-	c->timeout_ms = KEYD_IO_TIMEOUT_MS;
+	c->timeout_ms = timeout_ms;
 	kbuf_init(&c->out, FRAME_HDR_LEN + KEYD_REQUEST_MAX, 0);
 	kbuf_init(&c->in, FRAME_HDR_LEN + KEYD_REPLY_MAX, KBUF_SECRET);
 	if (pthread_mutex_init(&c->lock, NULL) == 0)

@@ -74,6 +74,10 @@ case $release in
     # The OpenSSL 3 provider for PKCS#11 (tests/e2e/pkcs11_provider.sh);
     # Debian 12 has no such package, and there the engine is the tested path.
     PACKAGES+=(pkcs11-provider)
+    # Kamailio 6 and its tls module, which load keys through OpenSSL 3
+    # providers (tests/e2e/provider_kamailio.sh; Debian 12's Kamailio 5.6
+    # has no provider support)
+    PACKAGES+=(kamailio kamailio-tls-modules)
     ;;
   *)
     echo "keyd: scripts/deps.sh knows Debian 12 (bookworm) and Debian 13 (trixie);" \

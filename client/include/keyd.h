@@ -124,6 +124,16 @@ enum keyd_status_format {
 KEYD_API int keyd_connect(const char *socket_path, struct keyd_client **out);
 
 /*
+ * keyd_connect_timeout: keyd_connect, with connecting and hello bounded by
+ * timeout_ms (1 ms to one hour) instead of KEYD_IO_TIMEOUT_MS, and
+ * timeout_ms as the connection's timeout for later requests (as
+ * keyd_set_timeout sets it). KEYD_ERR_INVALID_ARG for a timeout out of
+ * range; otherwise as keyd_connect.
+ */
+KEYD_API int keyd_connect_timeout(const char *socket_path,
+    unsigned timeout_ms, struct keyd_client **out);
+
+/*
  * keyd_close: closes the connection and frees c. NULL is fine. No other
  * thread may be using c.
  */

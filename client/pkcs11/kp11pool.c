@@ -180,11 +180,11 @@ kp11pool_get(struct kp11pool *p, struct keyd_client **c, unsigned *gen,
 		return KEYD_ERR_NOMEM;
 	}
 	pool_unlock(p);
-	r = keyd_connect(sock, &nc);
+	/* Connecting and hello within the configured timeout too: a keyd
+	 * that accepts and never answers must not hold the caller longer. */
+	r = keyd_connect_timeout(sock, timeout, &nc);
 	if (r != KEYD_OK)
 		snprintf(err, errlen, "%s", keyd_errmsg(NULL));
-	else if ((r = keyd_set_timeout(nc, timeout)) != KEYD_OK)
-		snprintf(err, errlen, "%s", keyd_errmsg(nc));
 	free(sock);
 	if (r != KEYD_OK) {
 		keyd_close(nc);

@@ -6,3 +6,10 @@ add_executable(keyd-bench bench/keyd-bench.c)
 target_include_directories(keyd-bench PRIVATE ${P11KIT_INCLUDE_DIRS})
 target_link_libraries(keyd-bench PRIVATE keydclient PkgConfig::LIBCRYPTO
   Threads::Threads ${CMAKE_DL_LIBS})
+
+# keyd.so against libkeyd, and TLS handshakes through the OpenSSL paths:
+# tests/bench/run-provider-bench.sh runs it.
+add_executable(provider-bench bench/provider-bench.c)
+target_link_libraries(provider-bench PRIVATE keydclient PkgConfig::LIBCRYPTO
+  Threads::Threads)
+add_dependencies(provider-bench keyd-provider)
