@@ -100,6 +100,11 @@ sandbox_install(char *err, size_t errlen)
 	 * whose flags the filter can see (clone3 passes them in memory). */
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
 	    0);
+	/* A restarted token process's channels get their reply timeout
+	 * (token_proxy.c): SO_RCVTIMEO and nothing else. */
+	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setsockopt), 2,
+	    SCMP_A1(SCMP_CMP_EQ, SOL_SOCKET, 0),
+	    SCMP_A2(SCMP_CMP_EQ, SO_RCVTIMEO, 0));
 	/* Unix sockets only: the syslog mirror's new socket after its
 	 * daemon restarted (syslogq.c). */
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,

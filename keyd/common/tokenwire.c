@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -229,26 +228,20 @@ tw_recv(int fd, struct kbuf *b, size_t max, int *fds, size_t *nfds,
  * side of every request). */
 #define TW_FIRST_READ 16384
 
-/* One recvmsg, waiting for data: spin_us microseconds of yielding first
- * (a reply often comes within the token's own few tens of
- * microseconds, and a sleep and a wake-up cost more than that on a
- * virtual machine), then poll until the deadline (0: block). */
+/* One recvmsg, waiting for data: until deadline_ms (poll), for ever
+ * (deadline_ms 0), or for the socket's own SO_RCVTIMEO (deadline_ms -1:
+ * one system call, where poll and a non-blocking read would be three). */
 static ssize_t
-recv_wait(int fd, struct iovec *iov, int niov, long deadline_ms, long spin_us)
+recv_wait(int fd, struct iovec *iov, int niov, long deadline_ms)
 {
 	struct msghdr mh;
-	struct timespec t0, now;
 	ssize_t r;
-	int spinning = spin_us > 0;
 
-	if (spinning)
-		clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		memset(&mh, 0, sizeof(mh));
 		mh.msg_iov = iov;
 		mh.msg_iovlen = (size_t)niov;
-		r = recvmsg(fd, &mh, deadline_ms == 0 && !spinning ? 0 :
-		    MSG_DONTWAIT);
+		r = recvmsg(fd, &mh, deadline_ms > 0 ? MSG_DONTWAIT : 0);
 		if (r > 0)
 			return r;
 		if (r == 0) {
@@ -257,27 +250,19 @@ recv_wait(int fd, struct iovec *iov, int niov, long deadline_ms, long spin_us)
 		}
 		if (errno == EINTR)
 			continue;
+		if (errno == EAGAIN && deadline_ms < 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
 		if (errno != EAGAIN)
 			return -1;
-		if (spinning) {
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if ((now.tv_sec - t0.tv_sec) * 1000000L +
-			    (now.tv_nsec - t0.tv_nsec) / 1000 < spin_us) {
-				sched_yield();
-				continue;
-			}
-			spinning = 0;
-			if (deadline_ms == 0)
-				continue;
-		}
 		if (wait_readable(fd, deadline_ms) != 0)
 			return -1;
 	}
 }
 
 int
-tw_recv_one(int fd, struct kbuf *b, size_t max, long deadline_ms,
-    long spin_us)
+tw_recv_one(int fd, struct kbuf *b, size_t max, long deadline_ms)
 {
 	uint32_t len = 0;
 	size_t hdr = 0, got = 0, cap;
@@ -302,7 +287,7 @@ tw_recv_one(int fd, struct kbuf *b, size_t max, long deadline_ms,
 		want = have_len ? len - got : cap - got;
 		if (want > 0)
 			iov[niov++] = (struct iovec){ p + got, want };
-		r = recv_wait(fd, iov, niov, deadline_ms, spin_us);
+		r = recv_wait(fd, iov, niov, deadline_ms);
 		if (r < 0)
 			goto fail;
 		if (hdr < sizeof(len)) {

@@ -141,10 +141,11 @@ tw_get_word(struct kbuf *b, uint32_t *v)
 
 /* tw_recv_one: tw_recv for a request channel, which carries one frame at
  * a time (a second frame sent before the reply is an error, EPROTO): the
- * frame is read whole where it can be, and the wait first yields the CPU
- * for up to spin_us microseconds before it sleeps. No descriptors. */
-int tw_recv_one(int fd, struct kbuf *b, size_t max, long deadline_ms,
-    long spin_us) TW_WUR;
+ * frame is read whole where it can be. deadline_ms as tw_recv's, or -1:
+ * wait as long as the socket's SO_RCVTIMEO allows (ETIMEDOUT after it).
+ * No descriptors. */
+int tw_recv_one(int fd, struct kbuf *b, size_t max, long deadline_ms)
+    TW_WUR;
 
 /* tw_now_ms: CLOCK_MONOTONIC in ms. */
 long tw_now_ms(void);

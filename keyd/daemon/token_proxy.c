@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "keyd_err.h"
@@ -31,9 +33,7 @@
 #define PROXY_NDEV 2
 #define PROXY_PROBE_MS 1000        /* a token error is probed this often */
 #define PROXY_INFO_WAIT_MS 1000
-/* How long a worker yields the CPU before it sleeps on a reply: about
- * one signature of a fast token (tokenwire.c). */
-#define PROXY_SPIN_US 100
+
 
 /* One token process's channels. */
 struct chans {
@@ -230,6 +230,23 @@ token_proxy_up(struct token *t, size_t j, unsigned gen, const int *fds,
 		return KEYD_ERR_NOMEM;
 	}
 	memcpy(c->fds, fds, nfds * sizeof(int));
+	/* A reply is waited for with one blocking read, which gives up
+	 * after token_timeout (tw_recv_one). */
+	for (size_t i = 0; i < nfds; i++) {
+		struct timeval tv = { t->timeout_ms / 1000,
+		    (t->timeout_ms % 1000) * 1000 };
+
+		if (setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv,
+		    sizeof(tv)) != 0) {
+			snprintf(err, errlen, "SO_RCVTIMEO on a channel: %s",
+			    strerror(errno));
+			free(c->fds);
+			free(c->busy);
+			free(c);
+			free(ok);
+			return KEYD_ERR_IO;
+		}
+	}
 	c->n = nfds;
 	c->gen = gen;
 	atomic_init(&c->refs, 1);
@@ -458,8 +475,8 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 		return KEYD_ERR_BAD_LENGTH;
 	}
 	if (tw_send(fd, kbuf_ptr(&frame), kbuf_avail(&frame), NULL, 0) != 0 ||
-	    tw_recv_one(fd, &frame, sizeof(rep) + TW_MAX_IO, deadline,
-	    PROXY_SPIN_US) != 0) {
+	    tw_recv_one(fd, &frame, sizeof(rep) + TW_MAX_IO, c->q.op == TW_INFO ?
+	    deadline : -1) != 0) {
 		e = errno;
 		kbuf_reset(&frame);
 		*transport = 1;

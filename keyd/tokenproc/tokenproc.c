@@ -365,7 +365,7 @@ channel_main(void *arg)
 		struct tw_req q;
 		const uint8_t *iv = NULL, *aad = NULL, *in = NULL;
 
-		if (tw_recv_one(fd, &b, TW_MAX_REQ, 0, 0) != 0)
+		if (tw_recv_one(fd, &b, TW_MAX_REQ, 0) != 0)
 			break;
 		memset(&rep, 0, sizeof(rep));
 		if (kbuf_get_bytes(&b, &q, sizeof(q)) != KEYD_OK ||
