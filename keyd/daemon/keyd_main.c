@@ -737,8 +737,12 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 			continue;
 		if (tw_recv(ctl, &b, TW_MAX_FRAME, fds, &nfds, tw_now_ms() +
 		    5000) != 0) {
-			log_error("keyd's supervisor is gone: stopping");
-			break;
+			/* It was killed (a normal stop comes as a signal
+			 * frame): go as it went, without a stop record or
+			 * removing the socket, as one process killed did. */
+			log_error("keyd's supervisor is gone: exiting");
+			fflush(NULL);
+			_exit(1);
 		}
 		if (kbuf_get_bytes(&b, h, sizeof(uint32_t)) != KEYD_OK)
 			continue;
