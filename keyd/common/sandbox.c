@@ -274,8 +274,8 @@ ll_allow(int rfd, const char *path, __u64 access, __u64 handled)
 }
 
 int
-sandbox_landlock(const char *const *rw_dirs, size_t n_rw, char *err,
-    size_t errlen)
+sandbox_landlock(const char *const *rw_dirs, size_t n_rw,
+    const char *unlink_dir, char *err, size_t errlen)
 {
 	/* What the socket-facing process reads once it serves: shared
 	 * libraries and their data (dlopen'ed NSS and gconv modules, time
@@ -314,6 +314,11 @@ sandbox_landlock(const char *const *rw_dirs, size_t n_rw, char *err,
 		if (rw_dirs[i] != NULL)
 			rc |= ll_allow(rfd, rw_dirs[i], handled &
 			    ~LANDLOCK_ACCESS_FS_EXECUTE, handled);
+	/* Removing a file there (the socket at a stop), nothing else: a
+	 * file beside the socket, such as a PIN file, stays unreadable. */
+	if (unlink_dir != NULL)
+		rc |= ll_allow(rfd, unlink_dir, LANDLOCK_ACCESS_FS_REMOVE_FILE,
+		    handled);
 	if (rc != 0) {
 		snprintf(err, errlen, "landlock_add_rule: %s", strerror(errno));
 		close(rfd);

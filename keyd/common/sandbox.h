@@ -36,9 +36,10 @@ int sandbox_drop_privileges(const struct config *cfg, char *err,
     size_t errlen) SANDBOX_WUR;
 
 /* sandbox_landlock: from now on the process reads only system libraries
- * and a few system files, and reads and writes only below rw_dirs (NULL
- * entries skipped). KEYD_ERR_UNSUPPORTED if the kernel has no Landlock. */
-int sandbox_landlock(const char *const *rw_dirs, size_t n_rw, char *err,
-    size_t errlen) SANDBOX_WUR;
+ * and a few system files, reads and writes only below rw_dirs (NULL
+ * entries skipped), and may only remove files in unlink_dir (NULL:
+ * none). KEYD_ERR_UNSUPPORTED if the kernel has no Landlock. */
+int sandbox_landlock(const char *const *rw_dirs, size_t n_rw,
+    const char *unlink_dir, char *err, size_t errlen) SANDBOX_WUR;
 
 #endif

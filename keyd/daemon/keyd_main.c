@@ -649,7 +649,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 	struct shaken *shaken = NULL;
 	struct dispatch d;
 	char err[ERRLEN], detail[128], ds[PATH_MAX];
-	const char *rw[2];
+	const char *rw[1];
 	int ret = 1, r, dispatch_ready = 0;
 	time_t last_sweep = 0;
 	size_t stuck;
@@ -669,8 +669,8 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 	/* From here it reads and writes only its own directories: not the
 	 * PIN file, not the systemd credential. */
 	rw[0] = cfg->state_dir;
-	rw[1] = dir_of(cfg->socket, ds, sizeof(ds));
-	r = sandbox_landlock(rw, 2, err, sizeof(err));
+	r = sandbox_landlock(rw, 1, dir_of(cfg->socket, ds, sizeof(ds)), err,
+	    sizeof(err));
 	if (r == KEYD_ERR_UNSUPPORTED)
 		log_warn("%s: the socket-facing process is not kept from the "
 		    "PIN file %s by Landlock", err, pin_path);
@@ -1089,20 +1089,13 @@ main(int argc, char **argv)
 		    PIN_CREDENTIAL);
 		goto out;
 	}
-	{
-		/* The socket-facing process may read and write these: the
-		 * PIN must live elsewhere. */
-		char sd[PATH_MAX];
-		const char *dirs[2] = { S.cfg->state_dir, dir_of(S.cfg->socket,
-		    sd, sizeof(sd)) };
-
-		for (size_t i = 0; i < 2; i++)
-			if (path_below(pin_path, dirs[i])) {
-				log_error("%s: the PIN file %s lies in %s, which "
-				    "the socket-facing process can read: keep it "
-				    "elsewhere", S.cfg_path, pin_path, dirs[i]);
-				goto out;
-			}
+	/* The socket-facing process reads and writes state_dir: the PIN
+	 * must live elsewhere. */
+	if (path_below(pin_path, S.cfg->state_dir)) {
+		log_error("%s: the PIN file %s lies in state_dir %s, which the "
+		    "socket-facing process can read: keep it elsewhere",
+		    S.cfg_path, pin_path, S.cfg->state_dir);
+		goto out;
 	}
 	if (find_helper(S.helper, sizeof(S.helper)) != 0) {
 		log_error("cannot find keyd-token, the token process (looked "

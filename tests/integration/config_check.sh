@@ -134,6 +134,14 @@ mv "$T/pin.real" "$T/pin"
 PIN=9999 write_pin
 check_fails "login to token '$TOKEN' failed: CKR_PIN_INCORRECT (check the PIN file)"
 write_pin
+# A PIN file in state_dir, which the socket-facing process reads and
+# writes, is refused.
+mkdir -p "$T/state"
+cp -p "$T/pin" "$T/state/pin"
+sed -i "s|^pin_file = .*|pin_file = $T/state/pin|" "$C"
+check_fails "$C: the PIN file $T/state/pin lies in state_dir $T/state, which the socket-facing process can read: keep it elsewhere"
+sed -i "s|^pin_file = .*|pin_file = $T/pin|" "$C"
+rm "$T/state/pin"
 pass "PIN file checks"
 
 # The configuration file itself: group-writable, a symlink, an unknown
