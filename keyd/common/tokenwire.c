@@ -46,7 +46,10 @@ send_all(int fd, struct iovec *iov, int niov, const int *fds, size_t nfds)
 			memset(&cm, 0, sizeof(cm));
 			mh.msg_control = cm.buf;
 			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-			c = CMSG_FIRSTHDR(&mh);
+			if ((c = CMSG_FIRSTHDR(&mh)) == NULL) {
+				errno = EINVAL;
+				return -1;
+			}
 			c->cmsg_level = SOL_SOCKET;
 			c->cmsg_type = SCM_RIGHTS;
 			c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
