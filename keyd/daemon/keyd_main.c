@@ -122,6 +122,7 @@ struct tproc {
 	int pin_refused;
 	int failed_code;
 	char failed_msg[ERRLEN];
+	char ident[160];           /* label, manufacturer, model, serial */
 };
 
 struct sup {
@@ -137,6 +138,7 @@ struct sup {
 	int srv_ctl;               /* to the socket-facing process; -1 */
 	pid_t srv_pid;
 	int verbose;
+	int fatal;                 /* a configuration error found late */
 	int have_cp;               /* the last audit line signed */
 	uint8_t cp_last[TW_HASH_LEN];
 };
@@ -354,7 +356,19 @@ token_frame(struct sup *S, struct tproc *p)
 			kill(p->pid, SIGKILL);
 			break;
 		}
+		snprintf(p->ident, sizeof(p->ident), "%s|%s|%s|%s", in.ti.label,
+		    in.ti.manufacturer, in.ti.model, in.ti.serial);
 		tw_info_free(&in);
+		/* The two URIs name one token (a label and a serial number):
+		 * that is no failover, whenever it shows. */
+		if (S->ntp == 2 && S->tp[1 - p->idx].ident[0] != '\0' &&
+		    !strcmp(S->tp[1 - p->idx].ident, p->ident)) {
+			log_error("failover_token %s names the same token as token "
+			    "%s", S->cfg->failover_token, S->cfg->token);
+			S->fatal = 1;
+			kill(p->pid, SIGKILL);
+			break;
+		}
 		kbuf_reset(&p->info);
 		if (kbuf_put(&p->info, kbuf_ptr(&b), kbuf_avail(&b)) !=
 		    KEYD_OK)
@@ -578,6 +592,8 @@ wait_started(struct sup *S)
 				pending++;
 			ready += S->tp[j].ready;
 		}
+		if (S->fatal)
+			return -1;
 		if (pending == 0)
 			return (int)ready;
 		pf[n++] = (struct pollfd){ S->sfd, POLLIN, 0 };
@@ -961,7 +977,7 @@ supervise(struct sup *S)
 			if (pid == S->srv_pid) {
 				S->srv_pid = 0;
 				if (WIFEXITED(st) && stopping) {
-					ret = WEXITSTATUS(st);
+					ret = S->fatal ? 1 : WEXITSTATUS(st);
 				} else {
 					log_error("the socket-facing process %s "
 					    "%d: stopping keyd", WIFSIGNALED(st) ?
@@ -999,6 +1015,14 @@ supervise(struct sup *S)
 			if (S->tp[j].ctl >= 0 &&
 			    (pf[2 + j].revents & (POLLIN | POLLHUP)))
 				token_frame(S, &S->tp[j]);
+		if (S->fatal && !stopping) {
+			uint32_t f[2] = { TW_CTL_SIGNAL, SIGTERM };
+
+			stopping = 1;
+			stop_deadline = tw_now_ms() + STOP_WAIT_MS +
+			    (long)S->cfg->token_timeout_ms;
+			send_srv(S, f, sizeof(f), NULL, 0);
+		}
 		if (!stopping)
 			restart_due(S);
 		if (stopping && tw_now_ms() > stop_deadline && S->srv_pid != 0) {
@@ -1184,19 +1208,8 @@ main(int argc, char **argv)
 		tw_info_free(&in);
 		p->have_fds = 0;      /* the proxy has them */
 	}
-	if (S.ntp == 2 && S.tp[0].ready && S.tp[1].ready) {
-		struct token_info a, b;
-
-		token_get_info(token, 0, &a);
-		token_get_info(token, 1, &b);
-		if (!strcmp(a.serial, b.serial) && !strcmp(a.label, b.label) &&
-		    !strcmp(a.manufacturer, b.manufacturer) &&
-		    !strcmp(a.model, b.model)) {
-			log_error("failover_token %s names the same token as "
-			    "token %s", S.cfg->failover_token, S.cfg->token);
-			goto out;
-		}
-	}
+	if (S.fatal)
+		goto out;
 	for (size_t j = 0; j < S.ntp; j++) {
 		if (!S.tp[j].ready) {
 			token_proxy_down(token, j, S.tp[j].gen, "failed");
