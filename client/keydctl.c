@@ -827,6 +827,7 @@ cmd_passport_sign(const struct ctl_opts *o)
 	char ctx[KEYDCTL_NAME_MAX + 16];
 	struct keyd_client *c = NULL;
 	char *out = NULL;
+	size_t n;
 	int r, ret = KEYDCTL_EXIT_FAIL, div = (o->given & OPT_DIV) != 0;
 
 	if (o->nwords != 2)
@@ -866,8 +867,11 @@ cmd_passport_sign(const struct ctl_opts *o)
 		ctl_keyd_error(ctx, r, c);
 		goto out;
 	}
-	strcat(out, "\n");
-	ret = ctl_write_output(ctx, NULL, out, strlen(out), 0644, 0);
+	/* out holds at most KEYD_PASSPORT_MAX - 1 characters and its NUL:
+	 * the newline fits in the one byte more. */
+	n = strnlen(out, KEYD_PASSPORT_MAX);
+	out[n++] = '\n';
+	ret = ctl_write_output(ctx, NULL, out, n, 0644, 0);
 out:
 	free(out);
 	keyd_close(c);
