@@ -11,7 +11,8 @@
 #      extendable backups), keyd-backup refuses to mix sets, and the old
 #      shares still restore the old bundle, as docs/backup.md says;
 #   6. reshare refuses too few shares, a wrong passphrase, an existing
-#      --new-bundle, and leaves nothing behind;
+#      --new-bundle or one in a missing directory, and leaves nothing
+#      behind;
 #   7. the reshared set reshares again into groups, with --pdf: each PDF
 #      sheet is mode 0400 and names the new set, its bundle's fingerprint
 #      and the holder's group and member; a shares directory on a disk is
@@ -68,12 +69,16 @@ expect_fail "bundle $T/old.kbk already exists; keyd-backup never replaces a bund
   "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
   --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
   --new-bundle "$T/old.kbk" --shares-dir "$NEW"
+expect_fail "keyd-backup: --new-bundle $T/none/new.kbk: its directory $T/none cannot take a new file" \
+  "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
+  --new-bundle "$T/none/new.kbk" --shares-dir "$NEW"
 expect_fail "the threshold is more than the share count" \
   "$KB" reshare --bundle "$T/old.kbk" --group-threshold 1 --group 4/3 \
   --new-bundle "$T/new.kbk" --shares-dir "$NEW"
 [[ ! -e $T/new.kbk && -z $(ls -A "$NEW") && -z $(ls "$T" | grep '^\.\?new\.kbk') ]] ||
   fail "a refused reshare left files: $(ls -A "$T" "$NEW")"
-pass "reshare refuses one share of two, a wrong passphrase, an existing bundle, a bad policy; nothing left"
+pass "reshare refuses one share of two, a wrong passphrase, an existing bundle, a missing directory, a bad policy; nothing left"
 
 # 1. Reshare 2 of 3 into 3 of 5 from old shares 1 and 3.
 "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
