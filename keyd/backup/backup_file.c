@@ -224,6 +224,27 @@ backup_file_abort(char **tmp)
 }
 
 int
+backup_file_check_dir_of(const char *path, const char *option, char *err,
+    size_t errlen)
+{
+	char *dir = dir_of(path);
+	int r = KEYD_OK;
+
+	if (dir == NULL) {
+		errf(err, errlen, "out of memory");
+		return KEYD_ERR_NOMEM;
+	}
+	if (access(dir, W_OK | X_OK) != 0) {
+		errf(err, errlen, "%s %s: its directory %s cannot take a new "
+		    "file: %s; name a directory that exists and that you may "
+		    "write to", option, path, dir, strerror(errno));
+		r = KEYD_ERR_IO;
+	}
+	free(dir);
+	return r;
+}
+
+int
 backup_file_create_excl(const char *path, const void *data, size_t len,
     char *err, size_t errlen)
 {

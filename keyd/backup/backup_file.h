@@ -46,6 +46,14 @@ int backup_file_create_excl(const char *path, const void *data, size_t len,
 int backup_file_check_shares_dir(const char *dir, int allow_disk, char *err,
     size_t errlen) BACKUP_FILE_WUR;
 
+/* backup_file_check_dir_of: whether a new file can be made at path: its
+ * directory must exist and be one we may write into (access(2), W_OK and
+ * X_OK). For the files written at the end of a command (a bundle, a drill
+ * report), checked before anyone types a share. option names path in the
+ * message ("--report"). Returns KEYD_OK or KEYD_ERR_IO (err says why). */
+int backup_file_check_dir_of(const char *path, const char *option, char *err,
+    size_t errlen) BACKUP_FILE_WUR;
+
 /* backup_file_fsync_dir: fsyncs the directory dir (after files in it were
  * created). */
 int backup_file_fsync_dir(const char *dir, char *err, size_t errlen)

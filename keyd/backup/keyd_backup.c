@@ -1499,7 +1499,8 @@ out:
 }
 
 /* create and rekey refuse, before the token, a shares directory that is
- * not safe and a bundle that exists. Prints the error itself. */
+ * not safe, a bundle that exists and a bundle whose directory cannot take
+ * it. Prints the error itself. */
 static WUR int
 check_outputs(const char *dir, int allow_disk, const char *bundle_path,
     const char *option)
@@ -1514,6 +1515,11 @@ check_outputs(const char *dir, int allow_disk, const char *bundle_path,
 	if (access(bundle_path, F_OK) == 0) {
 		errmsg("bundle %s already exists; keyd-backup never replaces a "
 		    "bundle: choose another %s", bundle_path, option);
+		return EXIT_FAIL;
+	}
+	if (backup_file_check_dir_of(bundle_path, option, err, sizeof(err)) !=
+	    KEYD_OK) {
+		errmsg("%s", err);
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
@@ -2182,6 +2188,13 @@ cmd_drill(int argc, char **argv)
 		    "drill report: choose another --report", report);
 		goto out;
 	}
+	/* The report is written last: a directory that cannot take it is
+	 * refused now, not after the holders have typed their shares. */
+	if (report != NULL && backup_file_check_dir_of(report, "--report", err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
 	if (unlock_open(&u) != EXIT_OK)
 		goto out;
 	if ((res = calloc(u.b->n_keys, sizeof(*res))) == NULL) {
@@ -2500,6 +2513,11 @@ cmd_reshare(int argc, char **argv)
 	if (access(new_path, F_OK) == 0) {
 		errmsg("bundle %s already exists; keyd-backup never replaces a "
 		    "bundle: choose another --new-bundle", new_path);
+		goto out;
+	}
+	if (backup_file_check_dir_of(new_path, "--new-bundle", err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
 		goto out;
 	}
 	if (load_bundle(bundle_path, &b) != EXIT_OK)

@@ -110,6 +110,11 @@ pass "drill on blank B (shares on standard input) passes, B still blank"
 # A report is never replaced.
 expect_fail "report $T/drill-A.json already exists" drill A --bundle "$T/backup.kbk" \
   --share-file "$T/w1" --share-file "$T/w2" --report "$T/drill-A.json"
+# A report that cannot be written is refused before any share is read:
+# the holders do not type their shares for a drill that ends in an error.
+expect_fail "keyd-backup: --report $T/none/drill.json: its directory $T/none cannot take a new file" \
+  drill A --bundle "$T/backup.kbk" --report "$T/none/drill.json" < "$T/w1"
+grep -q "combine\|^pass " "$T/out" && fail "the drill ran with a report it cannot write: $(cat "$T/out")"
 
 # 2. A process named keyd on the machine: refused, and with --allow-online
 # the drill runs and says why. In the namespace, so that the keyd it sees

@@ -11,7 +11,12 @@
 #      extendable backups), keyd-backup refuses to mix sets, and the old
 #      shares still restore the old bundle, as docs/backup.md says;
 #   6. reshare refuses too few shares, a wrong passphrase, an existing
-#      --new-bundle, and leaves nothing behind.
+#      --new-bundle or one in a missing directory, and leaves nothing
+#      behind;
+#   7. the reshared set reshares again into groups, with --pdf: each PDF
+#      sheet is mode 0400 and names the new set, its bundle's fingerprint
+#      and the holder's group and member; a shares directory on a disk is
+#      refused without --allow-disk, nothing written.
 source "$(dirname "$0")/lib.sh"
 
 KB=$KEYD_BUILD_DIR/keyd/keyd-backup
@@ -64,12 +69,16 @@ expect_fail "bundle $T/old.kbk already exists; keyd-backup never replaces a bund
   "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
   --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
   --new-bundle "$T/old.kbk" --shares-dir "$NEW"
+expect_fail "keyd-backup: --new-bundle $T/none/new.kbk: its directory $T/none cannot take a new file" \
+  "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
+  --new-bundle "$T/none/new.kbk" --shares-dir "$NEW"
 expect_fail "the threshold is more than the share count" \
   "$KB" reshare --bundle "$T/old.kbk" --group-threshold 1 --group 4/3 \
   --new-bundle "$T/new.kbk" --shares-dir "$NEW"
 [[ ! -e $T/new.kbk && -z $(ls -A "$NEW") && -z $(ls "$T" | grep '^\.\?new\.kbk') ]] ||
   fail "a refused reshare left files: $(ls -A "$T" "$NEW")"
-pass "reshare refuses one share of two, a wrong passphrase, an existing bundle, a bad policy; nothing left"
+pass "reshare refuses one share of two, a wrong passphrase, an existing bundle, a missing directory, a bad policy; nothing left"
 
 # 1. Reshare 2 of 3 into 3 of 5 from old shares 1 and 3.
 "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
@@ -175,18 +184,50 @@ expect_fail "share 1 ($T/w-old1) belongs to another backup set than bundle set $
 grep -q "^restored 2 keys onto token 'C' from backup set $set_old" "$T/out" || fail "restore old: $(cat "$T/out")"
 pass "old and new shares give the same BMK; sets are not mixed; the old shares still restore the old bundle"
 
-# A reshared set reshares again, into groups: 2 of {2 of 3, 1 of 1}.
+# A reshared set reshares again, into groups: 2 of {2 of 3, 1 of 1}, with
+# PDF sheets.
 G=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
 trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G"; (exit $rc); cleanup' EXIT
+# --pdf: the sheets go to paper too, under the text sheets' rules: a
+# shares directory on a disk is refused without --allow-disk, before any
+# share is read, and nothing is written.
+DISK=
+case $(stat -f -c %T "$KEYD_BUILD_DIR" 2>/dev/null) in
+  tmpfs | ramfs | '') ;;
+  *) DISK=$(mktemp -d "$KEYD_BUILD_DIR/keyd-test-disk.XXXXXX") ;;
+esac
+trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G" ${DISK:+"$DISK"}; (exit $rc); cleanup' EXIT
+if [[ -n $DISK ]]; then
+  chmod 0700 "$DISK"
+  expect_fail "keyd-backup: --shares-dir $DISK is not on tmpfs" \
+    "$KB" reshare --bundle "$T/new.kbk" --passphrase-file "$T/pass" \
+    --share-file "${new[4]}" --share-file "${new[0]}" --share-file "${new[1]}" \
+    --group-threshold 2 --group 2/3 --group 1/1 \
+    --new-bundle "$T/groups.kbk" --shares-dir "$DISK" --pdf
+  [[ -z $(ls -A "$DISK") && ! -e $T/groups.kbk ]] || fail "a refused reshare --pdf wrote files"
+fi
 "$KB" reshare --bundle "$T/new.kbk" --passphrase-file "$T/pass" \
   --share-file "${new[4]}" --share-file "${new[0]}" --share-file "${new[1]}" \
   --group-threshold 2 --group 2/3 --group 1/1 \
-  --new-bundle "$T/groups.kbk" --shares-dir "$G" >"$T/out" 2>"$T/err" ||
+  --new-bundle "$T/groups.kbk" --shares-dir "$G" --pdf >"$T/out" 2>"$T/err" ||
   { cat "$T/err" >&2; fail "reshare into groups"; }
 [[ $(ls "$G"/share-*-g1-m*.txt | wc -l) -eq 3 && $(ls "$G"/share-*-g2-m1.txt | wc -l) -eq 1 ]] ||
   fail "reshare into groups wrote: $(ls "$G")"
+# Each PDF sheet (judged in full by backup_pdf): mode 0400, the new set id,
+# the new bundle's fingerprint, the holder's group and member.
+set_g=$("$KB" inspect --bundle "$T/groups.kbk" | sed -n 's/^set id: //p')
+fp_g=$(sha256sum "$T/groups.kbk" | cut -d' ' -f1 | sed 's/..../& /g; s/ $//')
+[[ $(ls "$G"/share-*.pdf | wc -l) -eq 4 ]] || fail "reshare --pdf wrote: $(ls "$G")"
+for p in "$G"/share-*.pdf; do
+  [[ $(stat -c %a "$p") == 400 ]] || fail "$p has mode $(stat -c %a "$p"), not 0400"
+  gm=$(basename "$p" .pdf | sed 's/^share-[0-9a-f]*-g\([0-9]*\)-m\([0-9]*\)$/group \1, member \2 of/')
+  pdftotext -layout "$p" "$T/sheet.txt" || fail "pdftotext $p"
+  grep -qF "set-id: $set_g" "$T/sheet.txt" && grep -qF "$fp_g" "$T/sheet.txt" &&
+    grep -qF "share: $gm" "$T/sheet.txt" ||
+    fail "$p does not name the new set $set_g, its fingerprint and $gm: $(cat "$T/sheet.txt")"
+done
 "$KB" verify --bundle "$T/groups.kbk" --passphrase-file "$T/pass" \
   --share-file "$(ls "$G"/share-*-g1-m3.txt)" --share-file "$(ls "$G"/share-*-g2-m1.txt)" \
   --share-file "$(ls "$G"/share-*-g1-m1.txt)" >"$T/out" 2>"$T/err" || { cat "$T/err" >&2; fail "verify groups"; }
 grep -q "^the 3 shares combine and the bundle MAC verifies" "$T/out" || fail "verify groups: $(cat "$T/out")"
-pass "a reshared set reshares again into two groups, whose quorum opens its bundle"
+pass "a reshared set reshares again into two groups, whose quorum opens its bundle; its PDF sheets name it (mode 0400, refused on a disk)"

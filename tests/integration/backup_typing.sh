@@ -13,7 +13,9 @@
 #     more shares are needed;
 #   - Backspace takes a letter back; whole words are taken too;
 #   - Ctrl-C stops with nothing written; SIGTERM puts the terminal back;
-#     restore reads typed shares alike.
+#     restore reads typed shares alike;
+#   - with groups, typed into drill: after each share, how many more
+#     shares each group needs, and how many more groups.
 source "$(dirname "$0")/lib.sh"
 
 KB=$KEYD_BUILD_DIR/keyd/keyd-backup
@@ -156,3 +158,34 @@ EOF
   { cat "$T/err" "$T/transcript3" >&2; fail "typing two shares into restore"; }
 pass "restore takes typed shares the same way"
 
+
+# Groups, typed into drill: after each share, how many more each group
+# needs and how many groups. The set is old.kbk's BMK reshared (from share
+# files) into 2 of {2 of 2, 1 of 1}; the drill runs on A, which holds the
+# key, with session objects only.
+G=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G"; (exit $rc); cleanup' EXIT
+"$KB" reshare --bundle "$T/old.kbk" --share-file "${sheets[0]}" --share-file "${sheets[1]}" \
+  --group-threshold 2 --group 2/2 --group 1/1 --new-bundle "$T/groups.kbk" \
+  --shares-dir "$G" >/dev/null 2>"$T/err" || { cat "$T/err" >&2; fail "reshare into groups"; }
+gw() { sed -n 's/^mnemonic: //p' "$G"/share-*-"$1".txt; }
+cat > "$T/script4" <<EOF
+expect At least 3 are needed
+expect share 1: 0 of 33 words
+noecho
+send $(gw g1-m2)\r
+expect share 1: the checksum (RS1024) is right and it fits the set: group 1, member 2, matching its commitment in the bundle; group 1: 1 more share (1 of 2); group 2: 1 more share (0 of 1); 2 more groups needed (0 of 2 done)
+expect share 2: 0 of 33 words
+send $(gw g2-m1)\r
+expect share 2: the checksum (RS1024) is right and it fits the set: group 2, member 1, matching its commitment in the bundle; group 1: 1 more share (1 of 2); group 2: done; 1 more group needed (1 of 2 done)
+expect share 3: 0 of 33 words
+send $(gw g1-m1)\r
+expect share 3: the checksum (RS1024) is right and it fits the set: group 1, member 1, matching its commitment in the bundle; group 1: done; group 2: done; enough groups (2 of 2)
+expect drill passed: all 1 key
+exit 0
+EOF
+offline_setup
+offline "$DRIVE" "$T/script4" "$T/transcript4" "$KB" drill --module "$M" --token pkcs11:token=A \
+  --pin-file "$T/pin" --bundle "$T/groups.kbk" "${ONLINE[@]}" 2>"$T/err" ||
+  { cat "$T/err" "$T/transcript4" >&2; fail "typing three shares of two groups into drill"; }
+pass "drill takes typed shares; after each, what each group and the set still need"
