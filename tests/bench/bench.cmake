@@ -13,3 +13,9 @@ add_executable(provider-bench bench/provider-bench.c)
 target_link_libraries(provider-bench PRIVATE keydclient PkgConfig::LIBCRYPTO
   Threads::Threads)
 add_dependencies(provider-bench keyd-provider)
+
+# The floor of a process boundary on this machine, without keyd: one
+# request/reply round trip between two processes (or threads, or over
+# shared memory and futexes). docs/benchmarks.md, "Token processes".
+add_executable(handoff bench/handoff.c)
+target_link_libraries(handoff PRIVATE Threads::Threads)
