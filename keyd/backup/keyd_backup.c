@@ -137,7 +137,7 @@ static const struct command commands[] = {
 	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
 	  "[--share-file F ...] (--threshold T --shares N | --group-threshold "
 	  "G --group T/N [--group T/N ...]) --new-bundle OUT --shares-dir DIR "
-	  "[--allow-disk] [--pdf]",
+	  "[--allow-disk] [--pdf] [--allow-online]",
 	  "from a quorum of the bundle's shares, a new share set with a new "
 	  "policy for the same backup master key, and a new bundle it opens; "
 	  "touches no token" },
@@ -2092,10 +2092,12 @@ pid_list(const pid_t *pids, size_t n, char *buf, size_t cap)
 	return buf;
 }
 
-/* drill and rekey run where restore runs: the offline ceremony machine.
- * Typing a quorum of shares on a host that runs keyd puts the BMK in that
- * networked host's memory: refuse, unless --allow-online, and then say
- * so. what: "the drill" or "rekey". Prints the refusal itself. */
+/* drill, reshare and rekey run where restore runs: the offline ceremony
+ * machine. Typing a quorum of shares on a host that runs keyd puts the BMK
+ * in that networked host's memory: refuse, unless --allow-online, and then
+ * say so. what: "the drill", "reshare" or "rekey". Prints the refusal
+ * itself. restore is not checked: it runs on the machine that gets the new
+ * token, which may be the one keyd will serve it from. */
 static WUR int
 offline_check(const char *what, int allow_online, pid_t *pids,
     size_t *npids)
@@ -2430,6 +2432,7 @@ cmd_reshare(int argc, char **argv)
 		{ "shares-dir", required_argument, NULL, 'd' },
 		{ "allow-disk", no_argument, NULL, 'D' },
 		SHEET_OPTION_PDF,
+		{ "allow-online", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -2447,7 +2450,9 @@ cmd_reshare(int argc, char **argv)
 	char fptext[3 * BUNDLE_HASH_LEN], *pass = NULL, *tmp = NULL;
 	size_t nfiles = 0, passlen = 0, count = 0, i;
 	unsigned formats = BACKUP_SHEET_TEXT;
-	int allow_disk = 0, opt, r = EXIT_USAGE, k;
+	pid_t pids[BACKUP_DRILL_MAX_PIDS];
+	size_t npids = 0;
+	int allow_disk = 0, allow_online = 0, opt, r = EXIT_USAGE, k;
 
 	memset(&pol, 0, sizeof(pol));
 	opterr = 0;
@@ -2461,6 +2466,7 @@ cmd_reshare(int argc, char **argv)
 		case 'd': dir = optarg; break;
 		case 'D': allow_disk = 1; break;
 		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
+		case 'O': allow_online = 1; break;
 		case 's':
 			if (nfiles >= SLIP39_MAX_SHARES) {
 				r = usage_error(self, "too many --share-file");
@@ -2505,6 +2511,9 @@ cmd_reshare(int argc, char **argv)
 
 	/* Everything that can be refused is refused before anyone types. */
 	r = EXIT_FAIL;
+	/* No token, but the BMK rebuilt from a quorum, as in a drill. */
+	if (offline_check("reshare", allow_online, pids, &npids) != EXIT_OK)
+		goto out;
 	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
 	    KEYD_OK) {
 		errmsg("%s", err);
