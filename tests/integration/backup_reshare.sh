@@ -18,7 +18,9 @@
 #      and the holder's group and member; a shares directory on a disk is
 #      refused without --allow-disk, nothing written;
 #   8. like drill and rekey, reshare refuses to run while a process named
-#      keyd runs, nothing written; --allow-online runs it and says so.
+#      keyd runs, nothing written; --allow-online runs it and says so;
+#   9. a --shares-dir that is a symbolic link is refused by reshare and
+#      create, and nothing is written where it points.
 source "$(dirname "$0")/lib.sh"
 
 KB=$KEYD_BUILD_DIR/keyd/keyd-backup
@@ -268,3 +270,21 @@ grep -q "^--allow-online: keyd runs on this machine (pid [0-9, ]*); reshare goes
   fail "reshare --allow-online does not say why: $(cat "$T/out")"
 [[ -s $T/online.kbk && $(ls "$ON" | wc -l) -eq 3 ]] || fail "reshare --allow-online wrote: $(ls "$ON")"
 pass "reshare refuses while a keyd runs, nothing written; --allow-online runs it and says why"
+
+# 9. A shares directory that is a symbolic link is refused, before any
+# share is read or the token is opened: its target could be changed while
+# the shares are typed. Nothing is written where it points.
+L=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G" "$ON" "$L" ${DISK:+"$DISK"}; (exit $rc); cleanup' EXIT
+mkdir -m 0700 "$L/real"
+ln -s "$L/real" "$L/link"
+expect_fail "keyd-backup: --shares-dir $L/link is a symbolic link; name the directory itself" \
+  reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  --share-file "${old[0]}" --share-file "${old[2]}" --threshold 2 --shares 3 \
+  --new-bundle "$T/link.kbk" --shares-dir "$L/link"
+expect_fail "keyd-backup: --shares-dir $L/link is a symbolic link; name the directory itself" \
+  "$KB" create --module "$M" --token pkcs11:token=A --pin-file "$T/pin" \
+  --so-pin-file "$T/sopin" --key pkcs11:object=sip-tls --threshold 2 --shares 3 \
+  --bundle "$T/link.kbk" --shares-dir "$L/link"
+[[ ! -e $T/link.kbk && -z $(ls -A "$L/real") ]] || fail "a refused --shares-dir link was written to: $(ls -A "$L/real")"
+pass "a --shares-dir that is a symbolic link is refused by reshare and create, nothing written"

@@ -191,3 +191,43 @@ offline "$DRIVE" "$T/script4" "$T/transcript4" "$KB" drill --module "$M" --token
   --pin-file "$T/pin" --bundle "$T/groups.kbk" "${ONLINE[@]}" 2>"$T/err" ||
   { cat "$T/err" "$T/transcript4" >&2; fail "typing three shares of two groups into drill"; }
 pass "drill takes typed shares; after each, what each group and the set still need"
+
+# A shares directory (or a --new-bundle directory) checked at the start is
+# the one written at the end: after share 1 is taken, the directory is
+# renamed and a symbolic link to another put in its place. keyd-backup
+# writes through the descriptor it checked, sees that the name no longer
+# leads there, and writes nothing, neither into the link's target nor into
+# the moved directory.
+S=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G" "$S"; (exit $rc); cleanup' EXIT
+mkdir -m 0700 "$S/dir" "$S/evil" "$S/bdir"
+swap_script() {  # swap_script DIR: a script that swaps DIR after share 1
+  cat <<EOF
+expect share 1: 0 of 33 words
+noecho
+send ${prefixes}\r
+expect share 1: the checksum (RS1024) is right
+expect share 2: 0 of 33 words
+shell mv $1 $1.moved && ln -s $S/evil $1
+send ${full}\r
+exit 1
+EOF
+}
+swap_script "$S/dir" > "$T/script5"
+offline "$DRIVE" "$T/script5" "$T/transcript5" "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" \
+  --threshold 2 --shares 2 --new-bundle "$S/bdir/swap.kbk" --shares-dir "$S/dir" \
+  2>"$T/err" || { cat "$T/err" "$T/transcript5" >&2; fail "reshare into a swapped shares directory"; }
+grep -q "keyd-backup: --shares-dir $S/dir was moved or replaced after it was checked; no share sheet was written" "$T/transcript5" ||
+  fail "a swapped shares directory: $(cat "$T/transcript5")"
+[[ -z $(ls -A "$S/evil") && -z $(ls -A "$S/dir.moved") && -z $(ls -A "$S/bdir") ]] ||
+  fail "reshare wrote into a swapped shares directory: $(ls -lA "$S"/*)"
+rm -f "$S/dir"; mv "$S/dir.moved" "$S/dir"
+swap_script "$S/bdir" > "$T/script6"
+offline "$DRIVE" "$T/script6" "$T/transcript6" "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" \
+  --threshold 2 --shares 2 --new-bundle "$S/bdir/swap.kbk" --shares-dir "$S/dir" \
+  2>"$T/err" || { cat "$T/err" "$T/transcript6" >&2; fail "reshare into a swapped bundle directory"; }
+grep -q "keyd-backup: --new-bundle $S/bdir/swap.kbk: its directory $S/bdir was moved or replaced after it was checked; nothing was written" "$T/transcript6" ||
+  fail "a swapped bundle directory: $(cat "$T/transcript6")"
+[[ -z $(ls -A "$S/evil") && -z $(ls -A "$S/bdir.moved") && -z $(ls -A "$S/dir") ]] ||
+  fail "reshare wrote beside a swapped bundle directory: $(ls -lA "$S"/*)"
+pass "a shares or bundle directory swapped for a link while shares are typed: nothing written anywhere"
