@@ -1045,8 +1045,10 @@ add_share(struct shareset *ss, const struct bundle *b, const char *name,
 		errmsg("more than %d shares given", SLIP39_MAX_SHARES);
 		return EXIT_FAIL;
 	}
+	/* The diagnostic names the share itself: by our name, so that it is
+	 * named once ("share 2 (F): word 5 ..."). */
 	if (slip39_decode(text, len, (int)ss->n, s, &diag) != KEYD_OK) {
-		errmsg("%s: %s", name, slip39_diag_format(&diag, what,
+		errmsg("%s", slip39_diag_format_as(&diag, name, what,
 		    sizeof(what)));
 		return EXIT_FAIL;
 	}

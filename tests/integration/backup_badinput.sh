@@ -67,7 +67,7 @@ other=academic; [[ $w12 == academic ]] && other=acid
 sed "s/^\(mnemonic: \([a-z]* \)\{11\}\)$w12 /\1$other /" "${a[0]}" > "$T/typo.txt"
 cmp -s "$T/typo.txt" "${a[0]}" && fail "the typo was not made"
 bad "wrong checksum word" \
-  "keyd-backup: share 1 ($T/typo.txt): share 1: word 12 (\"$other\") is probably wrong: checksum does not match" \
+  "keyd-backup: share 1 ($T/typo.txt): word 12 (\"$other\") is probably wrong: checksum does not match" \
   --share-file "$T/typo.txt" --share-file "${a[1]}"
 
 # A share of another set, as its sheet (set id) and as bare words.
@@ -151,7 +151,7 @@ pass "wrong passphrase"
 # Shares on standard input, one a line, as typed at the prompt: a share
 # with a bad word is refused at once, naming the word; the rest restore.
 { sed -n 's/^mnemonic: //p' "$T/typo.txt"; cat "$T/w1.txt"; sed -n 's/^mnemonic: //p' "${a[2]}"; } > "$T/typed"
-expect_fail "keyd-backup: share 1: share 1: word 12 (\"$other\") is probably wrong: checksum does not match" \
+expect_fail "keyd-backup: share 1: word 12 (\"$other\") is probably wrong: checksum does not match" \
   restore --bundle "$T/b1.kbk" < "$T/typed"
 b_blank "typed share with a bad word"
 { cat "$T/w1.txt"; sed -n 's/^mnemonic: //p' "${a[2]}"; } > "$T/typed"
