@@ -176,9 +176,11 @@ backup_drill_report_write(int dfd, const char *path,
 		snprintf(err, errlen, "out of memory writing the drill report");
 		goto out;
 	}
-	if ((k = backup_file_stage(dfd, path, (const uint8_t *)text,
-	    strlen(text), &tmp, err, errlen)) != KEYD_OK ||
-	    (k = backup_file_commit(dfd, &tmp, path, err, errlen)) != KEYD_OK)
+	if ((k = backup_file_stage(dfd, path, "drill report", "--report",
+	    (const uint8_t *)text, strlen(text), &tmp, err, errlen)) !=
+	    KEYD_OK ||
+	    (k = backup_file_commit(dfd, &tmp, path, "drill report", err,
+	    errlen)) != KEYD_OK)
 		goto out;
 	k = KEYD_OK;
 out:

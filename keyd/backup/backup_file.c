@@ -229,8 +229,9 @@ backup_file_dir_of_unmoved(int dfd, const char *path, const char *option,
 }
 
 int
-backup_file_stage(int dfd, const char *path, const uint8_t *data, size_t len,
-    char **tmp, char *err, size_t errlen)
+backup_file_stage(int dfd, const char *path, const char *what,
+    const char *option, const uint8_t *data, size_t len, char **tmp,
+    char *err, size_t errlen)
 {
 	const char *base = backup_file_base(path);
 	size_t blen = strlen(base);
@@ -242,12 +243,13 @@ backup_file_stage(int dfd, const char *path, const uint8_t *data, size_t len,
 	*tmp = NULL;
 	if (strlen(path) + BACKUP_FILE_TMP_LEN >= BACKUP_FILE_MAX_PATH ||
 	    (name = malloc(blen + BACKUP_FILE_TMP_LEN + 1)) == NULL) {
-		errf(err, errlen, "bundle path %s is too long", path);
+		errf(err, errlen, "%s %s: the path is too long", option, path);
 		goto out;
 	}
 	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		errf(err, errlen, "bundle %s already exists; keyd-backup never "
-		    "replaces a bundle: choose another --bundle", path);
+		errf(err, errlen, "%s %s already exists; keyd-backup never "
+		    "replaces a %s: choose another %s", what, path, what,
+		    option);
 		goto out;
 	}
 	for (tries = 0; fd < 0 && tries < BACKUP_FILE_TMP_TRIES; tries++) {
@@ -271,7 +273,7 @@ backup_file_stage(int dfd, const char *path, const uint8_t *data, size_t len,
 	}
 	if (fchmod(fd, 0644) != 0 || write_fd(fd, data, len) != 0 ||
 	    fsync(fd) != 0) {
-		errf(err, errlen, "cannot write bundle %s: %s", path,
+		errf(err, errlen, "cannot write %s %s: %s", what, path,
 		    strerror(errno));
 		(void)unlinkat(dfd, name, 0);
 		goto out;
@@ -287,15 +289,18 @@ out:
 }
 
 int
-backup_file_commit(int dfd, char **tmp, const char *path, char *err,
-    size_t errlen)
+backup_file_commit(int dfd, char **tmp, const char *path, const char *what,
+    char *err, size_t errlen)
 {
-	/* RENAME_NOREPLACE: a bundle made meanwhile is never replaced. */
+	/* RENAME_NOREPLACE: a file made meanwhile is never replaced. */
 	if (renameat2(dfd, *tmp, dfd, backup_file_base(path),
 	    RENAME_NOREPLACE) != 0) {
-		errf(err, errlen, "cannot rename %s beside %s to it: %s%s", *tmp,
-		    path, strerror(errno), errno == EEXIST ? " (keyd-backup "
-		    "never replaces a bundle)" : "");
+		int e = errno;
+
+		errf(err, errlen, "cannot put the staged %s %s in place: "
+		    "%s%s%s%s", what, path, strerror(e), e == EEXIST ?
+		    " (keyd-backup never replaces a " : "", e == EEXIST ? what :
+		    "", e == EEXIST ? ")" : "");
 		backup_file_abort(dfd, tmp);
 		return KEYD_ERR_IO;
 	}

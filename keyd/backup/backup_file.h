@@ -82,11 +82,15 @@ const char *backup_file_base(const char *path);
  * mode 0644, and fsyncs it; *tmp is its name in dfd (malloc'ed). Then
  * either backup_file_commit renames it to path's last component, refusing
  * to replace an existing file, and fsyncs the directory; or
- * backup_file_abort removes it. Both free *tmp. */
-int backup_file_stage(int dfd, const char *path, const uint8_t *data,
-    size_t len, char **tmp, char *err, size_t errlen) BACKUP_FILE_WUR;
-int backup_file_commit(int dfd, char **tmp, const char *path, char *err,
-    size_t errlen) BACKUP_FILE_WUR;
+ * backup_file_abort removes it. Both free *tmp. what names the file in
+ * messages ("bundle", "drill report"), option the option that named it
+ * ("--new-bundle", "--report"): "drill report R already exists; ...
+ * choose another --report". */
+int backup_file_stage(int dfd, const char *path, const char *what,
+    const char *option, const uint8_t *data, size_t len, char **tmp,
+    char *err, size_t errlen) BACKUP_FILE_WUR;
+int backup_file_commit(int dfd, char **tmp, const char *path,
+    const char *what, char *err, size_t errlen) BACKUP_FILE_WUR;
 void backup_file_abort(int dfd, char **tmp);
 
 /* backup_file_fsync_dir: fsyncs the directory dfd (named dir in the

@@ -1573,15 +1573,15 @@ write_backup(const struct outputs *o, const struct bundle *b,
 	    sizeof(err)) != KEYD_OK ||
 	    backup_file_dir_of_unmoved(o->bfd, o->bundle_path, o->option, err,
 	    sizeof(err)) != KEYD_OK ||
-	    backup_file_stage(o->bfd, o->bundle_path, b->raw, b->raw_len, &tmp,
-	    err, sizeof(err)) != KEYD_OK) {
+	    backup_file_stage(o->bfd, o->bundle_path, "bundle", o->option,
+	    b->raw, b->raw_len, &tmp, err, sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
 		goto out;
 	}
 	if (write_sheets(b, o->bundle_path, o->sfd, o->dir, m, count,
 	    passphrase, formats) != EXIT_OK)
 		goto out;
-	if (backup_file_commit(o->bfd, &tmp, o->bundle_path, err,
+	if (backup_file_commit(o->bfd, &tmp, o->bundle_path, "bundle", err,
 	    sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
 		goto out;
