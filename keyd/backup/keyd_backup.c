@@ -2771,6 +2771,12 @@ main(int argc, char **argv)
 {
 	size_t i;
 
+	/* Errors go to stderr at once (errmsg, one write(2)); stdout must
+	 * keep pace, line by line, or a log of both (a ceremony's, a CI
+	 * job's) shows a drill's "pass" lines after the error that followed
+	 * them. Secrets never go through stdio: shamir writes them with
+	 * write(2). */
+	(void)setvbuf(stdout, NULL, _IOLBF, 0);
 	/* No core dumps, and no ptrace by other processes of this user: the
 	 * module's heap holds the PIN's login, OpenSSL's the keys it saw, and
 	 * rekey the old and new backup master keys with a quorum of shares

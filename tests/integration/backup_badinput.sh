@@ -159,3 +159,15 @@ restore --bundle "$T/b1.kbk" < "$T/typed" >"$T/out" 2>"$T/err" || { cat "$T/err"
 grep -q "^restored 1 key onto token 'B'" "$T/out" || fail "restore from typed shares: $(cat "$T/out")"
 [[ -n $("$PROBE" attrs "$M" B "$T/pin" sip-tls) ]] || fail "restore from typed shares wrote nothing"
 pass "shares read one a line from standard input"
+
+# Output order in a log: standard output and standard error to one file,
+# as a ceremony log or a CI job keeps them. The line for the good share
+# is written when it is said, before the error about the next one, not
+# when keyd-backup exits (standard output is line-buffered).
+verify --share-file "${a[1]}" --share-file "$T/typo.txt" >"$T/both" 2>&1 &&
+  fail "verify took a share with a wrong word"
+good=$(grep -n "^share 1 (${a[1]}): group 1, member 2: matches its commitment" "$T/both" | cut -d: -f1)
+err_at=$(grep -n "^keyd-backup: share 2 ($T/typo.txt): word 12 " "$T/both" | cut -d: -f1)
+[[ -n $good && -n $err_at && $good -lt $err_at ]] ||
+  fail "stdout and stderr out of order in one log: $(cat "$T/both")"
+pass "a share's line comes before the next share's error in a log of both"
