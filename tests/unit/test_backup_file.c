@@ -1,15 +1,22 @@
 /*
- * test_backup_file.c: keyd-backup's staged writes (backup_file_stage,
- * backup_file_commit) through the descriptor of the file's directory:
- * the file appears whole under its name, an existing file is never
- * replaced, and the messages name what is written (a drill report is
- * not called a bundle) and the option that named it.
+ * test_backup_file.c: keyd-backup's writes through the descriptor of the
+ * directory it checked.
+ *   - staged writes (backup_file_stage, backup_file_commit): the file
+ *     appears whole under its name, an existing file is never replaced,
+ *     and the messages name what is written (a drill report is not called
+ *     a bundle) and the option that named it;
+ *   - the shares directory: a symbolic link is refused; once opened, a
+ *     sheet goes into the directory that was checked even after it was
+ *     renamed and a link put in its place, and the swap is seen.
+ * The tmpfs check is tests/integration/backup_reshare.sh's (--allow-disk
+ * here: /tmp may be a disk).
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backup_file.h"
@@ -31,6 +38,55 @@ entries(const char *dir)
 			n++;
 	closedir(d);
 	return n;
+}
+
+static void
+test_shares_dir(void)
+{
+	char top[] = "/tmp/keyd-test-shares-dir.XXXXXX";
+	char real[256], link[256], moved[256], other[256], p[512];
+	char err[512];
+	int dfd = -1;
+
+	if (mkdtemp(top) == NULL) {
+		perror("mkdtemp");
+		CHECK(0);
+		return;
+	}
+	snprintf(real, sizeof(real), "%s/real", top);
+	snprintf(link, sizeof(link), "%s/link", top);
+	snprintf(moved, sizeof(moved), "%s/moved", top);
+	snprintf(other, sizeof(other), "%s/other", top);
+	CHECK(mkdir(real, 0700) == 0 && mkdir(other, 0700) == 0);
+	CHECK(symlink(real, link) == 0);
+
+	CHECK_INT(backup_file_open_shares_dir(link, 1, &dfd, err,
+	    sizeof(err)), KEYD_ERR_INVALID_ARG);
+	CHECK(dfd == -1);
+	CHECKF(strstr(err, "is a symbolic link") != NULL, "got '%s'", err);
+
+	CHECK_INT(backup_file_open_shares_dir(real, 1, &dfd, err,
+	    sizeof(err)), KEYD_OK);
+	CHECK_INT(backup_file_shares_dir_unmoved(dfd, real, err, sizeof(err)),
+	    KEYD_OK);
+	/* The directory renamed and a link to another put at its name. */
+	CHECK(rename(real, moved) == 0 && symlink(other, real) == 0);
+	CHECK_INT(backup_file_shares_dir_unmoved(dfd, real, err, sizeof(err)),
+	    KEYD_ERR_DENIED);
+	CHECK_INT(backup_file_create_excl(dfd, real, "s.txt", "x", 1, err,
+	    sizeof(err)), KEYD_OK);
+	snprintf(p, sizeof(p), "%s/s.txt", moved);
+	CHECK(access(p, F_OK) == 0);
+	CHECK_INT(entries(other), 0);
+	/* O_EXCL: never over a file. */
+	CHECK_INT(backup_file_create_excl(dfd, real, "s.txt", "y", 1, err,
+	    sizeof(err)), KEYD_ERR_IO);
+	CHECKF(strstr(err, "never replaces a share file") != NULL, "got '%s'",
+	    err);
+	close(dfd);
+
+	CHECK(unlink(p) == 0 && unlink(real) == 0 && unlink(link) == 0);
+	CHECK(rmdir(moved) == 0 && rmdir(other) == 0 && rmdir(top) == 0);
 }
 
 int
@@ -93,5 +149,6 @@ main(void)
 	CHECK(unlink(path) == 0);
 	close(dfd);
 	CHECK(rmdir(dir) == 0);
+	test_shares_dir();
 	return ktest_result("test_backup_file");
 }
