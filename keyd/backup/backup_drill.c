@@ -113,7 +113,7 @@ hex_string(const uint8_t *p, size_t n)
 }
 
 int
-backup_drill_report_write(const char *path,
+backup_drill_report_write(int dfd, const char *path,
     const struct backup_drill_report *r, char *err, size_t errlen)
 {
 	const struct bundle *b = r->b;
@@ -176,13 +176,15 @@ backup_drill_report_write(const char *path,
 		snprintf(err, errlen, "out of memory writing the drill report");
 		goto out;
 	}
-	if ((k = backup_file_stage(path, (const uint8_t *)text, strlen(text),
-	    &tmp, err, errlen)) != KEYD_OK ||
-	    (k = backup_file_commit(&tmp, path, err, errlen)) != KEYD_OK)
+	if ((k = backup_file_stage(dfd, path, "drill report", "--report",
+	    (const uint8_t *)text, strlen(text), &tmp, err, errlen)) !=
+	    KEYD_OK ||
+	    (k = backup_file_commit(dfd, &tmp, path, "drill report", err,
+	    errlen)) != KEYD_OK)
 		goto out;
 	k = KEYD_OK;
 out:
-	backup_file_abort(&tmp);
+	backup_file_abort(dfd, &tmp);
 	free(text);
 	json_object_put(o);
 	return k;

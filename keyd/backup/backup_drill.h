@@ -56,8 +56,10 @@ struct backup_drill_report {
 
 /* backup_drill_report_write: writes the report as one JSON object to a
  * new file path (never replacing one: staged, fsynced, then renamed),
- * mode 0644. Returns KEYD_OK or a KEYD_ERR_* with err saying why. */
-int backup_drill_report_write(const char *path,
+ * mode 0644, through dfd, path's directory as backup_file_open_dir_of
+ * opened it before the shares were read. Returns KEYD_OK or a KEYD_ERR_*
+ * with err saying why. */
+int backup_drill_report_write(int dfd, const char *path,
     const struct backup_drill_report *r, char *err, size_t errlen)
     BACKUP_DRILL_WUR;
 

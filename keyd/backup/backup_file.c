@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -15,8 +16,16 @@
 #include "keyd_err.h"
 #include "secmem.h"
 
-/* Suffix of the bundle's temporary file: mkstemp's six X. */
-#define BACKUP_FILE_TMP_SUFFIX ".tmp.XXXXXX"
+/* A staged file is "<name>.tmp.<12 hex digits>" beside its final name:
+ * random, so that a name taken is tried again, at most TMP_TRIES times. */
+#define BACKUP_FILE_TMP_TAG ".tmp."
+#define BACKUP_FILE_TMP_RAND 6
+#define BACKUP_FILE_TMP_LEN (sizeof(BACKUP_FILE_TMP_TAG) - 1 + \
+    2 * BACKUP_FILE_TMP_RAND)
+#define BACKUP_FILE_TMP_TRIES 16
+/* Flags of every directory keyd-backup writes into: read-only is enough
+ * for openat, fsync and fstatfs; it is never a controlling terminal. */
+#define BACKUP_FILE_DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOCTTY)
 
 static void __attribute__((format(printf, 3, 4)))
 errf(char *err, size_t errlen, const char *fmt, ...)
@@ -114,7 +123,7 @@ write_fd(int fd, const void *data, size_t len)
 	return 0;
 }
 
-/* The directory part of path, for fsync: "." for a bare name. */
+/* The directory part of path: "." for a bare name. */
 static char *
 dir_of(const char *path)
 {
@@ -127,54 +136,146 @@ dir_of(const char *path)
 	return strndup(path, (size_t)(slash - path));
 }
 
-int
-backup_file_fsync_dir(const char *dir, char *err, size_t errlen)
+const char *
+backup_file_base(const char *path)
 {
-	int fd, r = KEYD_OK;
+	const char *slash = strrchr(path, '/');
 
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-	    fsync(fd) != 0) {
+	return slash == NULL ? path : slash + 1;
+}
+
+/* Whether dir still leads to the directory dfd holds (same device and
+ * inode); follow: whether a link at dir's end is followed, as it was
+ * when dfd was opened. */
+static int
+same_dir(int dfd, const char *dir, int follow)
+{
+	struct stat held, now;
+
+	if (fstat(dfd, &held) != 0 ||
+	    fstatat(AT_FDCWD, dir, &now, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0)
+		return 0;
+	return held.st_dev == now.st_dev && held.st_ino == now.st_ino;
+}
+
+int
+backup_file_fsync_dir(int dfd, const char *dir, char *err, size_t errlen)
+{
+	if (fsync(dfd) != 0) {
 		errf(err, errlen, "cannot sync directory %s: %s", dir,
 		    strerror(errno));
-		r = KEYD_ERR_IO;
+		return KEYD_ERR_IO;
 	}
+	return KEYD_OK;
+}
+
+int
+backup_file_open_dir_of(const char *path, const char *option, int *dfd,
+    char *err, size_t errlen)
+{
+	char *dir = NULL;
+	int fd = -1, r = KEYD_ERR_IO;
+
+	*dfd = -1;
+	if (*backup_file_base(path) == '\0') {
+		errf(err, errlen, "%s %s names a directory; name the file to "
+		    "write", option, path);
+		return KEYD_ERR_INVALID_ARG;
+	}
+	if ((dir = dir_of(path)) == NULL) {
+		errf(err, errlen, "out of memory");
+		return KEYD_ERR_NOMEM;
+	}
+	/* A link to the directory is followed (removable media are often
+	 * reached by one): what counts is that the check below and every
+	 * write are made on this one descriptor. */
+	if ((fd = open(dir, BACKUP_FILE_DIR_FLAGS)) < 0 ||
+	    faccessat(fd, ".", W_OK | X_OK, 0) != 0) {
+		errf(err, errlen, "%s %s: its directory %s cannot take a new "
+		    "file: %s; name a directory that exists and that you may "
+		    "write to", option, path, dir, strerror(errno));
+		goto out;
+	}
+	*dfd = fd;
+	fd = -1;
+	r = KEYD_OK;
+out:
 	if (fd >= 0)
 		close(fd);
+	free(dir);
 	return r;
 }
 
 int
-backup_file_stage(const char *path, const uint8_t *data, size_t len,
-    char **tmp, char *err, size_t errlen)
+backup_file_dir_of_unmoved(int dfd, const char *path, const char *option,
+    char *err, size_t errlen)
 {
-	size_t plen = strlen(path);
+	char *dir = dir_of(path);
+	int r = KEYD_OK;
+
+	if (dir == NULL) {
+		errf(err, errlen, "out of memory");
+		return KEYD_ERR_NOMEM;
+	}
+	if (!same_dir(dfd, dir, 1)) {
+		errf(err, errlen, "%s %s: its directory %s was moved or "
+		    "replaced after it was checked; nothing was written: find "
+		    "out who changed it before writing backups there", option,
+		    path, dir);
+		r = KEYD_ERR_DENIED;
+	}
+	free(dir);
+	return r;
+}
+
+int
+backup_file_stage(int dfd, const char *path, const char *what,
+    const char *option, const uint8_t *data, size_t len, char **tmp,
+    char *err, size_t errlen)
+{
+	const char *base = backup_file_base(path);
+	size_t blen = strlen(base);
+	uint8_t rnd[BACKUP_FILE_TMP_RAND];
+	struct stat st;
 	char *name = NULL;
-	int fd = -1, r = KEYD_ERR_IO;
+	int fd = -1, tries, r = KEYD_ERR_IO;
 
 	*tmp = NULL;
-	if (plen + sizeof(BACKUP_FILE_TMP_SUFFIX) > BACKUP_FILE_MAX_PATH ||
-	    (name = malloc(plen + sizeof(BACKUP_FILE_TMP_SUFFIX))) == NULL) {
-		errf(err, errlen, "bundle path %s is too long", path);
+	if (strlen(path) + BACKUP_FILE_TMP_LEN >= BACKUP_FILE_MAX_PATH ||
+	    (name = malloc(blen + BACKUP_FILE_TMP_LEN + 1)) == NULL) {
+		errf(err, errlen, "%s %s: the path is too long", option, path);
 		goto out;
 	}
-	memcpy(name, path, plen);
-	memcpy(name + plen, BACKUP_FILE_TMP_SUFFIX,
-	    sizeof(BACKUP_FILE_TMP_SUFFIX));
-	if (access(path, F_OK) == 0) {
-		errf(err, errlen, "bundle %s already exists; keyd-backup never "
-		    "replaces a bundle: choose another --bundle", path);
+	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		errf(err, errlen, "%s %s already exists; keyd-backup never "
+		    "replaces a %s: choose another %s", what, path, what,
+		    option);
 		goto out;
 	}
-	if ((fd = mkostemp(name, O_CLOEXEC)) < 0) {
+	for (tries = 0; fd < 0 && tries < BACKUP_FILE_TMP_TRIES; tries++) {
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+			errf(err, errlen, "cannot name a temporary file beside "
+			    "%s: no random bytes", path);
+			goto out;
+		}
+		snprintf(name, blen + BACKUP_FILE_TMP_LEN + 1, "%s%s"
+		    "%02x%02x%02x%02x%02x%02x", base, BACKUP_FILE_TMP_TAG,
+		    rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
 		errf(err, errlen, "cannot create a temporary file beside %s: "
 		    "%s", path, strerror(errno));
 		goto out;
 	}
 	if (fchmod(fd, 0644) != 0 || write_fd(fd, data, len) != 0 ||
 	    fsync(fd) != 0) {
-		errf(err, errlen, "cannot write bundle %s: %s", name,
+		errf(err, errlen, "cannot write %s %s: %s", what, path,
 		    strerror(errno));
-		(void)unlink(name);
+		(void)unlinkat(dfd, name, 0);
 		goto out;
 	}
 	*tmp = name;
@@ -188,82 +289,62 @@ out:
 }
 
 int
-backup_file_commit(char **tmp, const char *path, char *err, size_t errlen)
+backup_file_commit(int dfd, char **tmp, const char *path, const char *what,
+    char *err, size_t errlen)
 {
-	char *dir = NULL;
-	int r = KEYD_ERR_IO;
+	/* RENAME_NOREPLACE: a file made meanwhile is never replaced. */
+	if (renameat2(dfd, *tmp, dfd, backup_file_base(path),
+	    RENAME_NOREPLACE) != 0) {
+		int e = errno;
 
-	/* RENAME_NOREPLACE: a bundle made meanwhile is never replaced. */
-	if (renameat2(AT_FDCWD, *tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
-		errf(err, errlen, "cannot rename %s to %s: %s%s", *tmp, path,
-		    strerror(errno), errno == EEXIST ? " (keyd-backup never "
-		    "replaces a bundle)" : "");
-		backup_file_abort(tmp);
-		goto out;
+		errf(err, errlen, "cannot put the staged %s %s in place: "
+		    "%s%s%s%s", what, path, strerror(e), e == EEXIST ?
+		    " (keyd-backup never replaces a " : "", e == EEXIST ? what :
+		    "", e == EEXIST ? ")" : "");
+		backup_file_abort(dfd, tmp);
+		return KEYD_ERR_IO;
 	}
 	free(*tmp);
 	*tmp = NULL;
-	if ((dir = dir_of(path)) == NULL) {
-		r = KEYD_ERR_NOMEM;
-		goto out;
+	if (fsync(dfd) != 0) {
+		errf(err, errlen, "cannot sync the directory of %s: %s", path,
+		    strerror(errno));
+		return KEYD_ERR_IO;
 	}
-	r = backup_file_fsync_dir(dir, err, errlen);
-out:
-	free(dir);
-	return r;
+	return KEYD_OK;
 }
 
 void
-backup_file_abort(char **tmp)
+backup_file_abort(int dfd, char **tmp)
 {
 	if (*tmp == NULL)
 		return;
-	(void)unlink(*tmp);
+	(void)unlinkat(dfd, *tmp, 0);
 	free(*tmp);
 	*tmp = NULL;
 }
 
 int
-backup_file_check_dir_of(const char *path, const char *option, char *err,
-    size_t errlen)
-{
-	char *dir = dir_of(path);
-	int r = KEYD_OK;
-
-	if (dir == NULL) {
-		errf(err, errlen, "out of memory");
-		return KEYD_ERR_NOMEM;
-	}
-	if (access(dir, W_OK | X_OK) != 0) {
-		errf(err, errlen, "%s %s: its directory %s cannot take a new "
-		    "file: %s; name a directory that exists and that you may "
-		    "write to", option, path, dir, strerror(errno));
-		r = KEYD_ERR_IO;
-	}
-	free(dir);
-	return r;
-}
-
-int
-backup_file_create_excl(const char *path, const void *data, size_t len,
-    char *err, size_t errlen)
+backup_file_create_excl(int dfd, const char *dir, const char *name,
+    const void *data, size_t len, char *err, size_t errlen)
 {
 	int fd, r = KEYD_OK;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0400);
+	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0400);
 	if (fd < 0) {
-		errf(err, errlen, "cannot create share file %s: %s%s", path,
-		    strerror(errno), errno == EEXIST ? " (keyd-backup never "
-		    "replaces a share file; use an empty --shares-dir)" : "");
+		errf(err, errlen, "cannot create share file %s/%s: %s%s", dir,
+		    name, strerror(errno), errno == EEXIST ? " (keyd-backup "
+		    "never replaces a share file; use an empty --shares-dir)" :
+		    "");
 		return KEYD_ERR_IO;
 	}
 	/* The umask may have taken bits away, never added: make it exact. */
 	if (fchmod(fd, 0400) != 0 || write_fd(fd, data, len) != 0 ||
 	    fsync(fd) != 0) {
-		errf(err, errlen, "cannot write share file %s: %s", path,
-		    strerror(errno));
-		(void)unlink(path);
+		errf(err, errlen, "cannot write share file %s/%s: %s", dir,
+		    name, strerror(errno));
+		(void)unlinkat(dfd, name, 0);
 		r = KEYD_ERR_IO;
 	}
 	close(fd);
@@ -271,17 +352,36 @@ backup_file_create_excl(const char *path, const void *data, size_t len,
 }
 
 int
-backup_file_check_shares_dir(const char *dir, int allow_disk, char *err,
-    size_t errlen)
+backup_file_open_shares_dir(const char *dir, int allow_disk, int *dfd,
+    char *err, size_t errlen)
 {
 	struct statfs sf;
 	struct stat st;
+	int fd, e, r = KEYD_ERR_INVALID_ARG;
 
-	errno = 0;
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		errf(err, errlen, "--shares-dir %s is not a directory%s%s", dir,
-		    errno ? ": " : "", errno ? strerror(errno) : "");
-		return KEYD_ERR_INVALID_ARG;
+	*dfd = -1;
+	/* Opened once, here: the checks are made on this descriptor and
+	 * every sheet is created through it, so a directory renamed, or a
+	 * link put in its place, while the holders type their shares
+	 * redirects nothing. A link at its end is refused outright: what it
+	 * points to can change between two uses of the name. */
+	if ((fd = open(dir, BACKUP_FILE_DIR_FLAGS | O_NOFOLLOW)) < 0) {
+		e = errno;
+		if (e == ELOOP || (e == ENOTDIR && lstat(dir, &st) == 0 &&
+		    S_ISLNK(st.st_mode)))
+			errf(err, errlen, "--shares-dir %s is a symbolic link; "
+			    "name the directory itself (keyd-backup follows no "
+			    "link there, since its target could be changed "
+			    "while the shares are typed)", dir);
+		else
+			errf(err, errlen, "--shares-dir %s is not a directory: "
+			    "%s", dir, strerror(e));
+		return e == ENOENT || e == ENOTDIR || e == ELOOP ?
+		    KEYD_ERR_INVALID_ARG : KEYD_ERR_IO;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		errf(err, errlen, "--shares-dir %s is not a directory", dir);
+		goto out;
 	}
 	if ((st.st_uid != 0 && st.st_uid != geteuid()) ||
 	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
@@ -289,18 +389,41 @@ backup_file_check_shares_dir(const char *dir, int allow_disk, char *err,
 		    "and not writable by group or others (owner uid %u, mode "
 		    "%04o), so that no one can swap a share file", dir,
 		    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-		return KEYD_ERR_INVALID_ARG;
+		goto out;
 	}
-	if (statfs(dir, &sf) != 0) {
+	if (fstatfs(fd, &sf) != 0) {
 		errf(err, errlen, "cannot tell the file system of --shares-dir "
 		    "%s: %s", dir, strerror(errno));
-		return KEYD_ERR_IO;
+		r = KEYD_ERR_IO;
+		goto out;
 	}
-	if (allow_disk || sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC)
+	if (!allow_disk && sf.f_type != TMPFS_MAGIC &&
+	    sf.f_type != RAMFS_MAGIC) {
+		errf(err, errlen, "--shares-dir %s is not on tmpfs: shares "
+		    "written to a disk can linger there (journal, free blocks) "
+		    "after they are printed and deleted; use a tmpfs directory "
+		    "(e.g. under /dev/shm or /run/user), or removable media you "
+		    "name with --allow-disk", dir);
+		r = KEYD_ERR_DENIED;
+		goto out;
+	}
+	*dfd = fd;
+	fd = -1;
+	r = KEYD_OK;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+int
+backup_file_shares_dir_unmoved(int dfd, const char *dir, char *err,
+    size_t errlen)
+{
+	if (same_dir(dfd, dir, 0))
 		return KEYD_OK;
-	errf(err, errlen, "--shares-dir %s is not on tmpfs: shares written to "
-	    "a disk can linger there (journal, free blocks) after they are "
-	    "printed and deleted; use a tmpfs directory (e.g. under /dev/shm or "
-	    "/run/user), or removable media you name with --allow-disk", dir);
+	errf(err, errlen, "--shares-dir %s was moved or replaced after it was "
+	    "checked; no share sheet was written: find out who changed it, "
+	    "then run again with a new directory", dir);
 	return KEYD_ERR_DENIED;
 }

@@ -137,7 +137,7 @@ static const struct command commands[] = {
 	  "--bundle B [--bundle-fingerprint HEX] [--passphrase-file F] "
 	  "[--share-file F ...] (--threshold T --shares N | --group-threshold "
 	  "G --group T/N [--group T/N ...]) --new-bundle OUT --shares-dir DIR "
-	  "[--allow-disk] [--pdf]",
+	  "[--allow-disk] [--pdf] [--allow-online]",
 	  "from a quorum of the bundle's shares, a new share set with a new "
 	  "policy for the same backup master key, and a new bundle it opens; "
 	  "touches no token" },
@@ -1045,8 +1045,10 @@ add_share(struct shareset *ss, const struct bundle *b, const char *name,
 		errmsg("more than %d shares given", SLIP39_MAX_SHARES);
 		return EXIT_FAIL;
 	}
+	/* The diagnostic names the share itself: by our name, so that it is
+	 * named once ("share 2 (F): word 5 ..."). */
 	if (slip39_decode(text, len, (int)ss->n, s, &diag) != KEYD_OK) {
-		errmsg("%s: %s", name, slip39_diag_format(&diag, what,
+		errmsg("%s", slip39_diag_format_as(&diag, name, what,
 		    sizeof(what)));
 		return EXIT_FAIL;
 	}
@@ -1380,19 +1382,21 @@ sheet_name(const struct bundle *b, const struct slip39_mnemonic *m,
 	    m->member_index + 1u, buf, cap);
 }
 
-/* Writes every share sheet into dir, O_EXCL and mode 0400, in each of
+/* Writes every share sheet into the directory dfd (--shares-dir dir, as
+ * opened and checked by open_outputs), O_EXCL and mode 0400, in each of
  * formats (BACKUP_SHEET_TEXT, with BACKUP_SHEET_PDF for --pdf); on failure
  * removes the ones written. Prints the error itself. Every command that
  * writes sheets goes through here, so that all of them get the same
- * checks and the same formats. */
+ * checks and the same formats. A PDF is rendered in a child process but
+ * written here, by the parent, through dfd like the text sheets. */
 static WUR int
-write_sheets(const struct bundle *b, const char *bundle_path,
+write_sheets(const struct bundle *b, const char *bundle_path, int dfd,
     const char *dir, const struct slip39_mnemonic *m, size_t count,
     int passphrase, unsigned formats)
 {
 	static const unsigned order[] = { BACKUP_SHEET_TEXT, BACKUP_SHEET_PDF };
 	struct kbuf w, pdf;
-	char name[64], path[BACKUP_FILE_MAX_PATH], err[BACKUP_MAX_MSG];
+	char name[64], err[BACKUP_MAX_MSG];
 	const char *why = NULL;
 	size_t written = 0, i, k;
 	int r = EXIT_FAIL;
@@ -1417,11 +1421,6 @@ write_sheets(const struct bundle *b, const char *bundle_path,
 			if (!(formats & order[k]))
 				continue;
 			sheet_name(b, &m[i], order[k], name, sizeof(name));
-			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
-			    name) >= sizeof(path)) {
-				errmsg("--shares-dir %s: path too long", dir);
-				goto out;
-			}
 			kbuf_reset(o);
 			if (order[k] == BACKUP_SHEET_PDF) {
 				if (backup_pdf_sheet(o, b, bundle_path, &m[i],
@@ -1434,7 +1433,7 @@ write_sheets(const struct bundle *b, const char *bundle_path,
 				errmsg("cannot format share sheet %s", name);
 				goto out;
 			}
-			if (backup_file_create_excl(path, kbuf_ptr(o),
+			if (backup_file_create_excl(dfd, dir, name, kbuf_ptr(o),
 			    kbuf_avail(o), err, sizeof(err)) != KEYD_OK) {
 				errmsg("%s", err);
 				goto out;
@@ -1442,7 +1441,7 @@ write_sheets(const struct bundle *b, const char *bundle_path,
 			written++;
 		}
 	}
-	if (backup_file_fsync_dir(dir, err, sizeof(err)) != KEYD_OK) {
+	if (backup_file_fsync_dir(dfd, dir, err, sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
 		goto out;
 	}
@@ -1455,9 +1454,7 @@ out:
 			if (!(formats & order[k]))
 				continue;
 			sheet_name(b, &m[i], order[k], name, sizeof(name));
-			if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
-			    name) < sizeof(path))
-				(void)unlink(path);
+			(void)unlinkat(dfd, name, 0);
 			written--;
 		}
 	kbuf_free(&pdf);
@@ -1498,17 +1495,51 @@ out:
 	return r;
 }
 
-/* create and rekey refuse, before the token, a shares directory that is
- * not safe, a bundle that exists and a bundle whose directory cannot take
- * it. Prints the error itself. */
+/* What create, reshare and rekey write: the share sheets into the shares
+ * directory, the bundle into its directory. Both directories are opened
+ * once, checked on those descriptors, and written through them
+ * (backup_file.h). */
+struct outputs {
+	const char *dir;          /* --shares-dir */
+	const char *bundle_path;  /* --bundle or --new-bundle */
+	const char *option;       /* which of the two */
+	int sfd;                  /* the shares directory */
+	int bfd;                  /* the bundle's directory */
+};
+
+static void
+outputs_init(struct outputs *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->sfd = -1;
+	o->bfd = -1;
+}
+
+static void
+outputs_close(struct outputs *o)
+{
+	if (o->sfd >= 0)
+		close(o->sfd);
+	if (o->bfd >= 0)
+		close(o->bfd);
+	o->sfd = o->bfd = -1;
+}
+
+/* create, reshare and rekey refuse, before the token and before anyone
+ * types a share, a shares directory that is not safe, a bundle that exists
+ * and a bundle whose directory cannot take it; o then holds both
+ * directories. Prints the error itself. */
 static WUR int
-check_outputs(const char *dir, int allow_disk, const char *bundle_path,
-    const char *option)
+open_outputs(struct outputs *o, const char *dir, int allow_disk,
+    const char *bundle_path, const char *option)
 {
 	char err[BACKUP_MAX_MSG];
 
-	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
-	    KEYD_OK) {
+	o->dir = dir;
+	o->bundle_path = bundle_path;
+	o->option = option;
+	if (backup_file_open_shares_dir(dir, allow_disk, &o->sfd, err,
+	    sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
 		return EXIT_FAIL;
 	}
@@ -1517,12 +1548,48 @@ check_outputs(const char *dir, int allow_disk, const char *bundle_path,
 		    "bundle: choose another %s", bundle_path, option);
 		return EXIT_FAIL;
 	}
-	if (backup_file_check_dir_of(bundle_path, option, err, sizeof(err)) !=
-	    KEYD_OK) {
+	if (backup_file_open_dir_of(bundle_path, option, &o->bfd, err,
+	    sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
+}
+
+/* create, reshare and rekey, all or nothing: the bundle is staged, the
+ * share sheets written, and only then the bundle takes its name. Nothing
+ * is written if a directory no longer sits where it was checked: the
+ * paths printed afterwards must lead to what was written. Prints the
+ * error itself. */
+static WUR int
+write_backup(const struct outputs *o, const struct bundle *b,
+    const struct slip39_mnemonic *m, size_t count, int passphrase,
+    unsigned formats)
+{
+	char err[BACKUP_MAX_MSG], *tmp = NULL;
+	int r = EXIT_FAIL;
+
+	if (backup_file_shares_dir_unmoved(o->sfd, o->dir, err,
+	    sizeof(err)) != KEYD_OK ||
+	    backup_file_dir_of_unmoved(o->bfd, o->bundle_path, o->option, err,
+	    sizeof(err)) != KEYD_OK ||
+	    backup_file_stage(o->bfd, o->bundle_path, "bundle", o->option,
+	    b->raw, b->raw_len, &tmp, err, sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	if (write_sheets(b, o->bundle_path, o->sfd, o->dir, m, count,
+	    passphrase, formats) != EXIT_OK)
+		goto out;
+	if (backup_file_commit(o->bfd, &tmp, o->bundle_path, "bundle", err,
+	    sizeof(err)) != KEYD_OK) {
+		errmsg("%s", err);
+		goto out;
+	}
+	r = EXIT_OK;
+out:
+	backup_file_abort(o->bfd, &tmp);
+	return r;
 }
 
 /* create and rekey: picks the wrap mechanism (*mech, *alg), makes a new
@@ -1600,31 +1667,18 @@ seal_bundle(struct bundle *b, const uint8_t *bmk, CK_MECHANISM_TYPE mech,
 	return EXIT_OK;
 }
 
-/* create and rekey, all or nothing: the bundle is staged, the share
- * sheets written, and only then the bundle takes its name; then what was
- * written is printed. Prints the error itself. */
+/* create and rekey: write_backup, then what was written is printed.
+ * Prints the error itself. */
 static WUR int
-publish_backup(const struct bundle *b, const char *bundle_path,
-    const char *dir, const struct slip39_mnemonic *m, size_t count,
-    int passphrase, unsigned formats)
+publish_backup(const struct outputs *o, const struct bundle *b,
+    const struct slip39_mnemonic *m, size_t count, int passphrase,
+    unsigned formats)
 {
-	char err[BACKUP_MAX_MSG], what[BACKUP_MAX_MSG];
-	char fp[3 * BUNDLE_HASH_LEN], *tmp = NULL;
-	int r = EXIT_FAIL;
+	const char *bundle_path = o->bundle_path, *dir = o->dir;
+	char what[BACKUP_MAX_MSG], fp[3 * BUNDLE_HASH_LEN];
 
-	if (backup_file_stage(bundle_path, b->raw, b->raw_len, &tmp, err,
-	    sizeof(err)) != KEYD_OK) {
-		errmsg("%s", err);
-		goto out;
-	}
-	if (write_sheets(b, bundle_path, dir, m, count, passphrase,
-	    formats) != EXIT_OK)
-		goto out;
-	if (backup_file_commit(&tmp, bundle_path, err, sizeof(err)) !=
-	    KEYD_OK) {
-		errmsg("%s", err);
-		goto out;
-	}
+	if (write_backup(o, b, m, count, passphrase, formats) != EXIT_OK)
+		return EXIT_FAIL;
 	printf("bundle %s: %zu key%s, backup set %s\n", bundle_path,
 	    b->n_keys, b->n_keys == 1 ? "" : "s", bundle_hex(b->set_id,
 	    BUNDLE_SET_ID_LEN, what));
@@ -1645,10 +1699,7 @@ publish_backup(const struct bundle *b, const char *bundle_path,
 			    b, m[i].group_index + 1u, m[i].member_index + 1u,
 			    what, sizeof(what)));
 	}
-	r = EXIT_OK;
-out:
-	backup_file_abort(&tmp);
-	return r;
+	return EXIT_OK;
 }
 
 static int
@@ -1678,6 +1729,7 @@ cmd_create(int argc, char **argv)
 	const char *sopinfile = NULL, *passfile = NULL, *bundle_path = NULL;
 	const char *dir = NULL, *keys[BUNDLE_MAX_KEYS];
 	struct policy pol;
+	struct outputs outs;
 	struct p11 *p = NULL;
 	struct bundle *b = NULL;
 	struct slip39_mnemonic *m = NULL;
@@ -1691,6 +1743,7 @@ cmd_create(int argc, char **argv)
 	int allow_disk = 0, opt, r = EXIT_USAGE;
 
 	memset(&pol, 0, sizeof(pol));
+	outputs_init(&outs);
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1745,7 +1798,8 @@ cmd_create(int argc, char **argv)
 
 	/* Everything that can be refused is refused before the token. */
 	r = EXIT_FAIL;
-	if (check_outputs(dir, allow_disk, bundle_path, "--bundle") != EXIT_OK)
+	if (open_outputs(&outs, dir, allow_disk, bundle_path, "--bundle") !=
+	    EXIT_OK)
 		goto out;
 	if (read_pin(pinfile, "--pin-file", &pin, &pinlen) != EXIT_OK ||
 	    read_pin(sopinfile, "--so-pin-file", &sopin, &sopinlen) != EXIT_OK)
@@ -1782,11 +1836,12 @@ cmd_create(int argc, char **argv)
 	    &alg) != EXIT_OK ||
 	    seal_bundle(b, bmk, mech, alg, &pol, pass, passlen, &m, &count) !=
 	    EXIT_OK ||
-	    publish_backup(b, bundle_path, dir, m, count, pass != NULL &&
-	    passlen > 0, formats) != EXIT_OK)
+	    publish_backup(&outs, b, m, count, pass != NULL && passlen > 0,
+	    formats) != EXIT_OK)
 		goto out;
 	r = EXIT_OK;
 out:
+	outputs_close(&outs);
 	p11_close(p);
 	slip39_mnemonics_free(m, count);
 	secmem_free(bmk, BUNDLE_BMK_LEN);
@@ -2092,10 +2147,12 @@ pid_list(const pid_t *pids, size_t n, char *buf, size_t cap)
 	return buf;
 }
 
-/* drill and rekey run where restore runs: the offline ceremony machine.
- * Typing a quorum of shares on a host that runs keyd puts the BMK in that
- * networked host's memory: refuse, unless --allow-online, and then say
- * so. what: "the drill" or "rekey". Prints the refusal itself. */
+/* drill, reshare and rekey run where restore runs: the offline ceremony
+ * machine. Typing a quorum of shares on a host that runs keyd puts the BMK
+ * in that networked host's memory: refuse, unless --allow-online, and then
+ * say so. what: "the drill", "reshare" or "rekey". Prints the refusal
+ * itself. restore is not checked: it runs on the machine that gets the new
+ * token, which may be the one keyd will serve it from. */
 static WUR int
 offline_check(const char *what, int allow_online, pid_t *pids,
     size_t *npids)
@@ -2155,7 +2212,7 @@ cmd_drill(int argc, char **argv)
 	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
 	char fp[3 * BUNDLE_HASH_LEN];
 	size_t npids = 0, o = 0;
-	int allow_online = 0, opt, taken, r = EXIT_USAGE, k;
+	int allow_online = 0, opt, taken, r = EXIT_USAGE, k, rfd = -1;
 
 	memset(&u, 0, sizeof(u));
 	memset(&rep, 0, sizeof(rep));
@@ -2189,9 +2246,10 @@ cmd_drill(int argc, char **argv)
 		goto out;
 	}
 	/* The report is written last: a directory that cannot take it is
-	 * refused now, not after the holders have typed their shares. */
-	if (report != NULL && backup_file_check_dir_of(report, "--report", err,
-	    sizeof(err)) != KEYD_OK) {
+	 * refused now, not after the holders have typed their shares; the
+	 * report goes into the directory checked here, through rfd. */
+	if (report != NULL && backup_file_open_dir_of(report, "--report", &rfd,
+	    err, sizeof(err)) != KEYD_OK) {
 		errmsg("%s", err);
 		goto out;
 	}
@@ -2236,7 +2294,9 @@ cmd_drill(int argc, char **argv)
 		rep.allow_online = allow_online;
 		rep.keyd_pids = pids;
 		rep.n_keyd = npids;
-		if (backup_drill_report_write(report, &rep, what,
+		if (backup_file_dir_of_unmoved(rfd, report, "--report", what,
+		    sizeof(what)) != KEYD_OK ||
+		    backup_drill_report_write(rfd, report, &rep, what,
 		    sizeof(what)) != KEYD_OK) {
 			errmsg("%s", what);
 			goto out;
@@ -2259,6 +2319,8 @@ cmd_drill(int argc, char **argv)
 	    p11_token_label(u.p));
 	r = EXIT_OK;
 out:
+	if (rfd >= 0)
+		close(rfd);
 	free(res);
 	unlock_close(&u);
 	return r;
@@ -2289,6 +2351,7 @@ cmd_rekey(int argc, char **argv)
 	const struct command *self = command_of(cmd_rekey);
 	struct unlock u;
 	struct policy pol;
+	struct outputs outs;
 	struct bundle *nb = NULL;
 	struct slip39_mnemonic *m = NULL;
 	CK_OBJECT_HANDLE h;
@@ -2306,6 +2369,7 @@ cmd_rekey(int argc, char **argv)
 
 	memset(&u, 0, sizeof(u));
 	memset(&pol, 0, sizeof(pol));
+	outputs_init(&outs);
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -2352,7 +2416,7 @@ cmd_rekey(int argc, char **argv)
 		goto out;
 
 	/* Everything that can be refused is refused before the token. */
-	if (check_outputs(dir, allow_disk, new_path, "--new-bundle") !=
+	if (open_outputs(&outs, dir, allow_disk, new_path, "--new-bundle") !=
 	    EXIT_OK)
 		goto out;
 	if (read_pin(sopinfile, "--so-pin-file", &sopin, &sopinlen) !=
@@ -2386,8 +2450,8 @@ cmd_rekey(int argc, char **argv)
 	    nbmk, &mech, &alg) != EXIT_OK ||
 	    seal_bundle(nb, nbmk, mech, alg, &pol, npass, npasslen, &m,
 	    &count) != EXIT_OK ||
-	    publish_backup(nb, new_path, dir, m, count, npass != NULL &&
-	    npasslen > 0, formats) != EXIT_OK)
+	    publish_backup(&outs, nb, m, count, npass != NULL && npasslen > 0,
+	    formats) != EXIT_OK)
 		goto out;
 	printf("rekeyed: backup set %s replaces backup set %s; its shares do "
 	    "not open the old bundle, nor the old shares the new one. The old "
@@ -2402,6 +2466,7 @@ out:
 	pin_free(sopin, sopinlen);
 	secmem_free(npass, BACKUP_MAX_PASSFILE + 1);
 	unlock_close(&u);
+	outputs_close(&outs);
 	return r;
 }
 
@@ -2430,6 +2495,7 @@ cmd_reshare(int argc, char **argv)
 		{ "shares-dir", required_argument, NULL, 'd' },
 		{ "allow-disk", no_argument, NULL, 'D' },
 		SHEET_OPTION_PDF,
+		{ "allow-online", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -2438,18 +2504,22 @@ cmd_reshare(int argc, char **argv)
 	const char *new_path = NULL, *dir = NULL;
 	const char *files[SLIP39_MAX_SHARES];
 	struct policy pol;
+	struct outputs outs;
 	struct bundle *b = NULL, *nb = NULL;
 	struct shareset *ss = NULL;
 	struct slip39_mnemonic *m = NULL;
 	struct slip39_diag diag;
 	uint8_t fp[BUNDLE_HASH_LEN], *bmk = NULL;
-	char what[BACKUP_MAX_MSG], err[BACKUP_MAX_MSG];
-	char fptext[3 * BUNDLE_HASH_LEN], *pass = NULL, *tmp = NULL;
+	char what[BACKUP_MAX_MSG];
+	char fptext[3 * BUNDLE_HASH_LEN], *pass = NULL;
 	size_t nfiles = 0, passlen = 0, count = 0, i;
 	unsigned formats = BACKUP_SHEET_TEXT;
-	int allow_disk = 0, opt, r = EXIT_USAGE, k;
+	pid_t pids[BACKUP_DRILL_MAX_PIDS];
+	size_t npids = 0;
+	int allow_disk = 0, allow_online = 0, opt, r = EXIT_USAGE, k;
 
 	memset(&pol, 0, sizeof(pol));
+	outputs_init(&outs);
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -2461,6 +2531,7 @@ cmd_reshare(int argc, char **argv)
 		case 'd': dir = optarg; break;
 		case 'D': allow_disk = 1; break;
 		case OPT_PDF: formats |= BACKUP_SHEET_PDF; break;
+		case 'O': allow_online = 1; break;
 		case 's':
 			if (nfiles >= SLIP39_MAX_SHARES) {
 				r = usage_error(self, "too many --share-file");
@@ -2505,21 +2576,12 @@ cmd_reshare(int argc, char **argv)
 
 	/* Everything that can be refused is refused before anyone types. */
 	r = EXIT_FAIL;
-	if (backup_file_check_shares_dir(dir, allow_disk, err, sizeof(err)) !=
-	    KEYD_OK) {
-		errmsg("%s", err);
+	/* No token, but the BMK rebuilt from a quorum, as in a drill. */
+	if (offline_check("reshare", allow_online, pids, &npids) != EXIT_OK)
 		goto out;
-	}
-	if (access(new_path, F_OK) == 0) {
-		errmsg("bundle %s already exists; keyd-backup never replaces a "
-		    "bundle: choose another --new-bundle", new_path);
+	if (open_outputs(&outs, dir, allow_disk, new_path, "--new-bundle") !=
+	    EXIT_OK)
 		goto out;
-	}
-	if (backup_file_check_dir_of(new_path, "--new-bundle", err,
-	    sizeof(err)) != KEYD_OK) {
-		errmsg("%s", err);
-		goto out;
-	}
 	if (load_bundle(bundle_path, &b) != EXIT_OK)
 		goto out;
 	if (fphex != NULL && check_fingerprint(b, bundle_path, fp,
@@ -2580,18 +2642,9 @@ cmd_reshare(int argc, char **argv)
 		goto out;
 	}
 	/* All or nothing, as create: staged bundle, sheets, then rename. */
-	if (backup_file_stage(new_path, nb->raw, nb->raw_len, &tmp, err,
-	    sizeof(err)) != KEYD_OK) {
-		errmsg("%s", err);
+	if (write_backup(&outs, nb, m, count, pass != NULL && passlen > 0,
+	    formats) != EXIT_OK)
 		goto out;
-	}
-	if (write_sheets(nb, new_path, dir, m, count, pass != NULL &&
-	    passlen > 0, formats) != EXIT_OK)
-		goto out;
-	if (backup_file_commit(&tmp, new_path, err, sizeof(err)) != KEYD_OK) {
-		errmsg("%s", err);
-		goto out;
-	}
 	printf("bundle %s: %zu key%s, backup set %s\n", new_path, nb->n_keys,
 	    nb->n_keys == 1 ? "" : "s", bundle_hex(nb->set_id,
 	    BUNDLE_SET_ID_LEN, what));
@@ -2621,7 +2674,7 @@ cmd_reshare(int argc, char **argv)
 	    "retire them, rekey\n", bundle_path);
 	r = EXIT_OK;
 out:
-	backup_file_abort(&tmp);
+	outputs_close(&outs);
 	slip39_mnemonics_free(m, count);
 	secmem_free(ss, sizeof(*ss));
 	secmem_free(bmk, BUNDLE_BMK_LEN);
@@ -2718,6 +2771,12 @@ main(int argc, char **argv)
 {
 	size_t i;
 
+	/* Errors go to stderr at once (errmsg, one write(2)); stdout must
+	 * keep pace, line by line, or a log of both (a ceremony's, a CI
+	 * job's) shows a drill's "pass" lines after the error that followed
+	 * them. Secrets never go through stdio: shamir writes them with
+	 * write(2). */
+	(void)setvbuf(stdout, NULL, _IOLBF, 0);
 	/* No core dumps, and no ptrace by other processes of this user: the
 	 * module's heap holds the PIN's login, OpenSSL's the keys it saw, and
 	 * rekey the old and new backup master keys with a quorum of shares

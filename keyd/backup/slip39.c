@@ -1154,6 +1154,16 @@ field_is(const struct slip39_diag *d, const char *name)
 char *
 slip39_diag_format(const struct slip39_diag *d, char *buf, size_t cap)
 {
+	return slip39_diag_format_as(d, NULL, buf, cap);
+}
+
+char *
+slip39_diag_format_as(const struct slip39_diag *d, const char *name,
+    char *buf, size_t cap)
+{
+	/* "share 2147483647" and its NUL. */
+	char num[24];
+	const char *self;
 	int s, o, more;
 
 	if (buf == NULL || cap == 0)
@@ -1164,6 +1174,8 @@ slip39_diag_format(const struct slip39_diag *d, char *buf, size_t cap)
 	}
 	s = d->share + 1;
 	o = d->other + 1;
+	snprintf(num, sizeof(num), "share %d", s);
+	self = name != NULL ? name : num;
 	more = d->need - d->have;
 	switch (d->code) {
 	case KEYD_OK:
@@ -1171,70 +1183,72 @@ slip39_diag_format(const struct slip39_diag *d, char *buf, size_t cap)
 		break;
 	case KEYD_ERR_SHARE_CHECKSUM:
 		if (d->word >= 0 && slip39_word((unsigned)d->word_index) != NULL)
-			snprintf(buf, cap, "share %d: word %d (\"%s\") is "
+			snprintf(buf, cap, "%s: word %d (\"%s\") is "
 			    "probably wrong: checksum does not match; compare "
-			    "that word with the written share", s, d->word + 1,
-			    slip39_word((unsigned)d->word_index));
+			    "that word with the written share", self,
+			    d->word + 1, slip39_word((unsigned)d->word_index));
 		else
-			snprintf(buf, cap, "share %d: checksum does not match "
+			snprintf(buf, cap, "%s: checksum does not match "
 			    "and no single wrong word explains it; compare every "
-			    "word and the word order with the written share", s);
+			    "word and the word order with the written share",
+			    self);
 		break;
 	case KEYD_ERR_SHARE_FORMAT:
 		if (field_is(d, "word"))
-			snprintf(buf, cap, "share %d: word %d is not in the "
+			snprintf(buf, cap, "%s: word %d is not in the "
 			    "SLIP-0039 word list; check its spelling against the "
-			    "written share", s, d->word + 1);
+			    "written share", self, d->word + 1);
 		else if (field_is(d, "length") && d->have > 0)
-			snprintf(buf, cap, "share %d has %s%d words, which is "
+			snprintf(buf, cap, "%s has %s%d words, which is "
 			    "not a valid SLIP-0039 share length (20 words for a "
 			    "128-bit secret, 33 for 256 bits); look for a missing "
-			    "or extra word", s,
+			    "or extra word", self,
 			    d->have > SLIP39_MAX_WORDS ? "more than " : "",
 			    d->have > SLIP39_MAX_WORDS ? SLIP39_MAX_WORDS :
 			    d->have);
 		else if (field_is(d, "too long"))
-			snprintf(buf, cap, "share %d is too long to be a "
-			    "SLIP-0039 share; give one share per line", s);
+			snprintf(buf, cap, "%s is too long to be a "
+			    "SLIP-0039 share; give one share per line", self);
 		else if (field_is(d, "empty"))
-			snprintf(buf, cap, "share %d is empty", s);
+			snprintf(buf, cap, "%s is empty", self);
 		else if (field_is(d, "padding"))
-			snprintf(buf, cap, "share %d is not valid: its padding "
+			snprintf(buf, cap, "%s is not valid: its padding "
 			    "bits are not zero, so it was altered or made by a "
-			    "faulty tool", s);
+			    "faulty tool", self);
 		else if (field_is(d, "group threshold"))
-			snprintf(buf, cap, "share %d is not valid: it needs more "
+			snprintf(buf, cap, "%s is not valid: it needs more "
 			    "groups than it says exist; it was altered or made "
-			    "by a faulty tool", s);
+			    "by a faulty tool", self);
 		else if (field_is(d, "group index"))
-			snprintf(buf, cap, "share %d is not valid: its group "
+			snprintf(buf, cap, "%s is not valid: its group "
 			    "number is beyond its group count; it was altered or "
-			    "made by a faulty tool", s);
+			    "made by a faulty tool", self);
 		else
-			snprintf(buf, cap, "share %d is not valid: bad %s", s,
+			snprintf(buf, cap, "%s is not valid: bad %s", self,
 			    d->field != NULL ? d->field : "format");
 		break;
 	case KEYD_ERR_SHARE_MISMATCH:
 		if (field_is(d, "member threshold"))
-			snprintf(buf, cap, "share %d does not fit with share %d: "
+			snprintf(buf, cap, "%s does not fit with share %d: "
 			    "both are in group %d but ask for different numbers "
-			    "of shares; they come from different splits", s, o,
-			    d->group + 1);
+			    "of shares; they come from different splits", self,
+			    o, d->group + 1);
 		else
-			snprintf(buf, cap, "share %d comes from a different "
+			snprintf(buf, cap, "%s comes from a different "
 			    "split than share %d (the %s differs)%s; combine "
-			    "only shares of one split", s, o,
+			    "only shares of one split", self, o,
 			    d->field != NULL ? d->field : "set",
 			    mismatch_hint(d->field));
 		break;
 	case KEYD_ERR_SHARE_DUPLICATE:
 		if (field_is(d, "same share"))
-			snprintf(buf, cap, "share %d is the same as share %d; "
-			    "give each share only once", s, o);
+			snprintf(buf, cap, "%s is the same as share %d; "
+			    "give each share only once", self, o);
 		else
-			snprintf(buf, cap, "share %d and share %d are both "
+			snprintf(buf, cap, "%s and share %d are both "
 			    "member %d of group %d; one of them is wrong or from "
-			    "another split", s, o, d->member + 1, d->group + 1);
+			    "another split", self, o, d->member + 1,
+			    d->group + 1);
 		break;
 	case KEYD_ERR_SHARE_TOO_FEW:
 		if (field_is(d, "none"))
@@ -1244,9 +1258,9 @@ slip39_diag_format(const struct slip39_diag *d, char *buf, size_t cap)
 			    "given; add %d more", d->have, d->need, more);
 		else if (field_is(d, "members"))
 			snprintf(buf, cap, "group %d: %d of the %d shares it "
-			    "needs were given (share %d is one); add %d more "
-			    "from that group", d->group + 1, d->have, d->need, s,
-			    more);
+			    "needs were given (%s is one); add %d more "
+			    "from that group", d->group + 1, d->have, d->need,
+			    self, more);
 		else
 			snprintf(buf, cap, "shares of %d of the %d groups "
 			    "needed were given; add shares of %d more group%s",

@@ -237,4 +237,11 @@ int slip39_combine(const struct slip39_share *shares, size_t n,
 char *slip39_diag_format(const struct slip39_diag *diag, char *buf,
     size_t cap);
 
+/* slip39_diag_format_as: as slip39_diag_format, but the share at fault
+ * (diag->share) is called name (e.g. "share 2 (sheet.txt)") instead of
+ * "share N", for a caller that names shares its own way; the sentence
+ * then names it once. name NULL is slip39_diag_format. Returns buf. */
+char *slip39_diag_format_as(const struct slip39_diag *diag, const char *name,
+    char *buf, size_t cap);
+
 #endif

@@ -67,7 +67,7 @@ other=academic; [[ $w12 == academic ]] && other=acid
 sed "s/^\(mnemonic: \([a-z]* \)\{11\}\)$w12 /\1$other /" "${a[0]}" > "$T/typo.txt"
 cmp -s "$T/typo.txt" "${a[0]}" && fail "the typo was not made"
 bad "wrong checksum word" \
-  "keyd-backup: share 1 ($T/typo.txt): share 1: word 12 (\"$other\") is probably wrong: checksum does not match" \
+  "keyd-backup: share 1 ($T/typo.txt): word 12 (\"$other\") is probably wrong: checksum does not match" \
   --share-file "$T/typo.txt" --share-file "${a[1]}"
 
 # A share of another set, as its sheet (set id) and as bare words.
@@ -151,7 +151,7 @@ pass "wrong passphrase"
 # Shares on standard input, one a line, as typed at the prompt: a share
 # with a bad word is refused at once, naming the word; the rest restore.
 { sed -n 's/^mnemonic: //p' "$T/typo.txt"; cat "$T/w1.txt"; sed -n 's/^mnemonic: //p' "${a[2]}"; } > "$T/typed"
-expect_fail "keyd-backup: share 1: share 1: word 12 (\"$other\") is probably wrong: checksum does not match" \
+expect_fail "keyd-backup: share 1: word 12 (\"$other\") is probably wrong: checksum does not match" \
   restore --bundle "$T/b1.kbk" < "$T/typed"
 b_blank "typed share with a bad word"
 { cat "$T/w1.txt"; sed -n 's/^mnemonic: //p' "${a[2]}"; } > "$T/typed"
@@ -159,3 +159,15 @@ restore --bundle "$T/b1.kbk" < "$T/typed" >"$T/out" 2>"$T/err" || { cat "$T/err"
 grep -q "^restored 1 key onto token 'B'" "$T/out" || fail "restore from typed shares: $(cat "$T/out")"
 [[ -n $("$PROBE" attrs "$M" B "$T/pin" sip-tls) ]] || fail "restore from typed shares wrote nothing"
 pass "shares read one a line from standard input"
+
+# Output order in a log: standard output and standard error to one file,
+# as a ceremony log or a CI job keeps them. The line for the good share
+# is written when it is said, before the error about the next one, not
+# when keyd-backup exits (standard output is line-buffered).
+verify --share-file "${a[1]}" --share-file "$T/typo.txt" >"$T/both" 2>&1 &&
+  fail "verify took a share with a wrong word"
+good=$(grep -n "^share 1 (${a[1]}): group 1, member 2: matches its commitment" "$T/both" | cut -d: -f1)
+err_at=$(grep -n "^keyd-backup: share 2 ($T/typo.txt): word 12 " "$T/both" | cut -d: -f1)
+[[ -n $good && -n $err_at && $good -lt $err_at ]] ||
+  fail "stdout and stderr out of order in one log: $(cat "$T/both")"
+pass "a share's line comes before the next share's error in a log of both"

@@ -16,7 +16,11 @@
 #   7. the reshared set reshares again into groups, with --pdf: each PDF
 #      sheet is mode 0400 and names the new set, its bundle's fingerprint
 #      and the holder's group and member; a shares directory on a disk is
-#      refused without --allow-disk, nothing written.
+#      refused without --allow-disk, nothing written;
+#   8. like drill and rekey, reshare refuses to run while a process named
+#      keyd runs, nothing written; --allow-online runs it and says so;
+#   9. a --shares-dir that is a symbolic link is refused by reshare and
+#      create, and nothing is written where it points.
 source "$(dirname "$0")/lib.sh"
 
 KB=$KEYD_BUILD_DIR/keyd/keyd-backup
@@ -56,32 +60,38 @@ kcv_a=$("$PROBE" attrs "$M" A "$T/pin" srtp-kek | sed -n 's/.* check_value=\([0-
 mapfile -t old < <(ls "$OLD"/share-*.txt)
 [[ ${#old[@]} -eq 3 ]] || fail "create wrote ${#old[@]} sheets"
 
+# reshare, like drill and rekey, refuses to run where keyd runs: in a PID
+# namespace with its own /proc if this machine allows one (root), so that
+# another test's keyd is not seen; elsewhere with --allow-online (lib.sh).
+offline_setup
+reshare() { offline "$KB" reshare "${ONLINE[@]}" "$@"; }
+
 # 6 first: refusals leave nothing behind.
 expect_fail "1 of the 2 shares needed were given; add 1 more" \
-  "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
   --share-file "${old[0]}" --threshold 3 --shares 5 \
   --new-bundle "$T/new.kbk" --shares-dir "$NEW"
 expect_fail "wrong passphrase, or an altered bundle" \
-  "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/wrongpass" \
+  reshare --bundle "$T/old.kbk" --passphrase-file "$T/wrongpass" \
   --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
   --new-bundle "$T/new.kbk" --shares-dir "$NEW"
 expect_fail "bundle $T/old.kbk already exists; keyd-backup never replaces a bundle" \
-  "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
   --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
   --new-bundle "$T/old.kbk" --shares-dir "$NEW"
 expect_fail "keyd-backup: --new-bundle $T/none/new.kbk: its directory $T/none cannot take a new file" \
-  "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
   --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
   --new-bundle "$T/none/new.kbk" --shares-dir "$NEW"
 expect_fail "the threshold is more than the share count" \
-  "$KB" reshare --bundle "$T/old.kbk" --group-threshold 1 --group 4/3 \
+  reshare --bundle "$T/old.kbk" --group-threshold 1 --group 4/3 \
   --new-bundle "$T/new.kbk" --shares-dir "$NEW"
 [[ ! -e $T/new.kbk && -z $(ls -A "$NEW") && -z $(ls "$T" | grep '^\.\?new\.kbk') ]] ||
   fail "a refused reshare left files: $(ls -A "$T" "$NEW")"
 pass "reshare refuses one share of two, a wrong passphrase, an existing bundle, a missing directory, a bad policy; nothing left"
 
 # 1. Reshare 2 of 3 into 3 of 5 from old shares 1 and 3.
-"$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
   --bundle-fingerprint "$(sha256sum "$T/old.kbk" | cut -d' ' -f1)" \
   --share-file "${old[0]}" --share-file "${old[2]}" --threshold 3 --shares 5 \
   --new-bundle "$T/new.kbk" --shares-dir "$NEW" >"$T/reshare.out" 2>"$T/err" ||
@@ -200,13 +210,13 @@ trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G" ${DISK:+"$DISK"}; (exit $rc); cleanup' EX
 if [[ -n $DISK ]]; then
   chmod 0700 "$DISK"
   expect_fail "keyd-backup: --shares-dir $DISK is not on tmpfs" \
-    "$KB" reshare --bundle "$T/new.kbk" --passphrase-file "$T/pass" \
+    reshare --bundle "$T/new.kbk" --passphrase-file "$T/pass" \
     --share-file "${new[4]}" --share-file "${new[0]}" --share-file "${new[1]}" \
     --group-threshold 2 --group 2/3 --group 1/1 \
     --new-bundle "$T/groups.kbk" --shares-dir "$DISK" --pdf
   [[ -z $(ls -A "$DISK") && ! -e $T/groups.kbk ]] || fail "a refused reshare --pdf wrote files"
 fi
-"$KB" reshare --bundle "$T/new.kbk" --passphrase-file "$T/pass" \
+reshare --bundle "$T/new.kbk" --passphrase-file "$T/pass" \
   --share-file "${new[4]}" --share-file "${new[0]}" --share-file "${new[1]}" \
   --group-threshold 2 --group 2/3 --group 1/1 \
   --new-bundle "$T/groups.kbk" --shares-dir "$G" --pdf >"$T/out" 2>"$T/err" ||
@@ -231,3 +241,50 @@ done
   --share-file "$(ls "$G"/share-*-g1-m1.txt)" >"$T/out" 2>"$T/err" || { cat "$T/err" >&2; fail "verify groups"; }
 grep -q "^the 3 shares combine and the bundle MAC verifies" "$T/out" || fail "verify groups: $(cat "$T/out")"
 pass "a reshared set reshares again into two groups, whose quorum opens its bundle; its PDF sheets name it (mode 0400, refused on a disk)"
+
+# 8. A process named keyd on the machine: refused before any share is
+# read, nothing written; with --allow-online it runs and says why. In the
+# namespace, so that the keyd it sees is the test's.
+cp /bin/sleep "$T/keyd"
+with_keyd() {  # with_keyd CMD...: CMD while a process named keyd runs
+  offline bash -c '"$1" 30 & k=$!; shift
+    for ((i = 0; i < 200; i++)); do [[ $(cat /proc/$k/comm 2>/dev/null) == keyd ]] && break; sleep 0.02; done
+    "$@"; rc=$?; kill $k; exit $rc' \
+    with_keyd "$T/keyd" "$@"
+}
+ON=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G" "$ON" ${DISK:+"$DISK"}; (exit $rc); cleanup' EXIT
+if with_keyd "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+    --share-file "${old[0]}" --share-file "${old[2]}" --threshold 2 --shares 3 \
+    --new-bundle "$T/online.kbk" --shares-dir "$ON" >"$T/out" 2>"$T/err"; then
+  fail "reshare ran while keyd ran"
+fi
+grep -q "^keyd-backup: keyd runs on this machine (pid [0-9, ]*): reshare here would put the backup master key in the memory of a host that serves keys on a network; run it on the offline ceremony machine, or give --allow-online" "$T/err" ||
+  fail "reshare beside keyd: $(cat "$T/err")"
+[[ ! -e $T/online.kbk && -z $(ls -A "$ON") ]] || fail "a reshare refused beside keyd wrote files"
+with_keyd "$KB" reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  --share-file "${old[0]}" --share-file "${old[2]}" --threshold 2 --shares 3 \
+  --new-bundle "$T/online.kbk" --shares-dir "$ON" --allow-online >"$T/out" 2>"$T/err" ||
+  { cat "$T/err" >&2; fail "reshare --allow-online"; }
+grep -q "^--allow-online: keyd runs on this machine (pid [0-9, ]*); reshare goes on as asked" "$T/out" ||
+  fail "reshare --allow-online does not say why: $(cat "$T/out")"
+[[ -s $T/online.kbk && $(ls "$ON" | wc -l) -eq 3 ]] || fail "reshare --allow-online wrote: $(ls "$ON")"
+pass "reshare refuses while a keyd runs, nothing written; --allow-online runs it and says why"
+
+# 9. A shares directory that is a symbolic link is refused, before any
+# share is read or the token is opened: its target could be changed while
+# the shares are typed. Nothing is written where it points.
+L=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G" "$ON" "$L" ${DISK:+"$DISK"}; (exit $rc); cleanup' EXIT
+mkdir -m 0700 "$L/real"
+ln -s "$L/real" "$L/link"
+expect_fail "keyd-backup: --shares-dir $L/link is a symbolic link; name the directory itself" \
+  reshare --bundle "$T/old.kbk" --passphrase-file "$T/pass" \
+  --share-file "${old[0]}" --share-file "${old[2]}" --threshold 2 --shares 3 \
+  --new-bundle "$T/link.kbk" --shares-dir "$L/link"
+expect_fail "keyd-backup: --shares-dir $L/link is a symbolic link; name the directory itself" \
+  "$KB" create --module "$M" --token pkcs11:token=A --pin-file "$T/pin" \
+  --so-pin-file "$T/sopin" --key pkcs11:object=sip-tls --threshold 2 --shares 3 \
+  --bundle "$T/link.kbk" --shares-dir "$L/link"
+[[ ! -e $T/link.kbk && -z $(ls -A "$L/real") ]] || fail "a refused --shares-dir link was written to: $(ls -A "$L/real")"
+pass "a --shares-dir that is a symbolic link is refused by reshare and create, nothing written"

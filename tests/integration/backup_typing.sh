@@ -43,6 +43,9 @@ mapfile -t sheets < <(ls "$OLD"/share-*.txt)
 read -ra w1 <<< "$(sed -n 's/^mnemonic: //p' "${sheets[0]}")"
 read -ra w3 <<< "$(sed -n 's/^mnemonic: //p' "${sheets[2]}")"
 [[ ${#w1[@]} -eq 33 && ${#w3[@]} -eq 33 ]] || fail "the sheets do not hold 33 words"
+# reshare and drill refuse to run where keyd runs: in a PID namespace of
+# their own where this machine allows one, else with --allow-online (lib.sh).
+offline_setup
 
 # Share 1 as four-letter prefixes; share 3 with word 11 replaced by the
 # next word of the list (RS1024 catches any one wrong word), then share 3
@@ -80,7 +83,7 @@ expect share 2: the checksum (RS1024) is right and it fits the set: group 1, mem
 expect share sheet
 exit 0
 EOF
-"$DRIVE" "$T/script" "$T/transcript" "$KB" reshare --bundle "$T/old.kbk" \
+offline "$DRIVE" "$T/script" "$T/transcript" "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" \
   --threshold 2 --shares 2 --new-bundle "$T/new.kbk" --shares-dir "$NEW" \
   2>"$T/err" || { cat "$T/err" "$T/transcript" >&2; fail "typing two shares into reshare"; }
 [[ -s $T/new.kbk && $(ls "$NEW" | wc -l) -eq 2 ]] || fail "reshare from typed shares wrote nothing"
@@ -115,7 +118,7 @@ send ${w1[0]:0:4} ${w1[1]:0:4} \x03
 expect share 1: stopped
 exit 1
 EOF
-"$DRIVE" "$T/script2" "$T/transcript2" "$KB" reshare --bundle "$T/old.kbk" \
+offline "$DRIVE" "$T/script2" "$T/transcript2" "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" \
   --threshold 2 --shares 3 --new-bundle "$T/new2.kbk" --shares-dir "$NEW" \
   2>"$T/err" || { cat "$T/err" "$T/transcript2" >&2; fail "Ctrl-C"; }
 grep -q "no shares were given" "$T/transcript2" || fail "after Ctrl-C: $(cat "$T/transcript2")"
@@ -132,7 +135,7 @@ signal 15
 killed 15
 echo
 EOF
-"$DRIVE" "$T/script3" "$T/transcript3" "$KB" reshare --bundle "$T/old.kbk" \
+offline "$DRIVE" "$T/script3" "$T/transcript3" "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" \
   --threshold 2 --shares 3 --new-bundle "$T/new3.kbk" --shares-dir "$NEW" \
   2>"$T/err" || { cat "$T/err" "$T/transcript3" >&2; fail "SIGTERM while typing"; }
 [[ ! -e $T/new3.kbk && $(ls "$NEW" | wc -l) -eq 2 ]] || fail "a reshare ended by SIGTERM wrote files"
@@ -165,7 +168,7 @@ pass "restore takes typed shares the same way"
 # key, with session objects only.
 G=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
 trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G"; (exit $rc); cleanup' EXIT
-"$KB" reshare --bundle "$T/old.kbk" --share-file "${sheets[0]}" --share-file "${sheets[1]}" \
+offline "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" --share-file "${sheets[0]}" --share-file "${sheets[1]}" \
   --group-threshold 2 --group 2/2 --group 1/1 --new-bundle "$T/groups.kbk" \
   --shares-dir "$G" >/dev/null 2>"$T/err" || { cat "$T/err" >&2; fail "reshare into groups"; }
 gw() { sed -n 's/^mnemonic: //p' "$G"/share-*-"$1".txt; }
@@ -184,8 +187,47 @@ expect share 3: the checksum (RS1024) is right and it fits the set: group 1, mem
 expect drill passed: all 1 key
 exit 0
 EOF
-offline_setup
 offline "$DRIVE" "$T/script4" "$T/transcript4" "$KB" drill --module "$M" --token pkcs11:token=A \
   --pin-file "$T/pin" --bundle "$T/groups.kbk" "${ONLINE[@]}" 2>"$T/err" ||
   { cat "$T/err" "$T/transcript4" >&2; fail "typing three shares of two groups into drill"; }
 pass "drill takes typed shares; after each, what each group and the set still need"
+
+# A shares directory (or a --new-bundle directory) checked at the start is
+# the one written at the end: after share 1 is taken, the directory is
+# renamed and a symbolic link to another put in its place. keyd-backup
+# writes through the descriptor it checked, sees that the name no longer
+# leads there, and writes nothing, neither into the link's target nor into
+# the moved directory.
+S=$(mktemp -d /dev/shm/keyd-test.XXXXXX)
+trap 'rc=$?; rm -rf "$OLD" "$NEW" "$G" "$S"; (exit $rc); cleanup' EXIT
+mkdir -m 0700 "$S/dir" "$S/evil" "$S/bdir"
+swap_script() {  # swap_script DIR: a script that swaps DIR after share 1
+  cat <<EOF
+expect share 1: 0 of 33 words
+noecho
+send ${prefixes}\r
+expect share 1: the checksum (RS1024) is right
+expect share 2: 0 of 33 words
+shell mv $1 $1.moved && ln -s $S/evil $1
+send ${full}\r
+exit 1
+EOF
+}
+swap_script "$S/dir" > "$T/script5"
+offline "$DRIVE" "$T/script5" "$T/transcript5" "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" \
+  --threshold 2 --shares 2 --new-bundle "$S/bdir/swap.kbk" --shares-dir "$S/dir" \
+  2>"$T/err" || { cat "$T/err" "$T/transcript5" >&2; fail "reshare into a swapped shares directory"; }
+grep -q "keyd-backup: --shares-dir $S/dir was moved or replaced after it was checked; no share sheet was written" "$T/transcript5" ||
+  fail "a swapped shares directory: $(cat "$T/transcript5")"
+[[ -z $(ls -A "$S/evil") && -z $(ls -A "$S/dir.moved") && -z $(ls -A "$S/bdir") ]] ||
+  fail "reshare wrote into a swapped shares directory: $(ls -lA "$S"/*)"
+rm -f "$S/dir"; mv "$S/dir.moved" "$S/dir"
+swap_script "$S/bdir" > "$T/script6"
+offline "$DRIVE" "$T/script6" "$T/transcript6" "$KB" reshare "${ONLINE[@]}" --bundle "$T/old.kbk" \
+  --threshold 2 --shares 2 --new-bundle "$S/bdir/swap.kbk" --shares-dir "$S/dir" \
+  2>"$T/err" || { cat "$T/err" "$T/transcript6" >&2; fail "reshare into a swapped bundle directory"; }
+grep -q "keyd-backup: --new-bundle $S/bdir/swap.kbk: its directory $S/bdir was moved or replaced after it was checked; nothing was written" "$T/transcript6" ||
+  fail "a swapped bundle directory: $(cat "$T/transcript6")"
+[[ -z $(ls -A "$S/evil") && -z $(ls -A "$S/bdir.moved") && -z $(ls -A "$S/dir") ]] ||
+  fail "reshare wrote beside a swapped bundle directory: $(ls -lA "$S"/*)"
+pass "a shares or bundle directory swapped for a link while shares are typed: nothing written anywhere"

@@ -15,6 +15,8 @@
  *   signal N      send signal N to the program
  *   exit N        wait for the program's end; its exit status must be N
  *   killed N      wait for the program's end; signal N must have ended it
+ *   shell CMD     run CMD with /bin/sh while the program waits for input
+ *                 (e.g. change a file between two shares); it must exit 0
  * Everything the program writes to the terminal goes to TRANSCRIPT.
  * Exit status: 0 if every command held, 1 (with the reason on stderr)
  * otherwise, 2 for a usage error.
@@ -268,7 +270,12 @@ main(int argc, char **argv)
 			wait_exit(-atoi(line + 7));
 		else if (strncmp(line, "exit ", 5) == 0)
 			wait_exit(atoi(line + 5));
-		else
+		else if (strncmp(line, "shell ", 6) == 0) {
+			int st = system(line + 6);
+
+			if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				die("shell command failed: %s", line + 6);
+		} else
 			die("unknown script line '%s'", line);
 	}
 	fclose(script);

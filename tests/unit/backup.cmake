@@ -33,3 +33,6 @@ keyd_script_test(backup_typing integration/backup_typing.sh integration)
 # reader's count of shares still needed, without a token or a terminal.
 keyd_unit_test(test_backup_reshare unit/test_backup_reshare.c LIBS keydcore)
 keyd_unit_test(test_backup_typing unit/test_backup_typing.c LIBS keydcore)
+# Staged writes of bundles and drill reports through their directory's
+# descriptor, and what their messages call them.
+keyd_unit_test(test_backup_file unit/test_backup_file.c LIBS keydcore)

@@ -255,6 +255,14 @@ test_vectors(void)
 		CHECKF(strcmp(msg, "share 1: word 20 (\"kidney\") is probably "
 		    "wrong: checksum does not match; compare that word with the "
 		    "written share") == 0, "message: %s", msg);
+		/* A caller's own name for the share replaces "share N", so
+		 * that keyd-backup names it once, not "share 1 (F): share
+		 * 1: ...". */
+		slip39_diag_format_as(&d, "share 1 (sheet.txt)", msg,
+		    sizeof(msg));
+		CHECKF(strcmp(msg, "share 1 (sheet.txt): word 20 (\"kidney\") "
+		    "is probably wrong: checksum does not match; compare that "
+		    "word with the written share") == 0, "message: %s", msg);
 
 		CHECK_INT(run_vector(json_object_array_get_idx(
 		    json_object_array_get_idx(root, 20), 1), &d, ms, &msl, 0),
