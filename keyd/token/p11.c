@@ -91,6 +91,16 @@ p11_module_release(CK_FUNCTION_LIST *f)
 
 /* ---- the token ---------------------------------------------------------- */
 
+/* Where a URI's query begins: RFC 7512 carries pin-value and pin-source
+ * there only, so a message that refuses a PIN shows what comes before. */
+static int
+query_at(const char *uri)
+{
+	size_t n = strcspn(uri, "?");
+
+	return n > 1024 ? 1024 : (int)n;
+}
+
 int
 p11_token_uri(const char *text, const char *what, P11KitUri **out,
     char *err, size_t errlen)
@@ -110,8 +120,8 @@ p11_token_uri(const char *text, const char *what, P11KitUri **out,
 	}
 	if (p11_kit_uri_get_pin_value(uri) != NULL ||
 	    p11_kit_uri_get_pin_source(uri) != NULL) {
-		errf(err, errlen, "%s %s: the URI must not carry a PIN; give "
-		    "the PIN in a PIN file", what, text);
+		errf(err, errlen, "%s %.*s?...: the URI must not carry a PIN; "
+		    "give the PIN in a PIN file", what, query_at(text), text);
 		p11_kit_uri_free(uri);
 		return KEYD_ERR_CONFIG;
 	}
@@ -358,8 +368,8 @@ p11_key_template(const char *text, const char *what,
 	}
 	if (p11_kit_uri_get_pin_value(u) != NULL ||
 	    p11_kit_uri_get_pin_source(u) != NULL) {
-		errf(err, errlen, "%s %s must not carry a PIN; give the PIN in "
-		    "a PIN file", what, text);
+		errf(err, errlen, "%s %.*s?... must not carry a PIN; give the "
+		    "PIN in a PIN file", what, query_at(text), text);
 		goto out;
 	}
 	if (token != NULL && !p11_kit_uri_match_token_info(u, token)) {
