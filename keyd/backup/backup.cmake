@@ -52,7 +52,6 @@ target_sources(keydobjs PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/backup_token.c
   ${CMAKE_CURRENT_LIST_DIR}/backup_typing.c
   ${CMAKE_CURRENT_LIST_DIR}/bundle.c
-  ${CMAKE_CURRENT_LIST_DIR}/../token/p11.c
   ${CMAKE_CURRENT_LIST_DIR}/gf256.c
   ${CMAKE_CURRENT_LIST_DIR}/shamir.c
   ${CMAKE_CURRENT_LIST_DIR}/slip39.c)

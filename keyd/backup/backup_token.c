@@ -174,7 +174,7 @@ read_flags(struct p11 *p, CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls,
 	for (const struct bundle_flag *f = bundle_flags; f->bit != 0; f++) {
 		if (!(want & f->bit))
 			continue;
-		rv = p11_get_bool(p, h, f->attr, &v);
+		rv = p11_get_bool(p11_fn(p), p11_session(p), h, f->attr, &v);
 		if (rv == CKR_ATTRIBUTE_TYPE_INVALID)
 			continue;
 		if (rv != CKR_OK)
@@ -251,7 +251,8 @@ object_exists(struct p11 *p, CK_ATTRIBUTE_TYPE type, const void *v,
 	CK_RV rv;
 
 	*exists = 0;
-	rv = p11_find(p, t, 1, objs, P11_MAX_MATCHES, &n);
+	rv = p11_find(p11_fn(p), p11_session(p), t, 1, P11_ANY_CLASS, 0, objs,
+	    P11_MAX_MATCHES, &n);
 	if (rv != CKR_OK)
 		return KEYD_ERR_TOKEN;
 	*exists = n > 0;
@@ -268,7 +269,8 @@ get_into(struct p11 *p, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
 	CK_RV rv;
 
 	*len = 0;
-	if ((rv = p11_get_attr(p, h, type, &v, &n)) != CKR_OK)
+	if ((rv = p11_get_attr(p11_fn(p), p11_session(p), h, type, &v, &n)) !=
+	    CKR_OK)
 		return rv;
 	if (n > cap) {
 		free(v);
@@ -340,7 +342,8 @@ describe_public(struct p11 *p, CK_OBJECT_HANDLE h, struct bundle_key *k,
 		t[2].pValue = k->label;
 		t[2].ulValueLen = k->label_len;
 	}
-	rv = p11_find(p, t, 3, objs, P11_MAX_MATCHES, &n);
+	rv = p11_find(p11_fn(p), p11_session(p), t, 3, P11_ANY_CLASS, 0, objs,
+	    P11_MAX_MATCHES, &n);
 	if (rv != CKR_OK) {
 		errf(err, errlen, "%s: searching for its public key failed: "
 		    "%s", what, token_rv_name(rv));
@@ -366,7 +369,7 @@ describe_public(struct p11 *p, CK_OBJECT_HANDLE h, struct bundle_key *k,
 		goto out;
 	}
 	if ((r = p11_spki(k->key_type, k->pub_a, k->pub_a_len, k->pub_b,
-	    k->pub_b_len, &spki, &spki_len, &bits)) != KEYD_OK) {
+	    k->pub_b_len, &spki, &spki_len, &bits, NULL, 0)) != KEYD_OK) {
 		errf(err, errlen, "%s: %s", what, r == KEYD_ERR_UNSUPPORTED ?
 		    "its curve is not one keyd-backup knows (P-256, P-384, "
 		    "Ed25519)" : "its public key is not valid");
@@ -379,8 +382,8 @@ describe_public(struct p11 *p, CK_OBJECT_HANDLE h, struct bundle_key *k,
 	}
 	/* An RSA private key carries its modulus: it must be the public
 	 * key's, or the pair is not a pair. */
-	if (k->key_type == CKK_RSA && (p11_get_attr(p, h, CKA_MODULUS, &mod,
-	    &mod_len) != CKR_OK || mod_len != k->pub_a_len ||
+	if (k->key_type == CKK_RSA && (p11_get_attr(p11_fn(p), p11_session(p), h,
+	    CKA_MODULUS, &mod, &mod_len) != CKR_OK || mod_len != k->pub_a_len ||
 	    memcmp(mod, k->pub_a, mod_len) != 0)) {
 		errf(err, errlen, "%s: the public key with its CKA_ID has "
 		    "another modulus", what);
@@ -407,7 +410,8 @@ describe_secret(struct p11 *p, CK_OBJECT_HANDLE h, struct bundle_key *k,
 	CK_ULONG vlen = 0;
 	CK_RV rv;
 
-	if ((rv = p11_get_ulong(p, h, CKA_VALUE_LEN, &vlen)) != CKR_OK) {
+	if ((rv = p11_get_ulong(p11_fn(p), p11_session(p), h, CKA_VALUE_LEN,
+	    &vlen)) != CKR_OK) {
 		errf(err, errlen, "%s: cannot read CKA_VALUE_LEN: %s", what,
 		    token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
@@ -440,8 +444,10 @@ backup_token_describe(struct p11 *p, CK_OBJECT_HANDLE h, const char *uri,
 	CK_RV rv;
 
 	memset(k, 0, sizeof(*k));
-	if ((rv = p11_get_ulong(p, h, CKA_CLASS, &cls)) != CKR_OK ||
-	    (rv = p11_get_ulong(p, h, CKA_KEY_TYPE, &kt)) != CKR_OK ||
+	if ((rv = p11_get_ulong(p11_fn(p), p11_session(p), h, CKA_CLASS,
+	    &cls)) != CKR_OK ||
+	    (rv = p11_get_ulong(p11_fn(p), p11_session(p), h, CKA_KEY_TYPE,
+	    &kt)) != CKR_OK ||
 	    (rv = get_into(p, h, CKA_LABEL, (uint8_t *)k->label,
 	    BUNDLE_MAX_LABEL, &k->label_len)) != CKR_OK ||
 	    (rv = get_into(p, h, CKA_ID, k->id, BUNDLE_MAX_ID, &k->id_len)) !=
@@ -583,7 +589,8 @@ backup_token_keygen(struct p11 *p, const struct backup_keygen *req,
 		return KEYD_ERR_INVALID_ARG;
 	}
 	if (id_len == 0) {
-		if ((rv = p11_random(p, rid, sizeof(rid))) != CKR_OK) {
+		if ((rv = p11_fn(p)->C_GenerateRandom(p11_session(p), rid,
+		    sizeof(rid))) != CKR_OK) {
 			errf(err, errlen, "C_GenerateRandom failed: %s",
 			    token_rv_name(rv));
 			return KEYD_ERR_TOKEN;
@@ -791,7 +798,8 @@ kat_run(struct p11 *p, CK_MECHANISM_TYPE mtype, int *unwrap_ok, int *exact,
 		    &back);
 		if (rv != CKR_OK)
 			goto out;
-		rv = p11_get_attr(p, back, CKA_VALUE, &val, &vlen);
+		rv = p11_get_attr(p11_fn(p), p11_session(p), back, CKA_VALUE, &val,
+		    &vlen);
 		backup_token_destroy(p, back);
 		back = CK_INVALID_HANDLE;
 		if (rv != CKR_OK)
@@ -896,7 +904,8 @@ backup_token_new_bmk(struct p11 *p, uint8_t *bmk, char *err, size_t errlen)
 
 	if ((host = secmem_alloc(BUNDLE_BMK_LEN)) == NULL)
 		return KEYD_ERR_NOMEM;
-	if ((rv = p11_random(p, bmk, BUNDLE_BMK_LEN)) != CKR_OK) {
+	if ((rv = p11_fn(p)->C_GenerateRandom(p11_session(p), bmk,
+	    BUNDLE_BMK_LEN)) != CKR_OK) {
 		errf(err, errlen, "C_GenerateRandom failed: %s",
 		    token_rv_name(rv));
 		r = KEYD_ERR_TOKEN;
@@ -935,7 +944,8 @@ backup_token_trusted_bmk(struct p11 *p, const char *so_pin, size_t so_len,
 
 	*h = CK_INVALID_HANDLE;
 	p11_logout(p);
-	if ((r = p11_login(p, CKU_SO, so_pin, so_len, err, errlen)) != KEYD_OK)
+	if ((r = p11_session_login(p, CKU_SO, so_pin, so_len, err,
+	    errlen)) != KEYD_OK)
 		return r;
 	/* Only the SO may set CKA_TRUSTED, and the SO can only make public
 	 * objects; a session object of this session, so that it never
@@ -964,8 +974,8 @@ backup_token_trusted_bmk(struct p11 *p, const char *so_pin, size_t so_len,
 		    token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
 	}
-	if ((r = p11_login(p, CKU_USER, user_pin, user_len, err, errlen)) !=
-	    KEYD_OK) {
+	if ((r = p11_session_login(p, CKU_USER, user_pin, user_len, err,
+	    errlen)) != KEYD_OK) {
 		backup_token_destroy(p, *h);
 		*h = CK_INVALID_HANDLE;
 		return r;
@@ -1226,15 +1236,16 @@ check_private(struct p11 *p, CK_OBJECT_HANDLE h, const struct bundle_key *k)
 	int r = KEYD_ERR_BUNDLE;
 
 	if (k->key_type == CKK_RSA) {
-		if (p11_get_attr(p, h, CKA_MODULUS, &a, &alen) != CKR_OK ||
-		    p11_get_attr(p, h, CKA_PUBLIC_EXPONENT, &b, &blen) !=
-		    CKR_OK)
+		if (p11_get_attr(p11_fn(p), p11_session(p), h, CKA_MODULUS, &a,
+		    &alen) != CKR_OK || p11_get_attr(p11_fn(p), p11_session(p), h,
+		    CKA_PUBLIC_EXPONENT, &b, &blen) != CKR_OK)
 			goto out;
 		if (alen == k->pub_a_len && memcmp(a, k->pub_a, alen) == 0 &&
 		    blen == k->pub_b_len && memcmp(b, k->pub_b, blen) == 0)
 			r = KEYD_OK;
 	} else {
-		if (p11_get_attr(p, h, CKA_EC_PARAMS, &a, &alen) != CKR_OK)
+		if (p11_get_attr(p11_fn(p), p11_session(p), h, CKA_EC_PARAMS, &a,
+		    &alen) != CKR_OK)
 			goto out;
 		if (alen == k->pub_a_len && memcmp(a, k->pub_a, alen) == 0)
 			r = KEYD_OK;
@@ -1434,7 +1445,7 @@ unwrap_begin(struct p11 *p, const struct bundle *b, const uint8_t *bmk,
 		if (k->cls != CKO_PRIVATE_KEY)
 			continue;
 		r = p11_spki(k->key_type, k->pub_a, k->pub_a_len, k->pub_b,
-		    k->pub_b_len, &spki, &spki_len, &bits);
+		    k->pub_b_len, &spki, &spki_len, &bits, NULL, 0);
 		if (r != KEYD_OK || spki_len != k->spki_len ||
 		    memcmp(spki, k->spki, spki_len) != 0) {
 			errf(err, errlen, "key '%s': its public key values do "
@@ -1572,7 +1583,8 @@ backup_token_find(struct p11 *p, const struct bundle_key *k,
 	CK_RV rv;
 
 	*h = CK_INVALID_HANDLE;
-	rv = p11_find(p, t, 3, objs, P11_MAX_MATCHES, &n);
+	rv = p11_find(p11_fn(p), p11_session(p), t, 3, P11_ANY_CLASS, 0, objs,
+	    P11_MAX_MATCHES, &n);
 	if (rv != CKR_OK) {
 		errf(err, errlen, "key '%s': searching token '%s' failed: %s",
 		    k->label, p11_token_label(p), token_rv_name(rv));

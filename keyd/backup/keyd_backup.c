@@ -913,8 +913,8 @@ open_token(const char *module, const char *token, const char *pin,
 	int k;
 
 	if ((k = p11_open(module, token, p, err, sizeof(err))) != KEYD_OK ||
-	    (k = p11_login(*p, CKU_USER, pin, pinlen, err, sizeof(err))) !=
-	    KEYD_OK) {
+	    (k = p11_session_login(*p, CKU_USER, pin, pinlen, err,
+	    sizeof(err))) != KEYD_OK) {
 		errmsg("%s", err);
 		p11_close(*p);
 		*p = NULL;

@@ -1,37 +1,40 @@
-/* token.c: the PKCS#11 token, through p11-kit. */
+/*
+ * token.c: the token of keyd-token (token.h): the daemon's policy on top of
+ * the token access layer (p11.c). It opens the one token the process
+ * serves, logs in, resolves the configured keys and checks them (their
+ * ops, the token's mechanisms, the OAEP hashes it decrypts with, a test
+ * signature against each public key object), copies them into session
+ * objects, runs the operations with their error mapping, and recovers
+ * from a lost session or login.
+ *
+ * One file of about 1,900 lines: the key descriptions that start-up
+ * writes are what a recovery checks the token against, and both run
+ * under the one lock that operations read; split, each part would need
+ * the token's insides.
+ *
+ * What it does not do: failover and hang handling. Each token has a
+ * process of its own; keyd-serve bounds every call by token_timeout and
+ * sends a request to the failover token's process, and the supervisor
+ * kills a hung process and starts a fresh one (docs/architecture.md).
+ */
 #include "token.h"
 
-#include <openssl/core_names.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/x509.h>
-#include <p11-kit/uri.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "keyd_err.h"
 #include "log.h"
+#include "p11.h"
 #include "secmem.h"
 
-#define TOKEN_MAX_SLOTS 256
-/* The token labels a "no token matches" error lists. */
-#define TOKEN_SEEN_MAX 160
-#define TOKEN_MAX_MATCHES 8      /* objects fetched per key search */
-#define TOKEN_MAX_ATTR 4096      /* bytes of one attribute we read */
-
-#define TOKEN_NDEV 2
-#define TOKEN_MAX_CALLERS 256    /* sessions whose calls are watched */
-#define TOKEN_PROBE_MS 1000      /* a failed primary is retried this often */
-
-/* What one token holds of a key: the token object that the URI names,
+/* What the token holds of a key: the token object that the URI names,
  * and the handle keyd uses, which is the object's session copy when the
  * token made one. Index 0 is the key, 1..n_prev its previous versions. */
 struct dev_key {
@@ -39,22 +42,22 @@ struct dev_key {
 	CK_OBJECT_HANDLE *use;
 	size_t n;
 	int copied;                /* use[] are session copies */
-	unsigned oaep;             /* TOKEN_OAEP_* this token decrypted with */
 };
 
-/* One token: the primary ([keyd] token) or the failover token. Both are
- * reached through the same module. */
-struct dev {
-	struct token *t;
-	int idx;
-	const char *role;          /* "primary", "failover" */
-	const char *uri_str;       /* as configured (not owned) */
+struct token {
+	const struct config *cfg;
+	CK_FUNCTION_LIST *f;
+	char *pin;                 /* locked memory */
+	size_t pin_len;
+	int key_copies;
+	/* The token: [keyd] token (in the failover token's process, the
+	 * failover token, which tokenproc.c puts there). */
 	P11KitUri *uri;
 	CK_SLOT_ID slot;
 	CK_TOKEN_INFO info;
 	int have_info;             /* the token was found at least once */
 	int no_match;              /* the last find_slot matched no token */
-	char label[33];
+	char label[P11_LABEL_LEN];
 	CK_SESSION_HANDLE keeper;
 	int keeper_open;
 	int logged_in;
@@ -62,86 +65,32 @@ struct dev {
 	atomic_ulong generation;
 	atomic_ulong recoveries;
 	atomic_int broken;         /* must be reopened before use */
-	atomic_int reload;         /* SIGHUP: read the keys again */
-	atomic_int hung;           /* a call older than the timeout */
-	atomic_long last_probe;    /* ms, when a failed token was last tried */
+	atomic_int reload;         /* SIGUSR2: read the keys again */
 	atomic_int pin_refused;    /* the token refused the PIN: no retries */
-	int pairs_checked;         /* pair_check done on this token's keys */
-	struct dev_key *keys;      /* n_all of them */
+	int pairs_checked;         /* pair_check done on the token's keys */
 	/* What status shows, readable while a recovery holds the lock. */
 	pthread_mutex_t shown_mu;
 	CK_TOKEN_INFO shown;
 	int shown_have, shown_logged_in;
 	unsigned shown_copies;
-};
-
-/* A session's call in progress, for the hang watch. */
-struct call_slot {
-	atomic_long start;         /* ms since keyd's clock start; 0: none */
-	atomic_int dev;
-};
-
-/* The signer: one thread with a session of its own that makes the
- * signatures a caller must not wait on for longer than token_timeout
- * (the audit log's checkpoints, signed while the log's lock is held). A
- * caller that gives up leaves the job to finish, or hang, alone; until it
- * is back, further jobs are refused at once. */
-#define SIGNER_MAX_IN 4096
-enum signer_state { SIGNER_IDLE, SIGNER_POSTED, SIGNER_RUNNING, SIGNER_DONE };
-
-struct signer {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pthread_t th;
-	int started, quit, abandoned;
-	enum signer_state state;
-	size_t key;
-	CK_MECHANISM mech;         /* without parameters */
-	uint8_t in[SIGNER_MAX_IN];
-	size_t inlen;
-	uint8_t out[TOKEN_MAX_SIG];
-	size_t outlen;
-	int r;
-	char msg[256];
-	struct token_session sess;
-};
-
-struct token {
-	CK_FUNCTION_LIST *f;
-	int initialized;
-	char *pin;                 /* locked memory */
-	size_t pin_len;
-	struct dev dev[TOKEN_NDEV];
-	size_t ndev;               /* 1, or 2 with a failover token */
-	atomic_int active;         /* the device that served last */
-	int key_copies;
-	long timeout_ms;
-	const struct config *cfg;
-	struct token_key *keys;    /* the config's keys, then the audit key */
+	/* The keys: the config's, then the audit key's and the audit_tn
+	 * HMAC key's slots, if any. */
+	struct token_key *keys;
+	struct dev_key *dk;
 	size_t n_keys;             /* the config's keys */
-	size_t n_all;              /* n_keys, plus the audit key's and the
-	                              audit_tn HMAC key's slots, if any */
+	size_t n_all;
 	int has_audit_key;
 	int has_tn_key;            /* audit_tn_key: the last slot */
-	int described;             /* keys[] describe what the tokens hold */
-	int opened;                /* token_open returned: workers read keys[] */
-	int oaep_known;            /* keys[].oaep_hashes hold a token's answer */
-	struct call_slot calls[TOKEN_MAX_CALLERS];
-	atomic_uint n_callers;
-	struct signer signer;
+	int described;             /* keys[] describe what the token holds */
+	/* The audit log's checkpoints are signed in a session of their own. */
+	pthread_mutex_t audit_mu;
+	struct token_session audit_sess;
 };
 
-/* DER of the curve OIDs keyd serves. */
-static const uint8_t oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-	0x3d, 0x03, 0x01, 0x07 };
-static const uint8_t oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
-	0x22 };
-static const uint8_t oid_ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
-/* OpenSC writes the GnuPG OID for edwards25519. */
-static const uint8_t oid_ed25519_gnu[] = { 0x06, 0x09, 0x2b, 0x06, 0x01,
-	0x04, 0x01, 0xda, 0x47, 0x0f, 0x01 };
-static const uint8_t str_ed25519[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
-	'd', 's', '2', '5', '5', '1', '9' };
+/* One PKCS#11 operation in session s with the key object key; returns
+ * the token's CK_RV. */
+typedef CK_RV (*token_op_fn)(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE key, void *arg);
 
 static void __attribute__((format(printf, 3, 4)))
 errf(char *err, size_t errlen, const char *fmt, ...)
@@ -151,16 +100,6 @@ errf(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-}
-
-/* Fixed-width, space-padded PKCS#11 strings to C strings. */
-static void
-copy_padded(char *dst, const unsigned char *src, size_t n)
-{
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-	while (n > 0 && dst[n - 1] == ' ')
-		dst[--n] = '\0';
 }
 
 /* A session or login that is gone: the session can be reopened and the
@@ -173,8 +112,7 @@ rv_session_lost(CK_RV rv)
 	    rv == CKR_TOKEN_NOT_PRESENT;
 }
 
-/* A failure of the token itself, rather than of the request: with a
- * failover token, the request is tried there. */
+/* A failure of the token itself, rather than of the request. */
 static int
 rv_device_failed(CK_RV rv)
 {
@@ -192,361 +130,64 @@ rv_retry(CK_RV rv)
 	return rv_session_lost(rv) || rv == CKR_KEY_HANDLE_INVALID;
 }
 
-static long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	/* Never 0, which marks a free call slot. */
-	return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L + 1;
-}
-
-/* Adds "'label'" to list, the labels a "no token matches" error shows
- * (printable; "..." once the list is full). */
-static void
-seen_add(char *list, size_t n, const CK_TOKEN_INFO *info)
-{
-	char label[sizeof(info->label) + 1];
-	size_t l = strlen(list);
-
-	if (l >= n - 4)
-		return;
-	copy_padded(label, info->label, sizeof(info->label));
-	for (size_t i = 0; label[i] != '\0'; i++)
-		if (label[i] < 0x20 || label[i] > 0x7e)
-			label[i] = '?';
-	if ((size_t)snprintf(list + l, n - l, "%s'%s'", l > 0 ? ", " : "",
-	    label) >= n - l)
-		memcpy(list + n - 4, "...", 4);
-}
-
+/* Finds the token in its slot (a re-inserted token may sit in another). */
 static int
-find_slot(struct dev *d, char *err, size_t errlen)
+find_slot(struct token *t, char *err, size_t errlen)
 {
-	struct token *t = d->t;
-	CK_SLOT_ID slots[TOKEN_MAX_SLOTS];
-	CK_ULONG n = TOKEN_MAX_SLOTS, i;
-	CK_TOKEN_INFO info;
-	char seen[TOKEN_SEEN_MAX] = "";
-	int found = 0;
-	CK_RV rv;
+	int r;
 
-	rv = t->f->C_GetSlotList(CK_TRUE, slots, &n);
-	if (rv != CKR_OK) {
-		errf(err, errlen, "C_GetSlotList failed: %s", token_rv_name(rv));
-		return KEYD_ERR_TOKEN;
-	}
-	for (i = 0; i < n; i++) {
-		if (t->f->C_GetTokenInfo(slots[i], &info) != CKR_OK)
-			continue;
-		if (info.flags & CKF_TOKEN_INITIALIZED)
-			seen_add(seen, sizeof(seen), &info);
-		if (!p11_kit_uri_match_token_info(d->uri, &info))
-			continue;
-		if (found++ == 0) {
-			d->slot = slots[i];
-			d->info = info;
-		}
-	}
-	d->no_match = found == 0;
-	if (found == 0) {
-		errf(err, errlen, "no token matches %s (%lu token%s "
-		    "present%s%s)", d->uri_str, (unsigned long)n, LOG_PLURAL(n),
-		    seen[0] != '\0' ? "; initialised: " : ", none initialised",
-		    seen);
-		return KEYD_ERR_TOKEN;
-	}
-	if (found > 1) {
-		errf(err, errlen, "%d tokens match %s; add serial= or model= "
-		    "to it", found, d->uri_str);
-		return KEYD_ERR_CONFIG;
-	}
-	d->have_info = 1;
-	copy_padded(d->label, d->info.label, sizeof(d->info.label));
-	pthread_mutex_lock(&d->shown_mu);
-	d->shown = d->info;
-	d->shown_have = 1;
-	pthread_mutex_unlock(&d->shown_mu);
+	r = p11_find_token(t->f, t->uri, t->cfg->token, &t->slot, &t->info,
+	    err, errlen);
+	t->no_match = r == KEYD_ERR_NOT_FOUND;
+	if (r != KEYD_OK)
+		return r == KEYD_ERR_NOT_FOUND ? KEYD_ERR_TOKEN : r;
+	t->have_info = 1;
+	p11_padded(t->label, t->info.label, sizeof(t->info.label));
+	pthread_mutex_lock(&t->shown_mu);
+	t->shown = t->info;
+	t->shown_have = 1;
+	pthread_mutex_unlock(&t->shown_mu);
 	return KEYD_OK;
 }
 
 static void
-show_logged_in(struct dev *d, int v)
+show_logged_in(struct token *t, int v)
 {
-	d->logged_in = v;
-	pthread_mutex_lock(&d->shown_mu);
-	d->shown_logged_in = v;
-	pthread_mutex_unlock(&d->shown_mu);
+	t->logged_in = v;
+	pthread_mutex_lock(&t->shown_mu);
+	t->shown_logged_in = v;
+	pthread_mutex_unlock(&t->shown_mu);
 }
 
 /* Opens the keeper session and logs the user in. Caller holds the write
  * lock or is the only thread. */
 static int
-keeper_login(struct dev *d, char *err, size_t errlen)
+keeper_login(struct token *t, char *err, size_t errlen)
 {
-	struct token *t = d->t;
 	CK_RV rv;
+	int r;
 
-	rv = t->f->C_OpenSession(d->slot, CKF_SERIAL_SESSION, NULL, NULL,
-	    &d->keeper);
+	rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL,
+	    &t->keeper);
 	if (rv != CKR_OK) {
 		errf(err, errlen, "C_OpenSession failed: %s", token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
 	}
-	d->keeper_open = 1;
-	rv = t->f->C_Login(d->keeper, CKU_USER, (CK_UTF8CHAR *)t->pin,
-	    t->pin_len);
-	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
-		errf(err, errlen, "login to token '%s' failed: %s%s", d->label,
+	t->keeper_open = 1;
+	if ((r = p11_login(t->f, t->keeper, CKU_USER, t->pin, t->pin_len,
+	    &rv)) != KEYD_OK) {
+		errf(err, errlen, "login to token '%s' failed: %s%s", t->label,
 		    token_rv_name(rv), rv == CKR_PIN_INCORRECT ?
 		    " (check the PIN file)" : "");
 		/* Every refused login brings a token closer to locking the
 		 * PIN: keyd does not try again by itself. */
 		if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ||
 		    rv == CKR_PIN_EXPIRED)
-			atomic_store(&d->pin_refused, 1);
-		return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ?
-		    KEYD_ERR_CONFIG : KEYD_ERR_TOKEN;
+			atomic_store(&t->pin_refused, 1);
+		return r;
 	}
-	show_logged_in(d, 1);
+	show_logged_in(t, 1);
 	return KEYD_OK;
-}
-
-/* Reads one attribute into a malloc'ed buffer. */
-static CK_RV
-get_attr(struct dev *d, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
-    uint8_t **val, size_t *len)
-{
-	CK_FUNCTION_LIST *f = d->t->f;
-	CK_ATTRIBUTE a = { type, NULL, 0 };
-	CK_RV rv;
-
-	*val = NULL;
-	*len = 0;
-	rv = f->C_GetAttributeValue(d->keeper, o, &a, 1);
-	if (rv != CKR_OK)
-		return rv;
-	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION ||
-	    a.ulValueLen > TOKEN_MAX_ATTR)
-		return CKR_ATTRIBUTE_VALUE_INVALID;
-	if ((a.pValue = malloc(a.ulValueLen ? a.ulValueLen : 1)) == NULL)
-		return CKR_HOST_MEMORY;
-	rv = f->C_GetAttributeValue(d->keeper, o, &a, 1);
-	if (rv != CKR_OK) {
-		free(a.pValue);
-		return rv;
-	}
-	*val = a.pValue;
-	*len = a.ulValueLen;
-	return CKR_OK;
-}
-
-static int
-get_bool(struct dev *d, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type)
-{
-	CK_BBOOL v = CK_FALSE;
-	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
-
-	if (d->t->f->C_GetAttributeValue(d->keeper, o, &a, 1) != CKR_OK)
-		return 0;
-	return v == CK_TRUE;
-}
-
-static CK_RV
-get_ulong(struct dev *d, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
-    CK_ULONG *v)
-{
-	CK_ATTRIBUTE a = { type, v, sizeof(*v) };
-
-	return d->t->f->C_GetAttributeValue(d->keeper, o, &a, 1);
-}
-
-/* Finds the objects matching tmpl (plus class, if class != -1). */
-static CK_RV
-find_objects(struct dev *d, CK_ATTRIBUTE *tmpl, CK_ULONG n, long klass,
-    CK_OBJECT_HANDLE *objs, CK_ULONG *nobjs)
-{
-	CK_FUNCTION_LIST *f = d->t->f;
-	CK_ATTRIBUTE full[32];
-	CK_OBJECT_CLASS cls = (CK_OBJECT_CLASS)klass;
-	CK_BBOOL on_token = CK_TRUE;
-	CK_ULONG m = 0, i;
-	CK_RV rv, rv2;
-
-	for (i = 0; i < n && m < 30; i++)
-		full[m++] = tmpl[i];
-	if (klass >= 0) {
-		full[m].type = CKA_CLASS;
-		full[m].pValue = &cls;
-		full[m].ulValueLen = sizeof(cls);
-		m++;
-	}
-	/* Token objects only: never keyd's own session copies. */
-	full[m].type = CKA_TOKEN;
-	full[m].pValue = &on_token;
-	full[m].ulValueLen = sizeof(on_token);
-	m++;
-	rv = f->C_FindObjectsInit(d->keeper, full, m);
-	if (rv != CKR_OK)
-		return rv;
-	rv = f->C_FindObjects(d->keeper, objs, TOKEN_MAX_MATCHES, nobjs);
-	rv2 = f->C_FindObjectsFinal(d->keeper);
-	return rv != CKR_OK ? rv : rv2;
-}
-
-static int
-spki_from_pkey(EVP_PKEY *pk, struct token_key *k)
-{
-	int n = i2d_PUBKEY(pk, NULL);
-	uint8_t *p;
-
-	if (n <= 0 || (k->spki = malloc((size_t)n)) == NULL)
-		return KEYD_ERR_CRYPTO;
-	p = k->spki;
-	if (i2d_PUBKEY(pk, &p) != n)
-		return KEYD_ERR_CRYPTO;
-	k->spki_len = (size_t)n;
-	return KEYD_OK;
-}
-
-static int
-rsa_spki(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h)
-{
-	uint8_t *n = NULL, *e = NULL;
-	size_t nlen, elen;
-	BIGNUM *bn = NULL, *be = NULL;
-	OSSL_PARAM_BLD *bld = NULL;
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pk = NULL;
-	int r = KEYD_ERR_CRYPTO;
-
-	if (get_attr(d, h, CKA_MODULUS, &n, &nlen) != CKR_OK ||
-	    get_attr(d, h, CKA_PUBLIC_EXPONENT, &e, &elen) != CKR_OK ||
-	    nlen == 0 || elen == 0) {
-		r = KEYD_ERR_TOKEN;
-		goto out;
-	}
-	if ((bn = BN_bin2bn(n, (int)nlen, NULL)) == NULL ||
-	    (be = BN_bin2bn(e, (int)elen, NULL)) == NULL ||
-	    (bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) ||
-	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) ||
-	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(ctx) <= 0 ||
-	    EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) <= 0)
-		goto out;
-	k->bits = (unsigned)BN_num_bits(bn);
-	r = spki_from_pkey(pk, k);
-out:
-	free(n);
-	free(e);
-	BN_free(bn);
-	BN_free(be);
-	OSSL_PARAM_BLD_free(bld);
-	OSSL_PARAM_free(params);
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pk);
-	return r;
-}
-
-/* CKA_EC_POINT is a DER OCTET STRING holding the point (some tokens give
- * the bare point); returns the bare point inside buf. */
-static int
-unwrap_point(const uint8_t *buf, size_t len, size_t want, const uint8_t **pt)
-{
-	if (len == want) {
-		*pt = buf;
-		return 0;
-	}
-	if (want < 128 && len == want + 2 && buf[0] == 0x04 &&
-	    buf[1] == want) {
-		*pt = buf + 2;
-		return 0;
-	}
-	if (want >= 128 && want < 256 && len == want + 3 && buf[0] == 0x04 &&
-	    buf[1] == 0x81 && buf[2] == want) {
-		*pt = buf + 3;
-		return 0;
-	}
-	return -1;
-}
-
-static int
-ec_spki(struct dev *d, struct token_key *k, char *err, size_t errlen)
-{
-	CK_OBJECT_HANDLE pubs[TOKEN_MAX_MATCHES];
-	CK_ULONG npub = 0;
-	CK_ATTRIBUTE tmpl[1] = { { CKA_ID, k->id, k->id_len } };
-	uint8_t *point = NULL;
-	const uint8_t *pt;
-	size_t plen, want;
-	OSSL_PARAM params[3];
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pk = NULL;
-	CK_RV rv;
-	int r = KEYD_ERR_TOKEN;
-
-	/* The private key object does not carry the point: its public
-	 * twin, paired by CKA_ID as every PKCS#11 tool pairs them, does. */
-	rv = find_objects(d, tmpl, 1, CKO_PUBLIC_KEY, pubs, &npub);
-	if (rv != CKR_OK || npub == 0) {
-		errf(err, errlen, "key '%s' (%s): no public key object with the "
-		    "same CKA_ID on token '%s'; keyd needs it to serve the "
-		    "public key", k->name, k->uri, d->label);
-		goto out;
-	}
-	if (npub > 1) {
-		errf(err, errlen, "key '%s' (%s): %lu public key objects on "
-		    "token '%s' share its CKA_ID; keyd cannot tell which is "
-		    "the key's", k->name, k->uri, (unsigned long)npub,
-		    d->label);
-		r = KEYD_ERR_CONFIG;
-		goto out;
-	}
-	if (get_attr(d, pubs[0], CKA_EC_POINT, &point, &plen) != CKR_OK) {
-		errf(err, errlen, "key '%s': cannot read CKA_EC_POINT of its "
-		    "public key", k->name);
-		goto out;
-	}
-	want = k->type == TOKEN_KEY_ED25519 ? 32 :
-	    k->type == TOKEN_KEY_EC_P256 ? 65 : 97;
-	if (unwrap_point(point, plen, want, &pt) != 0 ||
-	    (k->type != TOKEN_KEY_ED25519 && pt[0] != 0x04)) {
-		errf(err, errlen, "key '%s': its public key's CKA_EC_POINT is "
-		    "not a point of the expected size", k->name);
-		goto out;
-	}
-	r = KEYD_ERR_CRYPTO;
-	if (k->type == TOKEN_KEY_ED25519) {
-		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt,
-		    want);
-		if (pk == NULL)
-			goto out;
-	} else {
-		params[0] = OSSL_PARAM_construct_utf8_string(
-		    OSSL_PKEY_PARAM_GROUP_NAME, k->type == TOKEN_KEY_EC_P256 ?
-		    (char *)"prime256v1" : (char *)"secp384r1", 0);
-		params[1] = OSSL_PARAM_construct_octet_string(
-		    OSSL_PKEY_PARAM_PUB_KEY, (void *)(uintptr_t)pt, want);
-		params[2] = OSSL_PARAM_construct_end();
-		if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) ==
-		    NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-		    EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY,
-		    params) <= 0) {
-			errf(err, errlen, "key '%s': its public key is not a "
-			    "valid point", k->name);
-			goto out;
-		}
-	}
-	r = spki_from_pkey(pk, k);
-out:
-	free(point);
-	EVP_PKEY_CTX_free(ctx);
-	EVP_PKEY_free(pk);
-	return r;
 }
 
 static int
@@ -560,21 +201,21 @@ same_der(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
  * bytes of the encryption of a zero block. Returns 0 when the token gives
  * neither. */
 static int
-aes_check_value(struct dev *d, CK_OBJECT_HANDLE h, uint8_t kcv[3])
+aes_check_value(struct token *t, CK_OBJECT_HANDLE h, uint8_t kcv[3])
 {
-	CK_FUNCTION_LIST *f = d->t->f;
+	CK_FUNCTION_LIST *f = t->f;
 	CK_MECHANISM ecb = { CKM_AES_ECB, NULL, 0 };
 	uint8_t zero[16], out[16];
 	CK_ULONG olen = sizeof(out);
 	CK_ATTRIBUTE a = { CKA_CHECK_VALUE, kcv, 3 };
 
-	if (f->C_GetAttributeValue(d->keeper, h, &a, 1) == CKR_OK &&
+	if (f->C_GetAttributeValue(t->keeper, h, &a, 1) == CKR_OK &&
 	    a.ulValueLen == 3)
 		return 1;
 	memset(zero, 0, sizeof(zero));
-	if (f->C_EncryptInit(d->keeper, &ecb, h) != CKR_OK)
+	if (f->C_EncryptInit(t->keeper, &ecb, h) != CKR_OK)
 		return 0;
-	if (f->C_Encrypt(d->keeper, zero, sizeof(zero), out, &olen) != CKR_OK ||
+	if (f->C_Encrypt(t->keeper, zero, sizeof(zero), out, &olen) != CKR_OK ||
 	    olen != sizeof(out))
 		return 0;
 	memcpy(kcv, out, 3);
@@ -587,11 +228,11 @@ aes_check_value(struct dev *d, CK_OBJECT_HANDLE h, uint8_t kcv[3])
  * it, or keyd would serve a public key that is not the key's (a stray
  * object, or a key pair replaced by halves). */
 static int
-pair_check(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
+pair_check(struct token *t, const struct token_key *k, CK_OBJECT_HANDLE h,
     char *err, size_t errlen)
 {
 	static const uint8_t msg[] = "keyd: a key and its public key object";
-	CK_FUNCTION_LIST *f = d->t->f;
+	CK_FUNCTION_LIST *f = t->f;
 	uint8_t dig[32], raw[TOKEN_MAX_SIG], *der = NULL;
 	CK_ULONG rawlen = sizeof(raw);
 	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
@@ -608,19 +249,19 @@ pair_check(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 		return KEYD_OK;
 	if (k->type == TOKEN_KEY_ED25519) {
 		m.mechanism = CKM_EDDSA;
-		rv = f->C_SignInit(d->keeper, &m, h);
+		rv = f->C_SignInit(t->keeper, &m, h);
 		if (rv == CKR_OK)
-			rv = f->C_Sign(d->keeper, (CK_BYTE *)(uintptr_t)msg,
+			rv = f->C_Sign(t->keeper, (CK_BYTE *)(uintptr_t)msg,
 			    sizeof(msg) - 1, raw, &rawlen);
 	} else {
 		EVP_Digest(msg, sizeof(msg) - 1, dig, NULL, EVP_sha256(), NULL);
-		rv = f->C_SignInit(d->keeper, &m, h);
+		rv = f->C_SignInit(t->keeper, &m, h);
 		if (rv == CKR_OK)
-			rv = f->C_Sign(d->keeper, dig, sizeof(dig), raw, &rawlen);
+			rv = f->C_Sign(t->keeper, dig, sizeof(dig), raw, &rawlen);
 	}
 	if (rv != CKR_OK) {
 		errf(err, errlen, "key '%s' on token '%s': cannot make a test "
-		    "signature: %s", k->name, d->label, token_rv_name(rv));
+		    "signature: %s", k->name, t->label, token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
 	}
 	if ((pk = d2i_PUBKEY(NULL, &p, (long)k->spki_len)) == NULL)
@@ -655,12 +296,11 @@ out:
 		return KEYD_OK;
 	errf(err, errlen, "key '%s' (%s) on token '%s': a signature by the "
 	    "private key does not verify with the public key object of the "
-	    "same CKA_ID", k->name, k->uri, d->label);
+	    "same CKA_ID", k->name, k->uri, t->label);
 	return KEYD_ERR_CONFIG;
 }
 
-
-/* Which OAEP hashes token d decrypts with RSA key h, into *found: a test
+/* Which OAEP hashes the token decrypts with RSA key h, into *found: a test
  * message is encrypted here under its public key with each, and must come
  * back. C_GetMechanismInfo cannot tell: it names CKM_RSA_PKCS_OAEP, not
  * the hashes (SoftHSM2 takes SHA-1 only). It runs in a session of its
@@ -671,11 +311,11 @@ out:
  * take a hash away for the whole run. what[] gets each hash's answer, for
  * the messages. */
 static int
-oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
+oaep_probe(struct token *t, const struct token_key *k, CK_OBJECT_HANDLE h,
     unsigned *found, CK_RV what[4], char *err, size_t errlen)
 {
 	static const uint8_t msg[] = "keyd: which OAEP hashes";
-	CK_FUNCTION_LIST *f = d->t->f;
+	CK_FUNCTION_LIST *f = t->f;
 	const unsigned char *p = k->spki;
 	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)k->spki_len);
 	CK_SESSION_HANDLE sess;
@@ -688,11 +328,11 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 		    k->name);
 		return KEYD_ERR_INTERNAL;
 	}
-	if ((rv = f->C_OpenSession(d->slot, CKF_SERIAL_SESSION, NULL, NULL,
+	if ((rv = f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL,
 	    &sess)) != CKR_OK) {
 		EVP_PKEY_free(pk);
 		errf(err, errlen, "token '%s': cannot open a session to test "
-		    "key '%s': %s", d->label, k->name, token_rv_name(rv));
+		    "key '%s': %s", t->label, k->name, token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
 	}
 	for (size_t i = 0; i < TOKEN_OAEP_N && r == KEYD_OK; i++) {
@@ -732,7 +372,7 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 			what[i] = CKR_FUNCTION_FAILED; /* another plaintext */
 		else if (rv_device_failed(rv) || rv == CKR_HOST_MEMORY) {
 			errf(err, errlen, "token '%s' failed while keyd tested "
-			    "key '%s' with %s: %s", d->label, k->name,
+			    "key '%s' with %s: %s", t->label, k->name,
 			    v->name, token_rv_name(rv));
 			r = KEYD_ERR_TOKEN;
 		}
@@ -743,10 +383,79 @@ oaep_probe(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 	return r;
 }
 
+/* An RSA key's public key, from the private key object's modulus and
+ * public exponent. */
+static int
+rsa_spki(struct token *t, struct token_key *k, CK_OBJECT_HANDLE h)
+{
+	uint8_t *n = NULL, *e = NULL;
+	size_t nlen, elen;
+	int r = KEYD_ERR_TOKEN;
+
+	if (p11_get_attr(t->f, t->keeper, h, CKA_MODULUS, &n, &nlen) ==
+	    CKR_OK && p11_get_attr(t->f, t->keeper, h, CKA_PUBLIC_EXPONENT,
+	    &e, &elen) == CKR_OK)
+		r = p11_spki(CKK_RSA, n, nlen, e, elen, &k->spki, &k->spki_len,
+		    &k->bits, NULL, 0);
+	free(n);
+	free(e);
+	return r;
+}
+
+/* An EC or Ed25519 key's public key (its curve's CKA_EC_PARAMS given):
+ * the private key object does not carry the point; its public twin,
+ * paired by CKA_ID as every PKCS#11 tool pairs them, does. */
+static int
+ec_spki(struct token *t, struct token_key *k, CK_KEY_TYPE kt,
+    const uint8_t *params, size_t plen, char *err, size_t errlen)
+{
+	CK_ATTRIBUTE tmpl[1] = { { CKA_ID, k->id, k->id_len } };
+	CK_OBJECT_HANDLE pubs[P11_MAX_MATCHES];
+	CK_ULONG npub = 0;
+	uint8_t *point = NULL;
+	size_t len;
+	unsigned bits;
+	char why[128];
+	CK_RV rv;
+	int r = KEYD_ERR_TOKEN;
+
+	rv = p11_find(t->f, t->keeper, tmpl, 1, CKO_PUBLIC_KEY, P11_ON_TOKEN,
+	    pubs, P11_MAX_MATCHES, &npub);
+	if (rv != CKR_OK || npub == 0) {
+		errf(err, errlen, "key '%s' (%s): no public key object with the "
+		    "same CKA_ID on token '%s'; keyd needs it to serve the "
+		    "public key", k->name, k->uri, t->label);
+		goto out;
+	}
+	if (npub > 1) {
+		errf(err, errlen, "key '%s' (%s): %lu public key objects on "
+		    "token '%s' share its CKA_ID; keyd cannot tell which is "
+		    "the key's", k->name, k->uri, (unsigned long)npub,
+		    t->label);
+		r = KEYD_ERR_CONFIG;
+		goto out;
+	}
+	if (p11_get_attr(t->f, t->keeper, pubs[0], CKA_EC_POINT, &point,
+	    &len) != CKR_OK) {
+		errf(err, errlen, "key '%s': cannot read CKA_EC_POINT of its "
+		    "public key", k->name);
+		goto out;
+	}
+	if ((r = p11_spki(kt, params, plen, point, len, &k->spki,
+	    &k->spki_len, &bits, why, sizeof(why))) != KEYD_OK) {
+		errf(err, errlen, "key '%s': %s", k->name, why);
+		goto out;
+	}
+	k->bits = bits;
+out:
+	free(point);
+	return r;
+}
+
 /* Reads what keyd needs to know of the key object h into k and checks it
  * against the key's ops. */
 static int
-describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
+describe_key(struct token *t, struct token_key *k, CK_OBJECT_HANDLE h,
     unsigned ops, int pair, char *err, size_t errlen)
 {
 	CK_OBJECT_CLASS cls;
@@ -756,37 +465,37 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 	CK_ULONG vlen;
 	int r = KEYD_ERR_CONFIG;
 
-	if (get_ulong(d, h, CKA_CLASS, &cls) != CKR_OK ||
-	    get_ulong(d, h, CKA_KEY_TYPE, &kt) != CKR_OK) {
+	if (p11_get_ulong(t->f, t->keeper, h, CKA_CLASS, &cls) != CKR_OK ||
+	    p11_get_ulong(t->f, t->keeper, h, CKA_KEY_TYPE, &kt) != CKR_OK) {
 		errf(err, errlen, "key '%s' (%s): cannot read its class and "
 		    "type", k->name, k->uri);
 		return KEYD_ERR_TOKEN;
 	}
-	if (get_attr(d, h, CKA_ID, &buf, &len) == CKR_OK &&
+	if (p11_get_attr(t->f, t->keeper, h, CKA_ID, &buf, &len) == CKR_OK &&
 	    len <= TOKEN_MAX_ID) {
 		memcpy(k->id, buf, len);
 		k->id_len = len;
 	}
 	free(buf);
 	buf = NULL;
-	k->can_sign = get_bool(d, h, CKA_SIGN);
-	k->can_decrypt = get_bool(d, h, CKA_DECRYPT);
-	k->can_encrypt = get_bool(d, h, CKA_ENCRYPT);
-	k->extractable = get_bool(d, h, CKA_EXTRACTABLE);
-	k->wrap_with_trusted = get_bool(d, h, CKA_WRAP_WITH_TRUSTED);
+	k->can_sign = p11_flag(t->f, t->keeper, h, CKA_SIGN);
+	k->can_decrypt = p11_flag(t->f, t->keeper, h, CKA_DECRYPT);
+	k->can_encrypt = p11_flag(t->f, t->keeper, h, CKA_ENCRYPT);
+	k->extractable = p11_flag(t->f, t->keeper, h, CKA_EXTRACTABLE);
+	k->wrap_with_trusted = p11_flag(t->f, t->keeper, h, CKA_WRAP_WITH_TRUSTED);
 	k->weak_extractable = k->extractable && !k->wrap_with_trusted;
 
 	if (cls == CKO_SECRET_KEY && kt == CKK_AES) {
 		k->type = TOKEN_KEY_AES;
-		if (get_ulong(d, h, CKA_VALUE_LEN, &vlen) == CKR_OK)
+		if (p11_get_ulong(t->f, t->keeper, h, CKA_VALUE_LEN, &vlen) == CKR_OK)
 			k->bits = (unsigned)vlen * 8;
-		k->has_kcv = aes_check_value(d, h, k->kcv);
+		k->has_kcv = aes_check_value(t, h, k->kcv);
 	} else if (cls == CKO_SECRET_KEY && (kt == CKK_GENERIC_SECRET ||
 	    kt == CKK_SHA256_HMAC)) {
 		/* Only as audit_tn_key (key_ops 0): HMAC-SHA256 of the TNs
 		 * in the audit log (token_hmac_sha256). */
 		k->type = TOKEN_KEY_HMAC;
-		if (get_ulong(d, h, CKA_VALUE_LEN, &vlen) == CKR_OK)
+		if (p11_get_ulong(t->f, t->keeper, h, CKA_VALUE_LEN, &vlen) == CKR_OK)
 			k->bits = (unsigned)vlen * 8;
 		if (ops != 0 || !k->can_sign) {
 			errf(err, errlen, "key '%s' (%s) is an HMAC secret key%s",
@@ -797,41 +506,39 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 		}
 	} else if (cls == CKO_PRIVATE_KEY && kt == CKK_RSA) {
 		k->type = TOKEN_KEY_RSA;
-		if ((r = rsa_spki(d, k, h)) != KEYD_OK) {
+		if ((r = rsa_spki(t, k, h)) != KEYD_OK) {
 			errf(err, errlen, "key '%s' (%s): cannot read its "
 			    "modulus and public exponent", k->name, k->uri);
 			return r;
 		}
 	} else if (cls == CKO_PRIVATE_KEY &&
 	    (kt == CKK_EC || kt == CKK_EC_EDWARDS)) {
-		if (get_attr(d, h, CKA_EC_PARAMS, &buf, &len) != CKR_OK) {
+		if (p11_get_attr(t->f, t->keeper, h, CKA_EC_PARAMS, &buf,
+		    &len) != CKR_OK) {
 			errf(err, errlen, "key '%s' (%s): cannot read its "
 			    "CKA_EC_PARAMS", k->name, k->uri);
 			return KEYD_ERR_TOKEN;
 		}
-		if (kt == CKK_EC && same_der(buf, len, oid_p256,
-		    sizeof(oid_p256))) {
+		switch (p11_curve(kt, buf, len)) {
+		case P11_CURVE_P256:
 			k->type = TOKEN_KEY_EC_P256;
-			k->bits = 256;
-		} else if (kt == CKK_EC && same_der(buf, len, oid_p384,
-		    sizeof(oid_p384))) {
+			break;
+		case P11_CURVE_P384:
 			k->type = TOKEN_KEY_EC_P384;
-			k->bits = 384;
-		} else if (kt == CKK_EC_EDWARDS && (same_der(buf, len,
-		    oid_ed25519, sizeof(oid_ed25519)) || same_der(buf, len,
-		    oid_ed25519_gnu, sizeof(oid_ed25519_gnu)) ||
-		    same_der(buf, len, str_ed25519, sizeof(str_ed25519)))) {
+			break;
+		case P11_CURVE_ED25519:
 			k->type = TOKEN_KEY_ED25519;
-			k->bits = 256;
-		} else {
+			break;
+		case P11_CURVE_NONE:
 			free(buf);
 			errf(err, errlen, "key '%s' (%s): its curve is not one "
 			    "keyd serves (P-256, P-384, Ed25519)", k->name,
 			    k->uri);
 			return KEYD_ERR_CONFIG;
 		}
+		r = ec_spki(t, k, kt, buf, len, err, errlen);
 		free(buf);
-		if ((r = ec_spki(d, k, err, errlen)) != KEYD_OK)
+		if (r != KEYD_OK)
 			return r;
 	} else {
 		errf(err, errlen, "key '%s' (%s): a %s of type 0x%lx is not a "
@@ -876,17 +583,17 @@ describe_key(struct dev *d, struct token_key *k, CK_OBJECT_HANDLE h,
 	}
 	if (pair && (k->type == TOKEN_KEY_EC_P256 ||
 	    k->type == TOKEN_KEY_EC_P384 || k->type == TOKEN_KEY_ED25519))
-		return pair_check(d, k, h, err, errlen);
+		return pair_check(t, k, h, err, errlen);
 	return KEYD_OK;
 }
 
-/* Checks that the object h on token d is the key that keyd describes in
- * k (read from the first token that served, at start-up): same type, same
- * public key, same AES check value. A failover token restored from a
- * backup holds the same keys; a key rotated under keyd's feet is not the
- * key keyd announced to its clients. */
+/* Checks that the object h is the key that keyd describes in k (read at
+ * start-up), after a recovery or a reload: same type, same public key,
+ * same AES check value. A key rotated under keyd's feet is not the key
+ * keyd announced to its clients. (keyd-serve compares the failover
+ * token's keys with the primary's, token_proxy.c.) */
 static int
-check_same_key(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
+check_same_key(struct token *t, const struct token_key *k, CK_OBJECT_HANDLE h,
     unsigned ops, int pair, char *err, size_t errlen)
 {
 	struct token_key now;
@@ -895,14 +602,14 @@ check_same_key(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 	memset(&now, 0, sizeof(now));
 	now.name = k->name;
 	now.uri = k->uri;
-	if ((r = describe_key(d, &now, h, ops, pair, err, errlen)) != KEYD_OK)
+	if ((r = describe_key(t, &now, h, ops, pair, err, errlen)) != KEYD_OK)
 		goto out;
 	r = KEYD_ERR_CONFIG;
 	/* Some tokens leave CKA_VALUE_LEN off an unwrapped AES key. */
 	if (now.type != k->type || (now.bits != k->bits && now.bits != 0 &&
 	    k->bits != 0)) {
 		errf(err, errlen, "key '%s' on token '%s' is a %s-%u key, not "
-		    "the %s-%u key keyd serves", k->name, d->label,
+		    "the %s-%u key keyd serves", k->name, t->label,
 		    token_key_type_name(now.type), now.bits,
 		    token_key_type_name(k->type), k->bits);
 		goto out;
@@ -910,90 +617,70 @@ check_same_key(struct dev *d, const struct token_key *k, CK_OBJECT_HANDLE h,
 	if (!same_der(now.spki, now.spki_len, k->spki, k->spki_len)) {
 		errf(err, errlen, "key '%s' on token '%s' has another public "
 		    "key than the one keyd serves (restart keyd to serve a "
-		    "new key)", k->name, d->label);
+		    "new key)", k->name, t->label);
 		goto out;
 	}
 	if (k->type == TOKEN_KEY_AES && (!now.has_kcv || !k->has_kcv)) {
 		errf(err, errlen, "key '%s' on token '%s': no check value "
 		    "(CKA_CHECK_VALUE, or AES-ECB of a zero block) to show it is "
-		    "the AES key keyd serves", k->name, d->label);
+		    "the AES key keyd serves", k->name, t->label);
 		goto out;
 	}
 	if (k->type == TOKEN_KEY_AES &&
 	    memcmp(now.kcv, k->kcv, sizeof(k->kcv)) != 0) {
 		errf(err, errlen, "key '%s' on token '%s' has another check "
-		    "value than the AES key keyd serves", k->name, d->label);
+		    "value than the AES key keyd serves", k->name, t->label);
 		goto out;
 	}
 	if (now.weak_extractable && !k->weak_extractable)
 		log_warn("KEY '%s' ON TOKEN '%s' IS EXTRACTABLE WITHOUT "
-		    "CKA_WRAP_WITH_TRUSTED, unlike on the first token: anyone "
+		    "CKA_WRAP_WITH_TRUSTED, unlike when keyd started: anyone "
 		    "holding the user PIN can read it in the clear there",
-		    k->name, d->label);
+		    k->name, t->label);
 	r = KEYD_OK;
 out:
 	free(now.spki);
 	return r;
 }
 
-/* Looks an object up by a URI's attributes. With no class in the URI
- * (type=), a private or secret key is what is meant; prev_only: an AES
- * secret key (a previous KEK version). */
+/* Looks a key up by its URI's template: a private or secret key, or the
+ * URI's class (type=); prev_only: an AES secret key (a previous KEK
+ * version). */
 static int
-find_key_obj(struct dev *d, const char *name, const char *uri,
-    CK_ATTRIBUTE *tmpl, CK_ULONG tmpl_n, int prev_only,
+find_key_obj(struct token *t, const char *name, const char *uri,
+    const CK_ATTRIBUTE *tmpl, CK_ULONG tmpl_n, int prev_only,
     CK_OBJECT_HANDLE *out, char *err, size_t errlen)
 {
-	CK_OBJECT_HANDLE objs[TOKEN_MAX_MATCHES];
-	CK_ULONG n = 0, total = 0;
-	int has_class = 0;
+	CK_ULONG total = 0;
 	CK_RV rv;
 
-	for (CK_ULONG i = 0; i < tmpl_n; i++)
-		if (tmpl[i].type == CKA_CLASS)
-			has_class = 1;
-	if (prev_only || has_class) {
-		rv = find_objects(d, tmpl, tmpl_n, prev_only ?
-		    (long)CKO_SECRET_KEY : -1L, objs, &n);
-		total = n;
-	} else {
-		CK_OBJECT_HANDLE more[TOKEN_MAX_MATCHES];
-		CK_ULONG m = 0;
-
-		rv = find_objects(d, tmpl, tmpl_n, CKO_PRIVATE_KEY, objs, &n);
-		if (rv == CKR_OK)
-			rv = find_objects(d, tmpl, tmpl_n, CKO_SECRET_KEY, more,
-			    &m);
-		total = n + m;
-		if (n == 0 && m > 0)
-			objs[0] = more[0];
-	}
+	rv = p11_find_key(t->f, t->keeper, tmpl, tmpl_n, prev_only ?
+	    CKO_SECRET_KEY : P11_ANY_CLASS, P11_ON_TOKEN, out, &total);
 	if (rv != CKR_OK) {
 		errf(err, errlen, "key '%s' (%s): search on token '%s' failed: "
-		    "%s", name, uri, d->label, token_rv_name(rv));
+		    "%s", name, uri, t->label, token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
 	}
 	if (total == 0) {
 		errf(err, errlen, "key '%s'%s (%s) is not on token '%s'%s", name,
-		    prev_only ? ", previous version" : "", uri, d->label,
+		    prev_only ? ", previous version" : "", uri, t->label,
 		    prev_only ? " (as a secret key)" : "");
 		return KEYD_ERR_CONFIG;
 	}
 	if (total > 1) {
 		errf(err, errlen, "key '%s' (%s) matches %lu objects on token "
 		    "'%s'; add id= or type= to the URI", name, uri,
-		    (unsigned long)total, d->label);
+		    (unsigned long)total, t->label);
 		return KEYD_ERR_CONFIG;
 	}
-	*out = objs[0];
 	return KEYD_OK;
 }
 
 /* The certificate object with the key's CKA_ID, if the token has one. */
 static void
-find_cert(struct dev *d, struct token_key *k)
+find_cert(struct token *t, struct token_key *k)
 {
-	CK_OBJECT_HANDLE objs[TOKEN_MAX_MATCHES];
+	CK_OBJECT_HANDLE objs[P11_MAX_MATCHES];
 	CK_ULONG n = 0;
 	CK_ATTRIBUTE tmpl[1] = { { CKA_ID, k->id, k->id_len } };
 	uint8_t *der = NULL;
@@ -1001,14 +688,14 @@ find_cert(struct dev *d, struct token_key *k)
 
 	if (k->id_len == 0 || k->type == TOKEN_KEY_AES)
 		return;
-	if (find_objects(d, tmpl, 1, CKO_CERTIFICATE, objs, &n) != CKR_OK ||
-	    n == 0)
+	if (p11_find(t->f, t->keeper, tmpl, 1, CKO_CERTIFICATE, P11_ON_TOKEN,
+	    objs, P11_MAX_MATCHES, &n) != CKR_OK || n == 0)
 		return;
 	if (n > 1)
 		log_warn("key '%s': %lu certificates share its CKA_ID; serving "
 		    "the first", k->name, (unsigned long)n);
-	if (get_attr(d, objs[0], CKA_VALUE, &der, &len) != CKR_OK ||
-	    len == 0) {
+	if (p11_get_attr(t->f, t->keeper, objs[0], CKA_VALUE, &der, &len) !=
+	    CKR_OK || len == 0) {
 		free(der);
 		return;
 	}
@@ -1016,76 +703,19 @@ find_cert(struct dev *d, struct token_key *k)
 	k->cert_len = len;
 }
 
-/* Parses a URI into a search template. The token attributes of a key's
- * URI must name the primary token, as the token URI does; a failover
- * token is searched by the object attributes alone. */
+/* Parses a key's URI into a search template. Its token attributes must
+ * name [keyd] token, as the token URI does; the failover token's process
+ * searches by the object attributes alone. */
 static int
 parse_uri(struct token *t, const char *name, const char *uri,
     CK_ATTRIBUTE **out, CK_ULONG *nout, char *err, size_t errlen)
 {
-	P11KitUri *u = p11_kit_uri_new();
-	struct dev *p = &t->dev[0];
-	CK_ATTRIBUTE *attrs, *tmpl = NULL;
-	CK_ULONG n, i = 0;
-	int pr, r = KEYD_ERR_CONFIG;
+	char what[128];
 
-	*out = NULL;
-	*nout = 0;
-	if (u == NULL)
-		return KEYD_ERR_NOMEM;
-	pr = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, u);
-	if (pr != P11_KIT_URI_OK) {
-		errf(err, errlen, "key '%s': uri %s: %s", name, uri,
-		    p11_kit_uri_message(pr));
-		goto out;
-	}
-	if (p11_kit_uri_any_unrecognized(u)) {
-		errf(err, errlen, "key '%s': uri %s has attributes keyd does "
-		    "not know", name, uri);
-		goto out;
-	}
-	if (p11_kit_uri_get_pin_value(u) != NULL ||
-	    p11_kit_uri_get_pin_source(u) != NULL) {
-		errf(err, errlen, "key '%s': uri must not carry a PIN; keyd "
-		    "reads the PIN from pin_file", name);
-		goto out;
-	}
-	/* A primary absent at start-up (keyd serves from the failover
-	 * token) cannot be checked. */
-	if (p->have_info && !t->cfg->serving_failover &&
-	    !p11_kit_uri_match_token_info(u, &p->info)) {
-		errf(err, errlen, "key '%s': uri %s names another token than "
-		    "[keyd] token", name, uri);
-		goto out;
-	}
-	attrs = p11_kit_uri_get_attributes(u, &n);
-	if (n == 0) {
-		errf(err, errlen, "key '%s': uri %s names no object; add "
-		    "object= or id=", name, uri);
-		goto out;
-	}
-	if ((tmpl = calloc(n, sizeof(*tmpl))) == NULL) {
-		r = KEYD_ERR_NOMEM;
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		tmpl[i].type = attrs[i].type;
-		tmpl[i].ulValueLen = attrs[i].ulValueLen;
-		tmpl[i].pValue = malloc(attrs[i].ulValueLen ?
-		    attrs[i].ulValueLen : 1);
-		if (tmpl[i].pValue == NULL) {
-			r = KEYD_ERR_NOMEM;
-			goto out;
-		}
-		memcpy(tmpl[i].pValue, attrs[i].pValue, attrs[i].ulValueLen);
-	}
-	/* The caller owns the template even on failure: it frees n entries. */
-	r = KEYD_OK;
-out:
-	*out = tmpl;
-	*nout = i;
-	p11_kit_uri_free(u);
-	return r;
+	snprintf(what, sizeof(what), "key '%s': uri", name);
+	return p11_key_template(uri, what, t->have_info &&
+	    !t->cfg->serving_failover ? &t->info : NULL, "[keyd] token", out,
+	    nout, err, errlen);
 }
 
 /* The config's ops for key i (the audit key: sign; the audit_tn HMAC
@@ -1099,12 +729,12 @@ key_ops(const struct token *t, size_t i)
 }
 
 static size_t
-copied_keys(const struct dev *d)
+copied_keys(const struct token *t)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < d->t->n_all; i++)
-		n += d->keys[i].copied != 0;
+	for (size_t i = 0; i < t->n_all; i++)
+		n += t->dk[i].copied != 0;
 	return n;
 }
 
@@ -1113,15 +743,14 @@ copied_keys(const struct dev *d)
  * that refuses (CKA_COPYABLE false, or no C_CopyObject) is served from the
  * token object. The copies vanish with the keeper session. */
 static void
-copy_keys(struct dev *d)
+copy_keys(struct token *t)
 {
-	struct token *t = d->t;
 	CK_BBOOL no = CK_FALSE;
 	CK_ATTRIBUTE tmpl[1] = { { CKA_TOKEN, &no, sizeof(no) } };
 	CK_RV rv;
 
 	for (size_t i = 0; i < t->n_all; i++) {
-		struct dev_key *dk = &d->keys[i];
+		struct dev_key *dk = &t->dk[i];
 
 		dk->copied = 0;
 		for (size_t v = 0; v < dk->n; v++)
@@ -1129,15 +758,15 @@ copy_keys(struct dev *d)
 		if (!t->key_copies)
 			continue;
 		for (size_t v = 0; v < dk->n; v++) {
-			rv = t->f->C_CopyObject(d->keeper, dk->obj[v], tmpl, 1,
+			rv = t->f->C_CopyObject(t->keeper, dk->obj[v], tmpl, 1,
 			    &dk->use[v]);
 			if (rv != CKR_OK) {
 				log_warn("token '%s' will not copy key '%s' "
 				    "into a session object (%s); serving the "
-				    "token object", d->label, t->keys[i].name,
+				    "token object", t->label, t->keys[i].name,
 				    token_rv_name(rv));
 				for (size_t w = 0; w < v; w++)
-					(void)t->f->C_DestroyObject(d->keeper,
+					(void)t->f->C_DestroyObject(t->keeper,
 					    dk->use[w]);
 				for (size_t w = 0; w < dk->n; w++)
 					dk->use[w] = dk->obj[w];
@@ -1146,14 +775,11 @@ copy_keys(struct dev *d)
 			dk->copied = v + 1 == dk->n;
 		}
 	}
-	pthread_mutex_lock(&d->shown_mu);
-	d->shown_copies = (unsigned)copied_keys(d);
-	pthread_mutex_unlock(&d->shown_mu);
+	pthread_mutex_lock(&t->shown_mu);
+	t->shown_copies = (unsigned)copied_keys(t);
+	pthread_mutex_unlock(&t->shown_mu);
 }
 
-/* Finds every key on token d. The first token to do so describes the keys
- * (type, public key, certificate) and checks them against their ops;
- * afterwards every lookup, on either token, must find the same keys. */
 /* What an op needs of the token's mechanisms. */
 struct mech_need {
 	enum token_key_type type;
@@ -1203,25 +829,24 @@ op_names(unsigned ops)
 	return "srtp-new/srtp-open";
 }
 
-/* The first time keyd uses token d: every key's ops against the token's
+/* The first time keyd uses the token: every key's ops against the token's
  * mechanism list (C_GetMechanismList, C_GetMechanismInfo). A key whose
  * op the token cannot do is a start-up error naming the op, the key and
  * the mechanism; a variant it lacks (RSA-PSS) is a warning. */
 static int
-check_mechanisms(struct dev *d, char *err, size_t errlen)
+check_mechanisms(struct token *t, char *err, size_t errlen)
 {
-	struct token *t = d->t;
 	CK_FUNCTION_LIST *f = t->f;
 	CK_MECHANISM_TYPE *list = NULL;
 	CK_ULONG n = 0;
 	CK_RV rv;
 	int r = KEYD_OK;
 
-	if ((rv = f->C_GetMechanismList(d->slot, NULL, &n)) != CKR_OK ||
+	if ((rv = f->C_GetMechanismList(t->slot, NULL, &n)) != CKR_OK ||
 	    n == 0 || (list = calloc(n, sizeof(*list))) == NULL ||
-	    (rv = f->C_GetMechanismList(d->slot, list, &n)) != CKR_OK) {
+	    (rv = f->C_GetMechanismList(t->slot, list, &n)) != CKR_OK) {
 		log_warn("token '%s': cannot read its mechanism list (%s): "
-		    "the keys' ops are not checked against it", d->label,
+		    "the keys' ops are not checked against it", t->label,
 		    rv != CKR_OK ? token_rv_name(rv) : n == 0 ? "it is empty" :
 		    "out of memory");
 		free(list);
@@ -1249,14 +874,14 @@ check_mechanisms(struct dev *d, char *err, size_t errlen)
 				;
 			if (x == n) {
 				why = "is not in its mechanism list";
-			} else if (f->C_GetMechanismInfo(d->slot, m->mech,
+			} else if (f->C_GetMechanismInfo(t->slot, m->mech,
 			    &info) == CKR_OK && (info.flags & m->flags) !=
 			    m->flags) {
 				/* The flags are advisory, and some modules
 				 * leave some out: the call itself decides. */
 				log_warn("token '%s' lists %s without the flags "
 				    "for %s (C_GetMechanismInfo): if it refuses, "
-				    "those requests with key '%s' fail", d->label,
+				    "those requests with key '%s' fail", t->label,
 				    m->mech_name, m->what, k->name);
 				continue;
 			}
@@ -1264,19 +889,19 @@ check_mechanisms(struct dev *d, char *err, size_t errlen)
 				continue;
 			if (!m->required) {
 				log_warn("token '%s' lacks %s (it %s): requests "
-				    "for %s with key '%s' will fail", d->label,
+				    "for %s with key '%s' will fail", t->label,
 				    m->mech_name, why, m->what, k->name);
 				continue;
 			}
 			if (i < t->n_keys)
 				errf(err, errlen, "key '%s' has ops = %s, but "
 				    "token '%s' cannot do %s: %s %s", k->name,
-				    op_names(ops & m->ops), d->label, m->what,
+				    op_names(ops & m->ops), t->label, m->what,
 				    m->mech_name, why);
 			else
 				errf(err, errlen, "audit_key %s signs the "
 				    "audit log's checkpoints, but token '%s' "
-				    "cannot do %s: %s %s", k->uri, d->label,
+				    "cannot do %s: %s %s", k->uri, t->label,
 				    m->what, m->mech_name, why);
 			r = KEYD_ERR_CONFIG;
 			break;
@@ -1286,21 +911,19 @@ check_mechanisms(struct dev *d, char *err, size_t errlen)
 	return r;
 }
 
-/* The first time keyd uses token d: which OAEP hashes it decrypts with,
- * for each key with ops = decrypt (into d->keys[].oaep). A key that
- * decrypts with none is an error, unless PKCS#1 v1.5 (implicit rejection,
- * through raw RSA) is what it is for; so is a token present at start-up
- * that shares no OAEP hash with the tokens before it. */
+/* The first time keyd uses the token: which OAEP hashes it decrypts with,
+ * for each key with ops = decrypt (into keys[].oaep_hashes, which keyd
+ * then offers). A key that decrypts with none is an error, unless PKCS#1
+ * v1.5 (implicit rejection, through raw RSA) is what it is for. */
 static int
-probe_oaep(struct dev *d, char *err, size_t errlen)
+probe_oaep(struct token *t, char *err, size_t errlen)
 {
-	const struct token *t = d->t;
 	char names[128];
 	int r;
 
 	for (size_t i = 0; i < t->n_keys; i++) {
-		const struct token_key *k = &t->keys[i];
-		unsigned *got = &d->keys[i].oaep;
+		struct token_key *k = &t->keys[i];
+		unsigned *got = &k->oaep_hashes;
 		CK_RV what[4] = { 0 };
 		size_t used = 0;
 
@@ -1308,14 +931,14 @@ probe_oaep(struct dev *d, char *err, size_t errlen)
 		if (!(key_ops(t, i) & CONFIG_OP_DECRYPT) ||
 		    k->type != TOKEN_KEY_RSA)
 			continue;
-		if ((r = oaep_probe(d, k, d->keys[i].obj[0], got, what, err,
+		if ((r = oaep_probe(t, k, t->dk[i].obj[0], got, what, err,
 		    errlen)) != KEYD_OK)
 			return r;
 		if (*got == 0 && t->cfg->keys[i].pkcs1_decrypt) {
 			log_warn("key '%s' on token '%s' decrypted a test "
 			    "ciphertext with no OAEP hash: keyd offers only "
 			    "PKCS#1 v1.5 decryption with it", k->name,
-			    d->label);
+			    t->label);
 			continue;
 		}
 		if (*got == 0) {
@@ -1328,101 +951,49 @@ probe_oaep(struct dev *d, char *err, size_t errlen)
 			errf(err, errlen, "key '%s' (%s) has ops = decrypt, "
 			    "but token '%s' decrypted a test ciphertext with no "
 			    "OAEP hash (CKM_RSA_PKCS_OAEP, MGF1 of the same "
-			    "hash, no label; %s)", k->name, k->uri, d->label,
+			    "hash, no label; %s)", k->name, k->uri, t->label,
 			    names);
-			return KEYD_ERR_CONFIG;
-		}
-		if (!t->opened && t->oaep_known &&
-		    (*got & k->oaep_hashes) == 0 &&
-		    !t->cfg->keys[i].pkcs1_decrypt) {
-			token_oaep_names(*got, names, sizeof(names));
-			errf(err, errlen, "key '%s' decrypts with %s on token "
-			    "'%s', which shares no OAEP hash with the token keyd "
-			    "read first", k->name, names, d->label);
 			return KEYD_ERR_CONFIG;
 		}
 	}
 	return KEYD_OK;
 }
 
-/* Token d passed every check: keyd offers the OAEP hashes that every
- * token present at start-up decrypted with. A token that comes later and
- * lacks one of them fails those requests while it serves. */
-static void
-merge_oaep(struct dev *d)
-{
-	struct token *t = d->t;
-	char lacks[128];
-
-	for (size_t i = 0; i < t->n_keys; i++) {
-		struct token_key *k = &t->keys[i];
-		unsigned got = d->keys[i].oaep;
-
-		if (!(key_ops(t, i) & CONFIG_OP_DECRYPT) ||
-		    k->type != TOKEN_KEY_RSA)
-			continue;
-		if (!t->oaep_known) {
-			k->oaep_hashes = got;
-			continue;
-		}
-		if ((k->oaep_hashes & ~got) == 0)
-			continue;
-		token_oaep_names(k->oaep_hashes & ~got, lacks, sizeof(lacks));
-		if (!t->opened) {
-			k->oaep_hashes &= got;
-			log_warn("key '%s' on token '%s' does not decrypt with "
-			    "%s: keyd does not offer it for that key", k->name,
-			    d->label, lacks);
-		} else {
-			log_warn("key '%s' on token '%s' does not decrypt with "
-			    "%s, which keyd offers for it: those requests fail "
-			    "while this token serves", k->name, d->label,
-			    lacks);
-		}
-	}
-	if (!t->opened)
-		t->oaep_known = 1;
-}
-
+/* Finds every key on the token. The first time, describes the keys (type,
+ * public key, certificate) and checks them against their ops; after a
+ * recovery or a reload, the token must hold the same keys. */
 static int
-resolve_keys(struct dev *d, char *err, size_t errlen)
+resolve_keys(struct token *t, char *err, size_t errlen)
 {
-	struct token *t = d->t;
 	int r;
 
 	/* Every object first: a token that lacks one is found out before
 	 * any private-key operation (the test signatures and decryptions). */
 	for (size_t i = 0; i < t->n_all; i++) {
 		struct token_key *k = &t->keys[i];
-		struct dev_key *dk = &d->keys[i];
+		struct dev_key *dk = &t->dk[i];
 
-		if ((r = find_key_obj(d, k->name, k->uri, k->tmpl, k->tmpl_n, 0,
+		if ((r = find_key_obj(t, k->name, k->uri, k->tmpl, k->tmpl_n, 0,
 		    &dk->obj[0], err, errlen)) != KEYD_OK)
 			return r;
 		for (size_t v = 0; v < k->n_prev; v++)
-			if ((r = find_key_obj(d, k->name, k->prev_uri[v],
+			if ((r = find_key_obj(t, k->name, k->prev_uri[v],
 			    k->prev_tmpl[v], k->prev_tmpl_n[v], 1,
 			    &dk->obj[v + 1], err, errlen)) != KEYD_OK)
 				return r;
 	}
 	for (size_t i = 0; i < t->n_all; i++) {
 		struct token_key *k = &t->keys[i];
-		struct dev_key *dk = &d->keys[i];
+		struct dev_key *dk = &t->dk[i];
 
 		if (!t->described) {
-			/* What an earlier token described before it failed
-			 * on a later key is described again. */
-			free(k->spki);
-			free(k->cert);
-			k->spki = k->cert = NULL;
-			k->spki_len = k->cert_len = 0;
-			r = describe_key(d, k, dk->obj[0], key_ops(t, i), 1,
+			r = describe_key(t, k, dk->obj[0], key_ops(t, i), 1,
 			    err, errlen);
 			if (r == KEYD_OK)
-				find_cert(d, k);
+				find_cert(t, k);
 		} else {
-			r = check_same_key(d, k, dk->obj[0], key_ops(t, i),
-			    !d->pairs_checked, err, errlen);
+			r = check_same_key(t, k, dk->obj[0], key_ops(t, i),
+			    !t->pairs_checked, err, errlen);
 		}
 		if (r != KEYD_OK)
 			return r;
@@ -1431,14 +1002,14 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 			uint8_t kcv[3];
 			int has;
 
-			if (get_ulong(d, dk->obj[v + 1], CKA_KEY_TYPE, &kt) !=
-			    CKR_OK || kt != CKK_AES) {
+			if (p11_get_ulong(t->f, t->keeper, dk->obj[v + 1],
+			    CKA_KEY_TYPE, &kt) != CKR_OK || kt != CKK_AES) {
 				errf(err, errlen, "key '%s': previous version %s "
 				    "is not an AES key", k->name,
 				    k->prev_uri[v]);
 				return KEYD_ERR_CONFIG;
 			}
-			has = aes_check_value(d, dk->obj[v + 1], kcv);
+			has = aes_check_value(t, dk->obj[v + 1], kcv);
 			if (!t->described) {
 				memcpy(k->prev_kcv[v], kcv, sizeof(kcv));
 				k->prev_has_kcv[v] = has;
@@ -1446,17 +1017,17 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 			    memcmp(kcv, k->prev_kcv[v], sizeof(kcv)) != 0) {
 				errf(err, errlen, "key '%s': previous version %s "
 				    "on token '%s' %s", k->name, k->prev_uri[v],
-				    d->label, has && k->prev_has_kcv[v] ?
+				    t->label, has && k->prev_has_kcv[v] ?
 				    "has another check value than the one keyd "
 				    "serves" : "has no check value to compare");
 				return KEYD_ERR_CONFIG;
 			}
 		}
 	}
-	/* The mechanisms, once a token; then the OAEP probes (a missing
+	/* The mechanisms, once; then the OAEP probes (a missing
 	 * CKM_RSA_PKCS_OAEP is named as such first). */
-	if (!d->pairs_checked && ((r = check_mechanisms(d, err, errlen)) !=
-	    KEYD_OK || (r = probe_oaep(d, err, errlen)) != KEYD_OK))
+	if (!t->pairs_checked && ((r = check_mechanisms(t, err, errlen)) !=
+	    KEYD_OK || (r = probe_oaep(t, err, errlen)) != KEYD_OK))
 		return r;
 	/* The audit key must be no key a client can use. The handle names
 	 * one object within one token; the same key pair can also sit in
@@ -1466,13 +1037,13 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 	 * the private key's own, not a stray object's. */
 	if (t->has_audit_key) {
 		const struct token_key *ak = &t->keys[t->n_keys];
-		CK_OBJECT_HANDLE ah = d->keys[t->n_keys].obj[0];
+		CK_OBJECT_HANDLE ah = t->dk[t->n_keys].obj[0];
 
 		for (size_t i = 0; i < t->n_keys; i++) {
 			const struct token_key *sk = &t->keys[i];
 
-			for (size_t v = 0; v < d->keys[i].n; v++)
-				if (d->keys[i].obj[v] == ah) {
+			for (size_t v = 0; v < t->dk[i].n; v++)
+				if (t->dk[i].obj[v] == ah) {
 					errf(err, errlen, "audit_key %s is the "
 					    "same token object as [key %s]; the "
 					    "audit key must be a key that no "
@@ -1494,12 +1065,10 @@ resolve_keys(struct dev *d, char *err, size_t errlen)
 		}
 	}
 	t->described = 1;
-	if (!d->pairs_checked)
-		merge_oaep(d);
-	/* The test signatures, once a token: a recovery finds the same
+	/* The test signatures, once: a recovery finds the same
 	 * objects again, and public keys are compared all the same. */
-	d->pairs_checked = 1;
-	copy_keys(d);
+	t->pairs_checked = 1;
+	copy_keys(t);
 	return KEYD_OK;
 }
 
@@ -1548,99 +1117,16 @@ parse_keys(struct token *t, const struct config *cfg, char *err,
 			    errlen)) != KEYD_OK)
 				return r;
 	}
-	for (size_t j = 0; j < t->ndev; j++) {
-		struct dev *d = &t->dev[j];
-
-		if ((d->keys = calloc(t->n_all + 1, sizeof(*d->keys))) == NULL)
-			return KEYD_ERR_NOMEM;
-		for (size_t i = 0; i < t->n_all; i++) {
-			d->keys[i].n = t->keys[i].n_prev + 1;
-			d->keys[i].obj = calloc(d->keys[i].n, sizeof(CK_ULONG));
-			d->keys[i].use = calloc(d->keys[i].n, sizeof(CK_ULONG));
-			if (d->keys[i].obj == NULL || d->keys[i].use == NULL)
-				return KEYD_ERR_NOMEM;
-		}
-	}
-	return KEYD_OK;
-}
-
-static int
-dev_init(struct token *t, struct dev *d, int idx, const char *uri,
-    char *err, size_t errlen)
-{
-	int pr;
-
-	d->t = t;
-	d->idx = idx;
-	d->role = idx == 0 ? "primary" : "failover";
-	d->uri_str = uri;
-	snprintf(d->label, sizeof(d->label), "%s", uri);
-	/* Writers first: with glibc's default, a recovery waits for as long
-	 * as workers keep reading, and under load that is for ever. */
-	{
-		pthread_rwlockattr_t ra;
-
-		pthread_rwlockattr_init(&ra);
-		pthread_rwlockattr_setkind_np(&ra,
-		    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-		pthread_rwlock_init(&d->lock, &ra);
-		pthread_rwlockattr_destroy(&ra);
-	}
-	pthread_mutex_init(&d->shown_mu, NULL);
-	if ((d->uri = p11_kit_uri_new()) == NULL)
+	if ((t->dk = calloc(t->n_all + 1, sizeof(*t->dk))) == NULL)
 		return KEYD_ERR_NOMEM;
-	pr = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_TOKEN, d->uri);
-	if (pr != P11_KIT_URI_OK) {
-		errf(err, errlen, "%s = %s: %s", idx == 0 ? "token" :
-		    "failover_token", uri, p11_kit_uri_message(pr));
-		return KEYD_ERR_CONFIG;
-	}
-	if (p11_kit_uri_get_pin_value(d->uri) != NULL ||
-	    p11_kit_uri_get_pin_source(d->uri) != NULL) {
-		errf(err, errlen, "%s = %s: the URI must not carry a PIN; use "
-		    "pin_file", idx == 0 ? "token" : "failover_token", uri);
-		return KEYD_ERR_CONFIG;
+	for (size_t i = 0; i < t->n_all; i++) {
+		t->dk[i].n = t->keys[i].n_prev + 1;
+		t->dk[i].obj = calloc(t->dk[i].n, sizeof(CK_ULONG));
+		t->dk[i].use = calloc(t->dk[i].n, sizeof(CK_ULONG));
+		if (t->dk[i].obj == NULL || t->dk[i].use == NULL)
+			return KEYD_ERR_NOMEM;
 	}
 	return KEYD_OK;
-}
-
-/* Opens one token at start-up: slot, login, keys. */
-static int
-dev_open(struct dev *d, char *err, size_t errlen)
-{
-	int r;
-
-	if ((r = find_slot(d, err, errlen)) != KEYD_OK ||
-	    (r = keeper_login(d, err, errlen)) != KEYD_OK ||
-	    (r = resolve_keys(d, err, errlen)) != KEYD_OK)
-		return r;
-	return KEYD_OK;
-}
-
-/* After a start-up error: if a token matched no URI, what to check. The
- * usual cause is a module that sees other tokens than the ones meant,
- * e.g. SoftHSM2 run without the SOFTHSM2_CONF that names its tokendir. */
-static void
-no_token_hint(const struct token *t, char *err, size_t errlen)
-{
-	const char *conf = secure_getenv("SOFTHSM2_CONF");
-	size_t l = strlen(err);
-	int n;
-
-	if (!t->dev[0].no_match && !(t->ndev == 2 && t->dev[1].no_match))
-		return;
-	n = snprintf(err + l, errlen - l, "; check the token URI against the "
-	    "labels present, and that module %s is the one that holds the "
-	    "token", t->cfg->module_real);
-	if (n < 0 || (size_t)n >= errlen - l ||
-	    strstr(t->cfg->module_real, "softhsm") == NULL)
-		return;
-	l += (size_t)n;
-	snprintf(err + l, errlen - l, "; SoftHSM2 finds its tokens through "
-	    "the SOFTHSM2_CONF environment variable, which is %s%s%s here "
-	    "('softhsm2-util --show-slots' with the same SOFTHSM2_CONF lists "
-	    "them)", conf != NULL ? "'" : "", conf != NULL ? conf : "not set",
-	    conf != NULL ? "'" : "");
 }
 
 int
@@ -1648,60 +1134,35 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
     struct token **out, char *err, size_t errlen)
 {
 	struct token *t = NULL;
-	CK_C_INITIALIZE_ARGS args;
-	char err2[512];
-	CK_RV rv;
-	int r = KEYD_ERR_TOKEN, r2 = KEYD_ERR_TOKEN;
+	pthread_rwlockattr_t ra;
+	int r;
 
 	*out = NULL;
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return KEYD_ERR_NOMEM;
 	t->cfg = cfg;
-	pthread_mutex_init(&t->signer.mu, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&t->signer.cv, &ca);
-		pthread_condattr_destroy(&ca);
-	}
 	t->key_copies = cfg->key_copies;
-	t->timeout_ms = (long)cfg->token_timeout_ms;
-	t->ndev = cfg->failover_token != NULL ? 2 : 1;
+	/* Writers first: with glibc's default, a recovery waits for as long
+	 * as workers keep reading, and under load that is for ever. */
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra,
+	    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&t->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&t->shown_mu, NULL);
+	pthread_mutex_init(&t->audit_mu, NULL);
+	snprintf(t->label, sizeof(t->label), "%s", cfg->token);
 	if ((t->pin = secmem_alloc(pin_len + 1)) == NULL) {
 		r = KEYD_ERR_NOMEM;
 		goto out;
 	}
 	memcpy(t->pin, pin, pin_len);
 	t->pin_len = pin_len;
-	for (size_t j = 0; j < t->ndev; j++)
-		if ((r = dev_init(t, &t->dev[j], (int)j, j == 0 ? cfg->token :
-		    cfg->failover_token, err, errlen)) != KEYD_OK)
-			goto out;
-
-	/* p11-kit loads the module from the configured path only; unmanaged,
-	 * so that keyd initialises it itself with OS locking (SoftHSM2 runs
-	 * without its mutexes when given NULL, and crashes with threads). */
-	t->f = p11_kit_module_load(cfg->module_real,
-	    P11_KIT_MODULE_UNMANAGED | P11_KIT_MODULE_CRITICAL);
-	if (t->f == NULL) {
-		errf(err, errlen, "cannot load PKCS#11 module %s: %s",
-		    cfg->module_real, p11_kit_message() ? p11_kit_message() :
-		    "unknown error");
-		r = KEYD_ERR_TOKEN;
+	if ((r = p11_token_uri(cfg->token, "token =", &t->uri, err,
+	    errlen)) != KEYD_OK ||
+	    (r = p11_module_load(cfg->module_real, &t->f, err, errlen)) !=
+	    KEYD_OK)
 		goto out;
-	}
-	memset(&args, 0, sizeof(args));
-	args.flags = CKF_OS_LOCKING_OK;
-	rv = t->f->C_Initialize(&args);
-	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		errf(err, errlen, "C_Initialize of %s failed: %s",
-		    cfg->module_real, token_rv_name(rv));
-		r = KEYD_ERR_TOKEN;
-		goto out;
-	}
-	t->initialized = 1;
 
 	t->n_keys = cfg->n_keys;
 	t->has_tn_key = cfg->audit_tn == CONFIG_AUDIT_TN_HMAC &&
@@ -1713,62 +1174,21 @@ token_open(const struct config *cfg, const char *pin, size_t pin_len,
 		r = KEYD_ERR_NOMEM;
 		goto out;
 	}
-	/* The primary's token info first, if it is there: key URIs are
-	 * checked against it. */
-	if ((r = find_slot(&t->dev[0], err, errlen)) != KEYD_OK &&
-	    t->ndev == 1) {
-		no_token_hint(t, err, errlen);
+	/* The token's info first: key URIs are checked against it. */
+	if ((r = find_slot(t, err, errlen)) != KEYD_OK ||
+	    (r = parse_keys(t, cfg, err, errlen)) != KEYD_OK ||
+	    (r = keeper_login(t, err, errlen)) != KEYD_OK ||
+	    (r = resolve_keys(t, err, errlen)) != KEYD_OK) {
+		/* The usual cause of a token that matches no URI is a
+		 * module that sees other tokens than the ones meant. */
+		if (t->no_match)
+			p11_no_token_hint(cfg->module_real, err, errlen);
 		goto out;
 	}
-	if ((r = parse_keys(t, cfg, err, errlen)) != KEYD_OK)
-		goto out;
-
-	/* keyd starts if either token can serve every key. */
-	r = dev_open(&t->dev[0], err, errlen);
-	if (t->ndev == 2) {
-		r2 = dev_open(&t->dev[1], err2, sizeof(err2));
-		if (t->dev[0].have_info && t->dev[1].have_info &&
-		    t->dev[0].slot == t->dev[1].slot) {
-			errf(err, errlen, "failover_token %s names the same "
-			    "token as token %s", cfg->failover_token,
-			    cfg->token);
-			r = KEYD_ERR_CONFIG;
-			goto out;
-		}
-		if (r != KEYD_OK && r2 != KEYD_OK) {
-			size_t l = strlen(err);
-
-			snprintf(err + l, errlen - l, "; and the failover token "
-			    "cannot serve either: %s", err2);
-			no_token_hint(t, err, errlen);
-			goto out;
-		}
-		if (r != KEYD_OK) {
-			log_error("primary token: %s; serving from the failover "
-			    "token '%s' and trying the primary again every %d "
-			    "s", err, t->dev[1].label, TOKEN_PROBE_MS / 1000);
-			atomic_store(&t->dev[0].broken, 1);
-			atomic_store(&t->active, 1);
-		} else if (r2 != KEYD_OK) {
-			log_error("failover token: %s; it will be tried again "
-			    "when the primary fails", err2);
-			atomic_store(&t->dev[1].broken, 1);
-		} else {
-			log_info("failover token '%s' holds every key",
-			    t->dev[1].label);
-		}
-		r = KEYD_OK;
-	} else if (r != KEYD_OK) {
-		no_token_hint(t, err, errlen);
-		goto out;
-	}
-	for (size_t j = 0; j < t->ndev; j++)
-		if (!atomic_load(&t->dev[j].broken) && t->key_copies)
-			log_info("token '%s': %zu of %zu key%s served from "
-			    "session copies", t->dev[j].label,
-			    copied_keys(&t->dev[j]), t->n_all,
-			    LOG_PLURAL(t->n_all));
-	t->opened = 1;
+	if (t->key_copies)
+		log_info("token '%s': %zu of %zu key%s served from session "
+		    "copies", t->label, copied_keys(t), t->n_all,
+		    LOG_PLURAL(t->n_all));
 	*out = t;
 	t = NULL;
 	r = KEYD_OK;
@@ -1777,81 +1197,32 @@ out:
 	return r;
 }
 
-/* Stops the signer; 0 if it is still inside a token call (then nothing
- * may be finalised or freed). */
-static int
-signer_stop(struct token *t)
-{
-	struct signer *sg = &t->signer;
-	struct timespec until;
-	int stuck;
-
-	pthread_mutex_lock(&sg->mu);
-	if (!sg->started) {
-		pthread_mutex_unlock(&sg->mu);
-		return 1;
-	}
-	sg->quit = 1;
-	pthread_cond_broadcast(&sg->cv);
-	pthread_mutex_unlock(&sg->mu);
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 3;
-	stuck = pthread_timedjoin_np(sg->th, NULL, &until) != 0;
-	if (stuck)
-		log_error("the audit checkpoint signer still waits on the token; "
-		    "leaving the token open");
-	else
-		sg->started = 0;
-	return !stuck;
-}
-
 void
 token_close(struct token *t)
 {
 	if (t == NULL)
 		return;
-	if (!signer_stop(t))
-		return;
-	for (size_t j = 0; j < t->ndev; j++) {
-		struct dev *d = &t->dev[j];
-
-		if (t->f != NULL && t->initialized && d->have_info) {
-			if (d->keeper_open && d->logged_in)
-				(void)t->f->C_Logout(d->keeper);
-			(void)t->f->C_CloseAllSessions(d->slot);
-		}
-		for (size_t i = 0; d->keys != NULL && i < t->n_all; i++) {
-			free(d->keys[i].obj);
-			free(d->keys[i].use);
-		}
-		free(d->keys);
-		if (d->uri != NULL)
-			p11_kit_uri_free(d->uri);
-		if (d->t != NULL) {
-			pthread_rwlock_destroy(&d->lock);
-			pthread_mutex_destroy(&d->shown_mu);
-		}
+	if (t->f != NULL && t->have_info) {
+		if (t->keeper_open && t->logged_in)
+			(void)t->f->C_Logout(t->keeper);
+		(void)t->f->C_CloseAllSessions(t->slot);
 	}
-	if (t->f != NULL && t->initialized)
-		(void)t->f->C_Finalize(NULL);
-	if (t->f != NULL)
-		p11_kit_module_release(t->f);
+	p11_module_release(t->f);
+	for (size_t i = 0; t->dk != NULL && i < t->n_all; i++) {
+		free(t->dk[i].obj);
+		free(t->dk[i].use);
+	}
+	free(t->dk);
+	if (t->uri != NULL)
+		p11_kit_uri_free(t->uri);
 	for (size_t i = 0; t->keys != NULL && i < t->n_all; i++) {
 		struct token_key *k = &t->keys[i];
 
-		for (CK_ULONG j = 0; j < k->tmpl_n; j++)
-			free(k->tmpl[j].pValue);
-		free(k->tmpl);
+		p11_template_free(k->tmpl, k->tmpl_n);
 		free(k->spki);
 		free(k->cert);
-		for (size_t v = 0; v < k->n_prev; v++) {
-			for (CK_ULONG j = 0; k->prev_tmpl != NULL &&
-			    k->prev_tmpl[v] != NULL && j < k->prev_tmpl_n[v];
-			    j++)
-				free(k->prev_tmpl[v][j].pValue);
-			if (k->prev_tmpl != NULL)
-				free(k->prev_tmpl[v]);
-		}
+		for (size_t v = 0; k->prev_tmpl != NULL && v < k->n_prev; v++)
+			p11_template_free(k->prev_tmpl[v], k->prev_tmpl_n[v]);
 		free(k->prev_tmpl);
 		free(k->prev_tmpl_n);
 		free(k->prev_kcv);
@@ -1859,9 +1230,9 @@ token_close(struct token *t)
 	}
 	free(t->keys);
 	secmem_free(t->pin, t->pin_len + 1);
-	secmem_wipe(t->signer.in, sizeof(t->signer.in));
-	pthread_mutex_destroy(&t->signer.mu);
-	pthread_cond_destroy(&t->signer.cv);
+	pthread_rwlock_destroy(&t->lock);
+	pthread_mutex_destroy(&t->shown_mu);
+	pthread_mutex_destroy(&t->audit_mu);
 	free(t);
 }
 
@@ -1869,12 +1240,6 @@ const struct token_key *
 token_key(const struct token *t, size_t i)
 {
 	return i < t->n_all ? &t->keys[i] : NULL;
-}
-
-size_t
-token_key_count(const struct token *t)
-{
-	return t->n_keys;
 }
 
 size_t
@@ -1892,12 +1257,9 @@ token_tn_key(const struct token *t)
 void
 token_session_close(struct token *t, struct token_session *s)
 {
-	for (size_t j = 0; j < t->ndev; j++) {
-		if (s->open[j] && s->generation[j] ==
-		    atomic_load(&t->dev[j].generation))
-			(void)t->f->C_CloseSession(s->h[j]);
-		s->open[j] = 0;
-	}
+	if (s->open && s->generation == atomic_load(&t->generation))
+		(void)t->f->C_CloseSession(s->h);
+	s->open = 0;
 }
 
 /* Reopens everything after the token lost our sessions or login, or when
@@ -1906,160 +1268,138 @@ token_session_close(struct token *t, struct token_session *s)
  * have changed) and their session copies. Only one thread does it per
  * loss: the others see the generation move on. */
 static int
-token_recover(struct dev *d, unsigned long seen, char *msg, size_t msglen)
+token_recover(struct token *t, unsigned long seen, char *msg, size_t msglen)
 {
-	struct token *t = d->t;
 	char err[512];
 	int r = KEYD_OK, reload;
 
-	pthread_rwlock_wrlock(&d->lock);
-	if (atomic_load(&d->generation) != seen)
+	pthread_rwlock_wrlock(&t->lock);
+	if (atomic_load(&t->generation) != seen)
 		goto out;
-	reload = atomic_exchange(&d->reload, 0);
+	reload = atomic_exchange(&t->reload, 0);
 	if (reload) {
-		log_info("token '%s': reading the keys again", d->label);
-		atomic_store(&d->pin_refused, 0);
-	} else if (!atomic_load(&d->broken)) {
+		log_info("token '%s': reading the keys again", t->label);
+		atomic_store(&t->pin_refused, 0);
+	} else if (!atomic_load(&t->broken)) {
 		log_warn("token '%s' lost its session or login; reopening",
-		    d->label);
+		    t->label);
 	}
-	atomic_store(&d->broken, 1);
-	if (atomic_load(&d->pin_refused)) {
+	atomic_store(&t->broken, 1);
+	if (atomic_load(&t->pin_refused)) {
 		snprintf(msg, msglen, "token '%s' refused keyd's PIN; keyd "
 		    "does not log in to it again until SIGUSR2 or a restart",
-		    d->label);
+		    t->label);
 		r = KEYD_ERR_TOKEN;
 		goto out;
 	}
-	if (d->have_info)
-		(void)t->f->C_CloseAllSessions(d->slot);
+	if (t->have_info)
+		(void)t->f->C_CloseAllSessions(t->slot);
 	/* Every session is gone, with the session copies of the keys: no
 	 * worker may close its old handle (a module may reuse the number),
 	 * nor use a copy's handle. */
-	atomic_fetch_add(&d->generation, 1);
-	for (size_t i = 0; d->keys != NULL && i < t->n_all; i++) {
-		d->keys[i].copied = 0;
-		for (size_t v = 0; v < d->keys[i].n; v++)
-			d->keys[i].use[v] = CK_INVALID_HANDLE;
+	atomic_fetch_add(&t->generation, 1);
+	for (size_t i = 0; t->dk != NULL && i < t->n_all; i++) {
+		t->dk[i].copied = 0;
+		for (size_t v = 0; v < t->dk[i].n; v++)
+			t->dk[i].use[v] = CK_INVALID_HANDLE;
 	}
-	d->keeper_open = 0;
-	show_logged_in(d, 0);
-	pthread_mutex_lock(&d->shown_mu);
-	d->shown_copies = 0;
-	pthread_mutex_unlock(&d->shown_mu);
-	if ((r = find_slot(d, err, sizeof(err))) != KEYD_OK ||
-	    (r = keeper_login(d, err, sizeof(err))) != KEYD_OK) {
+	t->keeper_open = 0;
+	show_logged_in(t, 0);
+	pthread_mutex_lock(&t->shown_mu);
+	t->shown_copies = 0;
+	pthread_mutex_unlock(&t->shown_mu);
+	if ((r = find_slot(t, err, sizeof(err))) != KEYD_OK ||
+	    (r = keeper_login(t, err, sizeof(err))) != KEYD_OK) {
 		snprintf(msg, msglen, "token unavailable: %s", err);
-		log_error("cannot reopen token %s: %s", d->label, err);
+		log_error("cannot reopen token %s: %s", t->label, err);
 		r = KEYD_ERR_TOKEN;
 		goto out;
 	}
-	if ((r = resolve_keys(d, err, sizeof(err))) != KEYD_OK) {
-		snprintf(msg, msglen, "token '%s' reopened, but %s", d->label,
+	if ((r = resolve_keys(t, err, sizeof(err))) != KEYD_OK) {
+		snprintf(msg, msglen, "token '%s' reopened, but %s", t->label,
 		    err);
-		log_error("after reopening token '%s': %s", d->label, err);
+		log_error("after reopening token '%s': %s", t->label, err);
 		r = KEYD_ERR_TOKEN;
 		goto out;
 	}
-	atomic_fetch_add(&d->generation, 1);
-	atomic_fetch_add(&d->recoveries, 1);
-	atomic_store(&d->broken, 0);
-	atomic_store(&d->last_probe, 0);
-	log_info("token '%s' reopened and logged in again%s", d->label,
-	    copied_keys(d) > 0 ? "; session copies of the keys made again" :
+	atomic_fetch_add(&t->generation, 1);
+	atomic_fetch_add(&t->recoveries, 1);
+	atomic_store(&t->broken, 0);
+	log_info("token '%s' reopened and logged in again%s", t->label,
+	    copied_keys(t) > 0 ? "; session copies of the keys made again" :
 	    "");
 out:
-	pthread_rwlock_unlock(&d->lock);
+	pthread_rwlock_unlock(&t->lock);
 	return r;
 }
 
-/* Makes sure the worker's session on d belongs to the current generation.
+/* Makes sure the worker's session belongs to the current generation.
  * Caller holds the read lock. */
 static CK_RV
-session_ready(struct dev *d, struct token_session *s)
+session_ready(struct token *t, struct token_session *s)
 {
-	unsigned long gen = atomic_load(&d->generation);
-	int j = d->idx;
+	unsigned long gen = atomic_load(&t->generation);
 	CK_RV rv;
 
-	if (s->open[j] && s->generation[j] == gen)
+	if (s->open && s->generation == gen)
 		return CKR_OK;
 	/* A session of an earlier generation was closed by the recovery's
 	 * C_CloseAllSessions: forget it, never close it again. */
-	s->open[j] = 0;
-	rv = d->t->f->C_OpenSession(d->slot, CKF_SERIAL_SESSION, NULL, NULL,
-	    &s->h[j]);
+	s->open = 0;
+	rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL,
+	    &s->h);
 	if (rv != CKR_OK)
 		return rv;
-	s->open[j] = 1;
-	s->generation[j] = gen;
+	s->open = 1;
+	s->generation = gen;
 	return CKR_OK;
 }
 
-/* The hang watch: a session's call slot, taken on its first call. */
-static struct call_slot *
-call_slot(struct token *t, struct token_session *s)
-{
-	if (s->call == 0) {
-		unsigned n = atomic_fetch_add(&t->n_callers, 1);
-
-		s->call = n < TOKEN_MAX_CALLERS ? n + 1 : UINT_MAX;
-	}
-	return s->call <= TOKEN_MAX_CALLERS ? &t->calls[s->call - 1] : NULL;
-}
-
-/* Runs fn on token d with the session and key, reopening and retrying
- * once when the token lost the session or login. Returns the CK_RV of the
- * last try, or sets *r to a KEYD_ERR_* code if recovery itself failed. */
+/* Runs fn with the session and key, reopening and retrying once when the
+ * token lost the session or login. Returns the CK_RV of the last try, or
+ * sets *r to a KEYD_ERR_* code if recovery itself failed. */
 static CK_RV
-dev_run(struct dev *d, struct token_session *s, size_t key, size_t version,
+run_fn(struct token *t, struct token_session *s, size_t key, size_t version,
     token_op_fn fn, void *arg, int *r, char *msg, size_t msglen)
 {
-	struct token *t = d->t;
-	struct call_slot *cs = call_slot(t, s);
 	unsigned long gen;
 	CK_OBJECT_HANDLE h;
 	CK_RV rv = CKR_GENERAL_ERROR;
-	int j = d->idx;
 
 	*r = KEYD_OK;
-	if (cs != NULL) {
-		atomic_store(&cs->dev, j);
-		atomic_store(&cs->start, now_ms());
-	}
 	/* A recovery that failed earlier (the token was gone) is retried
 	 * first: until it succeeds nothing is logged in, and a token shows
 	 * private keys only to a logged-in session, so the operation itself
 	 * would fail with a misleading CKR_KEY_HANDLE_INVALID. */
-	if (atomic_load(&d->broken) || atomic_load(&d->reload)) {
-		gen = atomic_load(&d->generation);
-		s->open[j] = 0;
-		if ((*r = token_recover(d, gen, msg, msglen)) != KEYD_OK) {
+	if (atomic_load(&t->broken) || atomic_load(&t->reload)) {
+		gen = atomic_load(&t->generation);
+		s->open = 0;
+		if ((*r = token_recover(t, gen, msg, msglen)) != KEYD_OK) {
 			rv = CKR_TOKEN_NOT_PRESENT;
 			goto out;
 		}
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		pthread_rwlock_rdlock(&d->lock);
-		gen = atomic_load(&d->generation);
-		h = key >= t->n_all ? CK_INVALID_HANDLE : d->keys[key].use[version];
-		rv = session_ready(d, s);
+		pthread_rwlock_rdlock(&t->lock);
+		gen = atomic_load(&t->generation);
+		h = key >= t->n_all ? CK_INVALID_HANDLE : t->dk[key].use[version];
+		rv = session_ready(t, s);
 		if (rv == CKR_OK)
-			rv = fn(t->f, s->h[j], h, arg);
-		if (rv != CKR_OK && s->open[j] && !rv_session_lost(rv)) {
+			rv = fn(t->f, s->h, h, arg);
+		if (rv != CKR_OK && s->open && !rv_session_lost(rv)) {
 			/* The standard ends an operation on most errors, but
 			 * not all (CKR_BUFFER_TOO_SMALL), and tokens differ
 			 * (SoftHSM2 keeps it after CKR_ARGUMENTS_BAD): close
 			 * the session, which is cheap, so that no operation
 			 * left behind can fail the next client's request. */
-			(void)t->f->C_CloseSession(s->h[j]);
-			s->open[j] = 0;
+			(void)t->f->C_CloseSession(s->h);
+			s->open = 0;
 		}
-		pthread_rwlock_unlock(&d->lock);
+		pthread_rwlock_unlock(&t->lock);
 		if (!rv_retry(rv) || attempt == 1)
 			break;
-		s->open[j] = 0;
-		if ((*r = token_recover(d, gen, msg, msglen)) != KEYD_OK)
+		s->open = 0;
+		if ((*r = token_recover(t, gen, msg, msglen)) != KEYD_OK)
 			goto out;
 	}
 	if (rv_retry(rv)) {
@@ -2068,150 +1408,14 @@ dev_run(struct dev *d, struct token_session *s, size_t key, size_t version,
 		*r = KEYD_ERR_TOKEN;
 	}
 out:
-	if (cs != NULL)
-		atomic_store(&cs->start, 0);
 	s->last_rv = rv;
 	return rv;
-}
-
-static int
-timeout_error(struct token *t, struct dev *d, char *msg, size_t msglen)
-{
-	snprintf(msg, msglen, "token '%s' has not answered a call for more "
-	    "than %ld ms", d->label, t->timeout_ms);
-	return KEYD_ERR_TIMEOUT;
-}
-
-/* Whether a failed primary is due another try (one request a second
- * tries it; the rest go to the failover token meanwhile). */
-static int
-probe_due(struct dev *d)
-{
-	long now = now_ms(), last = atomic_load(&d->last_probe);
-
-	if (now - last < TOKEN_PROBE_MS)
-		return 0;
-	return atomic_compare_exchange_strong(&d->last_probe, &last, now);
-}
-
-/* Runs fn on the token that should serve: the primary while it works,
- * else the failover token. A request that the primary fails for a reason
- * of its own (rv_device_failed) is tried on the failover token. */
-static CK_RV
-run_fn(struct token *t, struct token_session *s, size_t key, size_t version,
-    token_op_fn fn, void *arg, int *r, char *msg, size_t msglen)
-{
-	struct dev *p = &t->dev[0], *f;
-	CK_RV rv;
-
-	if (t->ndev == 1) {
-		if (atomic_load(&p->hung)) {
-			*r = timeout_error(t, p, msg, msglen);
-			return CKR_FUNCTION_FAILED;
-		}
-		return dev_run(p, s, key, version, fn, arg, r, msg, msglen);
-	}
-	f = &t->dev[1];
-	if (!atomic_load(&p->hung) && (!atomic_load(&p->broken) ||
-	    atomic_load(&p->reload) || probe_due(p))) {
-		rv = dev_run(p, s, key, version, fn, arg, r, msg, msglen);
-		if (*r == KEYD_OK && !rv_device_failed(rv)) {
-			if (atomic_exchange(&t->active, 0) != 0)
-				log_info("primary token '%s' serves again",
-				    p->label);
-			return rv;
-		}
-		/* Recovery of the primary is left to the probe. */
-		if (*r == KEYD_OK)
-			atomic_store(&p->broken, 1);
-		atomic_store(&p->last_probe, now_ms());
-	}
-	if (atomic_load(&f->hung)) {
-		*r = timeout_error(t, atomic_load(&p->hung) ? p : f, msg, msglen);
-		return CKR_FUNCTION_FAILED;
-	}
-	/* A failed failover token is tried again once a second too: each
-	 * try may be a login, and every request would be one. */
-	if (atomic_load(&f->broken) && !atomic_load(&f->reload) &&
-	    !probe_due(f)) {
-		snprintf(msg, msglen, "token '%s' is %s and the failover token "
-		    "'%s' failed too", p->label, atomic_load(&p->hung) ? "hung" :
-		    "failing", f->label);
-		*r = KEYD_ERR_TOKEN;
-		return CKR_DEVICE_ERROR;
-	}
-	rv = dev_run(f, s, key, version, fn, arg, r, msg, msglen);
-	if (*r == KEYD_OK && !rv_device_failed(rv)) {
-		if (atomic_exchange(&t->active, 1) != 1)
-			log_warn("primary token '%s' is %s; serving from the "
-			    "failover token '%s'", p->label,
-			    atomic_load(&p->hung) ? "hung" : "failing",
-			    f->label);
-		return rv;
-	}
-	if (*r == KEYD_OK)
-		atomic_store(&f->broken, 1);
-	atomic_store(&f->last_probe, now_ms());
-	return rv;
-}
-
-void
-token_watch(struct token *t, size_t *stuck)
-{
-	long now = now_ms();
-	int hung[TOKEN_NDEV] = { 0, 0 };
-	unsigned n = atomic_load(&t->n_callers);
-
-	*stuck = 0;
-	if (n > TOKEN_MAX_CALLERS)
-		n = TOKEN_MAX_CALLERS;
-	for (unsigned i = 0; i < n; i++) {
-		long start = atomic_load(&t->calls[i].start);
-		int j = atomic_load(&t->calls[i].dev);
-
-		if (start != 0 && now - start > t->timeout_ms && j >= 0 &&
-		    (size_t)j < t->ndev) {
-			hung[j] = 1;
-			(*stuck)++;
-		}
-	}
-	for (size_t j = 0; j < t->ndev; j++) {
-		struct dev *d = &t->dev[j];
-
-		if (hung[j] && !atomic_exchange(&d->hung, 1))
-			log_error("token '%s' has not answered a call for %ld "
-			    "ms: %s", d->label, t->timeout_ms, t->ndev == 1 ?
-			    "requests fail with a timeout until it answers" :
-			    j == 0 ? "requests go to the failover token" :
-			    "the failover token is not used until it answers");
-		else if (!hung[j] && atomic_exchange(&d->hung, 0))
-			log_info("token '%s' answers again", d->label);
-	}
-}
-
-void
-token_abandon(struct token *t)
-{
-	unsigned n = atomic_load(&t->n_callers);
-
-	if (n > TOKEN_MAX_CALLERS)
-		n = TOKEN_MAX_CALLERS;
-	for (unsigned i = 0; i < n; i++) {
-		int j = atomic_load(&t->calls[i].dev);
-
-		if (atomic_load(&t->calls[i].start) != 0 && j >= 0 &&
-		    (size_t)j < t->ndev)
-			atomic_store(&t->dev[j].hung, 1);
-	}
 }
 
 void
 token_reload(struct token *t)
 {
-	for (size_t j = 0; j < t->ndev; j++) {
-		atomic_store(&t->dev[j].reload, 1);
-		atomic_store(&t->dev[j].last_probe, 0);
-	}
+	atomic_store(&t->reload, 1);
 }
 
 enum token_op { TOKEN_OP_SIGN, TOKEN_OP_DECRYPT };
@@ -2309,7 +1513,12 @@ map_rv(CK_RV rv, enum token_op op, char *msg, size_t msglen)
 	}
 }
 
-int
+/* Runs fn in the caller's session with the key of config index key:
+ * version 0 is the key itself, version v >= 1 is its v-th `previous`
+ * entry. Same recovery and retry as token_sign. fn must be safe to run
+ * twice (a retry), and must leave no operation active when it fails.
+ * Returns KEYD_OK, or a KEYD_ERR_* code with msg saying why. */
+static int
 token_run(struct token *t, struct token_session *s, size_t key,
     size_t version, token_op_fn fn, void *arg, char *msg, size_t msglen)
 {
@@ -2375,123 +1584,6 @@ token_hmac_sha256(struct token *t, struct token_session *s,
 	return r;
 }
 
-static void *
-signer_main(void *arg)
-{
-	struct token *t = arg;
-	struct signer *sg = &t->signer;
-	uint8_t out[TOKEN_MAX_SIG];
-	size_t outlen;
-	char msg[sizeof(sg->msg)];
-	int r;
-
-	pthread_mutex_lock(&sg->mu);
-	for (;;) {
-		while (sg->state != SIGNER_POSTED && !sg->quit)
-			pthread_cond_wait(&sg->cv, &sg->mu);
-		if (sg->quit)
-			break;
-		sg->state = SIGNER_RUNNING;
-		pthread_mutex_unlock(&sg->mu);
-		/* The job's fields are the signer's while it runs: a caller
-		 * that gave up posts nothing until the state is idle. */
-		outlen = sizeof(out);
-		msg[0] = '\0';
-		r = token_sign(t, &sg->sess, sg->key, &sg->mech, sg->in,
-		    sg->inlen, out, &outlen, msg, sizeof(msg));
-		pthread_mutex_lock(&sg->mu);
-		secmem_wipe(sg->in, sg->inlen);
-		if (sg->abandoned) {
-			sg->abandoned = 0;
-			sg->state = SIGNER_IDLE;
-			log_info("a late audit checkpoint signature was "
-			    "discarded");
-		} else {
-			memcpy(sg->out, out, outlen);
-			sg->outlen = outlen;
-			sg->r = r;
-			snprintf(sg->msg, sizeof(sg->msg), "%s", msg);
-			sg->state = SIGNER_DONE;
-		}
-		pthread_cond_broadcast(&sg->cv);
-	}
-	pthread_mutex_unlock(&sg->mu);
-	token_session_close(t, &sg->sess);
-	return NULL;
-}
-
-int
-token_sign_within(struct token *t, size_t key, CK_MECHANISM_TYPE mech,
-    const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen, char *msg,
-    size_t msglen)
-{
-	struct signer *sg = &t->signer;
-	struct timespec until;
-	int r;
-
-	if (inlen > sizeof(sg->in))
-		return KEYD_ERR_INTERNAL;
-	pthread_mutex_lock(&sg->mu);
-	if (!sg->started) {
-		if (pthread_create(&sg->th, NULL, signer_main, t) != 0) {
-			pthread_mutex_unlock(&sg->mu);
-			snprintf(msg, msglen, "cannot start the signer thread");
-			return KEYD_ERR_NOMEM;
-		}
-		sg->started = 1;
-	}
-	if (sg->state != SIGNER_IDLE) {
-		pthread_mutex_unlock(&sg->mu);
-		snprintf(msg, msglen, "an earlier signature still waits on the "
-		    "token");
-		return KEYD_ERR_TIMEOUT;
-	}
-	sg->key = key;
-	sg->mech.mechanism = mech;
-	sg->mech.pParameter = NULL;
-	sg->mech.ulParameterLen = 0;
-	memcpy(sg->in, in, inlen);
-	sg->inlen = inlen;
-	sg->state = SIGNER_POSTED;
-	pthread_cond_broadcast(&sg->cv);
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += t->timeout_ms / 1000;
-	until.tv_nsec += (t->timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	while (sg->state != SIGNER_DONE)
-		if (pthread_cond_timedwait(&sg->cv, &sg->mu, &until) ==
-		    ETIMEDOUT && sg->state != SIGNER_DONE) {
-			/* Posted but not taken yet: take it back. */
-			if (sg->state == SIGNER_POSTED) {
-				secmem_wipe(sg->in, sg->inlen);
-				sg->state = SIGNER_IDLE;
-			} else {
-				sg->abandoned = 1;
-			}
-			pthread_mutex_unlock(&sg->mu);
-			snprintf(msg, msglen, "the token has not answered for "
-			    "%ld ms", t->timeout_ms);
-			return KEYD_ERR_TIMEOUT;
-		}
-	r = sg->r;
-	if (r == KEYD_OK) {
-		if (sg->outlen > *outlen) {
-			r = KEYD_ERR_INTERNAL;
-		} else {
-			memcpy(out, sg->out, sg->outlen);
-			*outlen = sg->outlen;
-		}
-	} else {
-		snprintf(msg, msglen, "%s", sg->msg);
-	}
-	sg->state = SIGNER_IDLE;
-	pthread_mutex_unlock(&sg->mu);
-	return r;
-}
-
 int
 token_decrypt(struct token *t, struct token_session *s, size_t key,
     CK_MECHANISM *mech, const uint8_t *in, size_t inlen, uint8_t *out,
@@ -2530,39 +1622,39 @@ token_random(struct token *t, struct token_session *s, uint8_t *out,
 	return map_rv(rv, TOKEN_OP_SIGN, msg, msglen);
 }
 
+/* In keyd-token the token is one: the failover token has a process of its
+ * own. */
 size_t
 token_count(const struct token *t)
 {
-	return t->ndev;
+	(void)t;
+	return 1;
 }
 
 void
 token_get_info(struct token *t, size_t j, struct token_info *info)
 {
-	struct dev *d = &t->dev[j];
-
+	(void)j;
 	memset(info, 0, sizeof(*info));
-	info->role = d->role;
-	info->recoveries = atomic_load(&d->recoveries);
+	info->role = "primary";
+	info->recoveries = atomic_load(&t->recoveries);
 	/* Not the token's lock: status must answer while a recovery holds
-	 * it, or waits on a hung token. */
-	pthread_mutex_lock(&d->shown_mu);
-	if (d->shown_have) {
-		copy_padded(info->label, d->shown.label, 32);
-		copy_padded(info->manufacturer, d->shown.manufacturerID, 32);
-		copy_padded(info->model, d->shown.model, 16);
-		copy_padded(info->serial, d->shown.serialNumber, 16);
+	 * it. */
+	pthread_mutex_lock(&t->shown_mu);
+	if (t->shown_have) {
+		p11_padded(info->label, t->shown.label, 32);
+		p11_padded(info->manufacturer, t->shown.manufacturerID, 32);
+		p11_padded(info->model, t->shown.model, 16);
+		p11_padded(info->serial, t->shown.serialNumber, 16);
 	} else {
 		/* Never found: its URI. */
-		snprintf(info->label, sizeof(info->label), "%s", d->uri_str);
+		snprintf(info->label, sizeof(info->label), "%s", t->cfg->token);
 	}
-	info->logged_in = d->shown_logged_in;
-	info->key_copies = d->shown_copies;
-	pthread_mutex_unlock(&d->shown_mu);
-	info->active = t->ndev == 1 || (size_t)atomic_load(&t->active) == j;
-	info->state = atomic_load(&d->hung) ? "hung" :
-	    atomic_load(&d->broken) ? "failed" : info->active ? "serving" :
-	    "standby";
+	info->logged_in = t->shown_logged_in;
+	info->key_copies = t->shown_copies;
+	pthread_mutex_unlock(&t->shown_mu);
+	info->active = 1;
+	info->state = atomic_load(&t->broken) ? "failed" : "serving";
 }
 
 struct kcv_arg {
@@ -2708,39 +1800,38 @@ token_gcm(struct token *t, struct token_session *s, size_t key,
 
 /* C_GenerateRandom in a session of its own, under the read lock. */
 static CK_RV
-probe_once(struct dev *d)
+probe_once(struct token *t)
 {
 	CK_SESSION_HANDLE s;
 	uint8_t b[8];
 	CK_RV rv;
 
-	pthread_rwlock_rdlock(&d->lock);
-	rv = d->t->f->C_OpenSession(d->slot, CKF_SERIAL_SESSION, NULL, NULL,
+	pthread_rwlock_rdlock(&t->lock);
+	rv = t->f->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL,
 	    &s);
 	if (rv == CKR_OK) {
-		rv = d->t->f->C_GenerateRandom(s, b, sizeof(b));
-		(void)d->t->f->C_CloseSession(s);
+		rv = t->f->C_GenerateRandom(s, b, sizeof(b));
+		(void)t->f->C_CloseSession(s);
 	}
-	pthread_rwlock_unlock(&d->lock);
+	pthread_rwlock_unlock(&t->lock);
 	return rv;
 }
 
 int
 token_probe(struct token *t, char *msg, size_t msglen)
 {
-	struct dev *d = &t->dev[0];
 	CK_RV rv;
 	int r;
 
-	if (d->have_info && probe_once(d) == CKR_OK)
+	if (t->have_info && probe_once(t) == CKR_OK)
 		return KEYD_OK;
 	/* A re-login (the keys found again too), then the probe once more:
 	 * a key that is gone is not a device that is lost. */
-	atomic_store(&d->broken, 1);
-	r = token_recover(d, atomic_load(&d->generation), msg, msglen);
-	if (r != KEYD_OK && !d->logged_in)
+	atomic_store(&t->broken, 1);
+	r = token_recover(t, atomic_load(&t->generation), msg, msglen);
+	if (r != KEYD_OK && !t->logged_in)
 		return r;
-	if ((rv = probe_once(d)) != CKR_OK) {
+	if ((rv = probe_once(t)) != CKR_OK) {
 		snprintf(msg, msglen, "C_GenerateRandom after a re-login: %s",
 		    token_rv_name(rv));
 		return KEYD_ERR_TOKEN;
@@ -2751,10 +1842,7 @@ token_probe(struct token *t, char *msg, size_t msglen)
 int
 token_pin_refused(struct token *t)
 {
-	for (size_t j = 0; j < t->ndev; j++)
-		if (atomic_load(&t->dev[j].pin_refused))
-			return 1;
-	return 0;
+	return atomic_load(&t->pin_refused);
 }
 
 int
@@ -2769,6 +1857,8 @@ token_sign_audit_line(struct token *t, const uint8_t *line, size_t len,
 	CK_MECHANISM_TYPE m = CKM_ECDSA;
 	const uint8_t *data = in;
 	size_t inlen = 32;
+	CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+	int r;
 
 	if (ak < 0) {
 		snprintf(msg, msglen, "no audit_key is configured");
@@ -2790,6 +1880,12 @@ token_sign_audit_line(struct token *t, const uint8_t *line, size_t len,
 	default:
 		EVP_Digest(line, len, in, NULL, EVP_sha256(), NULL);
 	}
-	return token_sign_within(t, (size_t)ak, m, data, inlen, out, outlen,
-	    msg, msglen);
+	/* Directly, in a session of its own: keyd-serve bounds the call by
+	 * token_timeout, and the supervisor replaces a process that hangs. */
+	mech.mechanism = m;
+	pthread_mutex_lock(&t->audit_mu);
+	r = token_sign(t, &t->audit_sess, (size_t)ak, &mech, data, inlen, out,
+	    outlen, msg, msglen);
+	pthread_mutex_unlock(&t->audit_mu);
+	return r;
 }

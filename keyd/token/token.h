@@ -1,11 +1,15 @@
 /*
- * token.h: everything keyd does with its PKCS#11 token. The module is
- * loaded through p11-kit from the configured path only and initialised
- * with CKF_OS_LOCKING_OK; keys are named by RFC 7512 URIs and resolved
- * once at start-up (C_FindObjects is slow on SoftHSM2). One "keeper"
- * session stays open and logged in for the whole run, since closing a
- * token's last session logs it out; each worker thread has its own
- * session, since two threads on one session get CKR_OPERATION_ACTIVE.
+ * token.h: everything keyd does with its PKCS#11 token. Two files
+ * implement it: token.c, in keyd-token, on top of the token access layer
+ * (p11.h), for the one token that process serves; and token_proxy.c, in
+ * keyd-serve, which sends each call to a token process (and there is
+ * the failover between two tokens, and the bound of token_timeout).
+ *
+ * In token.c keys are named by RFC 7512 URIs and resolved once at
+ * start-up (C_FindObjects is slow on SoftHSM2). One "keeper" session
+ * stays open and logged in for the whole run, since closing a token's
+ * last session logs it out; each worker thread has its own session, since
+ * two threads on one session get CKR_OPERATION_ACTIVE.
  */
 #ifndef KEYD_TOKEN_H
 #define KEYD_TOKEN_H
@@ -86,21 +90,22 @@ void token_oaep_names(unsigned bits, char *dst, size_t n);
 
 struct token;
 
-/* A worker's sessions, one on each token; zero-initialise before first
- * use. One thread at a time uses it. */
+/* A worker's session on the token; zero-initialise before first use. One
+ * thread at a time uses it. (token_proxy.c keeps none: the token
+ * process's threads have the sessions.) */
 struct token_session {
-	CK_SESSION_HANDLE h[2];
-	unsigned long generation[2];
-	int open[2];
-	unsigned call;             /* its slot in the hang watch; 0: none yet */
+	CK_SESSION_HANDLE h;
+	unsigned long generation;  /* the token's recoveries it belongs to */
+	int open;
 	CK_RV last_rv;             /* the token's answer to the last call */
 };
 
-/* token_open: loads the module, finds the token (and the failover token),
- * logs in with pin and resolves every configured key, checking its type
- * against its ops. With a failover token, keyd starts if either token can
- * serve every key, and the keys on both must be the same (public key, AES
- * check value). With cfg->key_copies, each token's keys are copied into
+/* token_open: loads the module, finds cfg->token, logs in with pin and
+ * resolves every configured key, checking its type against its ops, the
+ * token's mechanisms, and for RSA decryption keys the OAEP hashes the
+ * token decrypts with. cfg->failover_token is not opened: the failover
+ * token's process passes a config with the failover token as token (and
+ * serving_failover set). With cfg->key_copies, the keys are copied into
  * session objects, which operations then use.
  * The token keeps a copy of the PIN in locked memory for logging in again
  * after a token reset. err names the key and URI of any failure. */
@@ -117,6 +122,8 @@ long token_audit_key(const struct token *t);
 
 /* token_key: the resolved key with config index i (or the audit key's). */
 const struct token_key *token_key(const struct token *t, size_t i);
+/* token_key_count: the config's keys (token_proxy.c only: the supervisor
+ * asks it). */
 size_t token_key_count(const struct token *t);
 /* token_slot_count: the config's keys, then the audit key's and the
  * audit_tn key's slots where they are configured. */
@@ -140,38 +147,14 @@ int token_decrypt(struct token *t, struct token_session *s, size_t key,
     CK_MECHANISM *mech, const uint8_t *in, size_t inlen, uint8_t *out,
     size_t *outlen, char *msg, size_t msglen) TOKEN_WUR;
 
-/* token_sign_within: token_sign with the key of config index key and a
- * mechanism without parameters, in a session of the token's own signer
- * thread, waiting at most token_timeout. KEYD_ERR_TIMEOUT if the token
- * has not answered by then (the signature is made, or hangs, alone and is
- * discarded), or if an earlier such signature still waits on the token.
- * For callers that hold a lock others need: the audit log's checkpoints.
- * inlen: at most 4096 bytes. */
-int token_sign_within(struct token *t, size_t key, CK_MECHANISM_TYPE mech,
-    const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen, char *msg,
-    size_t msglen) TOKEN_WUR;
-
 /* token_sign_audit_line: signs an audit line (a checkpoint or a start
  * record without its "sig") with the audit key, as keyd-audit verifies
  * it: ECDSA over SHA-256 (returned as raw r||s), RSA PKCS#1 v1.5 with
- * SHA-256, or pure Ed25519. At most token_timeout. The token process
- * signs only a line that continues the chain of lines it signed. */
+ * SHA-256, or pure Ed25519. token.c signs in a session of its own;
+ * token_proxy.c waits at most token_timeout. The token process signs
+ * only a line that continues the chain of lines it signed. */
 int token_sign_audit_line(struct token *t, const uint8_t *line, size_t len,
     uint8_t *out, size_t *outlen, char *msg, size_t msglen) TOKEN_WUR;
-
-/* token_op_fn: one PKCS#11 operation in session s with the key object
- * key; returns the token's CK_RV. */
-typedef CK_RV (*token_op_fn)(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s,
-    CK_OBJECT_HANDLE key, void *arg);
-
-/* token_run: runs fn in the caller's session with the key of config index
- * key: version 0 is the key itself, version v >= 1 is its v-th
- * `previous` entry. Same recovery and retry as token_sign. fn must be
- * safe to run twice (a retry), and must leave no operation active when it
- * fails. Returns KEYD_OK, or a KEYD_ERR_* code with msg saying why. */
-int token_run(struct token *t, struct token_session *s, size_t key,
-    size_t version, token_op_fn fn, void *arg, char *msg, size_t msglen)
-    TOKEN_WUR;
 
 /* token_kcv: the check value of the AES key of config index key, in
  * version version (0: the key, v: its v-th `previous`): AES-ECB of a zero
@@ -228,29 +211,16 @@ int token_probe(struct token *t, char *msg, size_t msglen) TOKEN_WUR;
 /* token_pin_refused: the token refused keyd's PIN (no retries follow). */
 int token_pin_refused(struct token *t);
 
-/* token_count: 1, or 2 with a failover token. */
+/* token_count: token_proxy.c: 1, or 2 with a failover token; token.c: 1. */
 size_t token_count(const struct token *t);
 
-/* token_get_info: identity and state of token i (0: the primary). */
+/* token_get_info: identity and state of token i (0: the primary; token.c
+ * has only its own token, and ignores i). */
 void token_get_info(struct token *t, size_t i, struct token_info *info);
 
-/* The token layer's own hang watch, for a process that runs calls on
- * several threads and must see one hang (the token process does not need
- * it: the socket-facing process bounds every call, token_proxy.c).
- * token_watch: the hang watch, run often (every few ms) from one thread.
- * A token with a call older than token_timeout is hung: requests go to
- * the other token, or fail with KEYD_ERR_TIMEOUT, until every such call
- * has returned. *stuck: how many sessions are in such calls. */
-void token_watch(struct token *t, size_t *stuck);
-
-/* token_abandon: at an exit that leaves workers inside token calls: every
- * token with a call in progress counts as hung from now on, so that the
- * last audit checkpoint fails fast instead of waiting on it. */
-void token_abandon(struct token *t);
-
-/* token_reload: the keys are read again from the tokens (handles, session
- * copies) before each token's next operation; a key whose public key
- * changed is refused. */
+/* token_reload: the keys are read again from the token (handles, session
+ * copies) before its next operation; a key whose public key changed is
+ * refused. */
 void token_reload(struct token *t);
 
 /* token_key_type_name: "ec-p256", "rsa", ... */
