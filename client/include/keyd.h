@@ -103,6 +103,7 @@ enum keyd_decrypt_alg {
 #define KEYD_OP_SRTP_OPEN (1u << 3)
 #define KEYD_OP_STATUS    (1u << 4)
 #define KEYD_OP_PASSPORT  (1u << 5)
+#define KEYD_OP_RELOAD    (1u << 6)
 
 /* Formats for keyd_status. */
 enum keyd_status_format {
@@ -251,6 +252,21 @@ KEYD_API void keyd_keylist_free(struct keyd_keylist *l);
  * the caller frees with keyd_free.
  */
 KEYD_API int keyd_status(struct keyd_client *c, int format, char **text);
+
+/*
+ * keyd_reload: asks keyd to read its configuration file again, and waits
+ * for the outcome (the client needs the op reload; keyd checks the file
+ * as at a start before anything changes). KEYD_OK: the new configuration
+ * serves, and *text (keyd_free) says "sha256 HEX, generation N: WHAT
+ * CHANGED". KEYD_ERR_CONFIG: keyd refused it and keyd_errmsg says why; the
+ * running configuration serves on, unchanged.
+ */
+KEYD_API int keyd_reload(struct keyd_client *c, char **text);
+
+/* keyd_config_generation: the generation of keyd's configuration as the
+ * last hello or list reply on c gave it (1 at keyd's start, one more at
+ * each reload applied); 0 if none was seen. */
+KEYD_API uint64_t keyd_config_generation(const struct keyd_client *c);
 
 /* keyd_free: frees a buffer libkeyd returned (keyd_pubkey, keyd_status).
  * NULL is fine. */
