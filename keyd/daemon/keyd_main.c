@@ -1200,6 +1200,17 @@ reload_done(struct sup *S, uint32_t seq, uint32_t applied, struct kbuf *b)
 				(void)waitpid(old->pid, NULL, 0);
 			}
 		}
+		/* What it said before the socket-facing process applied the
+		 * reload is read first: the last checkpoint it signed (the
+		 * reload record may have made one) must not be lost. */
+		while (old->ctl >= 0) {
+			struct pollfd pf = { old->ctl, POLLIN, 0 };
+
+			if (poll(&pf, 1, 0) <= 0 || !(pf.revents & (POLLIN |
+			    POLLHUP)))
+				break;
+			token_frame(S, old);
+		}
 		/* Its control channel closed: it finalises the module once
 		 * the socket-facing process closes its channels. */
 		close_fd(&old->ctl);
