@@ -105,3 +105,5 @@ endif()
 # clients (reload_load.sh).
 keyd_script_test(reload integration/reload.sh integration)
 set_tests_properties(reload PROPERTIES SKIP_RETURN_CODE 77)
+keyd_script_test(reload_hang integration/reload_hang.sh integration)
+set_tests_properties(reload_hang PROPERTIES SKIP_RETURN_CODE 77)
