@@ -997,6 +997,31 @@ out:
 	return r;
 }
 
+int
+keyd_config_generation_fetch(struct keyd_client *c, uint64_t *generation)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__HelloRequest hr = KEYD__V1__HELLO_REQUEST__INIT;
+	Keyd__V1__Response *resp = NULL;
+	int r;
+
+	if (c == NULL || generation == NULL)
+		return KEYD_ERR_INVALID_ARG;
+	client_lock(c);
+	hr.protocol_version = KEYD_PROTOCOL_VERSION;
+	hr.client_version = (char *)(uintptr_t)("libkeyd " KEYD_VERSION);
+	req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+	req.hello = &hr;
+	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_HELLO,
+	    &resp)) == KEYD_OK) {
+		c->config_generation = resp->hello->config_generation;
+		*generation = c->config_generation;
+	}
+	frame_free_response(resp);
+	client_unlock(c);
+	return r;
+}
+
 uint64_t
 keyd_config_generation(const struct keyd_client *c)
 {

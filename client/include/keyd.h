@@ -268,6 +268,13 @@ KEYD_API int keyd_reload(struct keyd_client *c, char **text);
  * each reload applied); 0 if none was seen. */
 KEYD_API uint64_t keyd_config_generation(const struct keyd_client *c);
 
+/* keyd_config_generation_fetch: asks keyd (one round trip, a hello) for
+ * the generation of the configuration in force, into *generation. For
+ * clients that cache keyd's keys (keyd-pkcs11.so): a new generation means
+ * keys may have been added, removed or replaced. */
+KEYD_API int keyd_config_generation_fetch(struct keyd_client *c,
+    uint64_t *generation);
+
 /* keyd_free: frees a buffer libkeyd returned (keyd_pubkey, keyd_status).
  * NULL is fine. */
 KEYD_API void keyd_free(void *p);

@@ -293,9 +293,12 @@ mark_stale(void)
 
 /*
  * The object table, with a reference for the caller (table_put). Asks
- * keyd for it if there is none, if it is marked stale, or (refresh) if it
- * is older than KP11_REFRESH_MS. If keyd cannot be asked, an older table
- * is still served: the objects and their handles outlive a keyd restart.
+ * keyd for it if there is none, if it is marked stale, or (refresh, for
+ * C_FindObjectsInit) if it is older than KP11_REFRESH_MS or keyd's
+ * configuration has another generation than the one it lists (a reload
+ * added, removed or replaced keys: one hello tells). If keyd cannot be
+ * asked, an older table is still served: the objects and their handles
+ * outlive a keyd restart.
  */
 static CK_RV
 table_get(int refresh, struct kp11obj_table **out)
@@ -304,7 +307,8 @@ table_get(int refresh, struct kp11obj_table **out)
 	struct keyd_client *c = NULL;
 	char err[KP11_MSG_MAX];
 	unsigned gen, pgen;
-	int hide, r;
+	uint64_t have = 0, now_gen = 0;
+	int hide, r, ask_gen = 0;
 
 	*out = NULL;
 	glock();
@@ -315,10 +319,14 @@ table_get(int refresh, struct kp11obj_table **out)
 	t = g.table;
 	if (t != NULL && !g.table_stale &&
 	    (!refresh || now_ms() - t->loaded_ms < KP11_REFRESH_MS)) {
-		t->refs++;
-		gunlock();
-		*out = t;
-		return CKR_OK;
+		if (!refresh) {
+			t->refs++;
+			gunlock();
+			*out = t;
+			return CKR_OK;
+		}
+		ask_gen = 1;
+		have = t->generation;
 	}
 	gen = g.gen;
 	hide = g.conf.hide_ed25519;
@@ -327,8 +335,26 @@ table_get(int refresh, struct kp11obj_table **out)
 	err[0] = '\0';
 	if ((r = kp11pool_get(&pool, &c, &pgen, err, sizeof(err))) ==
 	    KEYD_OK) {
-		r = kp11obj_fetch(c, hide, &nt, err, sizeof(err));
+		if (ask_gen)
+			r = keyd_config_generation_fetch(c, &now_gen);
+		if (r == KEYD_OK && (!ask_gen || now_gen != have))
+			r = kp11obj_fetch(c, hide, &nt, err, sizeof(err));
 		kp11pool_put(&pool, c, pgen);
+	}
+	if (ask_gen && r == KEYD_OK && nt == NULL) {
+		/* The same configuration: the table stands. */
+		glock();
+		if (!g.initialized || g.gen != gen) {
+			gunlock();
+			return CKR_CRYPTOKI_NOT_INITIALIZED;
+		}
+		if ((t = g.table) != NULL)
+			t->refs++;
+		gunlock();
+		if (t == NULL)
+			return CKR_GENERAL_ERROR;
+		*out = t;
+		return CKR_OK;
 	}
 
 	glock();

@@ -107,3 +107,5 @@ keyd_script_test(reload integration/reload.sh integration)
 set_tests_properties(reload PROPERTIES SKIP_RETURN_CODE 77)
 keyd_script_test(reload_hang integration/reload_hang.sh integration)
 set_tests_properties(reload_hang PROPERTIES SKIP_RETURN_CODE 77)
+# keyd-pkcs11.so in one long-lived process across reloads (p11drive).
+keyd_script_test(reload_p11 integration/reload_p11.sh integration)
