@@ -21,7 +21,7 @@
  *       ECDSA-SHA256 signature checked against PEM) and "attr HANDLE"
  *       (C_GetAttributeValue of CKA_LABEL) on stdin, one line each
  *   p11drive MODULE load KEY PEM RSAKEY RSAPEM STOPFILE
- *       signs with KEY and decrypts RSA-OAEP (SHA-256) with RSAKEY,
+ *       signs with KEY and decrypts RSA-OAEP (SHA-1) with RSAKEY,
  *       every result checked, until STOPFILE exists; stops at the first
  *       failure
  *
@@ -1188,12 +1188,12 @@ do_objects(void)
 	return 0;
 }
 
-/* RSA-OAEP (SHA-256, MGF1-SHA-256): OpenSSL encrypts 32 random bytes with
- * the public key, the module decrypts them back. */
+/* RSA-OAEP (SHA-1, MGF1-SHA-1, what SoftHSM2 decrypts): OpenSSL encrypts
+ * 32 random bytes with the public key, the module decrypts them back. */
 static CK_RV
 oaep_check(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, EVP_PKEY *pk)
 {
-	CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA256, CKG_MGF1_SHA256,
+	CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA_1, CKG_MGF1_SHA1,
 	    CKZ_DATA_SPECIFIED, NULL, 0 };
 	CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &op, sizeof(op) };
 	uint8_t secret[32], ct[1024], pt[1024];
@@ -1206,8 +1206,8 @@ oaep_check(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, EVP_PKEY *pk)
 		secret[i] = (uint8_t)rand();
 	if (c == NULL || EVP_PKEY_encrypt_init(c) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha256()) != 1 ||
-	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha256()) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha1()) != 1 ||
 	    EVP_PKEY_encrypt(c, ct, &ctlen, secret, sizeof(secret)) != 1) {
 		EVP_PKEY_CTX_free(c);
 		return CKR_GENERAL_ERROR;
