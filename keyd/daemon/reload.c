@@ -25,21 +25,28 @@ reload_restart_only(const struct config *o, const struct config *n,
 {
 	const char *what = NULL, *because = NULL;
 
-#define STR(f, r) else if (!str_eq(o->f, n->f)) { what = #f; because = r; }
-#define NUM(f, r) else if (o->f != n->f) { what = #f; because = r; }
+#define STR(f, r) STRN(f, #f, r)
+#define NUM(f, r) NUMN(f, #f, r)
+#define STRN(f, name, r) \
+	else if (!str_eq(o->f, n->f)) { what = name; because = r; }
+#define NUMN(f, name, r) \
+	else if (o->f != n->f) { what = name; because = r; }
 	if (0) {
 	}
 	STR(socket, "the socket is bound once, before the sandbox")
-	NUM(has_socket_gid, "the socket's group is set when it is bound")
-	NUM(socket_gid, "the socket's group is set when it is bound")
-	STR(module_real, "the module is loaded by the token processes, "
-	    "which the sandbox keeps from loading another")
+	NUMN(has_socket_gid, "socket_group", "the socket's group is set when "
+	    "it is bound")
+	NUMN(socket_gid, "socket_group", "the socket's group is set when it "
+	    "is bound")
+	STRN(module_real, "module", "the module is loaded by the token "
+	    "processes, which the sandbox keeps from loading another")
 	STR(token, "the token processes log in to this token")
 	STR(failover_token, "the token processes log in to this token")
 	STR(pin_file, "the PIN is read once, before privileges drop")
 	STR(user, "privileges are dropped once, at start")
 	STR(state_dir, "the sandbox allows only this directory")
-	NUM(srtp_limit_for_tests, "SRTP counters are set up at start")
+	NUMN(srtp_limit_for_tests, "srtp_limit_for_tests", "SRTP counters "
+	    "are set up at start")
 	STR(audit_log, "keyd cannot open another path after the sandbox")
 	STR(audit_key, "the audit log's signed chain continues under one key")
 	NUM(audit_tn, "the audit log's TN form is fixed for a run")
@@ -53,17 +60,19 @@ reload_restart_only(const struct config *o, const struct config *n,
 	    "process")
 	NUM(module_network, "the token processes' sandbox is set at their "
 	    "start")
-	NUM(token_timeout_ms, "the supervisor and the channels are set up "
-	    "with it")
+	NUMN(token_timeout_ms, "token_timeout", "the supervisor and the "
+	    "channels are set up with it")
 	NUM(key_copies, "the token processes' sessions are set up with it")
 	NUM(max_frame, "connections' buffers are sized with it")
 	NUM(max_inflight, "connections' queues are sized with it")
-	NUM(idle_timeout_s, "it is read by the connection sweep set up at "
-	    "start")
+	NUMN(idle_timeout_s, "idle_timeout", "it is read by the connection "
+	    "sweep set up at start")
 	NUM(workers, "the worker threads and the token channels are made at "
 	    "start")
 #undef STR
 #undef NUM
+#undef STRN
+#undef NUMN
 	if (what == NULL)
 		return 0;
 	snprintf(why, whylen, "%s cannot change on reload (%s); restart "

@@ -99,7 +99,7 @@ invalid() { # N: the N-th invalid variant of A, written to keyd.conf
     3) sed -i 's/^ops = srtp-new, srtp-open$/ops = sign/' "$T/keyd.conf"
        WHY="kek" ;;
     4) sed -i 's/^token_timeout.*//; 1a token_timeout = 999' "$T/keyd.conf"
-       WHY="token_timeout_ms cannot change on reload" ;;
+       WHY="token_timeout cannot change on reload" ;;
     5) sed -i 's#^audit_log = .*#audit_log = '"$T"'/other.jsonl#' "$T/keyd.conf"
        WHY="audit_log cannot change on reload" ;;
   esac
