@@ -1024,15 +1024,34 @@ reload_fail(struct sup *S, const char *why)
 	reload_refuse(S, seq, why);
 }
 
-/* SIGHUP (seq 0) or a client's reload op: the file is read once, checked
- * as at a start, and token processes are started with its bytes to
- * resolve the new configuration's keys beside the running ones. */
+/* The audit log reopened by its path (logrotate moved it away): the
+ * socket-facing process cannot reach the log's directory, so the new file
+ * is opened here and its descriptor handed over. */
+static void
+reopen_audit(struct sup *S)
+{
+	uint32_t g[3] = { TW_CTL_SIGNAL, SIGHUP, 0 };
+	int fd = audit_reopen_path(S->cfg->audit_log);
+
+	g[2] = fd < 0 ? (uint32_t)errno : 0;
+	send_srv(S, g, sizeof(g), fd < 0 ? NULL : &fd, fd < 0 ? 0 : 1);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* SIGHUP (seq 0) or a client's reload op: the audit log is reopened
+ * whatever follows (logrotate's postrotate may use either); the file is
+ * read once, checked as at a start, and token processes are started with
+ * its bytes to resolve the new configuration's keys beside the running
+ * ones. */
 static void
 reload_start(struct sup *S, uint32_t seq)
 {
 	struct reload *rl = &S->rl;
 	char err[ERRLEN];
 	size_t serving = 0;
+
+	reopen_audit(S);
 
 	if (rl->active) {
 		reload_refuse(S, seq, "another reload is under way; try again "
@@ -1322,23 +1341,14 @@ supervise(struct sup *S)
 				}
 				send_srv(S, f, sizeof(f), NULL, 0);
 				break;
-			case SIGHUP: {
-				/* The socket-facing process cannot reach the
-				 * log's directory: the new file is opened
-				 * here. */
-				uint32_t g[3] = { TW_CTL_SIGNAL, SIGHUP, 0 };
-				int fd = audit_reopen_path(S->cfg->audit_log);
-
-				g[2] = fd < 0 ? (uint32_t)errno : 0;
-				send_srv(S, g, sizeof(g), fd < 0 ? NULL : &fd,
-				    fd < 0 ? 0 : 1);
-				if (fd >= 0)
-					close(fd);
-				/* And the configuration file is read again. */
+			case SIGHUP:
+				/* The log is reopened, and the configuration
+				 * file read again. */
 				if (!stopping)
 					reload_start(S, 0);
+				else
+					reopen_audit(S);
 				break;
-			}
 			default:
 				send_srv(S, f, sizeof(f), NULL, 0);
 			}
