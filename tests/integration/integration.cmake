@@ -112,3 +112,6 @@ keyd_script_test(reload_p11 integration/reload_p11.sh integration)
 # Reloads under load: four clients (libkeyd, keyd-pkcs11.so) sign, decrypt
 # and make SRTP keys through 20 reloads and 5 refusals; no request fails.
 keyd_script_test(reload_load integration/reload_load.sh integration)
+# docs/rotation.md's SRTP KEK and tightening recipes (the TLS recipe is
+# e2e_rotation_nginx).
+keyd_script_test(rotation integration/rotation.sh integration)
