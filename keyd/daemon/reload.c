@@ -203,9 +203,9 @@ reload_summary(const struct config *o, const struct token *ot,
 		snprintf(out, outlen, "no change");
 		return;
 	}
-	snprintf(out, outlen, "%s%s%s%s%s%s", cu ? "clients" : "", cl,
-	    cu && (ku || limits) ? "; " : "", ku ? "keys" : "", ky,
-	    limits ? (cu || ku ? "; [keyd] limits" : "[keyd] limits") : "");
+	snprintf(out, outlen, "%s%s%s%s%s%s%s", cu ? "clients" : "", cl,
+	    cu && ku ? "; " : "", ku ? "keys" : "", ky,
+	    limits && (cu || ku) ? "; " : "", limits ? "[keyd] limits" : "");
 }
 
 void
