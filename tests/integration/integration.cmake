@@ -115,3 +115,5 @@ keyd_script_test(reload_load integration/reload_load.sh integration)
 # docs/rotation.md's SRTP KEK and tightening recipes (the TLS recipe is
 # e2e_rotation_nginx).
 keyd_script_test(rotation integration/rotation.sh integration)
+# A reload with a failover token: new keys checked on both tokens.
+keyd_script_test(reload_failover integration/reload_failover.sh integration)
