@@ -105,7 +105,10 @@ enum tw_ctl {
 	 * applies or refuses, and says which. */
 	TW_CTL_RELOAD_ASK,         /* u32 seq (a client's reload op) */
 	TW_CTL_RELOAD_TOKEN,       /* sup: u32 idx, u32 gen, key info; fds */
-	TW_CTL_RELOAD_APPLY,       /* sup: u32 seq, SHA-256, the bytes */
+	TW_CTL_RELOAD_APPLY,       /* sup: u32 seq, SHA-256 (hex), u32 len,
+	                              the bytes, the certificate files
+	                              (u32 n, then u32 len, path, u32 len,
+	                              PEM each) */
 	TW_CTL_RELOAD_REFUSED,     /* sup: u32 seq, the reason */
 	TW_CTL_RELOAD_DONE,        /* u32 seq, u32 applied, the reason */
 };

@@ -143,9 +143,14 @@ struct reload {
 	char *text;
 	size_t len;
 	char hash[RELOAD_HASH_HEX + 1];
+	struct kbuf pems;          /* passport certificate files (below) */
 	struct tproc np[2];
 	int has_np[2];
 };
+
+/* A passport key's certificate file, read here for a reload: the
+ * socket-facing process's sandbox does not reach its directory. */
+#define RELOAD_PEM_MAX (256u * 1024u)
 
 /* A token process a reload replaced: it ends once the requests begun
  * under the old configuration are answered, or is killed at kill_ms. */
@@ -1011,8 +1016,61 @@ reload_clear(struct sup *S)
 	config_free(rl->cfg);
 	close_fd(&rl->cfg_fd);
 	free(rl->text);
+	kbuf_free(&rl->pems);
 	memset(rl, 0, sizeof(*rl));
 	rl->cfg_fd = -1;
+}
+
+/* The passport keys' certificate files of the new configuration, each as
+ * u32 path length, path, u32 length, bytes, after a u32 count. */
+static int
+reload_read_pems(struct reload *rl, char *err, size_t errlen)
+{
+	uint32_t n = 0;
+
+	kbuf_init(&rl->pems, TW_MAX_FRAME / 2, 0);
+	for (size_t i = 0; i < rl->cfg->n_keys; i++)
+		n += rl->cfg->keys[i].certificate != NULL;
+	if (tw_put_word(&rl->pems, n) != KEYD_OK)
+		goto nomem;
+	for (size_t i = 0; i < rl->cfg->n_keys; i++) {
+		const char *path = rl->cfg->keys[i].certificate;
+		uint8_t *buf;
+		ssize_t got;
+		int fd;
+
+		if (path == NULL)
+			continue;
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+			snprintf(err, errlen, "[key %s] certificate: cannot open "
+			    "%s: %s", rl->cfg->keys[i].name, path,
+			    strerror(errno));
+			return -1;
+		}
+		buf = malloc(RELOAD_PEM_MAX);
+		got = buf == NULL ? -1 : read(fd, buf, RELOAD_PEM_MAX);
+		close(fd);
+		if (got < 0 || (size_t)got >= RELOAD_PEM_MAX) {
+			snprintf(err, errlen, "[key %s] certificate: cannot read "
+			    "%s%s", rl->cfg->keys[i].name, path, got < 0 ? "" :
+			    " (larger than 256 KiB)");
+			free(buf);
+			return -1;
+		}
+		if (tw_put_word(&rl->pems, (uint32_t)strlen(path)) != KEYD_OK ||
+		    kbuf_put(&rl->pems, path, strlen(path)) != KEYD_OK ||
+		    tw_put_word(&rl->pems, (uint32_t)got) != KEYD_OK ||
+		    kbuf_put(&rl->pems, buf, (size_t)got) != KEYD_OK) {
+			free(buf);
+			goto nomem;
+		}
+		free(buf);
+	}
+	return 0;
+nomem:
+	snprintf(err, errlen, "the passport certificates are too large for "
+	    "one reload");
+	return -1;
 }
 
 static void
@@ -1071,6 +1129,10 @@ reload_start(struct sup *S, uint32_t seq)
 		return;
 	}
 	reload_sha256_hex(rl->text, rl->len, rl->hash);
+	if (reload_read_pems(rl, err, sizeof(err)) != 0) {
+		reload_fail(S, err);
+		return;
+	}
 	for (size_t j = 0; j < S->ntp; j++) {
 		if (S->tp[j].pid != 0 && !S->tp[j].ready) {
 			snprintf(err, sizeof(err), "the %s token's process is "
@@ -1178,8 +1240,14 @@ reload_poll(struct sup *S)
 		kbuf_init(&b, TW_MAX_FRAME, 0);
 		if (kbuf_put(&b, h, sizeof(h)) == KEYD_OK &&
 		    kbuf_put(&b, rl->hash, RELOAD_HASH_HEX) == KEYD_OK &&
-		    kbuf_put(&b, rl->text, rl->len) == KEYD_OK)
+		    tw_put_word(&b, (uint32_t)rl->len) == KEYD_OK &&
+		    kbuf_put(&b, rl->text, rl->len) == KEYD_OK &&
+		    kbuf_put(&b, kbuf_ptr(&rl->pems), kbuf_avail(&rl->pems)) ==
+		    KEYD_OK)
 			send_srv(S, kbuf_ptr(&b), kbuf_avail(&b), NULL, 0);
+		else
+			log_error("reload: the configuration and its "
+			    "certificates do not fit in one frame");
 		kbuf_free(&b);
 	}
 	rl->offered = 1;

@@ -27,6 +27,7 @@
  * checks here make a few token calls of token_timeout each at most. */
 #define SR_WAIT_TIMEOUTS 4
 #define SR_WAIT_EXTRA_MS 5000
+#define SR_MAX_PEMS CONFIG_MAX_KEYS
 
 struct sr_waiter {
 	int used, done, r;
@@ -96,7 +97,8 @@ release(struct dispatch *d)
  * cfg and token are still the caller's. */
 static struct dispatch *
 build(struct config *cfg, struct token *token, struct audit *audit,
-    const struct dispatch *prev, char *err, size_t errlen)
+    const struct dispatch *prev, const struct shaken_pem *pems, size_t n_pems,
+    char *err, size_t errlen)
 {
 	struct dispatch *d = calloc(1, sizeof(*d));
 	struct rsa_ir_table *ir = NULL;
@@ -110,7 +112,8 @@ build(struct config *cfg, struct token *token, struct audit *audit,
 	if (rsa_ir_new(cfg, token, &ir, err, errlen) != KEYD_OK ||
 	    srtp_reinit(cfg, token, prev != NULL ? prev->srtp : NULL, 0, &srtp,
 	    err, errlen) != KEYD_OK ||
-	    shaken_init(cfg, token, &sh, err, errlen) != KEYD_OK)
+	    shaken_init_pems(cfg, token, pems, n_pems, &sh, err, errlen) !=
+	    KEYD_OK)
 		goto fail;
 	if (dispatch_init(d, cfg, token, audit) != KEYD_OK) {
 		snprintf(err, errlen, "out of memory");
@@ -133,7 +136,8 @@ struct dispatch *
 serve_reload_first(struct config *cfg, struct token *token,
     struct audit *audit, const char *hash, char *err, size_t errlen)
 {
-	struct dispatch *d = build(cfg, token, audit, NULL, err, errlen);
+	struct dispatch *d = build(cfg, token, audit, NULL, NULL, 0, err,
+	    errlen);
 
 	if (d != NULL)
 		snprintf(d->sha256, sizeof(d->sha256), "%s", hash);
@@ -372,12 +376,22 @@ fail:
 	return KEYD_ERR_CONFIG;
 }
 
+static void
+pems_free(struct shaken_pem *pems, size_t n)
+{
+	for (size_t i = 0; pems != NULL && i < n; i++)
+		free((char *)(uintptr_t)pems[i].path);
+	free(pems);
+}
+
 void
 serve_reload_apply(struct serve_reload *r, struct kbuf *b)
 {
 	char why[SR_MSG_MAX] = "", summary[RELOAD_SUMMARY_MAX] = "";
 	char hash[RELOAD_HASH_HEX + 1], detail[RELOAD_SUMMARY_MAX + 128];
-	const uint8_t *h;
+	const uint8_t *h, *text;
+	struct shaken_pem *pems = NULL;
+	uint32_t len, n_pems = 0;
 	struct config *cfg = NULL;
 	struct token *tok = NULL;
 	struct dispatch *d = NULL, *old;
@@ -386,21 +400,47 @@ serve_reload_apply(struct serve_reload *r, struct kbuf *b)
 	struct kbuf f;
 
 	if (tw_get_word(b, &seq) != KEYD_OK ||
-	    kbuf_get_ptr(b, RELOAD_HASH_HEX, &h) != KEYD_OK) {
+	    kbuf_get_ptr(b, RELOAD_HASH_HEX, &h) != KEYD_OK ||
+	    tw_get_word(b, &len) != KEYD_OK ||
+	    kbuf_get_ptr(b, len, &text) != KEYD_OK ||
+	    tw_get_word(b, &n_pems) != KEYD_OK || n_pems > SR_MAX_PEMS ||
+	    (pems = calloc(n_pems + 1, sizeof(*pems))) == NULL) {
 		snprintf(why, sizeof(why), "a malformed reload frame");
 		goto refuse;
 	}
 	memcpy(hash, h, RELOAD_HASH_HEX);
 	hash[RELOAD_HASH_HEX] = '\0';
+	for (uint32_t i = 0; i < n_pems; i++) {
+		uint32_t pl, ql;
+		const uint8_t *p, *q;
+		char *path;
+
+		if (tw_get_word(b, &pl) != KEYD_OK || pl == 0 ||
+		    pl > 4096 || kbuf_get_ptr(b, pl, &p) != KEYD_OK ||
+		    tw_get_word(b, &ql) != KEYD_OK ||
+		    kbuf_get_ptr(b, ql, &q) != KEYD_OK ||
+		    (path = strndup((const char *)p, pl)) == NULL) {
+			n_pems = i;
+			snprintf(why, sizeof(why), "a malformed reload frame");
+			goto refuse;
+		}
+		pems[i].path = path;
+		pems[i].pem = q;
+		pems[i].len = ql;
+	}
+	if (kbuf_avail(b) != 0) {
+		snprintf(why, sizeof(why), "a malformed reload frame");
+		goto refuse;
+	}
 	/* The supervisor checked these bytes with the file-system checks;
 	 * the users and groups are looked up again here, as at a start. */
-	if (config_parse_buffer((const char *)kbuf_ptr(b), kbuf_avail(b),
-	    r->cur->cfg->path, 0, &cfg, why, sizeof(why)) != KEYD_OK)
+	if (config_parse_buffer((const char *)text, len, r->cur->cfg->path, 0,
+	    &cfg, why, sizeof(why)) != KEYD_OK)
 		goto refuse;
 	if (new_token(r, cfg, &tok, why, sizeof(why)) != KEYD_OK)
 		goto refuse;
-	if ((d = build(cfg, tok, r->audit, r->cur, why, sizeof(why))) ==
-	    NULL)
+	if ((d = build(cfg, tok, r->audit, r->cur, pems, n_pems, why,
+	    sizeof(why))) == NULL)
 		goto refuse;
 	d->run = r->cur->run;
 	d->generation = r->cur->generation + 1;
@@ -431,8 +471,10 @@ serve_reload_apply(struct serve_reload *r, struct kbuf *b)
 		log_error("cannot tell keyd's supervisor the reload applied");
 	answer(r, seq, KEYD_OK, hash, d->generation, summary, "");
 	pend_clear(r);
+	pems_free(pems, n_pems);
 	return;
 refuse:
+	pems_free(pems, n_pems);
 	if (d != NULL) {
 		d->release = NULL;
 		release(d);

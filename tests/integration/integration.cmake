@@ -117,3 +117,5 @@ keyd_script_test(reload_load integration/reload_load.sh integration)
 keyd_script_test(rotation integration/rotation.sh integration)
 # A reload with a failover token: new keys checked on both tokens.
 keyd_script_test(reload_failover integration/reload_failover.sh integration)
+# A passport key's certificate and x5u changed by reload.
+keyd_script_test(reload_passport integration/reload_passport.sh integration)
