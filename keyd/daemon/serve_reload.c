@@ -132,6 +132,10 @@ fail:
 	return NULL;
 }
 
+/* The run's counters outlive every configuration's dispatcher (the first
+ * one's own run goes with it): one per process. */
+static struct dispatch_run run;
+
 struct dispatch *
 serve_reload_first(struct config *cfg, struct token *token,
     struct audit *audit, const char *hash, char *err, size_t errlen)
@@ -139,8 +143,11 @@ serve_reload_first(struct config *cfg, struct token *token,
 	struct dispatch *d = build(cfg, token, audit, NULL, NULL, 0, err,
 	    errlen);
 
-	if (d != NULL)
+	if (d != NULL) {
 		snprintf(d->sha256, sizeof(d->sha256), "%s", hash);
+		run.started = d->run_own.started;
+		d->run = &run;
+	}
 	return d;
 }
 
