@@ -119,3 +119,8 @@ keyd_script_test(rotation integration/rotation.sh integration)
 keyd_script_test(reload_failover integration/reload_failover.sh integration)
 # A passport key's certificate and x5u changed by reload.
 keyd_script_test(reload_passport integration/reload_passport.sh integration)
+if(KEYD_SANITIZE)
+  # The Python clients of the reload tests load the sanitized libkeyd.
+  set_property(TEST reload reload_load rotation APPEND PROPERTY ENVIRONMENT
+    "KEYD_P11_PRELOAD=${KEYD_PY_ASAN_RUNTIME}")
+endif()

@@ -100,7 +100,8 @@ reload_refused() {
 declare -A TO FROM
 start_client() {
   mkfifo "$T/$1.in" "$T/$1.out"
-  as_user "$2" "$NOGROUP" env KEYD_SOCKET="$KEYD_SOCKET" "$PY" "$CLIENT" repl \
+  as_user "$2" "$NOGROUP" env KEYD_SOCKET="$KEYD_SOCKET" ${KEYD_P11_PRELOAD:+LD_PRELOAD=$KEYD_P11_PRELOAD} \
+    ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 "$PY" "$CLIENT" repl \
     < "$T/$1.in" > "$T/$1.out" 2> "$T/$1.err" &
   exec {TO[$1]}> "$T/$1.in" {FROM[$1]}< "$T/$1.out"
 }

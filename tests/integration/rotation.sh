@@ -15,6 +15,13 @@ PY=/usr/bin/python3
 export PYTHONPATH=$KEYD_SOURCE_DIR/client/python
 export KEYD_LIBRARY=$KEYD_BUILD_DIR/client/libkeyd.so.0
 CLIENT=$KEYD_SOURCE_DIR/tests/integration/reload_client.py
+py() {
+  if [[ -n ${KEYD_P11_PRELOAD:-} ]]; then
+    LD_PRELOAD=$KEYD_P11_PRELOAD ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 "$PY" "$@"
+  else
+    "$PY" "$@"
+  fi
+}
 
 TOKEN=rotate
 make_token $TOKEN
@@ -66,7 +73,7 @@ pass "SRTP KEK rotated by reload: earlier blobs open, new blobs use $k2"
 # Tightening a client's rights: sip-tls-old leaves the client's keys; its
 # open connection is refused it on the next request.
 mkfifo "$T/c.in" "$T/c.out"
-"$PY" "$CLIENT" repl < "$T/c.in" > "$T/c.out" 2> "$T/c.err" &
+py "$CLIENT" repl < "$T/c.in" > "$T/c.out" 2> "$T/c.err" &
 exec {TO}> "$T/c.in" {FROM}< "$T/c.out"
 ask() { echo "$1" >&"$TO"; IFS= read -r -t 20 ANSWER <&"$FROM" || ANSWER="(none: $(cat "$T/c.err"))"; }
 ask "sign sip-tls-old"; [[ $ANSWER == ok ]] || fail "before: $ANSWER"
