@@ -9,6 +9,19 @@
  * never parses a client's bytes; it handles the signals, restarts a token
  * process that crashed, hung or lost its device, and keeps the PIN in
  * locked memory for those restarts. docs/architecture.md has the picture.
+ *
+ * It also runs reloads (reload_start and what follows): it reads the
+ * configuration file once, checks it, starts token processes with its bytes
+ * beside the running ones, offers them to the socket-facing process and,
+ * once that one has applied the new configuration, retires the old token
+ * processes. serve_reload.c is the socket-facing process's half.
+ *
+ * Why one file over 1,200 lines: the start-up, the restarts and the
+ * reloads are one state machine over struct sup and its token processes,
+ * driven by one poll loop (supervise); split, struct sup and a dozen of its
+ * helpers would become an interface that nothing else uses. The
+ * socket-facing process's own code lives elsewhere (server.c, dispatch.c,
+ * serve_reload.c); serve() here only wires it up after the fork.
  */
 #include <errno.h>
 #include <getopt.h>
