@@ -34,7 +34,7 @@ write_pin
 export_pub 0a "$T/audit.pem"
 
 # conf: the configuration from these variables.
-APP_KEYS=sip-old APP_UID=40001 APP_RATE= NEW_KEY= OTHER= APP2=
+APP_KEYS=sip-old APP_UID=40001 APP_RATE= APP_MAXCONN= NEW_KEY= OTHER= APP2=
 conf() {
   {
     echo "socket_group = nogroup"
@@ -57,6 +57,7 @@ conf() {
     echo "keys = $APP_KEYS"
     echo "ops = sign"
     [[ -z $APP_RATE ]] || echo "rate = $APP_RATE"
+    [[ -z $APP_MAXCONN ]] || echo "max_connections = $APP_MAXCONN"
     if [[ -n $OTHER ]]; then
       echo "[client other]"
       echo "uid = 40002"
@@ -162,6 +163,20 @@ conf
 reload_ok "clients ~app"
 for _ in $(seq 10); do expect_answer app "sign sip-new" "^ok$"; done
 pass "a rate limit applies and is lifted on the next requests"
+
+# A lowered max_connections closes nothing; it applies to new connections.
+APP_MAXCONN=1
+conf
+reload_ok "clients ~app"
+expect_answer app "sign sip-new" "^ok$"
+expect_fail "" as_user 40001 "$NOGROUP" "$KEYDCTL" list
+wait_for "$T/audit.jsonl" '"event":"busy","client":"app".*max_connections reached (1)'
+APP_MAXCONN=
+conf
+reload_ok "clients ~app"
+as_user 40001 "$NOGROUP" "$KEYDCTL" list > /dev/null || fail "a second connection is refused after the limit went"
+expect_answer app "sign sip-new" "^ok$"
+pass "a lowered max_connections keeps the open connection and refuses a new one"
 
 # Invalid configurations: refused with the reason; nothing changes.
 good=$(cat "$T/keyd.conf")
