@@ -722,8 +722,10 @@ conn_remap(struct server *s, struct dispatch *d, struct conn *c)
 		snprintf(why, sizeof(why), "after a reload the peer admitted as "
 		    "'%s' matches client '%s'", c->client_name,
 		    d->cfg->clients[other].name);
+	/* Not a refusal of the peer's own (those are folded in a flood):
+	 * each connection a reload closes has its own record. */
 	audit_peer(s, "connection-closed", c->client_name, &c->peer.cred,
-	    KEYD_ERR_DENIED, why, 0);
+	    KEYD_ERR_CLOSED, why, 0);
 	return -1;
 }
 
