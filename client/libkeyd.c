@@ -577,6 +577,15 @@ int
 keyd_sign_ex(struct keyd_client *c, const char *key, int alg, const void *in,
     size_t inlen, uint8_t *sig, size_t *siglen, unsigned flags)
 {
+	return keyd_sign_pinned(c, key, NULL, alg, in, inlen, sig, siglen,
+	    flags);
+}
+
+int
+keyd_sign_pinned(struct keyd_client *c, const char *key,
+    const uint8_t key_sha256[32], int alg, const void *in, size_t inlen,
+    uint8_t *sig, size_t *siglen, unsigned flags)
+{
 	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
 	Keyd__V1__SignRequest sr = KEYD__V1__SIGN_REQUEST__INIT;
 	Keyd__V1__Response *resp = NULL;
@@ -618,6 +627,10 @@ keyd_sign_ex(struct keyd_client *c, const char *key, int alg, const void *in,
 	sr.data.data = (uint8_t *)(uintptr_t)in;
 	sr.data.len = inlen;
 	sr.ecdsa_raw = (flags & KEYD_SIGN_ECDSA_RAW) != 0;
+	if (key_sha256 != NULL) {
+		sr.key_sha256.data = (uint8_t *)(uintptr_t)key_sha256;
+		sr.key_sha256.len = 32;
+	}
 	req.op_case = KEYD__V1__REQUEST__OP_SIGN;
 	req.sign = &sr;
 	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_SIGN,

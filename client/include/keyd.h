@@ -195,6 +195,16 @@ KEYD_API int keyd_sign_ex(struct keyd_client *c, const char *key, int alg,
     unsigned flags);
 
 /*
+ * keyd_sign_pinned: keyd_sign_ex that signs only if the name key still
+ * names the key whose public key (SubjectPublicKeyInfo DER, as
+ * keyd_pubkey gives it) has the SHA-256 key_sha256; if a reload pointed
+ * the name at another key, KEYD_ERR_UNKNOWN_KEY and no signature.
+ */
+KEYD_API int keyd_sign_pinned(struct keyd_client *c, const char *key,
+    const uint8_t key_sha256[32], int alg, const void *in, size_t inlen,
+    uint8_t *sig, size_t *siglen, unsigned flags);
+
+/*
  * keyd_decrypt: decrypts the ciphertext in[0..inlen) (at most
  * KEYD_MAX_CIPHERTEXT bytes) with the key named key, using alg (enum
  * keyd_decrypt_alg). The caller owns every buffer; libkeyd wipes every

@@ -1269,6 +1269,12 @@ op_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key,
 	}
 	rv = kp11mech_op_init(op, m, what, k->type, k->name, k->out_len,
 	    k->spki.p, k->spki.len);
+	if (rv == CKR_OK && k->spki.len > 0) {
+		/* Pinned: a reload that points the name at another key makes
+		 * this handle's signature fail, not sign with that key. */
+		memcpy(op->key_sha256, k->fp, sizeof(op->key_sha256));
+		op->has_key_sha256 = 1;
+	}
 	/* An OAEP hash the token lacks is refused here, not by C_Decrypt
 	 * (which may not return CKR_MECHANISM_PARAM_INVALID): keyd found
 	 * out at start-up which hashes the token takes with this key. */
@@ -1305,7 +1311,8 @@ remote_sign(struct kp11mech_op *op, const uint8_t *in, size_t inlen,
 		flags = KEYD_SIGN_ECDSA_RAW; /* r||s, as PKCS#11 wants */
 	if ((r = kp11pool_get(&pool, &c, &gen, err, sizeof(err))) ==
 	    KEYD_OK) {
-		r = keyd_sign_ex(c, op->key, op->keyd_alg, in, inlen, sig,
+		r = keyd_sign_pinned(c, op->key, op->has_key_sha256 ?
+		    op->key_sha256 : NULL, op->keyd_alg, in, inlen, sig,
 		    siglen, flags);
 		if (r != KEYD_OK)
 			snprintf(err, sizeof(err), "%s", keyd_errmsg(c));

@@ -445,6 +445,7 @@ kp11obj_assign(struct kp11obj_registry *reg, struct kp11obj_table *t)
 			reg->n++;
 		}
 		t->keys[i].slot = j;
+		memcpy(t->keys[i].fp, fp, sizeof(fp));
 	}
 	return KEYD_OK;
 }

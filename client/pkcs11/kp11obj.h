@@ -52,6 +52,7 @@ struct kp11obj_key {
 	                                keyd_decrypt_alg keyd does */
 	size_t out_len;              /* signature or modulus bytes */
 	size_t slot;                 /* registry index: the handles */
+	uint8_t fp[32];              /* SHA-256 of spki (kp11obj_assign) */
 	struct kp11obj_blob spki, modulus, exponent, ec_params, ec_point;
 	CK_ULONG modulus_bits;
 	struct kp11obj_blob cert, subject, issuer, serial;

@@ -4,6 +4,8 @@
 
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -541,6 +543,22 @@ handle_sign(struct req_ctx *rc, const Keyd__V1__SignRequest *req,
 	if ((r = check_key(rc, req->key, CONFIG_OP_SIGN)) != KEYD_OK)
 		return r;
 	tk = token_key(rc->d->token, (size_t)rc->key);
+	if (req->key_sha256.len != 0) {
+		uint8_t md[32];
+
+		/* The client pinned the key it found under this name: a
+		 * reload that pointed the name at another key must not make
+		 * it sign with that one. */
+		if (req->key_sha256.len != sizeof(md) || tk->spki == NULL ||
+		    EVP_Digest(tk->spki, tk->spki_len, md, NULL, EVP_sha256(),
+		    NULL) != 1 || CRYPTO_memcmp(md, req->key_sha256.data,
+		    sizeof(md)) != 0) {
+			snprintf(rc->msg, sizeof(rc->msg), "key '%s' is not the "
+			    "key the client found under that name (a reload "
+			    "replaced it); look it up again", rc->key_name);
+			return KEYD_ERR_UNKNOWN_KEY;
+		}
+	}
 	if (req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_UNSPECIFIED ||
 	    strcmp(rc->mech, "unknown") == 0) {
 		snprintf(rc->msg, sizeof(rc->msg), "unknown signature "

@@ -4,7 +4,10 @@
 # first C_FindObjectsInit after the reload's reply; a removed key's
 # handles answer CKR_OBJECT_HANDLE_INVALID (and C_SignInit
 # CKR_KEY_HANDLE_INVALID), never another key's; a key whose name now maps
-# to another public key gets a new handle, and its old handle is invalid.
+# to another public key gets a new handle, and its old handle is invalid;
+# a handle found before such a reload never signs with the new key, even
+# before the application looks again (its signature is pinned to the key's
+# public key).
 source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 
 MODULE=$KEYD_BUILD_DIR/client/pkcs11/keyd-pkcs11.so
@@ -16,8 +19,9 @@ keygen EC:prime256v1 a 01
 keygen EC:prime256v1 b 02
 keygen EC:prime256v1 rot-1 03
 keygen EC:prime256v1 rot-2 04
+keygen EC:prime256v1 rot-3 05
 write_pin
-for k in 01:a 02:b 03:rot-1 04:rot-2; do export_pub "${k%%:*}" "$T/${k#*:}.pem"; done
+for k in 01:a 02:b 03:rot-1 04:rot-2 05:rot-3; do export_pub "${k%%:*}" "$T/${k#*:}.pem"; done
 # conf ROT KEY...: keys KEY... and sip-rot on object ROT.
 conf() {
   local rot=$1; shift
@@ -80,6 +84,18 @@ expect "attr $hr1" "rv=0x82"
 expect "sign $hr1 $T/rot-1.pem" "rv=0x60"
 expect "sign $hb $T/b.pem" "rv=0x0"
 pass "a removed key's handles are invalid; a rotated key gets a new handle, its old one is invalid"
+
+# sip-rot on rot-3: the handle of rot-2, used before any C_FindObjectsInit,
+# is refused (keyd checks the pinned public key), not signed with rot-3.
+conf rot-3 b
+"$KEYDCTL" reload > /dev/null || fail "reload refused"
+expect "sign $hr2 $T/rot-2.pem" "rv=0x60"
+hr3=$(handle sip-rot)
+[[ $hr3 != 0 && $hr3 != "$hr2" && $hr3 != "$hr1" ]] || fail "rot-3's handle is $hr3"
+expect "sign $hr3 $T/rot-3.pem" "rv=0x0"
+grep -q "is not the key the client found under that name" "$T/audit.jsonl" ||
+  fail "the refusal of the stale handle is not audited"
+pass "a handle found before the reload never signs with the key its name now names"
 echo quit >&"$TO"
 exec {TO}>&-
 stop_keyd
