@@ -121,6 +121,9 @@ static const char ctl_usage[] =
 "                                   decrypt an RSA-OAEP (or, for keys\n"
 "                                   that allow it, PKCS#1 v1.5) ciphertext\n"
 "  status [--prometheus]            keyd's tokens, keys and counters\n"
+"  reload                           keyd reads its configuration again:\n"
+"                                   prints what changed, or why keyd\n"
+"                                   refused it (exit status 1)\n"
 "  srtp new NAME -S SUITE [-C CONTEXT]\n"
 "                                   a new SRTP master key: prints\n"
 "                                   inline:BASE64 (SDES key-params) and\n"
@@ -361,7 +364,7 @@ ctl_ops_string(unsigned ops, char *dst, size_t n)
 {
 	static const char *const names[] = {
 		"sign", "decrypt", "srtp-new", "srtp-open", "status",
-		"passport",
+		"passport", "reload",
 	};
 	size_t i;
 
@@ -605,6 +608,30 @@ cmd_status(const struct ctl_opts *o)
 		goto out;
 	}
 	ret = ctl_write_output("status", NULL, text, strlen(text), 0644, 0);
+out:
+	keyd_free(text);
+	keyd_close(c);
+	return ret;
+}
+
+/* Waits for keyd's outcome: the new configuration serves, or it was
+ * refused (the reason on stderr, exit status 1). */
+static int
+cmd_reload(const struct ctl_opts *o)
+{
+	struct keyd_client *c = NULL;
+	char *text = NULL, line[2048];
+	int r, ret = KEYDCTL_EXIT_FAIL;
+
+	if (ctl_connect("reload", o, &c) != 0)
+		goto out;
+	if ((r = keyd_reload(c, &text)) != KEYD_OK) {
+		ctl_error("reload", r == KEYD_ERR_CONFIG ? "refused" :
+		    keyd_strerror(r), keyd_errmsg(c));
+		goto out;
+	}
+	snprintf(line, sizeof(line), "reloaded: %s\n", text);
+	ret = ctl_write_output("reload", NULL, line, strlen(line), 0644, 0);
 out:
 	keyd_free(text);
 	keyd_close(c);
@@ -959,6 +986,7 @@ main(int argc, char **argv)
 		    OPT_DIGEST },
 		{ "decrypt", 2, OPT_SOCKET | OPT_IN | OPT_OUT | OPT_ALG },
 		{ "status", 1, OPT_SOCKET | OPT_PROMETHEUS },
+		{ "reload", 1, OPT_SOCKET },
 	};
 	struct ctl_opts o;
 	const struct ctl_alg *a = NULL;
@@ -1009,6 +1037,7 @@ main(int argc, char **argv)
 	case 1: return cmd_pubkey(&o, ctx, o.words[1]);
 	case 2: return cmd_sign(&o, ctx, o.words[1], a);
 	case 3: return cmd_decrypt(&o, ctx, o.words[1], a);
-	default: return cmd_status(&o);
+	case 4: return cmd_status(&o);
+	default: return cmd_reload(&o);
 	}
 }

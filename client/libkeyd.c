@@ -1,6 +1,7 @@
 /* libkeyd.c: the keyd_* client API (keyd.h) over the keyd wire protocol. */
 #include "keyd.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct keyd_client {
 	char *path;
 	uint64_t next_id;       /* last request id used */
 	unsigned timeout_ms;
+	uint64_t config_generation; /* from the last hello or list reply */
 	unsigned ops;           /* KEYD_OP_* from hello */
 	struct kbuf out;        /* the request being sent */
 	struct kbuf in;         /* the reply being read: may hold plaintext */
@@ -168,7 +170,7 @@ decrypt_alg_public(Keyd__V1__DecryptAlg alg)
 	return 0;
 }
 
-/* Op values 1..6 become bits 0..5; values this version does not know are
+/* Op values 1..7 become bits 0..6; values this version does not know are
  * dropped rather than shifted out of range. */
 static unsigned
 ops_bits(const Keyd__V1__Op *ops, size_t n)
@@ -178,7 +180,7 @@ ops_bits(const Keyd__V1__Op *ops, size_t n)
 
 	for (i = 0; i < n; i++)
 		if (ops[i] >= KEYD__V1__OP__OP_SIGN &&
-		    ops[i] <= KEYD__V1__OP__OP_PASSPORT)
+		    ops[i] <= KEYD__V1__OP__OP_RELOAD)
 			bits |= 1u << ((unsigned)ops[i] - 1);
 	return bits;
 }
@@ -280,6 +282,7 @@ result_name(Keyd__V1__Response__ResultCase rc)
 	case KEYD__V1__RESPONSE__RESULT_SRTP_NEW: return "srtp-new";
 	case KEYD__V1__RESPONSE__RESULT_SRTP_OPEN: return "srtp-open";
 	case KEYD__V1__RESPONSE__RESULT_PASSPORT: return "passport";
+	case KEYD__V1__RESPONSE__RESULT_RELOAD: return "reload";
 	default: return "empty";
 	}
 }
@@ -298,6 +301,7 @@ result_ptr(const Keyd__V1__Response *resp)
 	case KEYD__V1__RESPONSE__RESULT_SRTP_NEW: return resp->srtp_new;
 	case KEYD__V1__RESPONSE__RESULT_SRTP_OPEN: return resp->srtp_open;
 	case KEYD__V1__RESPONSE__RESULT_PASSPORT: return resp->passport;
+	case KEYD__V1__RESPONSE__RESULT_RELOAD: return resp->reload;
 	default: return NULL;
 	}
 }
@@ -362,6 +366,7 @@ client_open(struct keyd_client *c, int64_t deadline)
 	    KEYD_OK)
 		goto out;
 	h = resp->hello;
+	c->config_generation = h->config_generation;
 	if (h->protocol_version != KEYD_PROTOCOL_VERSION) {
 		r = client_fail(c, KEYD_ERR_VERSION, "keyd at %s speaks "
 		    "protocol version %u, this libkeyd speaks %u; install "
@@ -572,6 +577,15 @@ int
 keyd_sign_ex(struct keyd_client *c, const char *key, int alg, const void *in,
     size_t inlen, uint8_t *sig, size_t *siglen, unsigned flags)
 {
+	return keyd_sign_pinned(c, key, NULL, alg, in, inlen, sig, siglen,
+	    flags);
+}
+
+int
+keyd_sign_pinned(struct keyd_client *c, const char *key,
+    const uint8_t key_sha256[32], int alg, const void *in, size_t inlen,
+    uint8_t *sig, size_t *siglen, unsigned flags)
+{
 	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
 	Keyd__V1__SignRequest sr = KEYD__V1__SIGN_REQUEST__INIT;
 	Keyd__V1__Response *resp = NULL;
@@ -613,6 +627,10 @@ keyd_sign_ex(struct keyd_client *c, const char *key, int alg, const void *in,
 	sr.data.data = (uint8_t *)(uintptr_t)in;
 	sr.data.len = inlen;
 	sr.ecdsa_raw = (flags & KEYD_SIGN_ECDSA_RAW) != 0;
+	if (key_sha256 != NULL) {
+		sr.key_sha256.data = (uint8_t *)(uintptr_t)key_sha256;
+		sr.key_sha256.len = 32;
+	}
 	req.op_case = KEYD__V1__REQUEST__OP_SIGN;
 	req.sign = &sr;
 	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_SIGN,
@@ -817,6 +835,7 @@ keyd_list(struct keyd_client *c, struct keyd_keylist **out)
 	    &resp)) != KEYD_OK)
 		goto out;
 	l = resp->list;
+	c->config_generation = l->config_generation;
 	if ((kl = calloc(1, sizeof(*kl))) == NULL ||
 	    (l->n_keys > 0 &&
 	    (kl->keys = calloc(l->n_keys, sizeof(*kl->keys))) == NULL)) {
@@ -949,6 +968,77 @@ out:
 	frame_free_response(resp);
 	client_unlock(c);
 	return r;
+}
+
+int
+keyd_reload(struct keyd_client *c, char **text)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__ReloadRequest rq = KEYD__V1__RELOAD_REQUEST__INIT;
+	Keyd__V1__Response *resp = NULL;
+	char hash[65], summary[1024];
+	size_t n;
+	int r;
+
+	if (c == NULL)
+		return KEYD_ERR_INVALID_ARG;
+	client_lock(c);
+	if (text == NULL) {
+		r = client_fail(c, KEYD_ERR_INVALID_ARG, "keyd_reload: text "
+		    "is NULL");
+		goto out;
+	}
+	*text = NULL;
+	req.op_case = KEYD__V1__REQUEST__OP_RELOAD;
+	req.reload = &rq;
+	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_RELOAD,
+	    &resp)) != KEYD_OK)
+		goto out;
+	strutil_printable(hash, sizeof(hash), resp->reload->config_sha256);
+	strutil_printable(summary, sizeof(summary), resp->reload->summary);
+	c->config_generation = resp->reload->config_generation;
+	n = strlen(hash) + strlen(summary) + 64;
+	if ((*text = malloc(n)) == NULL) {
+		r = client_fail(c, KEYD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(*text, n, "sha256 %s, generation %" PRIu64 ": %s", hash,
+	    resp->reload->config_generation, summary);
+out:
+	frame_free_response(resp);
+	client_unlock(c);
+	return r;
+}
+
+int
+keyd_config_generation_fetch(struct keyd_client *c, uint64_t *generation)
+{
+	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
+	Keyd__V1__HelloRequest hr = KEYD__V1__HELLO_REQUEST__INIT;
+	Keyd__V1__Response *resp = NULL;
+	int r;
+
+	if (c == NULL || generation == NULL)
+		return KEYD_ERR_INVALID_ARG;
+	client_lock(c);
+	hr.protocol_version = KEYD_PROTOCOL_VERSION;
+	hr.client_version = (char *)(uintptr_t)("libkeyd " KEYD_VERSION);
+	req.op_case = KEYD__V1__REQUEST__OP_HELLO;
+	req.hello = &hr;
+	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_HELLO,
+	    &resp)) == KEYD_OK) {
+		c->config_generation = resp->hello->config_generation;
+		*generation = c->config_generation;
+	}
+	frame_free_response(resp);
+	client_unlock(c);
+	return r;
+}
+
+uint64_t
+keyd_config_generation(const struct keyd_client *c)
+{
+	return c != NULL ? c->config_generation : 0;
 }
 
 void

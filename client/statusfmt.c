@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
 
 #include "keyd_err.h"
 #include "strutil.h"
@@ -143,6 +144,21 @@ text_all(struct kbuf *b, const Keyd__V1__StatusReply *s)
 	    s->connections, plural(s->connections), s->requests,
 	    plural(s->requests), s->errors, plural(s->errors))) != KEYD_OK)
 		return r;
+	/* A keyd older than reloads sends no hash. */
+	if (s->config_sha256 != NULL && s->config_sha256[0] != '\0') {
+		char hash[80], when[40] = "?";
+		time_t t = (time_t)s->config_applied_unix;
+		struct tm tm;
+
+		strutil_printable(hash, sizeof(hash), s->config_sha256);
+		if (gmtime_r(&t, &tm) != NULL)
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ",
+			    &tm);
+		if ((r = strutil_appendf(b, "configuration: sha256 %s, "
+		    "generation %" PRIu64 ", applied %s\n", hash,
+		    s->config_generation, when)) != KEYD_OK)
+			return r;
+	}
 	/* Only when it happened: most keyds mirror nothing to syslog. */
 	if (s->syslog_dropped > 0 && (r = strutil_appendf(b, "syslog: %"
 	    PRIu64 " audit lines dropped (the syslog daemon did not keep "

@@ -103,6 +103,7 @@ enum keyd_decrypt_alg {
 #define KEYD_OP_SRTP_OPEN (1u << 3)
 #define KEYD_OP_STATUS    (1u << 4)
 #define KEYD_OP_PASSPORT  (1u << 5)
+#define KEYD_OP_RELOAD    (1u << 6)
 
 /* Formats for keyd_status. */
 enum keyd_status_format {
@@ -194,6 +195,16 @@ KEYD_API int keyd_sign_ex(struct keyd_client *c, const char *key, int alg,
     unsigned flags);
 
 /*
+ * keyd_sign_pinned: keyd_sign_ex that signs only if the name key still
+ * names the key whose public key (SubjectPublicKeyInfo DER, as
+ * keyd_pubkey gives it) has the SHA-256 key_sha256; if a reload pointed
+ * the name at another key, KEYD_ERR_UNKNOWN_KEY and no signature.
+ */
+KEYD_API int keyd_sign_pinned(struct keyd_client *c, const char *key,
+    const uint8_t key_sha256[32], int alg, const void *in, size_t inlen,
+    uint8_t *sig, size_t *siglen, unsigned flags);
+
+/*
  * keyd_decrypt: decrypts the ciphertext in[0..inlen) (at most
  * KEYD_MAX_CIPHERTEXT bytes) with the key named key, using alg (enum
  * keyd_decrypt_alg). The caller owns every buffer; libkeyd wipes every
@@ -251,6 +262,28 @@ KEYD_API void keyd_keylist_free(struct keyd_keylist *l);
  * the caller frees with keyd_free.
  */
 KEYD_API int keyd_status(struct keyd_client *c, int format, char **text);
+
+/*
+ * keyd_reload: asks keyd to read its configuration file again, and waits
+ * for the outcome (the client needs the op reload; keyd checks the file
+ * as at a start before anything changes). KEYD_OK: the new configuration
+ * serves, and *text (keyd_free) says "sha256 HEX, generation N: WHAT
+ * CHANGED". KEYD_ERR_CONFIG: keyd refused it and keyd_errmsg says why; the
+ * running configuration serves on, unchanged.
+ */
+KEYD_API int keyd_reload(struct keyd_client *c, char **text);
+
+/* keyd_config_generation: the generation of keyd's configuration as the
+ * last hello or list reply on c gave it (1 at keyd's start, one more at
+ * each reload applied); 0 if none was seen. */
+KEYD_API uint64_t keyd_config_generation(const struct keyd_client *c);
+
+/* keyd_config_generation_fetch: asks keyd (one round trip, a hello) for
+ * the generation of the configuration in force, into *generation. For
+ * clients that cache keyd's keys (keyd-pkcs11.so): a new generation means
+ * keys may have been added, removed or replaced. */
+KEYD_API int keyd_config_generation_fetch(struct keyd_client *c,
+    uint64_t *generation);
 
 /* keyd_free: frees a buffer libkeyd returned (keyd_pubkey, keyd_status).
  * NULL is fine. */

@@ -293,9 +293,12 @@ mark_stale(void)
 
 /*
  * The object table, with a reference for the caller (table_put). Asks
- * keyd for it if there is none, if it is marked stale, or (refresh) if it
- * is older than KP11_REFRESH_MS. If keyd cannot be asked, an older table
- * is still served: the objects and their handles outlive a keyd restart.
+ * keyd for it if there is none, if it is marked stale, or (refresh, for
+ * C_FindObjectsInit) if it is older than KP11_REFRESH_MS or keyd's
+ * configuration has another generation than the one it lists (a reload
+ * added, removed or replaced keys: one hello tells). If keyd cannot be
+ * asked, an older table is still served: the objects and their handles
+ * outlive a keyd restart.
  */
 static CK_RV
 table_get(int refresh, struct kp11obj_table **out)
@@ -304,7 +307,8 @@ table_get(int refresh, struct kp11obj_table **out)
 	struct keyd_client *c = NULL;
 	char err[KP11_MSG_MAX];
 	unsigned gen, pgen;
-	int hide, r;
+	uint64_t have = 0, now_gen = 0;
+	int hide, r, ask_gen = 0;
 
 	*out = NULL;
 	glock();
@@ -315,10 +319,14 @@ table_get(int refresh, struct kp11obj_table **out)
 	t = g.table;
 	if (t != NULL && !g.table_stale &&
 	    (!refresh || now_ms() - t->loaded_ms < KP11_REFRESH_MS)) {
-		t->refs++;
-		gunlock();
-		*out = t;
-		return CKR_OK;
+		if (!refresh) {
+			t->refs++;
+			gunlock();
+			*out = t;
+			return CKR_OK;
+		}
+		ask_gen = 1;
+		have = t->generation;
 	}
 	gen = g.gen;
 	hide = g.conf.hide_ed25519;
@@ -327,8 +335,26 @@ table_get(int refresh, struct kp11obj_table **out)
 	err[0] = '\0';
 	if ((r = kp11pool_get(&pool, &c, &pgen, err, sizeof(err))) ==
 	    KEYD_OK) {
-		r = kp11obj_fetch(c, hide, &nt, err, sizeof(err));
+		if (ask_gen)
+			r = keyd_config_generation_fetch(c, &now_gen);
+		if (r == KEYD_OK && (!ask_gen || now_gen != have))
+			r = kp11obj_fetch(c, hide, &nt, err, sizeof(err));
 		kp11pool_put(&pool, c, pgen);
+	}
+	if (ask_gen && r == KEYD_OK && nt == NULL) {
+		/* The same configuration: the table stands. */
+		glock();
+		if (!g.initialized || g.gen != gen) {
+			gunlock();
+			return CKR_CRYPTOKI_NOT_INITIALIZED;
+		}
+		if ((t = g.table) != NULL)
+			t->refs++;
+		gunlock();
+		if (t == NULL)
+			return CKR_GENERAL_ERROR;
+		*out = t;
+		return CKR_OK;
 	}
 
 	glock();
@@ -1243,6 +1269,12 @@ op_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key,
 	}
 	rv = kp11mech_op_init(op, m, what, k->type, k->name, k->out_len,
 	    k->spki.p, k->spki.len);
+	if (rv == CKR_OK && k->spki.len > 0) {
+		/* Pinned: a reload that points the name at another key makes
+		 * this handle's signature fail, not sign with that key. */
+		memcpy(op->key_sha256, k->fp, sizeof(op->key_sha256));
+		op->has_key_sha256 = 1;
+	}
 	/* An OAEP hash the token lacks is refused here, not by C_Decrypt
 	 * (which may not return CKR_MECHANISM_PARAM_INVALID): keyd found
 	 * out at start-up which hashes the token takes with this key. */
@@ -1279,7 +1311,8 @@ remote_sign(struct kp11mech_op *op, const uint8_t *in, size_t inlen,
 		flags = KEYD_SIGN_ECDSA_RAW; /* r||s, as PKCS#11 wants */
 	if ((r = kp11pool_get(&pool, &c, &gen, err, sizeof(err))) ==
 	    KEYD_OK) {
-		r = keyd_sign_ex(c, op->key, op->keyd_alg, in, inlen, sig,
+		r = keyd_sign_pinned(c, op->key, op->has_key_sha256 ?
+		    op->key_sha256 : NULL, op->keyd_alg, in, inlen, sig,
 		    siglen, flags);
 		if (r != KEYD_OK)
 			snprintf(err, sizeof(err), "%s", keyd_errmsg(c));

@@ -59,6 +59,10 @@ struct kp11mech_op {
 	enum kp11_keytype keytype;
 	CK_OBJECT_HANDLE obj;
 	char key[KP11_KEY_NAME_MAX + 1]; /* keyd's name for the key */
+	/* SHA-256 of the public key found under that name (set by kp11.c):
+	 * keyd signs only while the name still names that key. */
+	uint8_t key_sha256[32];
+	int has_key_sha256;
 	size_t out_len;            /* signature (or modulus) length */
 	int keyd_alg;              /* libkeyd's enum keyd_sign/decrypt_alg */
 	const EVP_MD *md;          /* the hash of a hashing or PSS mechanism */

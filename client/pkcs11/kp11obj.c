@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/bn.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
@@ -399,6 +400,7 @@ kp11obj_fetch(struct keyd_client *c, int hide_ed25519,
 			goto out;
 	}
 	t->loaded_ms = now_ms();
+	t->generation = keyd_config_generation(c);
 	*out = t;
 	t = NULL;
 	r = KEYD_OK;
@@ -411,14 +413,21 @@ out:
 int
 kp11obj_assign(struct kp11obj_registry *reg, struct kp11obj_table *t)
 {
-	char **names;
+	uint8_t fp[KP11OBJ_FP_LEN];
 	size_t i, j;
 
 	for (i = 0; i < t->n; i++) {
+		if (EVP_Digest(t->keys[i].spki.p, t->keys[i].spki.len, fp, NULL,
+		    EVP_sha256(), NULL) != 1)
+			return KEYD_ERR_CRYPTO;
 		for (j = 0; j < reg->n; j++)
-			if (!strcmp(reg->names[j], t->keys[i].name))
+			if (!strcmp(reg->names[j], t->keys[i].name) &&
+			    !memcmp(reg->fps[j], fp, sizeof(fp)))
 				break;
 		if (j == reg->n) {
+			char **names;
+			uint8_t (*fps)[KP11OBJ_FP_LEN];
+
 			if (reg->n >= KP11OBJ_MAX_NAMES)
 				return KEYD_ERR_LIMIT;
 			names = realloc(reg->names,
@@ -426,11 +435,17 @@ kp11obj_assign(struct kp11obj_registry *reg, struct kp11obj_table *t)
 			if (names == NULL)
 				return KEYD_ERR_NOMEM;
 			reg->names = names;
+			fps = realloc(reg->fps, (reg->n + 1) * sizeof(*fps));
+			if (fps == NULL)
+				return KEYD_ERR_NOMEM;
+			reg->fps = fps;
 			if ((names[reg->n] = strdup(t->keys[i].name)) == NULL)
 				return KEYD_ERR_NOMEM;
+			memcpy(fps[reg->n], fp, sizeof(fp));
 			reg->n++;
 		}
 		t->keys[i].slot = j;
+		memcpy(t->keys[i].fp, fp, sizeof(fp));
 	}
 	return KEYD_OK;
 }
@@ -443,7 +458,9 @@ kp11obj_registry_free(struct kp11obj_registry *reg)
 	for (i = 0; i < reg->n; i++)
 		free(reg->names[i]);
 	free(reg->names);
+	free(reg->fps);
 	reg->names = NULL;
+	reg->fps = NULL;
 	reg->n = 0;
 }
 

@@ -7,8 +7,11 @@
  * the module.
  *
  * Object handles stay the same for the life of the process, across keyd
- * restarts and table rebuilds: a key's handles derive from the index its
- * name got in a registry that only grows.
+ * restarts, reloads and table rebuilds: a key's handles derive from the
+ * index its name and public key got in a registry that only grows. A key
+ * whose public key changed under the same name (rotated by a reload) gets
+ * a new index, so never an old handle; a removed key's handles find
+ * nothing (CKR_OBJECT_HANDLE_INVALID), never another key.
  */
 #ifndef KEYD_KP11OBJ_H
 #define KEYD_KP11OBJ_H
@@ -49,6 +52,7 @@ struct kp11obj_key {
 	                                keyd_decrypt_alg keyd does */
 	size_t out_len;              /* signature or modulus bytes */
 	size_t slot;                 /* registry index: the handles */
+	uint8_t fp[32];              /* SHA-256 of spki (kp11obj_assign) */
 	struct kp11obj_blob spki, modulus, exponent, ec_params, ec_point;
 	CK_ULONG modulus_bits;
 	struct kp11obj_blob cert, subject, issuer, serial;
@@ -59,10 +63,14 @@ struct kp11obj_table {
 	size_t n;
 	struct kp11obj_key *keys;
 	int64_t loaded_ms;           /* monotonic time it was built */
+	uint64_t generation;         /* keyd's configuration it lists */
 };
+
+#define KP11OBJ_FP_LEN 32
 
 struct kp11obj_registry {
 	char **names;
+	uint8_t (*fps)[KP11OBJ_FP_LEN]; /* SHA-256 of each one's SPKI */
 	size_t n;
 };
 

@@ -208,7 +208,8 @@ kprov_sign(const struct kprov_key *k, int alg, const void *in, size_t inlen,
 	}
 	if ((c = conn_get(k, &pool, &gen)) == NULL)
 		return KEYD_ERR_CONNECT;
-	r = keyd_sign(c, k->name, alg, in, inlen, sig, siglen);
+	r = keyd_sign_pinned(c, k->name, k->has_spki_sha256 ?
+	    k->spki_sha256 : NULL, alg, in, inlen, sig, siglen, 0);
 	if (r != KEYD_OK) {
 		snprintf(what, sizeof(what), "sign with %s", k->name);
 		kprov_raise_keyd(what, r, keyd_errmsg(c));
@@ -376,6 +377,10 @@ kprov_describe(struct kprov_key *k, const char *name, const char *socket,
 	}
 	memcpy(k->spki, spki, len);
 	k->spki_len = len;
+	/* Here, where the key is loaded (and decoded below), not at each
+	 * signature: a signature takes no OpenSSL lock (kprov_sign). */
+	k->has_spki_sha256 = EVP_Digest(k->spki, k->spki_len,
+	    k->spki_sha256, NULL, EVP_sha256(), NULL) == 1;
 	if (cert != NULL && has_cert) {
 		r = keyd_certificate(c, name, &der, &dlen);
 		if (r == KEYD_OK && dlen > 0 && dlen <= KPROV_CERT_MAX &&

@@ -68,6 +68,11 @@ struct kprov_key {
 	uint8_t pub[KPROV_PUB_MAX];
 	size_t spki_len;
 	uint8_t spki[KPROV_SPKI_MAX];
+	/* SHA-256 of spki, for keyd's private keys: each signature is
+	 * pinned to it, so that a reload pointing the name at another key
+	 * makes it fail rather than sign with that key. */
+	int has_spki_sha256;
+	uint8_t spki_sha256[32];
 };
 
 /* Reason codes of the provider's errors (kprov_reasons in kprov.c). */

@@ -1544,6 +1544,22 @@ audit_seal(struct audit *a)
 }
 
 void
+audit_set_token(struct audit *a, struct token *token,
+    const struct config *cfg)
+{
+	pthread_mutex_lock(&a->mu);
+	if (a->token != NULL)
+		token_session_close(a->token, &a->sess);
+	memset(&a->sess, 0, sizeof(a->sess));
+	a->token = token;
+	if (a->audit_key >= 0)
+		a->audit_key = token != NULL ? token_audit_key(token) : -1;
+	a->cp_lines = cfg->audit_checkpoint_lines;
+	a->cp_every_s = cfg->audit_checkpoint_s;
+	pthread_mutex_unlock(&a->mu);
+}
+
+void
 audit_close(struct audit *a)
 {
 	if (a == NULL)

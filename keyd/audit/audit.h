@@ -97,6 +97,13 @@ int audit_reopen_path(const char *path);
  * and closes. NULL is fine. */
 void audit_close(struct audit *a);
 
+/* audit_set_token: after a reload, checkpoints are signed through token
+ * (the new configuration's token processes; the audit key is the same,
+ * audit_key being restart-only), every cfg->audit_checkpoint_lines lines or
+ * audit_checkpoint_s seconds. Waits for a checkpoint being signed. */
+void audit_set_token(struct audit *a, struct token *token,
+    const struct config *cfg);
+
 /* audit_seal: for an exit that leaves workers inside token calls: writes
  * the last checkpoint, makes the log durable and keeps it locked, so that
  * nothing can be written after it and nothing is freed under a worker.

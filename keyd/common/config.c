@@ -286,6 +286,7 @@ static const struct {
 	{ "srtp-open", CONFIG_OP_SRTP_OPEN },
 	{ "status", CONFIG_OP_STATUS },
 	{ "passport", CONFIG_OP_PASSPORT },
+	{ "reload", CONFIG_OP_RELOAD },
 };
 
 const char *
@@ -321,8 +322,8 @@ parse_ops(struct parse_state *ps, const char *name, const char *v,
 		if (bit == 0 || !(bit & allowed)) {
 			fail(ps, "%s: unknown op '%s' (expected %s)", name,
 			    items[i], (allowed & CONFIG_OP_STATUS) ?
-			    "sign, decrypt, srtp-new, srtp-open, passport or "
-			    "status" :
+			    "sign, decrypt, srtp-new, srtp-open, passport, "
+			    "status or reload" :
 			    "sign, decrypt, srtp-new, srtp-open or passport");
 			free_list(items, n);
 			return -1;
@@ -964,7 +965,8 @@ client_setting(struct parse_state *ps, const char *name, const char *v)
 	} else if (!strcmp(name, "ops")) {
 		if (parse_ops(ps, name, v, CONFIG_OP_SIGN | CONFIG_OP_DECRYPT |
 		    CONFIG_OP_SRTP_NEW | CONFIG_OP_SRTP_OPEN |
-		    CONFIG_OP_STATUS | CONFIG_OP_PASSPORT, &cl->ops) < 0)
+		    CONFIG_OP_STATUS | CONFIG_OP_PASSPORT | CONFIG_OP_RELOAD,
+		    &cl->ops) < 0)
 			return -1;
 	} else if (!strcmp(name, "attest_max")) {
 		if (!strcmp(v, "A"))
@@ -1383,7 +1385,8 @@ out:
 }
 
 int
-config_load(const char *path, struct config **out, char *err, size_t errlen)
+config_read(const char *path, char **textp, size_t *lenp, char *err,
+    size_t errlen)
 {
 	struct stat st;
 	char *text = NULL;
@@ -1391,7 +1394,8 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 	size_t got = 0;
 	int fd = -1, r = KEYD_ERR_CONFIG;
 
-	*out = NULL;
+	*textp = NULL;
+	*lenp = 0;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
 		errf(err, errlen, "cannot open configuration %s: %s%s", path,
 		    strerror(errno), errno == ELOOP ?
@@ -1423,6 +1427,8 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 		r = KEYD_ERR_NOMEM;
 		goto out;
 	}
+	/* Read to the size fstat gave, and no further: a file that grows
+	 * while it is read is cut there, never read past the limit. */
 	while (got < (size_t)st.st_size) {
 		n = read(fd, text + got, (size_t)st.st_size - got);
 		if (n < 0 && errno == EINTR)
@@ -1434,10 +1440,29 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 		}
 		got += (size_t)n;
 	}
-	r = config_parse_buffer(text, got, path, 1, out, err, errlen);
+	text[got] = '\0';
+	*textp = text;
+	*lenp = got;
+	text = NULL;
+	r = KEYD_OK;
 out:
 	if (fd >= 0)
 		close(fd);
+	free(text);
+	return r;
+}
+
+int
+config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	*out = NULL;
+	if ((r = config_read(path, &text, &len, err, errlen)) != KEYD_OK)
+		return r;
+	r = config_parse_buffer(text, len, path, 1, out, err, errlen);
 	free(text);
 	return r;
 }

@@ -44,6 +44,7 @@ enum config_op {
 	CONFIG_OP_SRTP_OPEN = 1u << 3,
 	CONFIG_OP_STATUS = 1u << 4,
 	CONFIG_OP_PASSPORT = 1u << 5,
+	CONFIG_OP_RELOAD = 1u << 6,   /* a client's only, like status */
 };
 
 /* STIR/SHAKEN (docs/shaken.md). */
@@ -156,6 +157,15 @@ struct config {
  * returns KEYD_ERR_CONFIG and writes one line naming the file, the line
  * and what to fix into err. *out is owned by the caller: config_free. */
 int config_load(const char *path, struct config **out, char *err,
+    size_t errlen) CONFIG_WUR;
+
+/* config_read: the bytes of the configuration file at path, with the
+ * checks config_load makes of the file itself (a regular file, not a
+ * symbolic link, not writable by group or others, owned by root or the
+ * caller, at most CONFIG_MAX_BYTES). *text is malloc'ed, NUL-terminated,
+ * *len bytes without the NUL; the caller frees it. On failure returns
+ * KEYD_ERR_CONFIG (or KEYD_ERR_NOMEM) with one line in err. */
+int config_read(const char *path, char **text, size_t *len, char *err,
     size_t errlen) CONFIG_WUR;
 
 /* config_parse_buffer: like config_load on text already in memory, with no

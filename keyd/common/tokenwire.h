@@ -99,7 +99,25 @@ enum tw_ctl {
 	TW_CTL_SIGNAL,             /* u32 signal number */
 	/* socket-facing process -> supervisor */
 	TW_CTL_HUNG,               /* u32 idx, u32 gen: kill and restart */
+	/* A reload (docs/operations.md): the socket-facing process asks, the
+	 * supervisor reads and checks the file and starts token processes
+	 * with the new bytes, then offers them; the socket-facing process
+	 * applies or refuses, and says which. */
+	TW_CTL_RELOAD_ASK,         /* u32 seq (a client's reload op) */
+	TW_CTL_RELOAD_TOKEN,       /* sup: u32 idx, u32 gen, key info; fds */
+	TW_CTL_RELOAD_APPLY,       /* sup: u32 seq, SHA-256 (hex), u32 len,
+	                              the bytes, the certificate files
+	                              (u32 n, then u32 len, path, u32 len,
+	                              PEM each) */
+	TW_CTL_RELOAD_REFUSED,     /* sup: u32 seq, the reason */
+	TW_CTL_RELOAD_DONE,        /* u32 seq, u32 applied, the reason */
 };
+
+/* keyd-token --config-fd: the configuration's bytes in a sealed memfd,
+ * at this descriptor after the request channels (TW_FD_FIRST_CHANNEL + N):
+ * a token process, first or restarted, checks requests against the bytes
+ * the supervisor applied, never against what the file holds later. */
+#define TW_CONFIG_SEAL_NAME "keyd-config"
 
 /* The key info a token process sends when it has resolved its keys. */
 struct tw_info {

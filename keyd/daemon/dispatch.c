@@ -4,6 +4,8 @@
 
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,10 +153,25 @@ dispatch_init(struct dispatch *d, const struct config *cfg,
 	d->cfg = cfg;
 	d->token = token;
 	d->audit = audit;
-	clock_gettime(CLOCK_MONOTONIC, &d->started);
+	d->run = &d->run_own;
+	d->generation = 1;
+	d->applied = time(NULL);
+	atomic_init(&d->refs, 1);
+	clock_gettime(CLOCK_MONOTONIC, &d->run_own.started);
 	d->counters = calloc(cfg->n_keys ? cfg->n_keys * DISPATCH_NOPS : 1,
 	    sizeof(*d->counters));
-	return d->counters == NULL ? KEYD_ERR_NOMEM : KEYD_OK;
+	d->limiters = calloc(cfg->n_clients + 1, sizeof(*d->limiters));
+	if (d->counters == NULL || d->limiters == NULL) {
+		free(d->counters);
+		free(d->limiters);
+		d->counters = NULL;
+		d->limiters = NULL;
+		return KEYD_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < cfg->n_clients; i++)
+		policy_limiter_init(&d->limiters[i], cfg->clients[i].rate,
+		    cfg->clients[i].max_connections);
+	return KEYD_OK;
 }
 
 void
@@ -166,6 +183,10 @@ dispatch_free(struct dispatch *d)
 		return;
 	free(d->counters);
 	d->counters = NULL;
+	for (size_t i = 0; d->limiters != NULL && i < d->cfg->n_clients; i++)
+		policy_limiter_destroy(&d->limiters[i]);
+	free(d->limiters);
+	d->limiters = NULL;
 	/* The thread that set up the dispatcher may have run requests on it
 	 * too (the fuzz targets do) and may not exit soon: give its scratch
 	 * area back now. The workers' areas go when they exit. */
@@ -247,7 +268,7 @@ ops_to_pb(unsigned ops, Keyd__V1__Op *out)
 {
 	size_t n = 0;
 
-	for (unsigned bit = 0; bit < DISPATCH_NOPS; bit++)
+	for (unsigned bit = 0; bit < DISPATCH_NCLIENT_OPS; bit++)
 		if (ops & (1u << bit))
 			out[n++] = (Keyd__V1__Op)(bit + 1);
 	return n;
@@ -276,6 +297,7 @@ handle_hello(struct req_ctx *rc, const Keyd__V1__HelloRequest *req,
 		keys[i] = cfg->keys[cl->keys[i]].name;
 	hr->n_keys = cl->n_keys;
 	hr->keys = keys;
+	hr->config_generation = rc->d->generation;
 	resp->result_case = KEYD__V1__RESPONSE__RESULT_HELLO;
 	resp->hello = hr;
 	return KEYD_OK;
@@ -365,6 +387,7 @@ handle_list(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 	}
 	lr.n_keys = cl->n_keys;
 	lr.keys = ptrs;
+	lr.config_generation = rc->d->generation;
 	resp->result_case = KEYD__V1__RESPONSE__RESULT_LIST;
 	resp->list = &lr;
 	r = frame_put_msg(out, &resp->base, FRAME_MAX_CEILING);
@@ -520,6 +543,22 @@ handle_sign(struct req_ctx *rc, const Keyd__V1__SignRequest *req,
 	if ((r = check_key(rc, req->key, CONFIG_OP_SIGN)) != KEYD_OK)
 		return r;
 	tk = token_key(rc->d->token, (size_t)rc->key);
+	if (req->key_sha256.len != 0) {
+		uint8_t md[32];
+
+		/* The client pinned the key it found under this name: a
+		 * reload that pointed the name at another key must not make
+		 * it sign with that one. */
+		if (req->key_sha256.len != sizeof(md) || tk->spki == NULL ||
+		    EVP_Digest(tk->spki, tk->spki_len, md, NULL, EVP_sha256(),
+		    NULL) != 1 || CRYPTO_memcmp(md, req->key_sha256.data,
+		    sizeof(md)) != 0) {
+			snprintf(rc->msg, sizeof(rc->msg), "key '%s' is not the "
+			    "key the client found under that name (a reload "
+			    "replaced it); look it up again", rc->key_name);
+			return KEYD_ERR_UNKNOWN_KEY;
+		}
+	}
 	if (req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_UNSPECIFIED ||
 	    strcmp(rc->mech, "unknown") == 0) {
 		snprintf(rc->msg, sizeof(rc->msg), "unknown signature "
@@ -713,7 +752,11 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 			    "[key] section)", rc->key_name);
 			return KEYD_ERR_DENIED;
 		}
-		r = rsa_ir_decrypt(rc->d->token, rc->s, (size_t)rc->key,
+		r = rc->d->ir != NULL ? rsa_ir_decrypt_in(rc->d->ir,
+		    rc->d->token, rc->s, (size_t)rc->key,
+		    req->ciphertext.data, req->ciphertext.len, plain, room,
+		    &outlen, rc->msg, sizeof(rc->msg)) :
+		    rsa_ir_decrypt(rc->d->token, rc->s, (size_t)rc->key,
 		    req->ciphertext.data, req->ciphertext.len, plain, room,
 		    &outlen, rc->msg, sizeof(rc->msg));
 		if (r != KEYD_OK)
@@ -744,6 +787,38 @@ reply:
 	dr->plaintext.len = outlen;
 	resp->result_case = KEYD__V1__RESPONSE__RESULT_DECRYPT;
 	resp->decrypt = dr;
+	return KEYD_OK;
+}
+
+/* Runs a reload and waits for its outcome: the configuration checked,
+ * and applied or refused (keyd_main.c). This worker waits meanwhile;
+ * the others serve on. */
+static int
+handle_reload(struct req_ctx *rc, Keyd__V1__Response *resp,
+    Keyd__V1__ReloadReply *rr, char *hash, char *summary, size_t sumlen)
+{
+	const struct config_client *cl = &rc->d->cfg->clients[rc->p->client];
+	uint64_t gen = 0;
+	int r;
+
+	if (!(cl->ops & CONFIG_OP_RELOAD)) {
+		snprintf(rc->msg, sizeof(rc->msg), "client '%s' may not reload "
+		    "keyd's configuration (add reload to its ops)", cl->name);
+		return KEYD_ERR_DENIED;
+	}
+	if (rc->d->run->reload == NULL) {
+		snprintf(rc->msg, sizeof(rc->msg), "this keyd cannot reload");
+		return KEYD_ERR_UNSUPPORTED;
+	}
+	r = rc->d->run->reload(rc->d->run->reload_arg, hash, &gen, summary,
+	    sumlen, rc->msg, sizeof(rc->msg));
+	if (r != KEYD_OK)
+		return r;
+	rr->config_sha256 = hash;
+	rr->config_generation = gen;
+	rr->summary = summary;
+	resp->result_case = KEYD__V1__RESPONSE__RESULT_RELOAD;
+	resp->reload = rr;
 	return KEYD_OK;
 }
 
@@ -793,12 +868,15 @@ handle_status(struct req_ctx *rc, Keyd__V1__Response *resp, struct kbuf *out)
 		ts[j].active = ti[j].active;
 		ts[j].key_copies = ti[j].key_copies;
 	}
-	sr.uptime_s = (uint64_t)(now.tv_sec - d->started.tv_sec);
+	sr.uptime_s = (uint64_t)(now.tv_sec - d->run->started.tv_sec);
+	sr.config_sha256 = d->sha256;
+	sr.config_applied_unix = (uint64_t)d->applied;
+	sr.config_generation = d->generation;
 	sr.daemon_version = (char *)KEYD_VERSION;
 	sr.tokens = tsp;
-	sr.connections = atomic_load(&d->connections);
-	sr.requests = atomic_load(&d->requests);
-	sr.errors = atomic_load(&d->errors);
+	sr.connections = atomic_load(&d->run->connections);
+	sr.requests = atomic_load(&d->run->requests);
+	sr.errors = atomic_load(&d->run->errors);
 	sr.syslog_dropped = audit_syslog_dropped(d->audit);
 	for (i = 0; i < cfg->n_keys; i++) {
 		uint64_t lat = 0;
@@ -1022,10 +1100,12 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	Keyd__V1__DecryptReply dr = KEYD__V1__DECRYPT_REPLY__INIT;
 	Keyd__V1__CertReply cr = KEYD__V1__CERT_REPLY__INIT;
 	Keyd__V1__PassportReply ppr = KEYD__V1__PASSPORT_REPLY__INIT;
+	Keyd__V1__ReloadReply rlr = KEYD__V1__RELOAD_REPLY__INIT;
+	char rl_hash[65] = "", rl_summary[1024] = "";
 	struct shaken_result *ppres = NULL;
 	struct passport_audit pa;
 	struct passport_audit_hmac pah;
-	Keyd__V1__Op hello_ops[DISPATCH_NOPS];
+	Keyd__V1__Op hello_ops[DISPATCH_NCLIENT_OPS];
 	char **hello_keys = NULL;
 	uint8_t sigbuf[TOKEN_MAX_SIG + 16];
 	struct dispatch_scratch *scratch = NULL;
@@ -1044,7 +1124,7 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 	rc.s = s;
 	rc.p = p;
 	rc.key = -1;
-	atomic_fetch_add(&d->requests, 1);
+	atomic_fetch_add(&d->run->requests, 1);
 
 	/* Every frame takes a token, hello and frames that do not decode
 	 * too: each is an audit line, and a client must not write the log
@@ -1132,6 +1212,11 @@ dispatch_request(struct dispatch *d, struct token_session *s,
 		r = handle_passport(&rc, req->passport, &resp, &ppr, ppres,
 		    &pa);
 		break;
+	case KEYD__V1__REQUEST__OP_RELOAD:
+		rc.op = "reload";
+		r = handle_reload(&rc, &resp, &rlr, rl_hash, rl_summary,
+		    sizeof(rl_summary));
+		break;
 	case KEYD__V1__REQUEST__OP_STATUS:
 		rc.op = "status";
 		r = handle_status(&rc, &resp, out);
@@ -1177,7 +1262,7 @@ reply:
 		}
 	}
 	if (r != KEYD_OK)
-		atomic_fetch_add(&d->errors, 1);
+		atomic_fetch_add(&d->run->errors, 1);
 
 	/* Audit before the reply is released: if the line cannot be
 	 * written, the client gets a refusal instead of the result. */

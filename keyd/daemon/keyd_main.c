@@ -9,6 +9,19 @@
  * never parses a client's bytes; it handles the signals, restarts a token
  * process that crashed, hung or lost its device, and keeps the PIN in
  * locked memory for those restarts. docs/architecture.md has the picture.
+ *
+ * It also runs reloads (reload_start and what follows): it reads the
+ * configuration file once, checks it, starts token processes with its bytes
+ * beside the running ones, offers them to the socket-facing process and,
+ * once that one has applied the new configuration, retires the old token
+ * processes. serve_reload.c is the socket-facing process's half.
+ *
+ * Why one file over 1,200 lines: the start-up, the restarts and the
+ * reloads are one state machine over struct sup and its token processes,
+ * driven by one poll loop (supervise); split, struct sup and a dozen of its
+ * helpers would become an interface that nothing else uses. The
+ * socket-facing process's own code lives elsewhere (server.c, dispatch.c,
+ * serve_reload.c); serve() here only wires it up after the fork.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +52,8 @@
 #include "rsa_ir.h"
 #include "sandbox.h"
 #include "server.h"
+#include "serve_reload.h"
+#include "reload.h"
 #include "shaken.h"
 #include "srtp.h"
 #include "token.h"
@@ -123,6 +138,38 @@ struct tproc {
 	int failed_code;
 	char failed_msg[ERRLEN];
 	char ident[160];           /* label, manufacturer, model, serial */
+	int pending;               /* started for a reload not yet applied */
+};
+
+/* A reload under way (docs/operations.md): the file's bytes, read once
+ * and checked, and the token processes started with them; nothing of
+ * the running configuration changes until the socket-facing process has
+ * applied it (TW_CTL_RELOAD_DONE). */
+#define RETIRE_MAX 8
+struct reload {
+	int active;
+	int offered;               /* sent to the socket-facing process */
+	uint32_t seq;              /* the client's ask; 0: SIGHUP */
+	long deadline_ms;          /* for the token processes to be ready */
+	struct config *cfg;
+	int cfg_fd;                /* the bytes, sealed */
+	char *text;
+	size_t len;
+	char hash[RELOAD_HASH_HEX + 1];
+	struct kbuf pems;          /* passport certificate files (below) */
+	struct tproc np[2];
+	int has_np[2];
+};
+
+/* A passport key's certificate file, read here for a reload: the
+ * socket-facing process's sandbox does not reach its directory. */
+#define RELOAD_PEM_MAX (256u * 1024u)
+
+/* A token process a reload replaced: it ends once the requests begun
+ * under the old configuration are answered, or is killed at kill_ms. */
+struct retiring {
+	pid_t pid;
+	long kill_ms;
 };
 
 struct sup {
@@ -141,6 +188,11 @@ struct sup {
 	int fatal;                 /* a configuration error found late */
 	int have_cp;               /* the last audit line signed */
 	uint8_t cp_last[TW_HASH_LEN];
+	int cfg_fd;                /* the applied bytes, sealed (memfd) */
+	char hash[RELOAD_HASH_HEX + 1];
+	struct reload rl;
+	struct retiring retiring[RETIRE_MAX];
+	size_t n_retiring;
 };
 
 /* Whether the file at path lies below directory dir (both resolved where
@@ -202,8 +254,9 @@ drop_fds(struct tproc *p, size_t nch)
 static int
 spawn(struct sup *S, struct tproc *p)
 {
-	int ctl[2], ch[MAX_CHANNELS][2], hi[1 + MAX_CHANNELS];
-	char nbuf[16], *argv[10];
+	int ctl[2], ch[MAX_CHANNELS][2], hi[2 + MAX_CHANNELS];
+	int cfd = p->pending ? S->rl.cfg_fd : S->cfg_fd;
+	char nbuf[16], fbuf[16], *argv[12];
 	size_t i, n = S->nch, a = 0;
 	struct kbuf b;
 	pid_t pid;
@@ -230,6 +283,10 @@ spawn(struct sup *S, struct tproc *p)
 	argv[a++] = (char *)p->role;
 	argv[a++] = "--channels";
 	argv[a++] = nbuf;
+	/* The bytes applied, never the file as it may be by now. */
+	snprintf(fbuf, sizeof(fbuf), "%d", TW_FD_FIRST_CHANNEL + (int)n);
+	argv[a++] = "--config-fd";
+	argv[a++] = fbuf;
 	if (S->verbose)
 		argv[a++] = "-v";
 	argv[a] = NULL;
@@ -245,7 +302,8 @@ spawn(struct sup *S, struct tproc *p)
 		hi[0] = fcntl(ctl[1], F_DUPFD_CLOEXEC, base);
 		for (i = 0; i < n; i++)
 			hi[1 + i] = fcntl(ch[i][1], F_DUPFD_CLOEXEC, base);
-		for (i = 0; i <= n; i++)
+		hi[1 + n] = fcntl(cfd, F_DUPFD_CLOEXEC, base);
+		for (i = 0; i <= n + 1; i++)
 			if (hi[i] < 0 || dup2(hi[i], TW_FD_CONTROL + (int)i) < 0)
 				_exit(127);
 		execv(S->helper, argv);
@@ -359,6 +417,16 @@ token_frame(struct sup *S, struct tproc *p)
 		snprintf(p->ident, sizeof(p->ident), "%s|%s|%s|%s", in.ti.label,
 		    in.ti.manufacturer, in.ti.model, in.ti.serial);
 		tw_info_free(&in);
+		if (p->pending) {
+			/* A reload's: offered once all are ready
+			 * (reload_poll). The tokens are restart-only, so the
+			 * same-token check made at start holds. */
+			kbuf_reset(&p->info);
+			if (kbuf_put(&p->info, kbuf_ptr(&b), kbuf_avail(&b)) ==
+			    KEYD_OK)
+				p->ready = 1;
+			break;
+		}
 		/* The two URIs name one token (a label and a serial number):
 		 * that is no failover, whenever it shows. */
 		if (S->ntp == 2 && S->tp[1 - p->idx].ident[0] != '\0' &&
@@ -655,33 +723,44 @@ dir_of(const char *path, char *buf, size_t n)
 	return dirname(buf);
 }
 
-/* The socket-facing process: from the fork to its exit. */
+/* The socket-facing process: from the fork to its exit. cfg and token
+ * become the first configuration's (serve_reload.c frees them); hash is
+ * the hex SHA-256 of the configuration's bytes. */
 static int
-serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
+serve(struct config *cfg, struct token *token, int ctl, const char *pin_path,
+    const char *hash)
 {
 	struct audit *audit = NULL;
 	struct server *srv = NULL;
-	struct srtp *srtp = NULL;
-	struct shaken *shaken = NULL;
-	struct dispatch d;
+	struct dispatch *d = NULL;
+	struct serve_reload *rl = NULL;
 	char err[ERRLEN], detail[128], ds[PATH_MAX];
 	const char *rw[1];
-	int ret = 1, r, dispatch_ready = 0;
+	int ret = 1, r;
 	time_t last_sweep = 0;
 	size_t stuck;
 	struct kbuf b;
+	/* Restart-only (reload.c): the first configuration's values hold
+	 * for the whole run. */
+	unsigned sync_ms = cfg->audit_sync_ms;
 	int sandboxed __attribute__((unused)) = 0;
 
 	(void)prctl(PR_SET_NAME, "keyd-serve");
 	kbuf_init(&b, TW_MAX_FRAME, 0);
-	if (open_side(cfg, token, 0, &srtp, &shaken, err, sizeof(err)) != 0 ||
-	    audit_open(cfg, token, &audit, err, sizeof(err)) != KEYD_OK ||
+	if (audit_open(cfg, token, &audit, err, sizeof(err)) != KEYD_OK ||
+	    (d = serve_reload_first(cfg, token, audit, hash, err,
+	    sizeof(err))) == NULL ||
 	    server_bind(cfg, cfg->user != NULL ? cfg->user_uid : geteuid(),
 	    &srv, err, sizeof(err)) != KEYD_OK ||
 	    sandbox_drop_privileges(cfg, err, sizeof(err)) != KEYD_OK) {
 		log_error("%s", err);
 		goto out;
 	}
+	if (serve_reload_new(d, ctl, &rl) != KEYD_OK) {
+		log_error("out of memory");
+		goto out;
+	}
+	d = NULL;                  /* rl has it */
 	/* From here it reads and writes only its own directories: not the
 	 * PIN file, not the systemd credential. */
 	rw[0] = cfg->state_dir;
@@ -694,13 +773,6 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 		log_error("%s", err);
 		goto out;
 	}
-	if (dispatch_init(&d, cfg, token, audit) != KEYD_OK) {
-		log_error("out of memory");
-		goto out;
-	}
-	dispatch_ready = 1;
-	d.srtp = srtp;
-	d.shaken = shaken;
 	if (cfg->sandbox) {
 		if (sandbox_install(err, sizeof(err)) != KEYD_OK) {
 			log_error("%s (set sandbox = no to run without it)",
@@ -724,19 +796,25 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 		log_error("cannot write the start record to the audit log");
 		goto out;
 	}
-	if (server_start(srv, &d) != KEYD_OK) {
+	if (server_start(srv, serve_reload_current(rl)) != KEYD_OK) {
 		log_error("cannot start worker threads: %s", strerror(errno));
 		goto out;
 	}
+	serve_reload_start(rl, srv);
 	log_info("serving %zu key%s on %s", cfg->n_keys, LOG_PLURAL(cfg->n_keys),
 	    cfg->socket);
+	/* cfg is the first configuration's, which a reload frees: from here
+	 * on only the one in force (serve_reload_current) is read. */
+	cfg = NULL;
+	token = NULL;
 
 	for (;;) {
 		struct timespec now;
 		struct pollfd pfd = { ctl, POLLIN, 0 };
-		int tick = (int)cfg->audit_sync_ms < TICK_MAX_MS ?
-		    (int)cfg->audit_sync_ms : TICK_MAX_MS, fds[MAX_CHANNELS];
+		int tick = (int)sync_ms < TICK_MAX_MS ? (int)sync_ms :
+		    TICK_MAX_MS, fds[MAX_CHANNELS];
 		size_t nfds = MAX_CHANNELS;
+		struct dispatch *cur = serve_reload_current(rl);
 		uint32_t h[3];
 
 		r = poll(&pfd, 1, tick);
@@ -746,7 +824,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec != last_sweep) {
 			server_tick(srv);
-			shaken_tick(shaken, time(NULL));
+			shaken_tick(cur->shaken, time(NULL));
 			last_sweep = now.tv_sec;
 		}
 		if (r <= 0)
@@ -762,13 +840,28 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 		}
 		if (kbuf_get_bytes(&b, h, sizeof(uint32_t)) != KEYD_OK)
 			continue;
+		if (h[0] == TW_CTL_RELOAD_TOKEN) {
+			serve_reload_token(rl, &b, fds, nfds);
+			continue;
+		}
+		if (h[0] == TW_CTL_RELOAD_APPLY && nfds == 0) {
+			serve_reload_apply(rl, &b);
+			continue;
+		}
+		if (h[0] == TW_CTL_RELOAD_REFUSED && nfds == 0) {
+			serve_reload_refused(rl, &b);
+			continue;
+		}
 		if (h[0] == TW_CTL_TOKEN_UP &&
 		    kbuf_get_bytes(&b, h + 1, 2 * sizeof(uint32_t)) == KEYD_OK) {
 			struct tw_info in;
 
+			memset(&in, 0, sizeof(in));
 			if (tw_info_get(&b, &in) != KEYD_OK ||
-			    token_proxy_up(token, h[1], h[2], fds, nfds, &in, err,
-			    sizeof(err)) != KEYD_OK) {
+			    (snprintf(err, sizeof(err), "no token %u", h[1]),
+			    h[1] >= token_count(cur->token)) ||
+			    token_proxy_up(cur->token, h[1], h[2], fds, nfds,
+			    &in, err, sizeof(err)) != KEYD_OK) {
 				for (size_t i = 0; i < nfds; i++)
 					close(fds[i]);
 				log_error("a token process came back, but: %s",
@@ -807,7 +900,8 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 			    "primary" : "failover", state,
 			    (int)(kbuf_avail(&b) - sl - 1),
 			    (const char *)kbuf_ptr(&b) + sl + 1);
-			token_proxy_down(token, h[1], h[2], state);
+			if (h[1] < token_count(cur->token))
+				token_proxy_down(cur->token, h[1], h[2], state);
 			event(audit, "token-restart", cause);
 			continue;
 		}
@@ -856,6 +950,7 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 		log_info("stopping on signal %u", h[1]);
 		break;
 	}
+	serve_reload_abort(rl);
 	if ((stuck = server_stop(srv)) > 0) {
 		log_error("%zu workers did not stop", stuck);
 		server_free(srv);       /* only removes the socket file */
@@ -868,14 +963,9 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path)
 	ret = 0;
 out:
 	server_free(srv);
-	srtp_free(srtp);
-	shaken_free(shaken);
 	/* The final checkpoint is signed in a token process: close the log
 	 * first. */
 	audit_close(audit);
-	rsa_ir_cleanup();
-	if (dispatch_ready)
-		dispatch_free(&d);
 	kbuf_free(&b);
 #ifdef KEYD_SANITIZE_BUILD
 	/* LeakSanitizer's exit-time check stops the threads with ptrace from
@@ -886,9 +976,386 @@ out:
 		_exit(ret);
 	}
 #endif
-	token_close(token);
-	config_free(cfg);
+	if (rl != NULL) {
+		serve_reload_free(rl);   /* and the configuration in force */
+	} else if (d != NULL) {
+		server_put(d);
+	} else {
+		token_close(token);
+		config_free(cfg);
+	}
 	return ret;
+}
+
+/* A reload refused before the socket-facing process saw it: the reason
+ * on stderr, and to the socket-facing process, which audits it and
+ * answers the client that asked. */
+static void
+reload_refuse(struct sup *S, uint32_t seq, const char *why)
+{
+	struct kbuf b;
+	uint32_t h[2] = { TW_CTL_RELOAD_REFUSED, seq };
+
+	log_error("reload refused: %s", why);
+	kbuf_init(&b, 4096, 0);
+	if (kbuf_put(&b, h, sizeof(h)) == KEYD_OK &&
+	    kbuf_put(&b, why, strnlen(why, 2048)) == KEYD_OK)
+		send_srv(S, kbuf_ptr(&b), kbuf_avail(&b), NULL, 0);
+	kbuf_free(&b);
+}
+
+/* Ends a reload: its token processes are killed (they never served),
+ * unless commit moved them into place. */
+static void
+reload_clear(struct sup *S)
+{
+	struct reload *rl = &S->rl;
+
+	for (size_t j = 0; j < 2; j++) {
+		struct tproc *p = &rl->np[j];
+
+		if (!rl->has_np[j])
+			continue;
+		if (p->pid != 0) {
+			(void)kill(p->pid, SIGKILL);
+			(void)waitpid(p->pid, NULL, 0);
+			p->pid = 0;
+		}
+		close_fd(&p->ctl);
+		drop_fds(p, S->nch);
+		kbuf_free(&p->info);
+		rl->has_np[j] = 0;
+	}
+	config_free(rl->cfg);
+	close_fd(&rl->cfg_fd);
+	free(rl->text);
+	kbuf_free(&rl->pems);
+	memset(rl, 0, sizeof(*rl));
+	rl->cfg_fd = -1;
+}
+
+/* The passport keys' certificate files of the new configuration, each as
+ * u32 path length, path, u32 length, bytes, after a u32 count. */
+static int
+reload_read_pems(struct reload *rl, char *err, size_t errlen)
+{
+	uint32_t n = 0;
+
+	kbuf_init(&rl->pems, TW_MAX_FRAME / 2, 0);
+	for (size_t i = 0; i < rl->cfg->n_keys; i++)
+		n += rl->cfg->keys[i].certificate != NULL;
+	if (tw_put_word(&rl->pems, n) != KEYD_OK)
+		goto nomem;
+	for (size_t i = 0; i < rl->cfg->n_keys; i++) {
+		const char *path = rl->cfg->keys[i].certificate;
+		uint8_t *buf;
+		ssize_t got;
+		int fd;
+
+		if (path == NULL)
+			continue;
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+			snprintf(err, errlen, "[key %s] certificate: cannot open "
+			    "%s: %s", rl->cfg->keys[i].name, path,
+			    strerror(errno));
+			return -1;
+		}
+		buf = malloc(RELOAD_PEM_MAX);
+		got = buf == NULL ? -1 : read(fd, buf, RELOAD_PEM_MAX);
+		close(fd);
+		if (got < 0 || (size_t)got >= RELOAD_PEM_MAX) {
+			snprintf(err, errlen, "[key %s] certificate: cannot read "
+			    "%s%s", rl->cfg->keys[i].name, path, got < 0 ? "" :
+			    " (larger than 256 KiB)");
+			free(buf);
+			return -1;
+		}
+		if (tw_put_word(&rl->pems, (uint32_t)strlen(path)) != KEYD_OK ||
+		    kbuf_put(&rl->pems, path, strlen(path)) != KEYD_OK ||
+		    tw_put_word(&rl->pems, (uint32_t)got) != KEYD_OK ||
+		    kbuf_put(&rl->pems, buf, (size_t)got) != KEYD_OK) {
+			free(buf);
+			goto nomem;
+		}
+		free(buf);
+	}
+	return 0;
+nomem:
+	snprintf(err, errlen, "the passport certificates are too large for "
+	    "one reload");
+	return -1;
+}
+
+static void
+reload_fail(struct sup *S, const char *why)
+{
+	uint32_t seq = S->rl.seq;
+
+	reload_clear(S);
+	reload_refuse(S, seq, why);
+}
+
+/* The audit log reopened by its path (logrotate moved it away): the
+ * socket-facing process cannot reach the log's directory, so the new file
+ * is opened here and its descriptor handed over. */
+static void
+reopen_audit(struct sup *S)
+{
+	uint32_t g[3] = { TW_CTL_SIGNAL, SIGHUP, 0 };
+	int fd = audit_reopen_path(S->cfg->audit_log);
+
+	g[2] = fd < 0 ? (uint32_t)errno : 0;
+	send_srv(S, g, sizeof(g), fd < 0 ? NULL : &fd, fd < 0 ? 0 : 1);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* SIGHUP (seq 0) or a client's reload op: the audit log is reopened
+ * whatever follows (logrotate's postrotate may use either); the file is
+ * read once, checked as at a start, and token processes are started with
+ * its bytes to resolve the new configuration's keys beside the running
+ * ones. */
+static void
+reload_start(struct sup *S, uint32_t seq)
+{
+	struct reload *rl = &S->rl;
+	char err[ERRLEN];
+	size_t serving = 0;
+
+	reopen_audit(S);
+
+	if (rl->active) {
+		reload_refuse(S, seq, "another reload is under way; try again "
+		    "once it is done");
+		return;
+	}
+	memset(rl, 0, sizeof(*rl));
+	rl->cfg_fd = -1;
+	rl->seq = seq;
+	rl->active = 1;
+	if (config_read(S->cfg_path, &rl->text, &rl->len, err, sizeof(err)) !=
+	    KEYD_OK ||
+	    config_parse_buffer(rl->text, rl->len, S->cfg_path, 1, &rl->cfg,
+	    err, sizeof(err)) != KEYD_OK ||
+	    reload_restart_only(S->cfg, rl->cfg, err, sizeof(err))) {
+		reload_fail(S, err);
+		return;
+	}
+	reload_sha256_hex(rl->text, rl->len, rl->hash);
+	if (reload_read_pems(rl, err, sizeof(err)) != 0) {
+		reload_fail(S, err);
+		return;
+	}
+	for (size_t j = 0; j < S->ntp; j++) {
+		if (S->tp[j].pid != 0 && !S->tp[j].ready) {
+			snprintf(err, sizeof(err), "the %s token's process is "
+			    "starting; try the reload again once it serves "
+			    "(keydctl status)", S->tp[j].role);
+			reload_fail(S, err);
+			return;
+		}
+		serving += S->tp[j].ready;
+	}
+	if (serving == 0) {
+		reload_fail(S, "no token process serves now (keydctl status); "
+		    "try the reload again once one does");
+		return;
+	}
+	if ((rl->cfg_fd = reload_memfd(rl->text, rl->len)) < 0) {
+		snprintf(err, sizeof(err), "cannot keep the configuration's "
+		    "bytes in memory: %s", strerror(errno));
+		reload_fail(S, err);
+		return;
+	}
+	/* A token process that is down now is started with the new bytes
+	 * once the reload applies (restart_due); those that serve get a
+	 * successor that checks the new keys. */
+	for (size_t j = 0; j < S->ntp; j++) {
+		struct tproc *p = &rl->np[j];
+
+		if (!S->tp[j].ready)
+			continue;
+		memset(p, 0, sizeof(*p));
+		p->idx = j;
+		p->role = S->tp[j].role;
+		p->ctl = -1;
+		p->gen = S->tp[j].gen;
+		p->pending = 1;
+		kbuf_init(&p->info, TW_MAX_FRAME, 0);
+		rl->has_np[j] = 1;
+		if (spawn(S, p) != 0) {
+			snprintf(err, sizeof(err), "cannot start a token process "
+			    "for the %s token: %s", p->role, strerror(errno));
+			reload_fail(S, err);
+			return;
+		}
+	}
+	rl->deadline_ms = tw_now_ms() + (long)S->cfg->token_timeout_ms;
+	log_info("reload: checking %s (sha256 %s)", S->cfg_path, rl->hash);
+}
+
+/* The new token processes are ready: offered to the socket-facing
+ * process, which applies or refuses. Or one ended, or the time is up. */
+static void
+reload_poll(struct sup *S)
+{
+	struct reload *rl = &S->rl;
+	char err[ERRLEN + 128];
+	int all = 1;
+
+	if (!rl->active || rl->offered)
+		return;
+	for (size_t j = 0; j < 2; j++) {
+		struct tproc *p = &rl->np[j];
+
+		if (!rl->has_np[j])
+			continue;
+		if (p->pid == 0) {
+			snprintf(err, sizeof(err), "the %s token cannot serve "
+			    "the new configuration: %s", p->role,
+			    p->failed_msg[0] ? p->failed_msg :
+			    "its token process ended");
+			reload_fail(S, err);
+			return;
+		}
+		all &= p->ready;
+	}
+	if (!all) {
+		if (tw_now_ms() <= rl->deadline_ms)
+			return;
+		snprintf(err, sizeof(err), "the new configuration's keys were "
+		    "not resolved within token_timeout (%u ms): a token does "
+		    "not answer; the running configuration serves on",
+		    S->cfg->token_timeout_ms);
+		reload_fail(S, err);
+		return;
+	}
+	for (size_t j = 0; j < 2; j++) {
+		struct tproc *p = &rl->np[j];
+		uint32_t h[3] = { TW_CTL_RELOAD_TOKEN, (uint32_t)j, p->gen };
+		struct kbuf b;
+
+		if (!rl->has_np[j])
+			continue;
+		kbuf_init(&b, TW_MAX_FRAME, 0);
+		if (kbuf_put(&b, h, sizeof(h)) == KEYD_OK &&
+		    kbuf_put(&b, kbuf_ptr(&p->info), kbuf_avail(&p->info)) ==
+		    KEYD_OK)
+			send_srv(S, kbuf_ptr(&b), kbuf_avail(&b), p->srv_fds,
+			    S->nch);
+		kbuf_free(&b);
+		drop_fds(p, S->nch);
+	}
+	{
+		struct kbuf b;
+		uint32_t h[2] = { TW_CTL_RELOAD_APPLY, rl->seq };
+
+		kbuf_init(&b, TW_MAX_FRAME, 0);
+		if (kbuf_put(&b, h, sizeof(h)) == KEYD_OK &&
+		    kbuf_put(&b, rl->hash, RELOAD_HASH_HEX) == KEYD_OK &&
+		    tw_put_word(&b, (uint32_t)rl->len) == KEYD_OK &&
+		    kbuf_put(&b, rl->text, rl->len) == KEYD_OK &&
+		    kbuf_put(&b, kbuf_ptr(&rl->pems), kbuf_avail(&rl->pems)) ==
+		    KEYD_OK)
+			send_srv(S, kbuf_ptr(&b), kbuf_avail(&b), NULL, 0);
+		else
+			log_error("reload: the configuration and its "
+			    "certificates do not fit in one frame");
+		kbuf_free(&b);
+	}
+	rl->offered = 1;
+}
+
+/* The socket-facing process's answer: the new token processes take the
+ * old ones' places (which end once their requests are answered), or are
+ * killed. */
+static void
+reload_done(struct sup *S, uint32_t seq, uint32_t applied, struct kbuf *b)
+{
+	struct reload *rl = &S->rl;
+
+	if (!rl->active || !rl->offered || seq != rl->seq)
+		return;
+	if (!applied) {
+		log_error("reload refused: %.*s", (int)kbuf_avail(b),
+		    (const char *)kbuf_ptr(b));
+		reload_clear(S);
+		return;
+	}
+	for (size_t j = 0; j < 2; j++) {
+		struct tproc *old = &S->tp[j];
+
+		if (!rl->has_np[j])
+			continue;
+		if (old->pid != 0) {
+			if (S->n_retiring < RETIRE_MAX) {
+				S->retiring[S->n_retiring].pid = old->pid;
+				S->retiring[S->n_retiring].kill_ms =
+				    tw_now_ms() + 2 *
+				    (long)S->cfg->token_timeout_ms +
+				    TOKEN_STOP_WAIT_MS;
+				S->n_retiring++;
+			} else {
+				(void)kill(old->pid, SIGKILL);
+				(void)waitpid(old->pid, NULL, 0);
+			}
+		}
+		/* What it said before the socket-facing process applied the
+		 * reload is read first: the last checkpoint it signed (the
+		 * reload record may have made one) must not be lost. */
+		while (old->ctl >= 0) {
+			struct pollfd pf = { old->ctl, POLLIN, 0 };
+
+			if (poll(&pf, 1, 0) <= 0 || !(pf.revents & (POLLIN |
+			    POLLHUP)))
+				break;
+			token_frame(S, old);
+		}
+		/* Its control channel closed: it finalises the module once
+		 * the socket-facing process closes its channels. */
+		close_fd(&old->ctl);
+		drop_fds(old, S->nch);
+		kbuf_free(&old->info);
+		*old = rl->np[j];
+		old->pending = 0;
+		old->backoff_ms = 0;
+		rl->has_np[j] = 0;
+	}
+	config_free(S->cfg);
+	S->cfg = rl->cfg;
+	rl->cfg = NULL;
+	close_fd(&S->cfg_fd);
+	S->cfg_fd = rl->cfg_fd;
+	rl->cfg_fd = -1;
+	memcpy(S->hash, rl->hash, sizeof(S->hash));
+	log_info("reload applied (sha256 %s)", S->hash);
+	reload_clear(S);
+}
+
+/* Reaps a retiring token process, or kills one past its time. */
+static int
+retired(struct sup *S, pid_t pid)
+{
+	for (size_t i = 0; i < S->n_retiring; i++)
+		if (S->retiring[i].pid == pid) {
+			S->retiring[i] = S->retiring[--S->n_retiring];
+			return 1;
+		}
+	return 0;
+}
+
+static void
+retire_due(struct sup *S)
+{
+	long now = tw_now_ms();
+
+	for (size_t i = 0; i < S->n_retiring; i++)
+		if (now > S->retiring[i].kill_ms && S->retiring[i].kill_ms) {
+			log_error("a token process a reload replaced did not end; "
+			    "killing it");
+			(void)kill(S->retiring[i].pid, SIGKILL);
+			S->retiring[i].kill_ms = 0;
+		}
 }
 
 /* The supervisor's loop once the socket-facing process runs. Returns
@@ -902,14 +1369,19 @@ supervise(struct sup *S)
 
 	kbuf_init(&b, 4096, 0);
 	for (;;) {
-		struct pollfd pf[4];
+		struct pollfd pf[6];
 		size_t n = 0;
-		long wait = next_timer_ms(S, 1000);
+		long wait = next_timer_ms(S, S->rl.active || S->n_retiring ?
+		    100 : 1000);
 
 		pf[n++] = (struct pollfd){ S->sfd, POLLIN, 0 };
 		pf[n++] = (struct pollfd){ S->srv_ctl, POLLIN, 0 };
 		for (size_t j = 0; j < S->ntp; j++)
 			pf[n++] = (struct pollfd){ S->tp[j].ctl, POLLIN, 0 };
+		/* A reload's token processes, at 2 + ntp + j. */
+		for (size_t j = 0; j < S->ntp; j++)
+			pf[n++] = (struct pollfd){ S->rl.has_np[j] ?
+			    S->rl.np[j].ctl : -1, POLLIN, 0 };
 		if (poll(pf, n, (int)wait) < 0 && errno != EINTR)
 			break;
 		if (pf[0].revents & POLLIN) {
@@ -950,20 +1422,14 @@ supervise(struct sup *S)
 				}
 				send_srv(S, f, sizeof(f), NULL, 0);
 				break;
-			case SIGHUP: {
-				/* The socket-facing process cannot reach the
-				 * log's directory: the new file is opened
-				 * here. */
-				uint32_t g[3] = { TW_CTL_SIGNAL, SIGHUP, 0 };
-				int fd = audit_reopen_path(S->cfg->audit_log);
-
-				g[2] = fd < 0 ? (uint32_t)errno : 0;
-				send_srv(S, g, sizeof(g), fd < 0 ? NULL : &fd,
-				    fd < 0 ? 0 : 1);
-				if (fd >= 0)
-					close(fd);
+			case SIGHUP:
+				/* The log is reopened, and the configuration
+				 * file read again. */
+				if (!stopping)
+					reload_start(S, 0);
+				else
+					reopen_audit(S);
 				break;
-			}
 			default:
 				send_srv(S, f, sizeof(f), NULL, 0);
 			}
@@ -993,6 +1459,19 @@ supervise(struct sup *S)
 			for (size_t j = 0; j < S->ntp; j++)
 				if (S->tp[j].pid == pid)
 					token_ended(S, &S->tp[j], st, 0);
+			for (size_t j = 0; j < 2; j++)
+				if (S->rl.has_np[j] && S->rl.np[j].pid == pid) {
+					struct tproc *p = &S->rl.np[j];
+
+					p->pid = 0;
+					if (p->failed_msg[0] == '\0' &&
+					    WIFSIGNALED(st))
+						snprintf(p->failed_msg,
+						    sizeof(p->failed_msg), "its "
+						    "token process was killed "
+						    "(signal %d)", WTERMSIG(st));
+				}
+			(void)retired(S, pid);
 		}
 		if (S->srv_ctl >= 0 && (pf[1].revents & (POLLIN | POLLHUP))) {
 			uint32_t h[3];
@@ -1000,14 +1479,38 @@ supervise(struct sup *S)
 			if (tw_recv(S->srv_ctl, &b, 4096, NULL, NULL,
 			    tw_now_ms() + 5000) != 0) {
 				close_fd(&S->srv_ctl);
-			} else if (kbuf_get_bytes(&b, h, sizeof(h)) == KEYD_OK &&
-			    h[0] == TW_CTL_HUNG && h[1] < S->ntp) {
+			} else if (kbuf_get_bytes(&b, h, sizeof(uint32_t)) !=
+			    KEYD_OK) {
+				/* nothing */
+			} else if (h[0] == TW_CTL_RELOAD_ASK &&
+			    kbuf_get_bytes(&b, h + 1, sizeof(uint32_t)) ==
+			    KEYD_OK) {
+				if (stopping)
+					reload_refuse(S, h[1], "keyd is "
+					    "stopping");
+				else
+					reload_start(S, h[1]);
+			} else if (h[0] == TW_CTL_RELOAD_DONE &&
+			    kbuf_get_bytes(&b, h + 1, 2 * sizeof(uint32_t)) ==
+			    KEYD_OK) {
+				reload_done(S, h[1], h[2], &b);
+			} else if (h[0] == TW_CTL_HUNG &&
+			    kbuf_get_bytes(&b, h + 1, 2 * sizeof(uint32_t)) ==
+			    KEYD_OK && h[1] < S->ntp) {
 				struct tproc *p = &S->tp[h[1]];
+				struct tproc *q = S->rl.has_np[h[1]] ?
+				    &S->rl.np[h[1]] : NULL;
 
 				if (p->gen == h[2] && p->pid != 0 &&
 				    !p->hung_kill) {
 					p->hung_kill = 1;
 					(void)kill(p->pid, SIGKILL);
+				} else if (q != NULL && q->gen == h[2] &&
+				    q->pid != 0) {
+					/* A reload's, hung while the
+					 * socket-facing process checked the
+					 * keys: it refuses the reload. */
+					(void)kill(q->pid, SIGKILL);
 				}
 			}
 		}
@@ -1015,6 +1518,12 @@ supervise(struct sup *S)
 			if (S->tp[j].ctl >= 0 &&
 			    (pf[2 + j].revents & (POLLIN | POLLHUP)))
 				token_frame(S, &S->tp[j]);
+		for (size_t j = 0; j < S->ntp; j++)
+			if (S->rl.has_np[j] && S->rl.np[j].ctl >= 0 &&
+			    (pf[2 + S->ntp + j].revents & (POLLIN | POLLHUP)))
+				token_frame(S, &S->rl.np[j]);
+		reload_poll(S);
+		retire_due(S);
 		if (S->fatal && !stopping) {
 			uint32_t f[2] = { TW_CTL_SIGNAL, SIGTERM };
 
@@ -1023,7 +1532,9 @@ supervise(struct sup *S)
 			    (long)S->cfg->token_timeout_ms;
 			send_srv(S, f, sizeof(f), NULL, 0);
 		}
-		if (!stopping)
+		/* A restart during a reload waits for its outcome: it then
+		 * starts with the bytes in force. */
+		if (!stopping && !S->rl.active)
 			restart_due(S);
 		if (stopping && tw_now_ms() > stop_deadline && S->srv_pid != 0) {
 			log_error("the socket-facing process did not stop; "
@@ -1062,7 +1573,7 @@ main(int argc, char **argv)
 	pid_t pid;
 
 	memset(&S, 0, sizeof(S));
-	S.sfd = S.srv_ctl = -1;
+	S.sfd = S.srv_ctl = S.cfg_fd = S.rl.cfg_fd = -1;
 	for (size_t j = 0; j < 2; j++) {
 		S.tp[j].ctl = -1;
 		S.tp[j].idx = j;
@@ -1097,9 +1608,27 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (config_load(S.cfg_path, &S.cfg, err, sizeof(err)) != KEYD_OK) {
-		log_error("%s", err);
-		goto out;
+	/* The file is read once: its bytes are what the token processes
+	 * get (a sealed memfd) and what the audit log's hash names. */
+	{
+		char *text = NULL;
+		size_t len = 0;
+
+		if (config_read(S.cfg_path, &text, &len, err, sizeof(err)) !=
+		    KEYD_OK || config_parse_buffer(text, len, S.cfg_path, 1,
+		    &S.cfg, err, sizeof(err)) != KEYD_OK) {
+			free(text);
+			log_error("%s", err);
+			goto out;
+		}
+		reload_sha256_hex(text, len, S.hash);
+		S.cfg_fd = reload_memfd(text, len);
+		free(text);
+		if (S.cfg_fd < 0) {
+			log_error("cannot keep the configuration's bytes in "
+			    "memory: %s", strerror(errno));
+			goto out;
+		}
 	}
 	if (S.cfg->pin_file != NULL) {
 		snprintf(pin_path, sizeof(pin_path), "%s", S.cfg->pin_file);
@@ -1276,7 +1805,8 @@ main(int argc, char **argv)
 		close(sv[0]);
 		for (size_t j = 0; j < S.ntp; j++)
 			close_fd(&S.tp[j].ctl);
-		_exit(serve(S.cfg, token, sv[1], pin_path));
+		close_fd(&S.cfg_fd);
+		_exit(serve(S.cfg, token, sv[1], pin_path, S.hash));
 	}
 	S.srv_pid = pid;
 	S.srv_ctl = sv[0];
@@ -1302,7 +1832,13 @@ out:
 	shaken_free(shaken);
 	rsa_ir_cleanup();
 	token_close(token);
+	reload_clear(&S);
 	stop_tokens(&S);
+	for (size_t i = 0; i < S.n_retiring; i++) {
+		(void)kill(S.retiring[i].pid, SIGKILL);
+		(void)waitpid(S.retiring[i].pid, NULL, 0);
+	}
+	close_fd(&S.cfg_fd);
 	close_fd(&S.srv_ctl);
 	close_fd(&sv[0]);
 	close_fd(&sv[1]);

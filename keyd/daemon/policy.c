@@ -215,6 +215,14 @@ policy_limiter_connect(struct policy_limiter *l)
 }
 
 void
+policy_limiter_adopt(struct policy_limiter *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->conns++;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void
 policy_limiter_disconnect(struct policy_limiter *l)
 {
 	pthread_mutex_lock(&l->mu);

@@ -80,5 +80,9 @@ int policy_limiter_take(struct policy_limiter *l);
  * it); policy_limiter_disconnect gives it back. */
 int policy_limiter_connect(struct policy_limiter *l);
 void policy_limiter_disconnect(struct policy_limiter *l);
+/* policy_limiter_adopt: counts a connection that is already open (a
+ * reload's new limiter takes over the client's connections; a lowered
+ * max_connections closes none of them). */
+void policy_limiter_adopt(struct policy_limiter *l);
 
 #endif

@@ -261,21 +261,33 @@ struct rsa_ir_key {
 	uint8_t *n;          /* the modulus, k bytes (public) */
 };
 
-static struct {
+struct rsa_ir_table {
 	struct rsa_ir_key *keys;
 	uint8_t *secrets;    /* n_keys * RSA_IR_SECRET_LEN, secmem */
 	size_t n_keys;
-} ir;
+};
+
+/* The table of rsa_ir_init; a reload builds its own (rsa_ir_new). */
+static struct rsa_ir_table *ir;
+
+void
+rsa_ir_table_free(struct rsa_ir_table *tb)
+{
+	if (tb == NULL)
+		return;
+	if (tb->keys != NULL)
+		for (size_t i = 0; i < tb->n_keys; i++)
+			free(tb->keys[i].n);
+	free(tb->keys);
+	secmem_free(tb->secrets, tb->n_keys * RSA_IR_SECRET_LEN);
+	free(tb);
+}
 
 void
 rsa_ir_cleanup(void)
 {
-	if (ir.keys != NULL)
-		for (size_t i = 0; i < ir.n_keys; i++)
-			free(ir.keys[i].n);
-	free(ir.keys);
-	secmem_free(ir.secrets, ir.n_keys * RSA_IR_SECRET_LEN);
-	memset(&ir, 0, sizeof(ir));
+	rsa_ir_table_free(ir);
+	ir = NULL;
 }
 
 /* The modulus of an RSA key's SubjectPublicKeyInfo, as k big-endian
@@ -343,29 +355,31 @@ raw_decrypt(struct token *t, struct token_session *s, size_t key,
 }
 
 int
-rsa_ir_init(const struct config *cfg, struct token *t, char *err,
-    size_t errlen)
+rsa_ir_new(const struct config *cfg, struct token *t,
+    struct rsa_ir_table **out, char *err, size_t errlen)
 {
+	struct rsa_ir_table *tb = NULL;
 	struct token_session s;
 	uint8_t c0[RSA_IR_MAX_BYTES], m0[RSA_IR_MAX_BYTES];
 	char msg[256];
 	size_t i, n = 0;
 	int r = KEYD_OK;
 
-	if (ir.keys != NULL) {
-		snprintf(err, errlen, "rsa_ir_init called twice");
-		return KEYD_ERR_INTERNAL;
-	}
+	*out = NULL;
 	for (i = 0; i < cfg->n_keys; i++)
 		n += cfg->keys[i].pkcs1_decrypt != 0;
 	if (n == 0)
 		return KEYD_OK;
 
 	memset(&s, 0, sizeof(s));
-	ir.keys = calloc(cfg->n_keys, sizeof(*ir.keys));
-	ir.secrets = secmem_alloc(cfg->n_keys * RSA_IR_SECRET_LEN);
-	ir.n_keys = cfg->n_keys;
-	if (ir.keys == NULL || ir.secrets == NULL) {
+	if ((tb = calloc(1, sizeof(*tb))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return KEYD_ERR_NOMEM;
+	}
+	tb->keys = calloc(cfg->n_keys, sizeof(*tb->keys));
+	tb->secrets = secmem_alloc(cfg->n_keys * RSA_IR_SECRET_LEN);
+	tb->n_keys = cfg->n_keys;
+	if (tb->keys == NULL || tb->secrets == NULL) {
 		snprintf(err, errlen, "out of memory");
 		r = KEYD_ERR_NOMEM;
 		goto out;
@@ -373,7 +387,7 @@ rsa_ir_init(const struct config *cfg, struct token *t, char *err,
 	for (i = 0; i < cfg->n_keys; i++) {
 		const struct config_key *ck = &cfg->keys[i];
 		const struct token_key *tk = token_key(t, i);
-		struct rsa_ir_key *e = &ir.keys[i];
+		struct rsa_ir_key *e = &tb->keys[i];
 
 		if (!ck->pkcs1_decrypt)
 			continue;
@@ -398,7 +412,7 @@ rsa_ir_init(const struct config *cfg, struct token *t, char *err,
 		r = raw_decrypt(t, &s, i, c0, e->k, m0, msg, sizeof(msg));
 		if (r == KEYD_OK)
 			r = rsa_ir_secret_from_raw(m0, e->k,
-			    ir.secrets + i * RSA_IR_SECRET_LEN);
+			    tb->secrets + i * RSA_IR_SECRET_LEN);
 		secmem_wipe(m0, sizeof(m0));
 		if (r != KEYD_OK) {
 			snprintf(err, errlen, "[key %s]: cannot derive the "
@@ -414,8 +428,21 @@ out:
 	token_session_close(t, &s);
 	secmem_wipe(m0, sizeof(m0));
 	if (r != KEYD_OK)
-		rsa_ir_cleanup();
+		rsa_ir_table_free(tb);
+	else
+		*out = tb;
 	return r;
+}
+
+int
+rsa_ir_init(const struct config *cfg, struct token *t, char *err,
+    size_t errlen)
+{
+	if (ir != NULL) {
+		snprintf(err, errlen, "rsa_ir_init called twice");
+		return KEYD_ERR_INTERNAL;
+	}
+	return rsa_ir_new(cfg, t, &ir, err, errlen);
 }
 
 int
@@ -423,17 +450,26 @@ rsa_ir_decrypt(struct token *t, struct token_session *s, size_t key,
     const uint8_t *ct, size_t ctlen, uint8_t *out, size_t room,
     size_t *outlen, char *msg, size_t msglen)
 {
+	return rsa_ir_decrypt_in(ir, t, s, key, ct, ctlen, out, room, outlen,
+	    msg, msglen);
+}
+
+int
+rsa_ir_decrypt_in(const struct rsa_ir_table *tb, struct token *t,
+    struct token_session *s, size_t key, const uint8_t *ct, size_t ctlen,
+    uint8_t *out, size_t room, size_t *outlen, char *msg, size_t msglen)
+{
 	const struct rsa_ir_key *e;
 	uint8_t em[RSA_IR_MAX_BYTES];
 	int r;
 
-	if (key >= ir.n_keys || !ir.keys[key].enabled) {
+	if (tb == NULL || key >= tb->n_keys || !tb->keys[key].enabled) {
 		snprintf(msg, msglen, "keyd has no implicit-rejection secret "
 		    "for this key (it is derived at start-up for keys with "
 		    "pkcs1_decrypt)");
 		return KEYD_ERR_INTERNAL;
 	}
-	e = &ir.keys[key];
+	e = &tb->keys[key];
 	/* Length and range are public properties of the ciphertext: an
 	 * error for them tells nothing about any padding. */
 	if (ctlen != e->k) {
@@ -450,7 +486,7 @@ rsa_ir_decrypt(struct token *t, struct token_session *s, size_t key,
 		return KEYD_ERR_INTERNAL;
 	r = raw_decrypt(t, s, key, ct, e->k, em, msg, msglen);
 	if (r == KEYD_OK) {
-		r = rsa_ir_unpad(ir.secrets + key * RSA_IR_SECRET_LEN, ct, em,
+		r = rsa_ir_unpad(tb->secrets + key * RSA_IR_SECRET_LEN, ct, em,
 		    e->k, out, room, outlen);
 		if (r != KEYD_OK)
 			snprintf(msg, msglen, "PKCS#1 v1.5 decoding failed "

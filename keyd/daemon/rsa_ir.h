@@ -90,6 +90,19 @@ int rsa_ir_init(const struct config *cfg, struct token *t, char *err,
 /* rsa_ir_cleanup: wipes and frees the table. Safe to call at any time. */
 void rsa_ir_cleanup(void);
 
+/* A table of its own, for one configuration (a reload builds one for the
+ * new configuration while requests run under the old one's). rsa_ir_new
+ * fails as rsa_ir_init does; *out is NULL when no key has pkcs1_decrypt.
+ * rsa_ir_decrypt_in is rsa_ir_decrypt with the table tb. */
+struct rsa_ir_table;
+int rsa_ir_new(const struct config *cfg, struct token *t,
+    struct rsa_ir_table **out, char *err, size_t errlen) RSA_IR_WUR;
+void rsa_ir_table_free(struct rsa_ir_table *tb);
+int rsa_ir_decrypt_in(const struct rsa_ir_table *tb, struct token *t,
+    struct token_session *s, size_t key, const uint8_t *ct, size_t ctlen,
+    uint8_t *out, size_t room, size_t *outlen, char *msg, size_t msglen)
+    RSA_IR_WUR;
+
 /* rsa_ir_decrypt: PKCS#1 v1.5 decryption with implicit rejection of
  * ct[0..ctlen) with the key of config index key, in the caller's session.
  * Public checks first (length k, ct < n: KEYD_ERR_BAD_LENGTH,

@@ -50,6 +50,12 @@
 
 struct conn {
 	int fd;
+	/* The client it was admitted as, for good: a reload maps the peer's
+	 * credentials again and closes the connection if they now name no
+	 * client or another one. peer.client and peer.limiter belong to the
+	 * dispatcher of generation gen. */
+	char client_name[CONFIG_NAME_MAX + 1];
+	uint64_t gen;
 	struct dispatch_peer peer;
 	struct kbuf in;
 	struct kbuf out;
@@ -60,8 +66,15 @@ struct conn {
 };
 
 struct server {
-	const struct config *cfg;
-	struct dispatch *d;
+	/* The settings a reload cannot change (reload.c), copied at bind:
+	 * the configuration they came from goes at the first reload. */
+	unsigned max_frame, max_inflight, idle_timeout_s, token_timeout_ms;
+	unsigned workers;
+	struct audit *audit;
+	/* The dispatcher in force. gen_mu orders a reload's swap against
+	 * accepts and closes (lock order: gen_mu, then table_mu). */
+	pthread_mutex_t gen_mu;
+	struct dispatch *cur;
 	int listen_fd;
 	int bound;                /* listen_fd named the socket path */
 	int epfd;
@@ -73,7 +86,6 @@ struct server {
 	pthread_mutex_t table_mu; /* guards conns[] */
 	struct conn **conns;      /* by fd */
 	size_t n_slots;
-	struct policy_limiter *limiters; /* one per client */
 	int started;
 	size_t fd_cap;            /* descriptors at or above it: refused */
 	/* Out of descriptors, the listener is taken out of the epoll set
@@ -88,6 +100,28 @@ struct server {
 /* Tags that tell epoll events of the listener and stop fd apart from
  * connections. */
 static char listen_tag, stop_tag;
+
+/* The dispatcher in force, referenced: a request runs to its end under
+ * the configuration it began in. */
+static struct dispatch *
+gen_get(struct server *s)
+{
+	struct dispatch *d;
+
+	pthread_mutex_lock(&s->gen_mu);
+	d = s->cur;
+	atomic_fetch_add(&d->refs, 1);
+	pthread_mutex_unlock(&s->gen_mu);
+	return d;
+}
+
+static void
+gen_put(struct dispatch *d)
+{
+	if (d != NULL && atomic_fetch_sub(&d->refs, 1) == 1 &&
+	    d->release != NULL)
+		d->release(d);
+}
 
 static long
 now_s(void)
@@ -234,8 +268,13 @@ server_bind(const struct config *cfg, uid_t owner_uid, struct server **out,
 	*out = NULL;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return KEYD_ERR_NOMEM;
-	s->cfg = cfg;
+	s->max_frame = cfg->max_frame;
+	s->max_inflight = cfg->max_inflight;
+	s->idle_timeout_s = cfg->idle_timeout_s;
+	s->token_timeout_ms = cfg->token_timeout_ms;
+	s->workers = cfg->workers;
 	s->listen_fd = s->epfd = s->stop_fd = -1;
+	pthread_mutex_init(&s->gen_mu, NULL);
 	pthread_mutex_init(&s->table_mu, NULL);
 	pthread_mutex_init(&s->accept_mu, NULL);
 	s->warned_at = -SERVER_WARN_INTERVAL_S;
@@ -398,18 +437,45 @@ conn_free(struct conn *c)
 	free(c);
 }
 
+/* Whether c's peer is, under d's configuration, the client it was
+ * admitted as; its index there in *client. */
+static int
+conn_maps(const struct dispatch *d, const struct conn *c, size_t *client)
+{
+	int ambiguous;
+	long i = policy_match(d->cfg, &c->peer.cred, &ambiguous);
+
+	if (i < 0 || strcmp(d->cfg->clients[i].name, c->client_name) != 0)
+		return 0;
+	*client = (size_t)i;
+	return 1;
+}
+
 static void
 conn_close(struct server *s, struct conn *c)
 {
+	struct dispatch *cur;
+	size_t client;
+
+	pthread_mutex_lock(&s->gen_mu);
+	cur = s->cur;
 	pthread_mutex_lock(&s->table_mu);
 	if ((size_t)c->fd < s->n_slots)
 		s->conns[c->fd] = NULL;
 	pthread_mutex_unlock(&s->table_mu);
+	/* Its connection is counted by the dispatcher in force: by its own
+	 * limiter, or, if a reload came since its last request, by the one
+	 * the reload's swap counted it in (server_swap). */
+	if (c->gen == cur->generation) {
+		if (c->peer.limiter != NULL)
+			policy_limiter_disconnect(c->peer.limiter);
+	} else if (conn_maps(cur, c, &client)) {
+		policy_limiter_disconnect(&cur->limiters[client]);
+	}
+	pthread_mutex_unlock(&s->gen_mu);
 	(void)epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
-	if (c->peer.limiter != NULL)
-		policy_limiter_disconnect(c->peer.limiter);
-	atomic_fetch_sub(&s->d->connections, 1);
+	atomic_fetch_sub(&cur->run->connections, 1);
 	conn_free(c);
 	accept_resume(s);
 }
@@ -434,13 +500,14 @@ audit_peer(struct server *s, const char *event, const char *client,
 	ar.detail = detail;
 	ar.aggregate = fold || result == KEYD_ERR_DENIED ||
 	    result == KEYD_ERR_BUSY;
-	(void)!audit_write(s->d->audit, &ar);
+	(void)!audit_write(s->audit, &ar);
 }
 
 static void
 accept_one(struct server *s, int fd)
 {
 	struct conn *c = NULL;
+	struct dispatch *d;
 	struct policy_peer peer;
 	struct epoll_event ev;
 	long client;
@@ -451,57 +518,65 @@ accept_one(struct server *s, int fd)
 		close(fd);
 		return;
 	}
-	client = policy_match(s->cfg, &peer, &ambiguous);
+	/* Held until the connection is in the table: a reload's swap
+	 * counts it in the new configuration's limiters or closes it. */
+	pthread_mutex_lock(&s->gen_mu);
+	d = s->cur;
+	client = policy_match(d->cfg, &peer, &ambiguous);
 	if (client < 0) {
 		audit_peer(s, "denied-peer", NULL, &peer, KEYD_ERR_DENIED,
 		    ambiguous ? "the peer's groups match more than one client"
 		    : "no [client] matches the peer", 0);
 		close(fd);
-		return;
+		goto out;
 	}
 	/* Counted first, then checked: two workers accepting at once cannot
 	 * both take the last place. */
-	if (atomic_fetch_add(&s->d->connections, 1) >= s->cfg->max_connections) {
-		atomic_fetch_sub(&s->d->connections, 1);
-		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
+	if (atomic_fetch_add(&d->run->connections, 1) >=
+	    d->cfg->max_connections) {
+		atomic_fetch_sub(&d->run->connections, 1);
+		audit_peer(s, "busy", d->cfg->clients[client].name, &peer,
 		    KEYD_ERR_BUSY, "max_connections reached", 0);
 		close(fd);
-		return;
+		goto out;
 	}
 	/* Each client's limit is its own max_connections or its share of
 	 * the global one (config.c): one client cannot hold them all. */
-	if (!policy_limiter_connect(&s->limiters[client])) {
+	if (!policy_limiter_connect(&d->limiters[client])) {
 		char why[64];
 
-		atomic_fetch_sub(&s->d->connections, 1);
+		atomic_fetch_sub(&d->run->connections, 1);
 		snprintf(why, sizeof(why), "the client's max_connections "
-		    "reached (%u)", s->cfg->clients[client].max_connections);
-		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
+		    "reached (%u)", d->cfg->clients[client].max_connections);
+		audit_peer(s, "busy", d->cfg->clients[client].name, &peer,
 		    KEYD_ERR_BUSY, why, 0);
 		close(fd);
-		return;
+		goto out;
 	}
 	if ((size_t)fd >= s->fd_cap) {
-		atomic_fetch_sub(&s->d->connections, 1);
-		policy_limiter_disconnect(&s->limiters[client]);
-		audit_peer(s, "busy", s->cfg->clients[client].name, &peer,
+		atomic_fetch_sub(&d->run->connections, 1);
+		policy_limiter_disconnect(&d->limiters[client]);
+		audit_peer(s, "busy", d->cfg->clients[client].name, &peer,
 		    KEYD_ERR_BUSY, "keyd's file descriptor limit reached", 0);
 		close(fd);
 		accept_refused(s, "the file descriptor limit is nearly "
 		    "reached");
-		return;
+		goto out;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		atomic_fetch_sub(&s->d->connections, 1);
-		policy_limiter_disconnect(&s->limiters[client]);
+		atomic_fetch_sub(&d->run->connections, 1);
+		policy_limiter_disconnect(&d->limiters[client]);
 		close(fd);
-		return;
+		goto out;
 	}
 	c->fd = fd;
+	snprintf(c->client_name, sizeof(c->client_name), "%s",
+	    d->cfg->clients[client].name);
+	c->gen = d->generation;
 	c->peer.client = (size_t)client;
 	c->peer.cred = peer;
-	c->peer.limiter = &s->limiters[client];
-	kbuf_init(&c->in, s->cfg->max_frame + FRAME_HDR_LEN, 0);
+	c->peer.limiter = &d->limiters[client];
+	kbuf_init(&c->in, s->max_frame + FRAME_HDR_LEN, 0);
 	/* A reply may be larger than the largest request. */
 	kbuf_init(&c->out, SERVER_OUT_HIGH_WATER + FRAME_MAX_CEILING,
 	    KBUF_SECRET);
@@ -509,6 +584,7 @@ accept_one(struct server *s, int fd)
 	pthread_mutex_lock(&s->table_mu);
 	s->conns[fd] = c;
 	pthread_mutex_unlock(&s->table_mu);
+	pthread_mutex_unlock(&s->gen_mu);
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
 	ev.data.ptr = c;
@@ -516,6 +592,9 @@ accept_one(struct server *s, int fd)
 		log_error("epoll_ctl: %s", strerror(errno));
 		conn_close(s, c);
 	}
+	return;
+out:
+	pthread_mutex_unlock(&s->gen_mu);
 }
 
 static void
@@ -568,17 +647,18 @@ flush_out(struct conn *c)
 /* Runs every complete frame in c->in while the client keeps reading its
  * replies. */
 static void
-process_frames(struct server *s, struct token_session *ts, struct conn *c)
+process_frames(struct server *s, struct dispatch *d, struct token_session *ts,
+    struct conn *c)
 {
 	const uint8_t *body;
 	size_t len;
 	int r;
 
 	while (!c->closing) {
-		if (c->queued >= s->cfg->max_inflight ||
+		if (c->queued >= s->max_inflight ||
 		    kbuf_avail(&c->out) >= SERVER_OUT_HIGH_WATER)
 			break;
-		r = frame_next(&c->in, s->cfg->max_frame, &body, &len);
+		r = frame_next(&c->in, s->max_frame, &body, &len);
 		if (r == KEYD_ERR_AGAIN)
 			break;
 		if (r == KEYD_ERR_FRAME_TOO_LARGE) {
@@ -589,17 +669,17 @@ process_frames(struct server *s, struct token_session *ts, struct conn *c)
 			    !policy_limiter_take(c->peer.limiter);
 
 			snprintf(msg, sizeof(msg), "frame larger than the "
-			    "daemon's max_frame of %u bytes", s->cfg->max_frame);
+			    "daemon's max_frame of %u bytes", s->max_frame);
 			(void)!dispatch_error_reply(&c->out, 0,
 			    KEYD_ERR_FRAME_TOO_LARGE, msg);
 			audit_peer(s, "protocol-error",
-			    s->cfg->clients[c->peer.client].name,
+			    d->cfg->clients[c->peer.client].name,
 			    &c->peer.cred, KEYD_ERR_FRAME_TOO_LARGE, msg,
 			    limited);
 			c->closing = 1;
 			break;
 		}
-		r = dispatch_request(s->d, ts, &c->peer, body, len, &c->out);
+		r = dispatch_request(d, ts, &c->peer, body, len, &c->out);
 		c->queued++;
 		atomic_store(&c->last_active, now_s());
 		if (r != KEYD_OK)
@@ -617,24 +697,59 @@ has_frame(const struct kbuf *in)
 	    kbuf_avail(in) - FRAME_HDR_LEN >= n;
 }
 
+/* A reload came since c's last request: its peer is mapped again under
+ * d. Returns 0 if it stays (with its client's new rights and limiter),
+ * -1 if it must close (audited). */
+static int
+conn_remap(struct server *s, struct dispatch *d, struct conn *c)
+{
+	char why[160];
+	size_t client;
+	int ambiguous;
+	long other;
+
+	if (conn_maps(d, c, &client)) {
+		c->peer.client = client;
+		c->peer.limiter = &d->limiters[client];
+		c->gen = d->generation;
+		return 0;
+	}
+	other = policy_match(d->cfg, &c->peer.cred, &ambiguous);
+	if (other < 0)
+		snprintf(why, sizeof(why), "after a reload no [client] matches "
+		    "the peer admitted as '%s'", c->client_name);
+	else
+		snprintf(why, sizeof(why), "after a reload the peer admitted as "
+		    "'%s' matches client '%s'", c->client_name,
+		    d->cfg->clients[other].name);
+	/* Not a refusal of the peer's own (those are folded in a flood):
+	 * each connection a reload closes has its own record. */
+	audit_peer(s, "connection-closed", c->client_name, &c->peer.cred,
+	    KEYD_ERR_CLOSED, why, 0);
+	return -1;
+}
+
 static void
 handle_conn(struct server *s, struct token_session *ts, struct conn *c,
     uint32_t events)
 {
+	struct dispatch *d = gen_get(s);
 	struct epoll_event ev;
 	uint8_t *p;
 	ssize_t n;
 
+	if (c->gen != d->generation && conn_remap(s, d, c) != 0)
+		goto close;
 	if (events & EPOLLERR)
 		goto close;
 	if (flush_out(c) < 0)
 		goto close;
 	/* Requests already buffered go first (they waited on a full out). */
-	process_frames(s, ts, c);
+	process_frames(s, d, ts, c);
 	if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && !c->closing &&
-	    !c->peer_eof && c->queued < s->cfg->max_inflight &&
+	    !c->peer_eof && c->queued < s->max_inflight &&
 	    kbuf_avail(&c->out) < SERVER_OUT_HIGH_WATER) {
-		size_t room = s->cfg->max_frame + FRAME_HDR_LEN -
+		size_t room = s->max_frame + FRAME_HDR_LEN -
 		    kbuf_avail(&c->in);
 
 		if (room > SERVER_READ_CHUNK)
@@ -649,7 +764,7 @@ handle_conn(struct server *s, struct token_session *ts, struct conn *c,
 				c->peer_eof = 1;
 			else if (n < 0 && errno != EAGAIN && errno != EINTR)
 				goto close;
-			process_frames(s, ts, c);
+			process_frames(s, d, ts, c);
 		}
 	}
 	if (flush_out(c) < 0)
@@ -664,7 +779,7 @@ handle_conn(struct server *s, struct token_session *ts, struct conn *c,
 
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLONESHOT | EPOLLRDHUP;
-	if (!c->closing && !c->peer_eof && c->queued < s->cfg->max_inflight &&
+	if (!c->closing && !c->peer_eof && c->queued < s->max_inflight &&
 	    kbuf_avail(&c->out) < SERVER_OUT_HIGH_WATER)
 		ev.events |= EPOLLIN;
 	/* Requests left in c->in (held back while replies queued up) get
@@ -675,9 +790,11 @@ handle_conn(struct server *s, struct token_session *ts, struct conn *c,
 	ev.data.ptr = c;
 	if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
 		goto close;
+	gen_put(d);
 	return;
 close:
 	conn_close(s, c);
+	gen_put(d);
 }
 
 static void *
@@ -708,7 +825,12 @@ worker_main(void *arg)
 		}
 	}
 out:
-	token_session_close(s->d->token, &ts);
+	{
+		struct dispatch *d = gen_get(s);
+
+		token_session_close(d->token, &ts);
+		gen_put(d);
+	}
 	return NULL;
 }
 
@@ -719,13 +841,8 @@ server_start(struct server *s, struct dispatch *d)
 	long ncpu;
 	size_t i;
 
-	s->d = d;
-	if ((s->limiters = calloc(s->cfg->n_clients + 1,
-	    sizeof(*s->limiters))) == NULL)
-		return KEYD_ERR_NOMEM;
-	for (i = 0; i < s->cfg->n_clients; i++)
-		policy_limiter_init(&s->limiters[i], s->cfg->clients[i].rate,
-		    s->cfg->clients[i].max_connections);
+	s->cur = d;
+	s->audit = d->audit;
 	if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    (s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 		return KEYD_ERR_IO;
@@ -740,7 +857,7 @@ server_start(struct server *s, struct dispatch *d)
 		return KEYD_ERR_IO;
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	s->n_threads = s->cfg->workers ? s->cfg->workers :
+	s->n_threads = s->workers ? s->workers :
 	    (size_t)(ncpu > 0 ? ncpu : 2);
 	if ((s->threads = calloc(s->n_threads, sizeof(*s->threads))) == NULL)
 		return KEYD_ERR_NOMEM;
@@ -766,7 +883,7 @@ server_stop(struct server *s)
 	if (s->stop_fd >= 0)
 		(void)!write(s->stop_fd, &one, sizeof(one));
 	clock_gettime(CLOCK_REALTIME, &until);
-	wait_ms = SERVER_STOP_WAIT_MS + (long)s->cfg->token_timeout_ms;
+	wait_ms = SERVER_STOP_WAIT_MS + (long)s->token_timeout_ms;
 	until.tv_sec += wait_ms / 1000;
 	until.tv_nsec += (wait_ms % 1000) * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {
@@ -785,9 +902,44 @@ server_stop(struct server *s)
 }
 
 void
+server_put(struct dispatch *d)
+{
+	gen_put(d);
+}
+
+struct dispatch *
+server_swap(struct server *s, struct dispatch *d)
+{
+	struct dispatch *old;
+	size_t client;
+
+	pthread_mutex_lock(&s->gen_mu);
+	pthread_mutex_lock(&s->table_mu);
+	for (size_t i = 0; i < s->n_slots; i++) {
+		struct conn *c = s->conns[i];
+
+		if (c == NULL)
+			continue;
+		/* The peer's credentials were taken at connect and never
+		 * change; its name neither. A connection whose client is gone,
+		 * or whose peer is now another client, is woken to be closed
+		 * by its worker (conn_remap audits it). */
+		if (conn_maps(d, c, &client))
+			policy_limiter_adopt(&d->limiters[client]);
+		else
+			(void)shutdown(c->fd, SHUT_RDWR);
+	}
+	old = s->cur;
+	s->cur = d;
+	pthread_mutex_unlock(&s->table_mu);
+	pthread_mutex_unlock(&s->gen_mu);
+	return old;
+}
+
+void
 server_tick(struct server *s)
 {
-	long now = now_s(), idle = (long)s->cfg->idle_timeout_s;
+	long now = now_s(), idle = (long)s->idle_timeout_s;
 
 	pthread_mutex_lock(&s->table_mu);
 	for (size_t i = 0; i < s->n_slots; i++) {
@@ -831,13 +983,11 @@ server_free(struct server *s)
 		close(s->epfd);
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);
-	for (size_t i = 0; s->limiters != NULL && i < s->cfg->n_clients; i++)
-		policy_limiter_destroy(&s->limiters[i]);
-	free(s->limiters);
 	free(s->threads);
 	free(s->conns);
 	free(s->path);
 	pthread_mutex_destroy(&s->table_mu);
 	pthread_mutex_destroy(&s->accept_mu);
+	pthread_mutex_destroy(&s->gen_mu);
 	free(s);
 }

@@ -31,6 +31,17 @@ int server_start(struct server *s, struct dispatch *d)
  * exit. */
 size_t server_stop(struct server *s);
 
+/* server_swap: makes d (referenced once by the caller, which gives that
+ * reference to the server) the dispatcher in force, after a reload.
+ * Requests already running finish under the old one; each connection is
+ * mapped again on its next request, or closed now if its client is gone
+ * or its peer is now another client. Returns the old dispatcher, whose
+ * reference the caller drops with server_put. */
+struct dispatch *server_swap(struct server *s, struct dispatch *d);
+
+/* server_put: drops a reference to d; its release runs at the last. */
+void server_put(struct dispatch *d);
+
 /* server_tick: periodic work from the main thread: closes idle
  * connections. */
 void server_tick(struct server *s);

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,12 +68,20 @@ asn1_time_t(const ASN1_TIME *a, time_t *out)
 	return 0;
 }
 
-/* The leaf certificate of a PEM file (the chain, leaf first). */
+/* The leaf certificate of a PEM file (the chain, leaf first): its bytes
+ * from pems if they are there, else the file. */
 static X509 *
-read_pem_leaf(const char *path, char *err, size_t errlen)
+read_pem_leaf(const char *path, const struct shaken_pem *pems, size_t n_pems,
+    char *err, size_t errlen)
 {
-	BIO *b = BIO_new_file(path, "r");
+	BIO *b = NULL;
 	X509 *x = NULL;
+
+	for (size_t i = 0; i < n_pems && b == NULL; i++)
+		if (!strcmp(pems[i].path, path) && pems[i].len <= INT_MAX)
+			b = BIO_new_mem_buf(pems[i].pem, (int)pems[i].len);
+	if (b == NULL)
+		b = BIO_new_file(path, "r");
 
 	if (b == NULL) {
 		errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -126,7 +135,8 @@ warn_validity(struct shaken_key *sk, time_t now, const char *when)
 
 static int
 load_key(const struct config *cfg, struct token *t, size_t i,
-    struct shaken_key *sk, char *err, size_t errlen)
+    const struct shaken_pem *pems, size_t n_pems, struct shaken_key *sk,
+    char *err, size_t errlen)
 {
 	const struct config_key *ck = &cfg->keys[i];
 	const struct token_key *tk = token_key(t, i);
@@ -138,8 +148,8 @@ load_key(const struct config *cfg, struct token *t, size_t i,
 	sk->name = ck->name;
 	sk->x5u = ck->x5u;
 	if (ck->certificate != NULL) {
-		if ((sk->cert = read_pem_leaf(ck->certificate, why,
-		    sizeof(why))) == NULL) {
+		if ((sk->cert = read_pem_leaf(ck->certificate, pems, n_pems,
+		    why, sizeof(why))) == NULL) {
 			errf(err, errlen, "[key %s] certificate: %s", ck->name,
 			    why);
 			return KEYD_ERR_CONFIG;
@@ -193,6 +203,14 @@ int
 shaken_init(const struct config *cfg, struct token *t, struct shaken **out,
     char *err, size_t errlen)
 {
+	return shaken_init_pems(cfg, t, NULL, 0, out, err, errlen);
+}
+
+int
+shaken_init_pems(const struct config *cfg, struct token *t,
+    const struct shaken_pem *pems, size_t n_pems, struct shaken **out,
+    char *err, size_t errlen)
+{
 	struct shaken *sh = NULL;
 	size_t i, j;
 	int r = KEYD_ERR_NOMEM;
@@ -210,8 +228,8 @@ shaken_init(const struct config *cfg, struct token *t, struct shaken **out,
 
 		if (!(cfg->keys[i].ops & CONFIG_OP_PASSPORT))
 			continue;
-		if ((r = load_key(cfg, t, i, &sh->keys[i], err, errlen)) !=
-		    KEYD_OK)
+		if ((r = load_key(cfg, t, i, pems, n_pems, &sh->keys[i], err,
+		    errlen)) != KEYD_OK)
 			goto out;
 		/* The same key pair under another [key] (another URI, a
 		 * copy of the object) with sign would let a client make any

@@ -69,6 +69,21 @@ struct shaken_result {
 int shaken_init(const struct config *cfg, struct token *t,
     struct shaken **out, char *err, size_t errlen) SHAKEN_WUR;
 
+/* A certificate file's bytes read by someone who may read the file (the
+ * supervisor, at a reload: the socket-facing process's sandbox does not
+ * reach the file's directory). */
+struct shaken_pem {
+	const char *path;        /* as the configuration names it */
+	const uint8_t *pem;
+	size_t len;
+};
+
+/* shaken_init_pems: shaken_init, with the certificate files taken from
+ * pems (by path) where they are there, and read by path otherwise. */
+int shaken_init_pems(const struct config *cfg, struct token *t,
+    const struct shaken_pem *pems, size_t n_pems, struct shaken **out,
+    char *err, size_t errlen) SHAKEN_WUR;
+
 /* shaken_free: frees sh; NULL is fine. */
 void shaken_free(struct shaken *sh);
 

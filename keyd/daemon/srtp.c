@@ -79,6 +79,7 @@ struct srtp_counter {
 	char tmp[48];
 	uint64_t used;           /* blobs made (or skipped by a restart) */
 	uint64_t reserved;       /* durable on disk; used never passes it */
+	int retired;             /* a reload's srtp counts this KEK now */
 	int warned;
 	char warning[192];
 };
@@ -146,10 +147,24 @@ kcv_u32(const uint8_t kcv[SRTP_KCV_LEN])
 }
 
 static int
-dir_open(struct srtp *st, int check_only, char *err, size_t errlen)
+dir_open(struct srtp *st, const struct srtp *prev, int check_only, char *err,
+    size_t errlen)
 {
 	const char *dir = st->cfg->state_dir;
 	int r;
+
+	/* A reload: the lock is the running configuration's already (flock
+	 * belongs to the open file, which the copies share). */
+	if (prev != NULL && prev->lock_fd >= 0 && prev->dir_fd >= 0) {
+		st->dir_fd = fcntl(prev->dir_fd, F_DUPFD_CLOEXEC, 0);
+		st->lock_fd = fcntl(prev->lock_fd, F_DUPFD_CLOEXEC, 0);
+		if (st->dir_fd < 0 || st->lock_fd < 0) {
+			errf(err, errlen, "state_dir %s: %s", dir,
+			    strerror(errno));
+			return KEYD_ERR_IO;
+		}
+		return KEYD_OK;
+	}
 
 	if ((r = statedir_open(st->cfg, check_only, "the SRTP KEK counters",
 	    &st->dir_fd, err, errlen)) != KEYD_OK)
@@ -350,6 +365,15 @@ counter_take(struct srtp *st, struct srtp_counter *c, const char *key_name,
 		r = KEYD_ERR_LIMIT;
 		goto out;
 	}
+	if (c->used >= c->reserved && c->retired) {
+		/* A reload handed the count to the new configuration's srtp
+		 * (srtp_take_over): reserving more here would count the same
+		 * blobs twice, or write a lower count over its own. */
+		snprintf(msg, msglen, "a reload of keyd's configuration "
+		    "happened during this request; send it again");
+		r = KEYD_ERR_BUSY;
+		goto out;
+	}
 	if (c->used >= c->reserved) {
 		next = c->used + (st->limit - c->used < st->batch ?
 		    st->limit - c->used : st->batch);
@@ -448,6 +472,39 @@ int
 srtp_init(const struct config *cfg, struct token *t, int check_only,
     struct srtp **out, char *err, size_t errlen)
 {
+	return srtp_reinit(cfg, t, NULL, check_only, out, err, errlen);
+}
+
+void
+srtp_take_over(struct srtp *st, struct srtp *prev)
+{
+	for (size_t i = 0; st != NULL && prev != NULL &&
+	    i < st->n_counters; i++) {
+		struct srtp_counter *c = &st->counters[i];
+
+		for (size_t j = 0; j < prev->n_counters; j++) {
+			struct srtp_counter *p = &prev->counters[j];
+
+			if (strcmp(p->file, c->file) != 0)
+				continue;
+			/* Everything prev handed out lies below its
+			 * reservation, which is on disk: this one starts
+			 * there. */
+			pthread_mutex_lock(&p->mu);
+			p->retired = 1;
+			if (p->reserved > c->used) {
+				c->used = p->reserved;
+				c->reserved = p->reserved;
+			}
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
+}
+
+int
+srtp_reinit(const struct config *cfg, struct token *t, struct srtp *prev,
+    int check_only, struct srtp **out, char *err, size_t errlen)
+{
 	struct token_session s;
 	struct srtp *st;
 	size_t i;
@@ -484,7 +541,7 @@ srtp_init(const struct config *cfg, struct token *t, int check_only,
 	}
 	r = KEYD_OK;
 	if (st->n_counters > 0 &&
-	    (r = dir_open(st, check_only, err, errlen)) != KEYD_OK)
+	    (r = dir_open(st, prev, check_only, err, errlen)) != KEYD_OK)
 		goto out;
 	for (i = 0; st->dir_fd >= 0 && i < st->n_counters; i++) {
 		struct srtp_counter *c = &st->counters[i];

@@ -74,8 +74,22 @@ struct token {
 	atomic_long primary_tried;  /* ms, the primary's last try */
 	long timeout_ms;
 	int sup_fd;
-	pthread_mutex_t sup_mu;
 };
+
+/* One writer at a time on the channel to the supervisor, whichever
+ * configuration's proxy (or a reload) writes: frames must not interleave. */
+static pthread_mutex_t sup_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int
+token_proxy_sup_send(int fd, const void *p, size_t n)
+{
+	int r;
+
+	pthread_mutex_lock(&sup_mu);
+	r = tw_send(fd, p, n, NULL, 0);
+	pthread_mutex_unlock(&sup_mu);
+	return r;
+}
 
 static void
 chans_unref(struct chans *c)
@@ -104,7 +118,6 @@ token_proxy_new(const struct config *cfg, int sup_fd, struct token **out)
 	t->n_keys = cfg->n_keys;
 	t->timeout_ms = (long)cfg->token_timeout_ms;
 	t->sup_fd = sup_fd;
-	pthread_mutex_init(&t->sup_mu, NULL);
 	for (size_t j = 0; j < t->ndev; j++) {
 		struct pdev *d = &t->dev[j];
 
@@ -325,11 +338,9 @@ report_hung(struct token *t, size_t j, unsigned gen)
 {
 	uint32_t f[3] = { TW_CTL_HUNG, (uint32_t)j, gen };
 
-	pthread_mutex_lock(&t->sup_mu);
-	if (tw_send(t->sup_fd, f, sizeof(f), NULL, 0) != 0)
+	if (token_proxy_sup_send(t->sup_fd, f, sizeof(f)) != 0)
 		log_error("cannot tell keyd's supervisor that token %zu hangs: "
 		    "%s", j, strerror(errno));
-	pthread_mutex_unlock(&t->sup_mu);
 }
 
 /* A free channel of d's current process, or -1 (down, or all busy until
@@ -963,6 +974,5 @@ token_close(struct token *t)
 
 		tw_info_free(&in);
 	}
-	pthread_mutex_destroy(&t->sup_mu);
 	free(t);
 }

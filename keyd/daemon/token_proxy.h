@@ -33,6 +33,11 @@ void token_proxy_down(struct token *t, size_t j, unsigned gen,
  * than the keys keyd serves (they are not served from it). */
 size_t token_proxy_mismatch(struct token *t, size_t j);
 
+/* token_proxy_sup_send: one frame to the supervisor on fd, never
+ * interleaved with another thread's. Returns 0 or -1 (errno). */
+int token_proxy_sup_send(int fd, const void *p, size_t n)
+    __attribute__((warn_unused_result));
+
 /* token_proxy_ready: some token has described the keys. */
 int token_proxy_ready(const struct token *t);
 

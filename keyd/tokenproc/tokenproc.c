@@ -2,7 +2,8 @@
  * tokenproc.c: keyd-token, the process that runs one token's PKCS#11
  * module. The supervisor (keyd) starts one per configured token with
  *
- *   keyd-token --config FILE --role primary|failover --channels N
+ *   keyd-token --config FILE --config-fd FD --role primary|failover
+ *              --channels N
  *
  * and descriptors TW_FD_CONTROL (its channel to the supervisor) and
  * N request channels from TW_FD_FIRST_CHANNEL on, whose other ends the
@@ -21,11 +22,13 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -47,12 +50,19 @@ static pthread_mutex_t cp_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t ans_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ans_cv = PTHREAD_COND_INITIALIZER;
 static int cp_answer = -1;        /* -1: none yet */
+/* Request channels still open: when keyd retires this process (a reload
+ * put another in its place), it closes the control channel, and the
+ * module is finalised only once the socket-facing process has closed
+ * these, which it does when the last request begun under the old
+ * configuration is answered. */
+static atomic_int live;
+#define TP_DRAIN_EXTRA_MS 1000
 
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: keyd-token --config FILE --role primary|failover "
-	    "--channels N\n"
+	fprintf(f, "usage: keyd-token --config FILE [--config-fd FD] --role "
+	    "primary|failover --channels N\n"
 	    "keyd-token is started by keyd, which hands it its channels; it "
 	    "is not run by hand.\n");
 }
@@ -389,6 +399,7 @@ channel_main(void *arg)
 	kbuf_free(&b);
 	secmem_free(out, TW_MAX_IO);
 	close(fd);
+	atomic_fetch_sub(&live, 1);
 	return NULL;
 }
 
@@ -412,6 +423,44 @@ read_pin(char **pin, size_t *len)
 		r = 0;
 	}
 	kbuf_free(&b);
+	return r;
+}
+
+/* The configuration from the supervisor's sealed memfd: the bytes it
+ * read, checked and applied (tokenwire.h). */
+static int
+config_from_fd(int fd, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char *text = NULL;
+	size_t got = 0;
+	ssize_t n;
+	int r = KEYD_ERR_CONFIG;
+
+	if (fstat(fd, &st) != 0 || st.st_size < 0 ||
+	    st.st_size > CONFIG_MAX_BYTES ||
+	    (text = malloc((size_t)st.st_size + 1)) == NULL) {
+		snprintf(err, errlen, "token process: cannot read the "
+		    "configuration keyd passed (descriptor %d)", fd);
+		goto out;
+	}
+	while (got < (size_t)st.st_size) {
+		n = pread(fd, text + got, (size_t)st.st_size - got,
+		    (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(err, errlen, "token process: short read of the "
+			    "configuration keyd passed");
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	text[got] = '\0';
+	r = config_parse_buffer(text, got, path, 1, &cfg, err, errlen);
+out:
+	free(text);
+	close(fd);
 	return r;
 }
 
@@ -443,6 +492,7 @@ main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "config-fd", required_argument, NULL, 'f' },
 		{ "role", required_argument, NULL, 'r' },
 		{ "channels", required_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -453,7 +503,7 @@ main(int argc, char **argv)
 	const char *path = NULL;
 	char err[1024], *pin = NULL, *end;
 	size_t pin_len = 0;
-	long nch = 0;
+	long nch = 0, cfd = -1;
 	sigset_t sigs;
 	pthread_t th;
 	struct kbuf b;
@@ -473,9 +523,15 @@ main(int argc, char **argv)
 	(void)pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	(void)signal(SIGPIPE, SIG_IGN);
 
-	while ((o = getopt_long(argc, argv, "c:r:n:vh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "c:f:r:n:vh", opts, NULL)) !=
+	    -1) {
 		switch (o) {
 		case 'c': path = optarg; break;
+		case 'f':
+			cfd = strtol(optarg, &end, 10);
+			if (*end != '\0' || cfd < TW_FD_FIRST_CHANNEL)
+				cfd = -2;
+			break;
 		case 'r': role = optarg; break;
 		case 'n':
 			nch = strtol(optarg, &end, 10);
@@ -488,12 +544,14 @@ main(int argc, char **argv)
 		}
 	}
 	if (path == NULL || optind != argc || nch < 1 ||
-	    nch > TP_MAX_CHANNELS || (strcmp(role, "primary") != 0 &&
+	    nch > TP_MAX_CHANNELS || cfd == -2 ||
+	    (strcmp(role, "primary") != 0 &&
 	    strcmp(role, "failover") != 0)) {
 		usage(stderr);
 		return TW_EXIT_USAGE;
 	}
-	if (config_load(path, &cfg, err, sizeof(err)) != KEYD_OK) {
+	if ((cfd >= 0 ? config_from_fd((int)cfd, path, err, sizeof(err)) :
+	    config_load(path, &cfg, err, sizeof(err))) != KEYD_OK) {
 		ctl_failed(TW_EXIT_FAILED, err);
 		log_error("%s", err);
 		return TW_EXIT_FAILED;
@@ -540,6 +598,7 @@ main(int argc, char **argv)
 		return TW_EXIT_FAILED;
 	}
 	for (long i = 0; i < nch; i++) {
+		atomic_fetch_add(&live, 1);
 		if (pthread_create(&th, NULL, channel_main,
 		    (void *)(intptr_t)(TW_FD_FIRST_CHANNEL + i)) != 0) {
 			log_error("token process (%s): cannot start a thread: %s",
@@ -570,8 +629,18 @@ main(int argc, char **argv)
 		}
 	}
 	kbuf_free(&b);
-	/* keyd stops (or lost us): the module is finalised, which
-	 * opencryptoki and others need for a clean end. */
+	/* Retired by a reload, or keyd stops: requests begun under the
+	 * configuration this process serves are answered first, at most as
+	 * long as a token call may take. */
+	{
+		long until = tw_now_ms() + (long)cfg->token_timeout_ms +
+		    TP_DRAIN_EXTRA_MS;
+
+		while (atomic_load(&live) > 0 && tw_now_ms() < until)
+			usleep(10000);
+	}
+	/* The module is finalised, which opencryptoki and others need for a
+	 * clean end. */
 	token_close(tok);
 #ifdef KEYD_SANITIZE_BUILD
 	/* LeakSanitizer's exit-time check needs ptrace, which the

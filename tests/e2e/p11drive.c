@@ -15,6 +15,15 @@
  *       second child re-initializes and signs; the parent signs again
  *   p11drive MODULE threads KEY PEM NTHREADS ITERATIONS
  *       NTHREADS threads, each with its own session, sign at once
+ *   p11drive MODULE objects
+ *       a long-lived process for keyd's reloads: reads "find LABEL"
+ *       (the private key's handle, 0 if none), "sign HANDLE PEM" (an
+ *       ECDSA-SHA256 signature checked against PEM) and "attr HANDLE"
+ *       (C_GetAttributeValue of CKA_LABEL) on stdin, one line each
+ *   p11drive MODULE load KEY PEM RSAKEY RSAPEM STOPFILE
+ *       signs with KEY and decrypts RSA-OAEP (SHA-1) with RSAKEY,
+ *       every result checked, until STOPFILE exists; stops at the first
+ *       failure
  *
  * Exit status 0 if every check passed.
  */
@@ -1135,6 +1144,115 @@ do_threads(char **argv)
 	return errors == 0 ? 0 : 1;
 }
 
+/* ---- objects, load: keyd's reloads (tests/integration/reload*.sh) ---- */
+
+static int
+do_objects(void)
+{
+	CK_SESSION_HANDLE s;
+	char line[512], a[256], b[256];
+	unsigned tag = 0;
+
+	if (init() != CKR_OK)
+		die("C_Initialize");
+	s = open_session(0);
+	if (f->C_Login(s, CKU_USER, NULL, 0) != CKR_OK)
+		die("C_Login");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("ready\n");
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		unsigned long h = 0;
+
+		if (sscanf(line, "find %255s", a) == 1) {
+			printf("key=%lu\n",
+			    (unsigned long)find(s, CKO_PRIVATE_KEY, a));
+		} else if (sscanf(line, "sign %lu %255s", &h, b) == 2) {
+			EVP_PKEY *pk = read_pem(b);
+
+			printf("rv=0x%lx\n", (unsigned long)sign_check(s,
+			    (CK_OBJECT_HANDLE)h, pk, tag++));
+			EVP_PKEY_free(pk);
+		} else if (sscanf(line, "attr %lu", &h) == 1) {
+			char label[128];
+			CK_ATTRIBUTE t = { CKA_LABEL, label, sizeof(label) };
+
+			printf("rv=0x%lx\n", (unsigned long)f->C_GetAttributeValue(
+			    s, (CK_OBJECT_HANDLE)h, &t, 1));
+		} else if (!strncmp(line, "quit", 4)) {
+			break;
+		} else {
+			printf("unknown command\n");
+		}
+	}
+	(void)f->C_Finalize(NULL);
+	return 0;
+}
+
+/* RSA-OAEP (SHA-1, MGF1-SHA-1, what SoftHSM2 decrypts): OpenSSL encrypts
+ * 32 random bytes with the public key, the module decrypts them back. */
+static CK_RV
+oaep_check(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, EVP_PKEY *pk)
+{
+	CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA_1, CKG_MGF1_SHA1,
+	    CKZ_DATA_SPECIFIED, NULL, 0 };
+	CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &op, sizeof(op) };
+	uint8_t secret[32], ct[1024], pt[1024];
+	size_t ctlen = sizeof(ct);
+	CK_ULONG ptlen = sizeof(pt);
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
+	CK_RV rv;
+
+	for (size_t i = 0; i < sizeof(secret); i++)
+		secret[i] = (uint8_t)rand();
+	if (c == NULL || EVP_PKEY_encrypt_init(c) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha1()) != 1 ||
+	    EVP_PKEY_encrypt(c, ct, &ctlen, secret, sizeof(secret)) != 1) {
+		EVP_PKEY_CTX_free(c);
+		return CKR_GENERAL_ERROR;
+	}
+	EVP_PKEY_CTX_free(c);
+	if ((rv = f->C_DecryptInit(s, &m, k)) != CKR_OK ||
+	    (rv = f->C_Decrypt(s, ct, (CK_ULONG)ctlen, pt, &ptlen)) != CKR_OK)
+		return rv;
+	return ptlen == sizeof(secret) && memcmp(pt, secret, sizeof(secret)) == 0 ?
+	    CKR_OK : CKR_ENCRYPTED_DATA_INVALID;
+}
+
+static int
+do_load(char **argv)
+{
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE k, rk;
+	EVP_PKEY *pk = read_pem(argv[1]), *rpk = read_pem(argv[3]);
+	unsigned long n = 0;
+	CK_RV rv = CKR_OK;
+
+	setup(argv[0], &s, &k);
+	if ((rk = find(s, CKO_PRIVATE_KEY, argv[2])) == CK_INVALID_HANDLE)
+		die("the RSA key is not on the token");
+	while (access(argv[4], F_OK) != 0) {
+		if ((rv = sign_check(s, k, pk, (unsigned)n)) != CKR_OK) {
+			printf("FAILED: sign rv=0x%lx after %lu rounds\n",
+			    (unsigned long)rv, n);
+			break;
+		}
+		if ((rv = oaep_check(s, rk, rpk)) != CKR_OK) {
+			printf("FAILED: decrypt rv=0x%lx after %lu rounds\n",
+			    (unsigned long)rv, n);
+			break;
+		}
+		n++;
+	}
+	if (rv == CKR_OK)
+		printf("ok %lu\n", n);
+	(void)f->C_Finalize(NULL);
+	EVP_PKEY_free(pk);
+	EVP_PKEY_free(rpk);
+	return rv != CKR_OK;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1151,6 +1269,10 @@ main(int argc, char **argv)
 		r = do_fork(argv + 3);
 	else if (!strcmp(argv[2], "threads") && argc == 7)
 		r = do_threads(argv + 3);
+	else if (!strcmp(argv[2], "objects") && argc == 3)
+		r = do_objects();
+	else if (!strcmp(argv[2], "load") && argc == 8)
+		r = do_load(argv + 3);
 	else
 		die("bad arguments");
 	if (failures != 0)

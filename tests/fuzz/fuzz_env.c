@@ -89,7 +89,7 @@ fuzz_env_open(void)
 	if (!policy_limiter_connect(&e->limiter))
 		die("configuration", "the client allows no connection");
 	e->peer.limiter = &e->limiter;
-	atomic_store(&e->d.connections, 1);
+	atomic_store(&e->d.run->connections, 1);
 	return e;
 }
 

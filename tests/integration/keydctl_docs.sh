@@ -42,7 +42,7 @@ ops = srtp-new, srtp-open
 [client dev]
 uid = $(id -u)
 keys = sip-tls, sip-tls-rsa, srtp-kek
-ops = sign, decrypt, srtp-new, srtp-open, status
+ops = sign, decrypt, srtp-new, srtp-open, status, reload
 CONF
 start_keyd
 
@@ -77,7 +77,9 @@ normalise() {
     -e 's/, serial [0-9a-f]+\)/, serial S)/' \
     -e 's/latency [0-9]+ us/latency L us/g' \
     -e 's/kek-[0-9a-f]{6}/kek-K/g' \
-    -e 's/(inline|blob):[A-Za-z0-9+\/=]+/\1:B64/g'
+    -e 's/(inline|blob):[A-Za-z0-9+\/=]+/\1:B64/g' \
+    -e 's/sha256 [0-9a-f]{64}/sha256 H/g' \
+    -e 's/applied [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z/applied W/'
 }
 
 skipped=0

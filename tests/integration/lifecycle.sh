@@ -62,15 +62,22 @@ cmp -s "$T/pt" "$T/out" || fail "decrypt"
 for _ in $(seq 20); do "$KEYDCTL" sign p256 -a ecdsa-sha256 -i "$T/msg" -o "$T/sig"; done
 "$KD_RAW" "$S" pipeline 200 p256 > /dev/null
 
+# What the first token process did with the module, before SIGHUP's
+# reload starts another (checked below).
+((SHIMMED)) && cp "$P11SHIM_LOG" "$T/shim.first"
+
 # SIGHUP after an outside rotation: the old file keeps what was written,
-# the new one gets the rest.
+# the new one gets the rest. SIGHUP also reloads the (same) configuration:
+# a new token process takes over, the first one finalises its module.
 mv "$T/audit.jsonl" "$T/audit.jsonl.1"
 kill -HUP "$KEYD_PID"
 wait_for "$T/audit.jsonl" '"event":"log-reopened"'
+wait_for "$T/audit.jsonl" '"event":"reload",.*no change'
 "$KEYDCTL" sign p256 -a ecdsa-sha256 -i "$T/msg" -o "$T/sig"
 grep -q '"op":"sign","key":"p256"' "$T/audit.jsonl" || fail "no sign line after the reopen"
 ! grep -q '"event":"log-reopened"' "$T/audit.jsonl.1" || fail "the reopen went to the old file"
-pass "SIGHUP reopens the audit log"
+((SHIMMED)) && wait_for "$P11SHIM_LOG" '^trace C_Finalize CKR_OK$'
+pass "SIGHUP reopens the audit log and reloads"
 
 # Memory and descriptors of the running daemon, for the PIN checks.
 cp "/proc/$KEYD_PID/cmdline" "$T/cmdline"
@@ -94,13 +101,18 @@ pass "SIGTERM: exit 0, socket removed, stop event last"
 # key's OAEP hashes, opened and closed; at SIGTERM a logout, then every
 # session closed, then C_Finalize.
 if ((SHIMMED)); then
-  opens=$(grep -c '^trace C_OpenSession CKR_OK$' "$P11SHIM_LOG" || true)
-  logins=$(grep -c '^trace C_Login CKR_OK$' "$P11SHIM_LOG" || true)
-  head -4 "$P11SHIM_LOG" | tr '\n' ' ' > "$T/head"
+  opens=$(grep -c '^trace C_OpenSession CKR_OK$' "$T/shim.first" || true)
+  logins=$(grep -c '^trace C_Login CKR_OK$' "$T/shim.first" || true)
+  head -4 "$T/shim.first" | tr '\n' ' ' > "$T/head"
   [[ $(cat "$T/head") == "trace C_OpenSession CKR_OK trace C_Login CKR_OK trace C_OpenSession CKR_OK trace C_CloseSession CKR_OK " ]] ||
     fail "not the kept session, the login, then the OAEP test's session: $(cat "$P11SHIM_LOG")"
   (( opens >= 3 && opens <= 4 )) || fail "$opens sessions opened for 2 workers: $(cat "$P11SHIM_LOG")"
   (( logins == 1 )) || fail "$logins logins: $(cat "$P11SHIM_LOG")"
+  # Two token processes in all (the reload's), each ending the same way.
+  [[ $(grep -c '^trace C_Login CKR_OK$' "$P11SHIM_LOG") -eq 2 ]] ||
+    fail "not one login per token process: $(cat "$P11SHIM_LOG")"
+  [[ $(grep -c '^trace C_Finalize CKR_OK$' "$P11SHIM_LOG") -eq 2 ]] ||
+    fail "not one C_Finalize per token process: $(cat "$P11SHIM_LOG")"
   tail -3 "$P11SHIM_LOG" | tr '\n' ' ' > "$T/tail"
   [[ $(cat "$T/tail") == "trace C_Logout CKR_OK trace C_CloseAllSessions CKR_OK trace C_Finalize CKR_OK " ]] ||
     fail "keyd's last calls to the module: $(cat "$T/tail")"
