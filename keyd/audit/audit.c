@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -91,7 +92,10 @@ struct audit {
 	struct timespec flood_start;
 	unsigned long flood_overflow; /* refusals from peers past the table */
 	int syslog;
-	struct syslogq *syslogq;   /* the syslog mirror (syslog = yes) */
+	/* The syslog mirror (syslog = yes): made once, kept to audit_close
+	 * (a reload may set it, never frees it), so that
+	 * audit_syslog_dropped reads it without the lock. */
+	_Atomic(struct syslogq *) syslogq;
 	/* The checkpoint record in state_dir: the last checkpoint written
 	 * (cp_*) is recorded once the log is durable past it. */
 	int state_fd;              /* state_dir, -1: no record kept */
@@ -869,7 +873,7 @@ commit_line(struct audit *a, char *line, size_t len)
 	a->seq++;
 	a->since_cp++;
 	if (a->syslog)
-		syslogq_send(a->syslogq, line, len);
+		syslogq_send(atomic_load(&a->syslogq), line, len);
 	return KEYD_OK;
 }
 
@@ -1382,13 +1386,20 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	a->written_seq = a->seq;
 	clock_gettime(CLOCK_MONOTONIC, &a->last_sync);
 	a->last_cp = a->flood_start = a->last_sync;
+	/* localtime_r reads the zone on its first call only: now, before
+	 * the sandbox, also for a reload that turns syslog on later. */
+	tzset();
 	/* Never blocks a request: syslogq.c says why not openlog/syslog. */
-	if (a->syslog && (r = syslogq_open(&a->syslogq,
-	    cfg->syslog_socket)) != KEYD_OK) {
-		snprintf(err, errlen, "syslog mirror to %s: %s",
-		    cfg->syslog_socket, keyd_strerror(r));
-		audit_close(a);
-		return r;
+	if (a->syslog) {
+		struct syslogq *q = NULL;
+
+		if ((r = syslogq_open(&q, cfg->syslog_socket)) != KEYD_OK) {
+			snprintf(err, errlen, "syslog mirror to %s: %s",
+			    cfg->syslog_socket, keyd_strerror(r));
+			audit_close(a);
+			return r;
+		}
+		atomic_store(&a->syslogq, q);
 	}
 	*out = a;
 	return KEYD_OK;
@@ -1578,7 +1589,7 @@ audit_close(struct audit *a)
 		close(a->state_fd);
 	if (a->token != NULL)
 		token_session_close(a->token, &a->sess);
-	syslogq_close(a->syslogq);
+	syslogq_close(atomic_load(&a->syslogq));
 	pthread_cond_destroy(&a->synced_cv);
 	pthread_mutex_destroy(&a->mu);
 	free(a->path);
@@ -1588,6 +1599,36 @@ audit_close(struct audit *a)
 uint64_t
 audit_syslog_dropped(struct audit *a)
 {
-	/* syslogq is set once in audit_open: no lock needed to read it. */
-	return a != NULL ? syslogq_dropped(a->syslogq) : 0;
+	/* syslogq, once set, lives to audit_close: no lock needed. */
+	return a != NULL ? syslogq_dropped(atomic_load(&a->syslogq)) : 0;
+}
+
+int
+audit_set_syslog(struct audit *a, int on, const char *path, int fd)
+{
+	struct syslogq *q;
+	int r = KEYD_OK;
+
+	pthread_mutex_lock(&a->mu);
+	q = atomic_load(&a->syslogq);
+	if (!on) {
+		/* Nothing is queued in keyd (a line is sent or dropped as it
+		 * is written): closing the socket loses nothing already
+		 * sent, and lines from now on are not mirrored, nor counted
+		 * as dropped. */
+		a->syslog = 0;
+		if (q != NULL)
+			r = syslogq_swap(q, NULL, -1);
+		if (fd >= 0)
+			close(fd);
+	} else if (q == NULL) {
+		if ((r = syslogq_adopt(&q, path, fd)) == KEYD_OK) {
+			atomic_store(&a->syslogq, q);
+			a->syslog = 1;
+		}
+	} else if ((r = syslogq_swap(q, path, fd)) == KEYD_OK) {
+		a->syslog = 1;
+	}
+	pthread_mutex_unlock(&a->mu);
+	return r;
 }

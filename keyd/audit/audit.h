@@ -143,4 +143,14 @@ void audit_hash_line(const char *line, size_t len, char *out);
  * without syslog. Any thread, without the audit lock. NULL: 0. */
 uint64_t audit_syslog_dropped(struct audit *a);
 
+/* audit_set_syslog: a reload's syslog settings, from the next line
+ * written: on = 0 stops the mirror (its socket closed); on = 1 mirrors to
+ * path over fd, a datagram socket keyd's supervisor connected to it (or
+ * -1: keyd-serve connects at the next line, then once a second). fd is
+ * taken over in every case; the old socket is closed. Safe against
+ * writers (takes the audit lock). Returns KEYD_OK, KEYD_ERR_NOMEM or
+ * KEYD_ERR_INVALID_ARG (path too long), the mirror then unchanged. */
+int audit_set_syslog(struct audit *a, int on, const char *path, int fd)
+    __attribute__((warn_unused_result));
+
 #endif

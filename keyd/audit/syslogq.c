@@ -31,7 +31,10 @@
  * systemd-journald, rsyslog and syslog-ng.
  *
  * After the seccomp sandbox is on (sandbox.c), a reconnect needs socket()
- * with AF_UNIX, which the filter allows, and connect().
+ * with AF_UNIX, which the filter allows, and connect(). A reload that
+ * turns syslog on or names another socket does not connect here: keyd's
+ * supervisor connects (syslogq_connect_fd) and the descriptor comes with
+ * the reload, which only needs recvmsg() and close() (syslogq_swap).
  */
 #include "syslogq.h"
 
@@ -64,29 +67,49 @@ struct syslogq {
 	_Atomic uint64_t dropped;
 };
 
-/* Closes the old socket and connects a new one. -1 with errno set when
- * the daemon cannot be reached. */
 static int
-sq_connect(struct syslogq *q)
+sq_addr(struct sockaddr_un *sa, const char *path)
+{
+	size_t plen = strlen(path);
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (plen >= sizeof(sa->sun_path))
+		return KEYD_ERR_INVALID_ARG;
+	memcpy(sa->sun_path, path, plen + 1);
+	return KEYD_OK;
+}
+
+static int
+sq_socket(const struct sockaddr_un *sa)
 {
 	int fd, e;
 
-	clock_gettime(CLOCK_MONOTONIC, &q->last_try);
-	if (q->fd >= 0) {
-		close(q->fd);
-		q->fd = -1;
-	}
 	/* A datagram connect never waits for the peer. */
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -1;
-	if (connect(fd, (const struct sockaddr *)&q->sa, sizeof(q->sa)) != 0) {
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0) {
 		e = errno;
 		close(fd);
 		errno = e;
 		return -1;
 	}
-	q->fd = fd;
+	return fd;
+}
+
+/* Closes the old socket and connects a new one. -1 with errno set when
+ * the daemon cannot be reached. */
+static int
+sq_connect(struct syslogq *q)
+{
+	clock_gettime(CLOCK_MONOTONIC, &q->last_try);
+	if (q->fd >= 0) {
+		close(q->fd);
+		q->fd = -1;
+	}
+	if ((q->fd = sq_socket(&q->sa)) < 0)
+		return -1;
 	return 0;
 }
 
@@ -128,7 +151,6 @@ int
 syslogq_open(struct syslogq **out, const char *path)
 {
 	struct syslogq *q;
-	size_t plen;
 
 	*out = NULL;
 	if (path == NULL)
@@ -138,13 +160,10 @@ syslogq_open(struct syslogq **out, const char *path)
 	q->fd = -1;
 	q->pid = getpid();     /* keyd never forks */
 	atomic_init(&q->dropped, 0);
-	q->sa.sun_family = AF_UNIX;
-	plen = strlen(path);
-	if (plen >= sizeof(q->sa.sun_path)) {
+	if (sq_addr(&q->sa, path) != KEYD_OK) {
 		free(q);
 		return KEYD_ERR_INVALID_ARG;
 	}
-	memcpy(q->sa.sun_path, path, plen + 1);
 	/* localtime_r reads the zone (/etc/localtime) on its first call
 	 * only: make that happen now, before the sandbox. */
 	tzset();
@@ -155,6 +174,63 @@ syslogq_open(struct syslogq **out, const char *path)
 		    "as syslog_dropped in keydctl status)", path,
 		    strerror(errno));
 	*out = q;
+	return KEYD_OK;
+}
+
+int
+syslogq_adopt(struct syslogq **out, const char *path, int fd)
+{
+	struct syslogq *q;
+	int r;
+
+	*out = NULL;
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return KEYD_ERR_NOMEM;
+	}
+	q->fd = -1;
+	q->pid = getpid();
+	atomic_init(&q->dropped, 0);
+	if ((r = syslogq_swap(q, path != NULL ? path : _PATH_LOG, fd)) !=
+	    KEYD_OK) {
+		free(q);
+		return r;
+	}
+	*out = q;
+	return KEYD_OK;
+}
+
+int
+syslogq_connect_fd(const char *path)
+{
+	struct sockaddr_un sa;
+
+	if (sq_addr(&sa, path != NULL ? path : _PATH_LOG) != KEYD_OK) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return sq_socket(&sa);
+}
+
+int
+syslogq_swap(struct syslogq *q, const char *path, int fd)
+{
+	struct sockaddr_un sa;
+
+	if (path != NULL && sq_addr(&sa, path) != KEYD_OK) {
+		if (fd >= 0)
+			close(fd);
+		return KEYD_ERR_INVALID_ARG;
+	}
+	if (q->fd >= 0)
+		close(q->fd);
+	if (path != NULL)
+		q->sa = sa;
+	q->fd = fd;
+	/* No descriptor (no daemon behind the path yet): the next line
+	 * tries at once, then once a second as after a lost connection. */
+	memset(&q->last_try, 0, sizeof(q->last_try));
 	return KEYD_OK;
 }
 

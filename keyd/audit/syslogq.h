@@ -22,6 +22,31 @@ struct syslogq;
 int syslogq_open(struct syslogq **q, const char *path)
     __attribute__((warn_unused_result));
 
+/* syslogq_adopt: as syslogq_open, over fd (connected to path, or -1),
+ * without connecting: for a reload that turns syslog on in keyd-serve,
+ * after the sandbox (the time zone was primed at start, audit_open). q
+ * takes fd in every case. Returns KEYD_OK with *q the caller's, or
+ * KEYD_ERR_NOMEM or KEYD_ERR_INVALID_ARG. */
+int syslogq_adopt(struct syslogq **q, const char *path, int fd)
+    __attribute__((warn_unused_result));
+
+/* syslogq_connect_fd: a non-blocking, close-on-exec datagram socket
+ * connected to path (NULL: /dev/log), for keyd's supervisor to hand to
+ * keyd-serve on a reload (syslogq_swap). Returns it, or -1 with errno set
+ * (ENAMETOOLONG for a path too long for a Unix socket). */
+int syslogq_connect_fd(const char *path)
+    __attribute__((warn_unused_result));
+
+/* syslogq_swap: q sends to path from now on (NULL: the same path), over
+ * fd, a socket connected to it (or -1: the next send connects, and then
+ * once a second as after a lost connection). The old socket is closed;
+ * datagrams it sent are already queued at the daemon and are not lost. q
+ * takes fd in every case. Callers serialise it with syslogq_send (audit.c
+ * holds its mutex). Returns KEYD_OK, or KEYD_ERR_INVALID_ARG (a path too
+ * long: nothing changed, fd closed). */
+int syslogq_swap(struct syslogq *q, const char *path, int fd)
+    __attribute__((warn_unused_result));
+
 /* syslogq_send: sends line (len bytes, no newline) as one message with
  * facility LOG_AUTHPRIV, severity LOG_INFO, ident "keyd" and the pid,
  * formatted as glibc's syslog(3) does for a local socket. Never blocks

@@ -108,7 +108,11 @@ enum tw_ctl {
 	TW_CTL_RELOAD_APPLY,       /* sup: u32 seq, SHA-256 (hex), u32 len,
 	                              the bytes, the certificate files
 	                              (u32 n, then u32 len, path, u32 len,
-	                              PEM each) */
+	                              PEM each); and the new
+	                              syslog_socket's connected socket
+	                              as its one fd, when syslog or
+	                              syslog_socket changed and it
+	                              connected */
 	TW_CTL_RELOAD_REFUSED,     /* sup: u32 seq, the reason */
 	TW_CTL_RELOAD_DONE,        /* u32 seq, u32 applied, the reason */
 };

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "syslogq.h"
 #include "config.h"
 #include "dispatch.h"
 #include "keyd_err.h"
@@ -153,6 +154,7 @@ struct reload {
 	long deadline_ms;          /* for the token processes to be ready */
 	struct config *cfg;
 	int cfg_fd;                /* the bytes, sealed */
+	int syslog_fd;             /* the new syslog_socket's, or -1 */
 	char *text;
 	size_t len;
 	char hash[RELOAD_HASH_HEX + 1];
@@ -844,8 +846,9 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path,
 			serve_reload_token(rl, &b, fds, nfds);
 			continue;
 		}
-		if (h[0] == TW_CTL_RELOAD_APPLY && nfds == 0) {
-			serve_reload_apply(rl, &b);
+		if (h[0] == TW_CTL_RELOAD_APPLY && nfds <= 1) {
+			/* The one descriptor: the new syslog socket. */
+			serve_reload_apply(rl, &b, nfds == 1 ? fds[0] : -1);
 			continue;
 		}
 		if (h[0] == TW_CTL_RELOAD_REFUSED && nfds == 0) {
@@ -1028,10 +1031,11 @@ reload_clear(struct sup *S)
 	}
 	config_free(rl->cfg);
 	close_fd(&rl->cfg_fd);
+	close_fd(&rl->syslog_fd);
 	free(rl->text);
 	kbuf_free(&rl->pems);
 	memset(rl, 0, sizeof(*rl));
-	rl->cfg_fd = -1;
+	rl->cfg_fd = rl->syslog_fd = -1;
 }
 
 /* The passport keys' certificate files of the new configuration, each as
@@ -1110,6 +1114,41 @@ reopen_audit(struct sup *S)
 		close(fd);
 }
 
+/* syslog turned on, or another syslog_socket: the socket is made and
+ * connected here, before the new configuration is offered, so that one
+ * keyd cannot use refuses the reload with its reason as a start-up check
+ * would, and so that keyd-serve needs no access to a path it was not
+ * started with: it takes the descriptor with the apply frame and swaps it
+ * in at the switch (serve_reload.c). As at a start (syslogq.c), a socket
+ * with no daemon behind it yet (absent, or nobody reading it) is only a
+ * warning: keyd-serve tries again every second. Any other failure (keyd's
+ * user may not write to it, a stream socket, a path through a file) would
+ * fail every retry alike, so it refuses the reload. */
+static int
+reload_syslog(struct sup *S, struct reload *rl, char *err, size_t errlen)
+{
+	const struct config *o = S->cfg, *n = rl->cfg;
+
+	if (!n->syslog || (o->syslog && !strcmp(o->syslog_socket,
+	    n->syslog_socket)))
+		return 0;
+	if ((rl->syslog_fd = syslogq_connect_fd(n->syslog_socket)) >= 0)
+		return 0;
+	if (errno == ENOENT || errno == ECONNREFUSED) {
+		log_warn("reload: cannot connect to the syslog socket %s: %s; "
+		    "audit lines are not mirrored to syslog until it can be "
+		    "reached (keyd tries again every second and counts the "
+		    "lines lost as syslog_dropped in keydctl status)",
+		    n->syslog_socket, strerror(errno));
+		return 0;
+	}
+	snprintf(err, errlen, "cannot connect to the syslog socket %s: %s "
+	    "(syslog_socket must name the syslog daemon's datagram socket, "
+	    "which keyd's user may write to)", n->syslog_socket,
+	    strerror(errno));
+	return -1;
+}
+
 /* SIGHUP (seq 0) or a client's reload op: the audit log is reopened
  * whatever follows (logrotate's postrotate may use either); the file is
  * read once, checked as at a start, and token processes are started with
@@ -1130,7 +1169,7 @@ reload_start(struct sup *S, uint32_t seq)
 		return;
 	}
 	memset(rl, 0, sizeof(*rl));
-	rl->cfg_fd = -1;
+	rl->cfg_fd = rl->syslog_fd = -1;
 	rl->seq = seq;
 	rl->active = 1;
 	if (config_read(S->cfg_path, &rl->text, &rl->len, err, sizeof(err)) !=
@@ -1142,7 +1181,8 @@ reload_start(struct sup *S, uint32_t seq)
 		return;
 	}
 	reload_sha256_hex(rl->text, rl->len, rl->hash);
-	if (reload_read_pems(rl, err, sizeof(err)) != 0) {
+	if (reload_syslog(S, rl, err, sizeof(err)) != 0 ||
+	    reload_read_pems(rl, err, sizeof(err)) != 0) {
 		reload_fail(S, err);
 		return;
 	}
@@ -1257,7 +1297,9 @@ reload_poll(struct sup *S)
 		    kbuf_put(&b, rl->text, rl->len) == KEYD_OK &&
 		    kbuf_put(&b, kbuf_ptr(&rl->pems), kbuf_avail(&rl->pems)) ==
 		    KEYD_OK)
-			send_srv(S, kbuf_ptr(&b), kbuf_avail(&b), NULL, 0);
+			send_srv(S, kbuf_ptr(&b), kbuf_avail(&b),
+			    rl->syslog_fd >= 0 ? &rl->syslog_fd : NULL,
+			    rl->syslog_fd >= 0 ? 1 : 0);
 		else
 			log_error("reload: the configuration and its "
 			    "certificates do not fit in one frame");
@@ -1573,7 +1615,7 @@ main(int argc, char **argv)
 	pid_t pid;
 
 	memset(&S, 0, sizeof(S));
-	S.sfd = S.srv_ctl = S.cfg_fd = S.rl.cfg_fd = -1;
+	S.sfd = S.srv_ctl = S.cfg_fd = S.rl.cfg_fd = S.rl.syslog_fd = -1;
 	for (size_t j = 0; j < 2; j++) {
 		S.tp[j].ctl = -1;
 		S.tp[j].idx = j;

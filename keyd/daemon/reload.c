@@ -53,9 +53,6 @@ reload_restart_only(const struct config *o, const struct config *n,
 	STR(audit_tn_key, "the audit log's TN form is fixed for a run")
 	NUM(audit_sync, "the audit writer is set up at start")
 	NUM(audit_sync_ms, "the audit writer is set up at start")
-	NUM(syslog, "the syslog socket is connected before the sandbox")
-	STR(syslog_socket, "the syslog socket is connected before the "
-	    "sandbox")
 	NUM(sandbox, "the sandbox cannot be lifted or added to a running "
 	    "process")
 	NUM(module_network, "the token processes' sandbox is set at their "
@@ -171,7 +168,7 @@ reload_summary(const struct config *o, const struct token *ot,
 {
 	char cl[RELOAD_SUMMARY_MAX] = "", ky[RELOAD_SUMMARY_MAX] = "";
 	size_t cu = 0, ku = 0;
-	int limits;
+	int limits, sys;
 
 	for (size_t i = 0; i < n->n_clients; i++) {
 		long j = find_client(o, n->clients[i].name);
@@ -199,13 +196,17 @@ reload_summary(const struct config *o, const struct token *ot,
 	limits = o->max_connections != n->max_connections ||
 	    o->audit_checkpoint_lines != n->audit_checkpoint_lines ||
 	    o->audit_checkpoint_s != n->audit_checkpoint_s;
-	if (cu == 0 && ku == 0 && !limits) {
+	sys = o->syslog != n->syslog || (n->syslog &&
+	    !str_eq(o->syslog_socket, n->syslog_socket));
+	if (cu == 0 && ku == 0 && !limits && !sys) {
 		snprintf(out, outlen, "no change");
 		return;
 	}
-	snprintf(out, outlen, "%s%s%s%s%s%s%s", cu ? "clients" : "", cl,
+	snprintf(out, outlen, "%s%s%s%s%s%s%s%s%s", cu ? "clients" : "", cl,
 	    cu && ku ? "; " : "", ku ? "keys" : "", ky,
-	    limits && (cu || ku) ? "; " : "", limits ? "[keyd] limits" : "");
+	    limits && (cu || ku) ? "; " : "", limits ? "[keyd] limits" : "",
+	    sys && (cu || ku || limits) ? "; " : "", sys ? "[keyd] syslog" :
+	    "");
 }
 
 void

@@ -29,7 +29,8 @@ int reload_restart_only(const struct config *old, const struct config *new,
  * "clients +a -b ~c; keys +k -l ~m" (~: changed; a key changes with its
  * URI, ops, previous versions, passport settings, or its public key or
  * check value on the token, given by otok and ntok, which may be NULL),
- * "limits" when only [keyd] settings changed, or "no change". */
+ * "[keyd] limits" when connection or checkpoint settings changed,
+ * "[keyd] syslog" when the syslog copy did, or "no change". */
 void reload_summary(const struct config *old, const struct token *otok,
     const struct config *new, const struct token *ntok, char *out,
     size_t outlen);

@@ -391,8 +391,36 @@ pems_free(struct shaken_pem *pems, size_t n)
 	free(pems);
 }
 
+/* syslog, syslog_socket: the mirror changes at the switch, after the
+ * reload record (which goes where the old settings send it). fd is the
+ * supervisor's socket to the new path (or -1, it could not connect yet:
+ * it warned, as a start does); taken over. */
+static void
+swap_syslog(struct serve_reload *r, const struct config *o,
+    const struct config *n, int fd)
+{
+	int r2;
+
+	if (n->syslog == o->syslog && (!n->syslog ||
+	    !strcmp(n->syslog_socket, o->syslog_socket))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if ((r2 = audit_set_syslog(r->audit, n->syslog, n->syslog_socket,
+	    fd)) != KEYD_OK)
+		log_error("reload: the syslog mirror was not changed: %s",
+		    keyd_strerror(r2));
+	else if (n->syslog)
+		log_info("reload: audit lines are mirrored to syslog at %s",
+		    n->syslog_socket);
+	else
+		log_info("reload: audit lines are no longer mirrored to "
+		    "syslog");
+}
+
 void
-serve_reload_apply(struct serve_reload *r, struct kbuf *b)
+serve_reload_apply(struct serve_reload *r, struct kbuf *b, int syslog_fd)
 {
 	char why[SR_MSG_MAX] = "", summary[RELOAD_SUMMARY_MAX] = "";
 	char hash[RELOAD_HASH_HEX + 1], detail[RELOAD_SUMMARY_MAX + 128];
@@ -467,6 +495,8 @@ serve_reload_apply(struct serve_reload *r, struct kbuf *b)
 		goto refuse;
 	}
 	srtp_take_over(d->srtp, r->cur->srtp);
+	swap_syslog(r, r->cur->cfg, cfg, syslog_fd);
+	syslog_fd = -1;
 	audit_set_token(r->audit, tok, cfg);
 	old = server_swap(r->srv, d);
 	r->cur = d;
@@ -481,6 +511,8 @@ serve_reload_apply(struct serve_reload *r, struct kbuf *b)
 	pems_free(pems, n_pems);
 	return;
 refuse:
+	if (syslog_fd >= 0)
+		close(syslog_fd);
 	pems_free(pems, n_pems);
 	if (d != NULL) {
 		d->release = NULL;

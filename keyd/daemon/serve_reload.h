@@ -54,10 +54,13 @@ void serve_reload_start(struct serve_reload *r, struct server *srv);
 struct dispatch *serve_reload_current(struct serve_reload *r);
 
 /* Frames from the supervisor, after their type word: a new token process
- * with its channels (fds are taken over), the bytes to apply, a refusal. */
+ * with its channels (fds are taken over), the bytes to apply (with
+ * syslog_fd, the new syslog_socket's connected socket or -1, taken over
+ * too), a refusal. */
 void serve_reload_token(struct serve_reload *r, struct kbuf *b, int *fds,
     size_t nfds);
-void serve_reload_apply(struct serve_reload *r, struct kbuf *b);
+void serve_reload_apply(struct serve_reload *r, struct kbuf *b,
+    int syslog_fd);
 void serve_reload_refused(struct serve_reload *r, struct kbuf *b);
 
 /* serve_reload_abort: keyd stops: clients waiting on a reload are told so

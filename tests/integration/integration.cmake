@@ -109,6 +109,10 @@ keyd_script_test(reload_hang integration/reload_hang.sh integration)
 set_tests_properties(reload_hang PROPERTIES SKIP_RETURN_CODE 77)
 # keyd-pkcs11.so in one long-lived process across reloads (p11drive).
 keyd_script_test(reload_p11 integration/reload_p11.sh integration)
+# syslog and syslog_socket changed by reload: the supervisor's socket
+# handed over (turned on, another socket, an unusable one refused, an
+# absent one warned about, turned off).
+keyd_script_test(reload_syslog integration/reload_syslog.sh integration)
 # Reloads under load: four clients (libkeyd, keyd-pkcs11.so) sign, decrypt
 # and make SRTP keys through 20 reloads and 5 refusals; no request fails.
 keyd_script_test(reload_load integration/reload_load.sh integration)
