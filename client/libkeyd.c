@@ -660,6 +660,14 @@ int
 keyd_decrypt(struct keyd_client *c, const char *key, int alg, const void *in,
     size_t inlen, uint8_t *out, size_t *outlen)
 {
+	return keyd_decrypt_pinned(c, key, NULL, alg, in, inlen, out, outlen);
+}
+
+int
+keyd_decrypt_pinned(struct keyd_client *c, const char *key,
+    const uint8_t key_sha256[32], int alg, const void *in, size_t inlen,
+    uint8_t *out, size_t *outlen)
+{
 	Keyd__V1__Request req = KEYD__V1__REQUEST__INIT;
 	Keyd__V1__DecryptRequest dr = KEYD__V1__DECRYPT_REQUEST__INIT;
 	Keyd__V1__Response *resp = NULL;
@@ -691,6 +699,10 @@ keyd_decrypt(struct keyd_client *c, const char *key, int alg, const void *in,
 	dr.key = (char *)(uintptr_t)key;
 	dr.ciphertext.data = (uint8_t *)(uintptr_t)in;
 	dr.ciphertext.len = inlen;
+	if (key_sha256 != NULL) {
+		dr.key_sha256.data = (uint8_t *)(uintptr_t)key_sha256;
+		dr.key_sha256.len = 32;
+	}
 	req.op_case = KEYD__V1__REQUEST__OP_DECRYPT;
 	req.decrypt = &dr;
 	if ((r = client_call(c, &req, KEYD__V1__RESPONSE__RESULT_DECRYPT,

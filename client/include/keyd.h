@@ -218,6 +218,16 @@ KEYD_API int keyd_decrypt(struct keyd_client *c, const char *key, int alg,
     const void *in, size_t inlen, uint8_t *out, size_t *outlen);
 
 /*
+ * keyd_decrypt_pinned: keyd_decrypt that decrypts only if the name key
+ * still names the key whose public key (SubjectPublicKeyInfo DER) has the
+ * SHA-256 key_sha256; if a reload pointed the name at another key,
+ * KEYD_ERR_UNKNOWN_KEY and no plaintext.
+ */
+KEYD_API int keyd_decrypt_pinned(struct keyd_client *c, const char *key,
+    const uint8_t key_sha256[32], int alg, const void *in, size_t inlen,
+    uint8_t *out, size_t *outlen);
+
+/*
  * keyd_pubkey: the public key of the key named key, as DER
  * SubjectPublicKeyInfo (d2i_PUBKEY reads it). On success *spki_der is a
  * new buffer of *len bytes that the caller frees with keyd_free.

@@ -1536,7 +1536,10 @@ kp11_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen,
 	}
 	if ((r = kp11pool_get(&pool, &c, &gen, err, sizeof(err))) ==
 	    KEYD_OK) {
-		r = keyd_decrypt(c, op->key, op->keyd_alg, in, inlen, plain,
+		/* Pinned as signatures are: a handle found before a reload
+		 * never decrypts with the key its name names now. */
+		r = keyd_decrypt_pinned(c, op->key, op->has_key_sha256 ?
+		    op->key_sha256 : NULL, op->keyd_alg, in, inlen, plain,
 		    &plen);
 		if (r != KEYD_OK)
 			snprintf(err, sizeof(err), "%s", keyd_errmsg(c));

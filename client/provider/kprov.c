@@ -235,7 +235,10 @@ kprov_decrypt(const struct kprov_key *k, int alg, const void *in,
 	}
 	if ((c = conn_get(k, &pool, &gen)) == NULL)
 		return KEYD_ERR_CONNECT;
-	r = keyd_decrypt(c, k->name, alg, in, inlen, out, outlen);
+	/* Pinned as signatures are: the key loaded, never another one a
+	 * reload pointed its name at. */
+	r = keyd_decrypt_pinned(c, k->name, k->has_spki_sha256 ?
+	    k->spki_sha256 : NULL, alg, in, inlen, out, outlen);
 	if (r != KEYD_OK) {
 		/* A bad ciphertext is not worth keyd's detail. */
 		snprintf(what, sizeof(what), "decrypt with %s", k->name);

@@ -1388,6 +1388,13 @@ int
 config_read(const char *path, char **textp, size_t *lenp, char *err,
     size_t errlen)
 {
+	return config_read_owned(path, geteuid(), textp, lenp, err, errlen);
+}
+
+int
+config_read_owned(const char *path, uid_t owner, char **textp, size_t *lenp,
+    char *err, size_t errlen)
+{
 	struct stat st;
 	char *text = NULL;
 	ssize_t n;
@@ -1413,7 +1420,7 @@ config_read(const char *path, char **textp, size_t *lenp, char *err,
 		    (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+	if (st.st_uid != 0 && st.st_uid != owner) {
 		errf(err, errlen, "configuration %s is owned by uid %u; it "
 		    "must be owned by root", path, (unsigned)st.st_uid);
 		goto out;

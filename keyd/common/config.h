@@ -168,6 +168,12 @@ int config_load(const char *path, struct config **out, char *err,
 int config_read(const char *path, char **text, size_t *len, char *err,
     size_t errlen) CONFIG_WUR;
 
+/* config_read_owned: config_read with the file owned by root or by owner
+ * instead of the caller (a reload, read after privileges dropped, checks
+ * the owner a start checked: owner is the euid keyd started with). */
+int config_read_owned(const char *path, uid_t owner, char **text,
+    size_t *len, char *err, size_t errlen) CONFIG_WUR;
+
 /* config_parse_buffer: like config_load on text already in memory, with no
  * file-system checks of the config file itself (for tests and fuzzing).
  * check_files: also check the module path. */

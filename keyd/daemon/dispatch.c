@@ -525,6 +525,28 @@ sign_alg_name(Keyd__V1__SignAlg alg)
 	}
 }
 
+/* The client pinned the key it found under this name (pin, if set, is
+ * the SHA-256 of its public key): a reload that pointed the name at
+ * another key must not make it sign or decrypt with that one. */
+static int
+check_pin(struct req_ctx *rc, const struct token_key *tk,
+    const ProtobufCBinaryData *pin)
+{
+	uint8_t md[32];
+
+	if (pin->len == 0)
+		return KEYD_OK;
+	if (pin->len != sizeof(md) || tk->spki == NULL ||
+	    EVP_Digest(tk->spki, tk->spki_len, md, NULL, EVP_sha256(),
+	    NULL) != 1 || CRYPTO_memcmp(md, pin->data, sizeof(md)) != 0) {
+		snprintf(rc->msg, sizeof(rc->msg), "key '%s' is not the "
+		    "key the client found under that name (a reload "
+		    "replaced it); look it up again", rc->key_name);
+		return KEYD_ERR_UNKNOWN_KEY;
+	}
+	return KEYD_OK;
+}
+
 static int
 handle_sign(struct req_ctx *rc, const Keyd__V1__SignRequest *req,
     Keyd__V1__Response *resp, Keyd__V1__SignReply *sr, uint8_t *sigbuf,
@@ -543,22 +565,8 @@ handle_sign(struct req_ctx *rc, const Keyd__V1__SignRequest *req,
 	if ((r = check_key(rc, req->key, CONFIG_OP_SIGN)) != KEYD_OK)
 		return r;
 	tk = token_key(rc->d->token, (size_t)rc->key);
-	if (req->key_sha256.len != 0) {
-		uint8_t md[32];
-
-		/* The client pinned the key it found under this name: a
-		 * reload that pointed the name at another key must not make
-		 * it sign with that one. */
-		if (req->key_sha256.len != sizeof(md) || tk->spki == NULL ||
-		    EVP_Digest(tk->spki, tk->spki_len, md, NULL, EVP_sha256(),
-		    NULL) != 1 || CRYPTO_memcmp(md, req->key_sha256.data,
-		    sizeof(md)) != 0) {
-			snprintf(rc->msg, sizeof(rc->msg), "key '%s' is not the "
-			    "key the client found under that name (a reload "
-			    "replaced it); look it up again", rc->key_name);
-			return KEYD_ERR_UNKNOWN_KEY;
-		}
-	}
+	if ((r = check_pin(rc, tk, &req->key_sha256)) != KEYD_OK)
+		return r;
 	if (req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_UNSPECIFIED ||
 	    strcmp(rc->mech, "unknown") == 0) {
 		snprintf(rc->msg, sizeof(rc->msg), "unknown signature "
@@ -729,6 +737,8 @@ handle_decrypt(struct req_ctx *rc, const Keyd__V1__DecryptRequest *req,
 	if ((r = check_key(rc, req->key, CONFIG_OP_DECRYPT)) != KEYD_OK)
 		return r;
 	tk = token_key(rc->d->token, (size_t)rc->key);
+	if ((r = check_pin(rc, tk, &req->key_sha256)) != KEYD_OK)
+		return r;
 	if (tk->type != TOKEN_KEY_RSA) {
 		snprintf(rc->msg, sizeof(rc->msg), "key '%s' is not an RSA key",
 		    rc->key_name);

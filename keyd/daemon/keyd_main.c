@@ -191,6 +191,7 @@ struct sup {
 	int have_cp;               /* the last audit line signed */
 	uint8_t cp_last[TW_HASH_LEN];
 	int cfg_fd;                /* the applied bytes, sealed (memfd) */
+	uid_t cfg_owner;           /* the euid at start: the file's owner, or root */
 	char hash[RELOAD_HASH_HEX + 1];
 	struct reload rl;
 	struct retiring retiring[RETIRE_MAX];
@@ -1172,8 +1173,10 @@ reload_start(struct sup *S, uint32_t seq)
 	rl->cfg_fd = rl->syslog_fd = -1;
 	rl->seq = seq;
 	rl->active = 1;
-	if (config_read(S->cfg_path, &rl->text, &rl->len, err, sizeof(err)) !=
-	    KEYD_OK ||
+	/* Owned by root or by the user keyd started as, as at the start:
+	 * not by the user it dropped to since. */
+	if (config_read_owned(S->cfg_path, S->cfg_owner, &rl->text, &rl->len,
+	    err, sizeof(err)) != KEYD_OK ||
 	    config_parse_buffer(rl->text, rl->len, S->cfg_path, 1, &rl->cfg,
 	    err, sizeof(err)) != KEYD_OK ||
 	    reload_restart_only(S->cfg, rl->cfg, err, sizeof(err))) {
@@ -1656,6 +1659,7 @@ main(int argc, char **argv)
 		char *text = NULL;
 		size_t len = 0;
 
+		S.cfg_owner = geteuid();
 		if (config_read(S.cfg_path, &text, &len, err, sizeof(err)) !=
 		    KEYD_OK || config_parse_buffer(text, len, S.cfg_path, 1,
 		    &S.cfg, err, sizeof(err)) != KEYD_OK) {

@@ -223,6 +223,30 @@ policy_limiter_adopt(struct policy_limiter *l)
 }
 
 void
+policy_limiter_carry(struct policy_limiter *to, struct policy_limiter *from)
+{
+	struct timespec now;
+	double tokens, dt;
+
+	pthread_mutex_lock(&from->mu);
+	if (from->rate <= 0) {
+		pthread_mutex_unlock(&from->mu);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	dt = (double)(now.tv_sec - from->last.tv_sec) +
+	    (double)(now.tv_nsec - from->last.tv_nsec) / 1e9;
+	tokens = from->tokens + dt * from->rate;
+	if (tokens > from->burst)
+		tokens = from->burst;
+	pthread_mutex_unlock(&from->mu);
+	pthread_mutex_lock(&to->mu);
+	to->tokens = tokens < to->burst ? tokens : to->burst;
+	to->last = now;
+	pthread_mutex_unlock(&to->mu);
+}
+
+void
 policy_limiter_disconnect(struct policy_limiter *l)
 {
 	pthread_mutex_lock(&l->mu);

@@ -84,5 +84,11 @@ void policy_limiter_disconnect(struct policy_limiter *l);
  * reload's new limiter takes over the client's connections; a lowered
  * max_connections closes none of them). */
 void policy_limiter_adopt(struct policy_limiter *l);
+/* policy_limiter_carry: a reload's new limiter for a client takes over
+ * what the client's old one had left (at most its own burst): a reload
+ * must not give every client a fresh burst. Does nothing if the old one
+ * was unlimited. */
+void policy_limiter_carry(struct policy_limiter *to,
+    struct policy_limiter *from);
 
 #endif

@@ -494,6 +494,15 @@ serve_reload_apply(struct serve_reload *r, struct kbuf *b, int syslog_fd)
 		snprintf(why, sizeof(why), "the audit log cannot be written");
 		goto refuse;
 	}
+	/* Each client keeps what its rate left it: a reload (which
+	 * operators make often, and a client with the reload op at will)
+	 * must not hand every client a fresh burst. */
+	for (size_t i = 0; i < cfg->n_clients; i++)
+		for (size_t j = 0; j < r->cur->cfg->n_clients; j++)
+			if (!strcmp(cfg->clients[i].name,
+			    r->cur->cfg->clients[j].name))
+				policy_limiter_carry(&d->limiters[i],
+				    &r->cur->limiters[j]);
 	srtp_take_over(d->srtp, r->cur->srtp);
 	swap_syslog(r, r->cur->cfg, cfg, syslog_fd);
 	syslog_fd = -1;

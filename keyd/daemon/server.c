@@ -115,6 +115,18 @@ gen_get(struct server *s)
 	return d;
 }
 
+/* Whether a reload has made another dispatcher than d the one in force. */
+static int
+gen_stale(struct server *s, const struct dispatch *d)
+{
+	int stale;
+
+	pthread_mutex_lock(&s->gen_mu);
+	stale = s->cur != d;
+	pthread_mutex_unlock(&s->gen_mu);
+	return stale;
+}
+
 static void
 gen_put(struct dispatch *d)
 {
@@ -764,7 +776,13 @@ handle_conn(struct server *s, struct token_session *ts, struct conn *c,
 				c->peer_eof = 1;
 			else if (n < 0 && errno != EAGAIN && errno != EINTR)
 				goto close;
-			process_frames(s, d, ts, c);
+			/* Read after a reload's swap: the new configuration
+			 * answers them. They wait in c->in for this worker's
+			 * next round (EPOLLOUT below brings it back), which
+			 * takes the dispatcher in force and maps the peer
+			 * again. */
+			if (!(n > 0 && gen_stale(s, d)))
+				process_frames(s, d, ts, c);
 		}
 	}
 	if (flush_out(c) < 0)

@@ -18,8 +18,10 @@
  *   p11drive MODULE objects
  *       a long-lived process for keyd's reloads: reads "find LABEL"
  *       (the private key's handle, 0 if none), "sign HANDLE PEM" (an
- *       ECDSA-SHA256 signature checked against PEM) and "attr HANDLE"
- *       (C_GetAttributeValue of CKA_LABEL) on stdin, one line each
+ *       ECDSA-SHA256 signature checked against PEM), "decrypt HANDLE
+ *       PEM" (RSA-OAEP SHA-1 of 32 bytes encrypted to PEM, decrypted
+ *       with HANDLE and compared) and "attr HANDLE" (C_GetAttributeValue
+ *       of CKA_LABEL) on stdin, one line each
  *   p11drive MODULE load KEY PEM RSAKEY RSAPEM STOPFILE
  *       signs with KEY and decrypts RSA-OAEP (SHA-1) with RSAKEY,
  *       every result checked, until STOPFILE exists; stops at the first
@@ -1146,6 +1148,9 @@ do_threads(char **argv)
 
 /* ---- objects, load: keyd's reloads (tests/integration/reload*.sh) ---- */
 
+static CK_RV oaep_check(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k,
+    EVP_PKEY *pk);
+
 static int
 do_objects(void)
 {
@@ -1171,6 +1176,12 @@ do_objects(void)
 
 			printf("rv=0x%lx\n", (unsigned long)sign_check(s,
 			    (CK_OBJECT_HANDLE)h, pk, tag++));
+			EVP_PKEY_free(pk);
+		} else if (sscanf(line, "decrypt %lu %255s", &h, b) == 2) {
+			EVP_PKEY *pk = read_pem(b);
+
+			printf("rv=0x%lx\n", (unsigned long)oaep_check(s,
+			    (CK_OBJECT_HANDLE)h, pk));
 			EVP_PKEY_free(pk);
 		} else if (sscanf(line, "attr %lu", &h) == 1) {
 			char label[128];

@@ -128,3 +128,9 @@ if(KEYD_SANITIZE)
   set_property(TEST reload reload_load rotation APPEND PROPERTY ENVIRONMENT
     "KEYD_P11_PRELOAD=${KEYD_PY_ASAN_RUNTIME}")
 endif()
+# A reload hands no client a fresh burst of its rate (reload_rate.sh).
+keyd_script_test(reload_rate integration/reload_rate.sh integration)
+set_tests_properties(reload_rate PROPERTIES SKIP_RETURN_CODE 77)
+# A reload checks the file's owner as a start does (reload_owner.sh).
+keyd_script_test(reload_owner integration/reload_owner.sh integration)
+set_tests_properties(reload_owner PROPERTIES SKIP_RETURN_CODE 77)

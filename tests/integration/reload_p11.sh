@@ -7,7 +7,7 @@
 # to another public key gets a new handle, and its old handle is invalid;
 # a handle found before such a reload never signs with the new key, even
 # before the application looks again (its signature is pinned to the key's
-# public key).
+# public key), and neither decrypts with it (decryption is pinned too).
 source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 
 MODULE=$KEYD_BUILD_DIR/client/pkcs11/keyd-pkcs11.so
@@ -20,9 +20,13 @@ keygen EC:prime256v1 b 02
 keygen EC:prime256v1 rot-1 03
 keygen EC:prime256v1 rot-2 04
 keygen EC:prime256v1 rot-3 05
+keygen rsa:2048 dec-1 06
+keygen rsa:2048 dec-2 07
 write_pin
-for k in 01:a 02:b 03:rot-1 04:rot-2 05:rot-3; do export_pub "${k%%:*}" "$T/${k#*:}.pem"; done
-# conf ROT KEY...: keys KEY... and sip-rot on object ROT.
+for k in 01:a 02:b 03:rot-1 04:rot-2 05:rot-3 06:dec-1 07:dec-2; do export_pub "${k%%:*}" "$T/${k#*:}.pem"; done
+# conf ROT KEY...: keys KEY... and sip-rot on object ROT; dec-rot (decrypt)
+# on object $DEC.
+DEC=dec-1
 conf() {
   local rot=$1; shift
   {
@@ -32,10 +36,12 @@ conf() {
     done
     printf '[key sip-rot]\nuri = pkcs11:token=%s;object=%s;type=private\nops = sign\n' \
       "$TOKEN" "$rot"
+    printf '[key dec-rot]\nuri = pkcs11:token=%s;object=%s;type=private\nops = decrypt\n' \
+      "$TOKEN" "$DEC"
     echo "[client me]"
     echo "uid = $(id -u)"
-    echo "keys = $(IFS=,; echo "$*"), sip-rot"
-    echo "ops = sign, reload"
+    echo "keys = $(IFS=,; echo "$*"), sip-rot, dec-rot"
+    echo "ops = sign, decrypt, reload"
   } | write_config
 }
 printf 'socket = %s\ntoken_label = keyd\n' "$KEYD_SOCKET" > "$T/pkcs11.conf"
@@ -96,6 +102,21 @@ expect "sign $hr3 $T/rot-3.pem" "rv=0x0"
 grep -q "is not the key the client found under that name" "$T/audit.jsonl" ||
   fail "the refusal of the stale handle is not audited"
 pass "a handle found before the reload never signs with the key its name now names"
+
+# dec-rot on dec-2: the handle found for dec-1, used before any
+# C_FindObjectsInit, does not decrypt with dec-2 (what is encrypted to
+# dec-2 is refused, CKR_FUNCTION_FAILED), and dec-2's new handle does.
+hd1=$(handle dec-rot)
+[[ $hd1 != 0 ]] || fail "no handle for dec-rot"
+expect "decrypt $hd1 $T/dec-1.pem" "rv=0x0"
+DEC=dec-2
+conf rot-3 b
+"$KEYDCTL" reload > /dev/null || fail "reload refused"
+expect "decrypt $hd1 $T/dec-2.pem" "rv=0x6"
+hd2=$(handle dec-rot)
+[[ $hd2 != 0 && $hd2 != "$hd1" ]] || fail "dec-2's handle is $hd2 (dec-1's $hd1)"
+expect "decrypt $hd2 $T/dec-2.pem" "rv=0x0"
+pass "a handle found before the reload never decrypts with the key its name now names"
 echo quit >&"$TO"
 exec {TO}>&-
 stop_keyd
