@@ -14,8 +14,12 @@
 # the token (keyd-backup keygen) and served beside A (keydctl reload); its
 # certificate is issued by the test CA over a CSR signed through keyd; the
 # profile is switched to B and `kamcmd tls.reload` run over Kamailio's ctl
-# socket; A leaves keyd's configuration (keydctl reload). No handshake may
-# fail; Kamailio then presents B's certificate (its SHA-256 fingerprint);
+# socket; A leaves keyd's configuration (keydctl reload). Kamailio 5.6's
+# tls.reload does not load an engine key in its workers: there the test
+# checks that handshakes fail after it (the client stopped), and switches
+# by restarting Kamailio (the client stopped during the restart, started
+# again after it). No connection of the client may fail; Kamailio then
+# presents B's certificate (its SHA-256 fingerprint);
 # keyd's audit log shows Kamailio signing with B after the switch, only with
 # B after A left, and keyd-audit verify passes (signed checkpoints).
 # KAMAILIO_ROTATION_BREAK=no-keyd-reload skips the keyd reload that serves B
