@@ -14,11 +14,11 @@
 # the token (keyd-backup keygen) and served beside A (keydctl reload); its
 # certificate is issued by the test CA over a CSR signed through keyd; the
 # profile is switched to B and `kamcmd tls.reload` run over Kamailio's ctl
-# socket; A leaves keyd's configuration (keydctl reload). Kamailio 5.6's
-# tls.reload does not load an engine key in its workers: there the test
-# checks that handshakes fail after it (the client stopped), and switches
-# by restarting Kamailio (the client stopped during the restart, started
-# again after it). No connection of the client may fail; Kamailio then
+# socket; A leaves keyd's configuration (keydctl reload). Neither Kamailio
+# 5.6 (engine key) nor 6.0.1 (keyd.so key) loads the new key in its workers
+# on tls.reload: the test checks that handshakes fail after it (the client
+# stopped), and switches by restarting Kamailio (the client stopped during
+# the restart, started again after it). No connection of the client may fail; Kamailio then
 # presents B's certificate (its SHA-256 fingerprint);
 # keyd's audit log shows Kamailio signing with B after the switch, only with
 # B after A left, and keyd-audit verify passes (signed checkpoints).
@@ -286,37 +286,33 @@ fi
 # Step 4: Kamailio switches: the server profile names B, then tls.reload.
 line=$(wc -l < "$T/audit.jsonl")
 tls_cfg sip-tls-2
-if [[ $MODE == engine ]]; then
-  # Kamailio 5.6 loads an engine key in each TCP worker at its start
-  # (tls_fix_engine_keys in mod_child), and keeps it by SSL_CTX. tls.reload
-  # builds the new SSL_CTX in the RPC process; the workers never load its
-  # key, so every handshake after it fails ("no suitable signature
-  # algorithm", "no shared cipher"). This checks that it still does,
-  # with the loop stopped, so that docs/rotation.md stays true; then the
-  # switch that works, a restart of Kamailio, is made.
-  stop_loop
-  kam tls.reload > "$T/tlsreload.out" 2>&1 ||
-    { cat "$T/tlsreload.out" >&2; fail "kamcmd tls.reload failed"; }
-  sleep 0.5
-  if options 2 > "$T/client.out" 2>&1; then
-    fail "Kamailio 5 served TLS with an engine key after tls.reload: update docs/rotation.md and this test"
-  fi
-  grep -q "no suitable signature algorithm\|no shared cipher" "$T/kamailio.log" ||
-    { tail -n 20 "$T/kamailio.log" >&2; fail "after tls.reload handshakes fail, but not as docs/rotation.md says"; }
-  echo "Kamailio 5.6: after tls.reload with an engine key every handshake fails, as documented: $(grep -c '^fail' "$T/client.out") of 2"
-  stop_kamailio
-  t0=$(date +%s%N)
-  start_kamailio "key B"
-  t1=$(date +%s%N)
-  gap=$(( (t1 - t0) / 1000000000 )).$(printf '%01d' $(( (t1 - t0) / 100000000 % 10 )))
-  echo "Kamailio 5.6: restarted with key B, serving again after ${gap} s"
-  start_loop
-  SWITCH="a restart of Kamailio (tls.reload does not load engine keys in its workers; serving again ${gap} s after the stop)"
-else
-  kam tls.reload > "$T/tlsreload.out" 2>&1 ||
-    { cat "$T/tlsreload.out" >&2; tail -n 30 "$T/kamailio.log" >&2; fail "kamcmd tls.reload failed"; }
-  SWITCH="kamcmd tls.reload"
+# Neither Kamailio switches its key on tls.reload: 5.6 loads an engine key
+# in each TCP worker when the worker starts (tls_fix_engine_keys in
+# mod_child), and tls.reload makes the new TLS context in the RPC process,
+# where no worker loads its key; Kamailio 6.0.1 does the same with a /uri:
+# key through keyd.so. Every handshake after tls.reload fails ("no suitable
+# signature algorithm", "no shared cipher"). This checks that it still does,
+# with the client stopped, so that docs/rotation.md stays true; then the
+# switch that works, a restart of Kamailio, is made, the client stopped
+# while Kamailio is down and started again once it serves.
+stop_loop
+kam tls.reload > "$T/tlsreload.out" 2>&1 ||
+  { cat "$T/tlsreload.out" >&2; tail -n 30 "$T/kamailio.log" >&2; fail "kamcmd tls.reload failed"; }
+sleep 0.5
+if options 2 > "$T/client.out" 2>&1; then
+  fail "Kamailio $KVER served TLS with the new $MODE key after tls.reload: update docs/rotation.md and this test"
 fi
+grep -q "no suitable signature algorithm\|no shared cipher" "$T/kamailio.log" ||
+  { tail -n 20 "$T/kamailio.log" >&2; fail "after tls.reload handshakes fail, but not as docs/rotation.md says"; }
+echo "Kamailio $KVER ($MODE): after tls.reload every handshake fails, as documented: $(grep -c '^fail' "$T/client.out") of 2"
+stop_kamailio
+t0=$(date +%s%N)
+start_kamailio "key B"
+t1=$(date +%s%N)
+gap=$(( (t1 - t0) / 1000000000 )).$(printf '%01d' $(( (t1 - t0) / 100000000 % 10 )))
+echo "Kamailio $KVER: restarted with key B, serving again after ${gap} s"
+start_loop
+SWITCH="a restart of Kamailio (tls.reload does not load the $MODE key in its workers; serving again ${gap} s after the stop)"
 for _ in $(seq 1 50); do [[ $(served) == "$(fpr "$T/sip-tls-2.pem")" ]] && break; sleep 0.1; done
 [[ $(served) == "$(fpr "$T/sip-tls-2.pem")" ]] ||
   { tail -n 30 "$T/kamailio.log" >&2; fail "after the switch Kamailio does not present B's certificate (it presents: $(served))"; }
