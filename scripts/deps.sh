@@ -69,7 +69,12 @@ PACKAGES=(
 
 release=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
 case $release in
-  bookworm) ;;
+  bookworm)
+    # Kamailio 5.6's tls module: tests/e2e/rotation_kamailio.sh runs
+    # docs/rotation.md's TLS recipe with it, its key through libp11's
+    # engine and keyd-pkcs11.so (trixie's list below has it for Kamailio 6)
+    PACKAGES+=(kamailio-tls-modules)
+    ;;
   trixie)
     # The OpenSSL 3 provider for PKCS#11 (tests/e2e/pkcs11_provider.sh);
     # Debian 12 has no such package, and there the engine is the tested path.

@@ -117,7 +117,7 @@ keyd_script_test(reload_syslog integration/reload_syslog.sh integration)
 # and make SRTP keys through 20 reloads and 5 refusals; no request fails.
 keyd_script_test(reload_load integration/reload_load.sh integration)
 # docs/rotation.md's SRTP KEK and tightening recipes (the TLS recipe is
-# e2e_rotation_nginx).
+# e2e_rotation_nginx and e2e_rotation_kamailio).
 keyd_script_test(rotation integration/rotation.sh integration)
 # A reload with a failover token: new keys checked on both tokens.
 keyd_script_test(reload_failover integration/reload_failover.sh integration)

@@ -5,7 +5,7 @@
 # are under the new version (checked with the KEKs' own check values).
 # Tightening a client's rights: a key taken out of a client's `keys` is
 # refused on its open connection's next request. (The TLS recipe is
-# e2e_rotation_nginx.)
+# e2e_rotation_nginx and e2e_rotation_kamailio.)
 source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 source "$KEYD_SOURCE_DIR/tests/integration/srtp_lib.sh"
 
