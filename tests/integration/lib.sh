@@ -156,6 +156,20 @@ as_user() {
   setpriv --reuid="$uid" --regid="${gids%%,*}" "$groups" -- "$@"
 }
 
+# reload_client_setup: keyd.py, libkeyd and tests/integration/reload_client.py
+# copied into $T/py, readable by the other users the tests run them as
+# (the checkout may sit in a directory only root can enter, as /root/keyd
+# in the fresh roots); sets PYTHONPATH, KEYD_LIBRARY and CLIENT.
+reload_client_setup() {
+  mkdir -p "$T/py"
+  install -m 0644 "$KEYD_SOURCE_DIR/client/python/keyd.py" \
+    "$KEYD_SOURCE_DIR/tests/integration/reload_client.py" "$T/py/"
+  install -m 0644 "$KEYD_BUILD_DIR/client/libkeyd.so.0" "$T/py/libkeyd.so.0"
+  chmod 0755 "$T/py"
+  export PYTHONPATH=$T/py KEYD_LIBRARY=$T/py/libkeyd.so.0
+  CLIENT=$T/py/reload_client.py
+}
+
 # expect_error LINE CMD...: CMD must exit 1 having printed exactly LINE
 # on stderr (one line) and nothing on stdout. expect_error_rc RC LINE
 # CMD...: the same with exit status RC (keydctl's usage errors: 2).

@@ -11,9 +11,7 @@ source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 PY=/usr/bin/python3
 "$PY" -c 'import cryptography' 2>/dev/null ||
   fail "python3-cryptography is missing (scripts/deps.sh)"
-export PYTHONPATH=$KEYD_SOURCE_DIR/client/python
-export KEYD_LIBRARY=$KEYD_BUILD_DIR/client/libkeyd.so.0
-CLIENT=$KEYD_SOURCE_DIR/tests/integration/reload_client.py
+reload_client_setup
 MODULE=$KEYD_BUILD_DIR/client/pkcs11/keyd-pkcs11.so
 P11DRIVE=$KEYD_BUILD_DIR/tests/p11drive
 [[ -x $P11DRIVE ]] || fail "$P11DRIVE is not built"

@@ -9,9 +9,7 @@ need_root
 PY=/usr/bin/python3
 "$PY" -c 'import cryptography' 2>/dev/null ||
   fail "python3-cryptography is missing (scripts/deps.sh)"
-export PYTHONPATH=$KEYD_SOURCE_DIR/client/python
-export KEYD_LIBRARY=$KEYD_BUILD_DIR/client/libkeyd.so.0
-CLIENT=$KEYD_SOURCE_DIR/tests/integration/reload_client.py
+reload_client_setup
 NOGROUP=$(getent group nogroup | cut -d: -f3) || fail "no group nogroup"
 
 TOKEN=rlrate
