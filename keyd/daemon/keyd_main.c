@@ -1868,6 +1868,13 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	/* Restarts and reloads start keyd-token as this user: say now, not
+	 * at the first crash, if it cannot. */
+	if (access(S.helper, X_OK) != 0)
+		log_warn("%s cannot be run as keyd's user (%s): a token process "
+		    "that ends cannot be started again, and reloads are "
+		    "refused; install keyd-token where that user may run it",
+		    S.helper, strerror(errno));
 	ret = supervise(&S);
 out:
 	if (S.srv_pid != 0) {

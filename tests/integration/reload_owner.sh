@@ -16,6 +16,12 @@ printf 'user = nobody\n[key sip]\nuri = pkcs11:token=%s;object=sip;type=private\
   "$TOKEN" | write_config
 chown -R nobody:nogroup "$T/tokens"
 chmod 0711 "$T"
+# keyd after its drop starts the reload's token process as nobody: keyd and
+# keyd-token (found beside keyd) from where nobody may run them (the build
+# tree may sit under /root, as in the fresh roots).
+mkdir -p "$T/bin"
+install -m 0755 "$KEYD" "$KEYD_BUILD_DIR/keyd/keyd-token" "$T/bin/"
+KEYD=$T/bin/keyd
 # Readable by keyd's user for reloads, owned by root.
 chgrp nogroup "$T/keyd.conf"
 chmod 0640 "$T/keyd.conf"
