@@ -45,6 +45,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -1213,9 +1214,8 @@ oaep_check(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, EVP_PKEY *pk)
 	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
 	CK_RV rv;
 
-	for (size_t i = 0; i < sizeof(secret); i++)
-		secret[i] = (uint8_t)rand();
-	if (c == NULL || EVP_PKEY_encrypt_init(c) != 1 ||
+	if (RAND_bytes(secret, sizeof(secret)) != 1 || c == NULL ||
+	    EVP_PKEY_encrypt_init(c) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha1()) != 1 ||

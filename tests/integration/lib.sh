@@ -159,8 +159,12 @@ as_user() {
 # reload_client_setup: keyd.py, libkeyd and tests/integration/reload_client.py
 # copied into $T/py, readable by the other users the tests run them as
 # (the checkout may sit in a directory only root can enter, as /root/keyd
-# in the fresh roots); sets PYTHONPATH, KEYD_LIBRARY and CLIENT.
+# in the fresh roots); sets PY, PYTHONPATH, KEYD_LIBRARY and CLIENT, and
+# py, which runs $PY with the sanitizer runtime preloaded where one is.
 reload_client_setup() {
+  PY=/usr/bin/python3
+  "$PY" -c 'import cryptography' 2>/dev/null ||
+    fail "python3-cryptography is missing (scripts/deps.sh)"
   mkdir -p "$T/py"
   install -m 0644 "$KEYD_SOURCE_DIR/client/python/keyd.py" \
     "$KEYD_SOURCE_DIR/tests/integration/reload_client.py" "$T/py/"
@@ -168,6 +172,13 @@ reload_client_setup() {
   chmod 0755 "$T/py"
   export PYTHONPATH=$T/py KEYD_LIBRARY=$T/py/libkeyd.so.0
   CLIENT=$T/py/reload_client.py
+}
+py() {
+  if [[ -n ${KEYD_P11_PRELOAD:-} ]]; then
+    LD_PRELOAD=$KEYD_P11_PRELOAD ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 "$PY" "$@"
+  else
+    "$PY" "$@"
+  fi
 }
 
 # expect_error LINE CMD...: CMD must exit 1 having printed exactly LINE

@@ -10,18 +10,8 @@
 source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 need_root
 
-PY=/usr/bin/python3
-"$PY" -c 'import cryptography' 2>/dev/null ||
-  fail "python3-cryptography is missing (scripts/deps.sh)"
 reload_client_setup
 NOGROUP=$(getent group nogroup | cut -d: -f3) || fail "no group nogroup"
-py() {
-  if [[ -n ${KEYD_P11_PRELOAD:-} ]]; then
-    LD_PRELOAD=$KEYD_P11_PRELOAD ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 "$PY" "$@"
-  else
-    "$PY" "$@"
-  fi
-}
 
 TOKEN=reload
 make_token $TOKEN

@@ -8,20 +8,10 @@
 # each with its reason checked. No client request may fail.
 source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 
-PY=/usr/bin/python3
-"$PY" -c 'import cryptography' 2>/dev/null ||
-  fail "python3-cryptography is missing (scripts/deps.sh)"
 reload_client_setup
 MODULE=$KEYD_BUILD_DIR/client/pkcs11/keyd-pkcs11.so
 P11DRIVE=$KEYD_BUILD_DIR/tests/p11drive
 [[ -x $P11DRIVE ]] || fail "$P11DRIVE is not built"
-py() {
-  if [[ -n ${KEYD_P11_PRELOAD:-} ]]; then
-    LD_PRELOAD=$KEYD_P11_PRELOAD ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 "$PY" "$@"
-  else
-    "$PY" "$@"
-  fi
-}
 
 TOKEN=rlload
 make_token $TOKEN

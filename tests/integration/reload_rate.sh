@@ -6,9 +6,6 @@
 source "$KEYD_SOURCE_DIR/tests/integration/lib.sh"
 need_root
 
-PY=/usr/bin/python3
-"$PY" -c 'import cryptography' 2>/dev/null ||
-  fail "python3-cryptography is missing (scripts/deps.sh)"
 reload_client_setup
 NOGROUP=$(getent group nogroup | cut -d: -f3) || fail "no group nogroup"
 
