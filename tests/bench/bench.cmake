@@ -19,3 +19,11 @@ add_dependencies(provider-bench keyd-provider)
 # shared memory and futexes). docs/benchmarks.md, "Token processes".
 add_executable(handoff bench/handoff.c)
 target_link_libraries(handoff PRIVATE Threads::Threads)
+
+# The same question with real token signatures: a daemon that signs in its
+# own threads, against a socket-facing process and a token process in the
+# synchronous and the pipelined arrangements. docs/benchmarks.md, "Token
+# processes"; tests/bench/run-pipeline.sh runs it.
+add_executable(pipeline bench/pipeline.c)
+target_include_directories(pipeline PRIVATE ${P11KIT_INCLUDE_DIRS})
+target_link_libraries(pipeline PRIVATE Threads::Threads ${CMAKE_DL_LIBS})

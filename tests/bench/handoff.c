@@ -36,64 +36,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define REQ_LEN 96        /* about a signature request to the token */
 #define REP_LEN 160       /* about its reply */
 #define MAX_PAIRS 16
 
 static long rounds = 200000;
 static long work_us;
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double
-cpu_s(int who)
-{
-	struct rusage ru;
-
-	getrusage(who, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int
-xfer(int fd, void *buf, size_t n, int sending)
-{
-	size_t done = 0;
-
-	while (done < n) {
-		ssize_t r = sending ?
-		    send(fd, (char *)buf + done, n - done, MSG_NOSIGNAL) :
-		    recv(fd, (char *)buf + done, n - done, 0);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		done += (size_t)r;
-	}
-	return 0;
-}
-
-static void
-burn(long us)
-{
-	struct timespec a, b;
-
-	if (us <= 0)
-		return;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
-	do
-		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
-	while ((b.tv_sec - a.tv_sec) * 1000000L +
-	    (b.tv_nsec - a.tv_nsec) / 1000 < us);
-}
 
 /* The answering side: a request in, work, a reply out, until EOF. */
 static void *
@@ -104,7 +54,7 @@ answer(void *arg)
 
 	memset(rep, 'r', sizeof(rep));
 	while (xfer(fd, req, sizeof(req), 0) == 0) {
-		burn(work_us);
+		burn_us(work_us);
 		if (xfer(fd, rep, sizeof(rep), 1) != 0)
 			break;
 	}
@@ -152,7 +102,7 @@ shm_answer(void *arg)
 		shm_await(&sl->state, 1);
 		if (atomic_load(&sl->state) == 3)
 			break;
-		burn(work_us);
+		burn_us(work_us);
 		memset(sl->rep, 'r', sizeof(sl->rep));
 		atomic_store(&sl->state, 2);
 		futex_wake(&sl->state);
