@@ -1325,13 +1325,48 @@ audit_write(struct audit *a, const struct audit_record *r)
 	return ret;
 }
 
+/* Started as root with `user =`: keyd's user (the supervisor, after its
+ * drop) reopens the log by its path on every reload, for logrotate. A log
+ * keyd makes here is given to that user, so that a reload can open it
+ * again; a log that is there already and that the user may not open for
+ * writing is kept as it is, with a warning at each start: until the
+ * operator changes it, a reload keeps writing the file keyd holds, and a
+ * rotation that leaves a file the user may not write fails. */
+static int
+owner_check(int fd, const struct stat *st, int created,
+    const struct config *cfg, char *err, size_t errlen)
+{
+	mode_t need;
+
+	if (created) {
+		if (fchown(fd, cfg->user_uid, cfg->user_gid) != 0) {
+			snprintf(err, errlen, "cannot give audit log %s to "
+			    "user %s: %s", cfg->audit_log, cfg->user,
+			    strerror(errno));
+			return KEYD_ERR_CONFIG;
+		}
+		return KEYD_OK;
+	}
+	need = st->st_uid == cfg->user_uid ? 0600 :
+	    st->st_gid == cfg->user_gid ? 0060 : 0006;
+	if ((st->st_mode & need) != need)
+		log_warn("audit log %s: keyd's user %s may not open it for "
+		    "writing, so a reload cannot open it again after "
+		    "logrotate moves it (keyd goes on writing the file it "
+		    "holds); make it %s's (chown %s %s) and have logrotate "
+		    "create the next file as %s (its create line)",
+		    cfg->audit_log, cfg->user, cfg->user, cfg->user,
+		    cfg->audit_log, cfg->user);
+	return KEYD_OK;
+}
+
 int
 audit_open(const struct config *cfg, struct token *token, struct audit **out,
     char *err, size_t errlen)
 {
 	struct audit *a;
 	struct stat st;
-	int r;
+	int r, created = 0;
 
 	*out = NULL;
 	if ((a = calloc(1, sizeof(*a))) == NULL)
@@ -1349,8 +1384,16 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	/* Opened as root, in a directory keyd's user may own: no link is
 	 * followed (pathsafe.h), a FIFO does not block the open, and only a
 	 * regular file with no other name is written. */
-	a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND | O_CREAT |
-	    O_NONBLOCK, 0640);
+	a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND | O_NONBLOCK,
+	    0);
+	if (a->fd < 0 && errno == ENOENT) {
+		a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND |
+		    O_CREAT | O_EXCL | O_NONBLOCK, 0640);
+		created = a->fd >= 0;
+	}
+	if (a->fd < 0 && errno == EEXIST)      /* made meanwhile */
+		a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND |
+		    O_NONBLOCK, 0);
 	if (a->fd < 0 || fstat(a->fd, &st) != 0) {
 		snprintf(err, errlen, "cannot open audit log %s: %s%s",
 		    cfg->audit_log, strerror(errno), errno == ELOOP ?
@@ -1367,6 +1410,11 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 		return KEYD_ERR_CONFIG;
 	}
 	(void)fcntl(a->fd, F_SETFL, O_APPEND);   /* blocking again */
+	if (cfg->user != NULL && geteuid() == 0 &&
+	    owner_check(a->fd, &st, created, cfg, err, errlen) != KEYD_OK) {
+		audit_close(a);
+		return KEYD_ERR_CONFIG;
+	}
 	a->size = st.st_size;
 	if ((a->path = strdup(cfg->audit_log)) == NULL) {
 		audit_close(a);
@@ -1470,6 +1518,32 @@ audit_reopen_path(const char *path)
 }
 
 int
+audit_rotate_denied(struct audit *a, int path_fd, int err)
+{
+	struct stat now, held;
+	int fd = -1;
+
+	pthread_mutex_lock(&a->mu);
+	if (path_fd >= 0 && fstat(path_fd, &now) == 0 &&
+	    fstat(a->fd, &held) == 0 && now.st_dev == held.st_dev &&
+	    now.st_ino == held.st_ino)
+		fd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
+	pthread_mutex_unlock(&a->mu);
+	if (path_fd >= 0)
+		close(path_fd);
+	if (fd >= 0) {
+		/* Reopened, in effect: what a reopen of the same file
+		 * does, on a copy of the descriptor keyd holds. */
+		log_info("the audit log %s was not rotated: keyd goes on "
+		    "writing it (keyd's user may not open it by its path: %s)",
+		    a->path, strerror(err));
+		return audit_rotate_fd(a, fd);
+	}
+	errno = err;
+	return audit_rotate_fd(a, -1);
+}
+
+int
 audit_rotate(struct audit *a)
 {
 	return audit_rotate_fd(a, audit_reopen_path(a->path));
@@ -1489,8 +1563,11 @@ audit_rotate_fd(struct audit *a, int fd)
 	errno = e;
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		log_error("cannot reopen audit log %s: %s; keeping the old "
-		    "file", a->path, fd < 0 ? strerror(errno) :
-		    "it is not a regular file");
+		    "file%s", a->path, fd < 0 ? strerror(errno) :
+		    "it is not a regular file", fd < 0 && (errno == EACCES ||
+		    errno == EPERM) ? " (keyd's user must be able to open the "
+		    "new file for writing, or to create it in its directory: "
+		    "have logrotate create it as keyd's user)" : "");
 		if (fd >= 0)
 			close(fd);
 		r = KEYD_ERR_AUDIT;

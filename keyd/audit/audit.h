@@ -88,6 +88,15 @@ int audit_rotate(struct audit *a) __attribute__((warn_unused_result));
 int audit_rotate_fd(struct audit *a, int fd)
     __attribute__((warn_unused_result));
 
+/* audit_rotate_denied: the supervisor could not open the log's path for
+ * writing (err: EACCES or EPERM); path_fd is that path opened O_PATH, or
+ * -1. When it names the file keyd holds (nothing was rotated: a reload or
+ * SIGHUP without logrotate), this is audit_rotate_fd on a copy of keyd's
+ * own descriptor. Otherwise it is audit_rotate_fd's failure: the old file
+ * is kept, and the log says what to change. path_fd is taken over. */
+int audit_rotate_denied(struct audit *a, int path_fd, int err)
+    __attribute__((warn_unused_result));
+
 /* audit_reopen_path: opens the audit log's path as a rotation does
  * (created 0640, no link followed, not blocking on a FIFO). Returns the
  * descriptor or -1 (errno). */

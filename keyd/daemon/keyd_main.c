@@ -881,11 +881,14 @@ serve(struct config *cfg, struct token *token, int ctl, const char *pin_path,
 			continue;
 		}
 		if (h[0] == TW_CTL_SIGNAL && nfds == 1 &&
-		    kbuf_get_bytes(&b, h + 1, sizeof(uint32_t)) == KEYD_OK &&
-		    h[1] == SIGHUP) {
-			/* The log's path, opened by the supervisor. */
+		    kbuf_get_bytes(&b, h + 1, 2 * sizeof(uint32_t)) ==
+		    KEYD_OK && h[1] == SIGHUP) {
+			/* The log's path, opened by the supervisor: for
+			 * writing, or (h[2], why not) O_PATH. */
 			log_info("SIGHUP: reopening the audit log");
-			if (audit_rotate_fd(audit, fds[0]) == KEYD_OK)
+			if ((h[2] != 0 ? audit_rotate_denied(audit, fds[0],
+			    (int)h[2]) : audit_rotate_fd(audit, fds[0])) ==
+			    KEYD_OK)
 				event(audit, "log-reopened", NULL);
 			continue;
 		}
@@ -1110,6 +1113,11 @@ reopen_audit(struct sup *S)
 	int fd = audit_reopen_path(S->cfg->audit_log);
 
 	g[2] = fd < 0 ? (uint32_t)errno : 0;
+	/* Not this user's to write (keyd started as root made it, or an
+	 * operator did): the path itself, O_PATH, so that keyd-serve can
+	 * tell whether it still names the file it writes. */
+	if (fd < 0 && (errno == EACCES || errno == EPERM))
+		fd = open(S->cfg->audit_log, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	send_srv(S, g, sizeof(g), fd < 0 ? NULL : &fd, fd < 0 ? 0 : 1);
 	if (fd >= 0)
 		close(fd);
