@@ -1325,48 +1325,13 @@ audit_write(struct audit *a, const struct audit_record *r)
 	return ret;
 }
 
-/* Started as root with `user =`: keyd's user (the supervisor, after its
- * drop) reopens the log by its path on every reload, for logrotate. A log
- * keyd makes here is given to that user, so that a reload can open it
- * again; a log that is there already and that the user may not open for
- * writing is kept as it is, with a warning at each start: until the
- * operator changes it, a reload keeps writing the file keyd holds, and a
- * rotation that leaves a file the user may not write fails. */
-static int
-owner_check(int fd, const struct stat *st, int created,
-    const struct config *cfg, char *err, size_t errlen)
-{
-	mode_t need;
-
-	if (created) {
-		if (fchown(fd, cfg->user_uid, cfg->user_gid) != 0) {
-			snprintf(err, errlen, "cannot give audit log %s to "
-			    "user %s: %s", cfg->audit_log, cfg->user,
-			    strerror(errno));
-			return KEYD_ERR_CONFIG;
-		}
-		return KEYD_OK;
-	}
-	need = st->st_uid == cfg->user_uid ? 0600 :
-	    st->st_gid == cfg->user_gid ? 0060 : 0006;
-	if ((st->st_mode & need) != need)
-		log_warn("audit log %s: keyd's user %s may not open it for "
-		    "writing, so a reload cannot open it again after "
-		    "logrotate moves it (keyd goes on writing the file it "
-		    "holds); make it %s's (chown %s %s) and have logrotate "
-		    "create the next file as %s (its create line)",
-		    cfg->audit_log, cfg->user, cfg->user, cfg->user,
-		    cfg->audit_log, cfg->user);
-	return KEYD_OK;
-}
-
 int
 audit_open(const struct config *cfg, struct token *token, struct audit **out,
     char *err, size_t errlen)
 {
 	struct audit *a;
 	struct stat st;
-	int r, created = 0;
+	int r;
 
 	*out = NULL;
 	if ((a = calloc(1, sizeof(*a))) == NULL)
@@ -1384,16 +1349,8 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 	/* Opened as root, in a directory keyd's user may own: no link is
 	 * followed (pathsafe.h), a FIFO does not block the open, and only a
 	 * regular file with no other name is written. */
-	a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND | O_NONBLOCK,
-	    0);
-	if (a->fd < 0 && errno == ENOENT) {
-		a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND |
-		    O_CREAT | O_EXCL | O_NONBLOCK, 0640);
-		created = a->fd >= 0;
-	}
-	if (a->fd < 0 && errno == EEXIST)      /* made meanwhile */
-		a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND |
-		    O_NONBLOCK, 0);
+	a->fd = pathsafe_open(cfg->audit_log, O_RDWR | O_APPEND | O_CREAT |
+	    O_NONBLOCK, 0640);
 	if (a->fd < 0 || fstat(a->fd, &st) != 0) {
 		snprintf(err, errlen, "cannot open audit log %s: %s%s",
 		    cfg->audit_log, strerror(errno), errno == ELOOP ?
@@ -1410,11 +1367,6 @@ audit_open(const struct config *cfg, struct token *token, struct audit **out,
 		return KEYD_ERR_CONFIG;
 	}
 	(void)fcntl(a->fd, F_SETFL, O_APPEND);   /* blocking again */
-	if (cfg->user != NULL && geteuid() == 0 &&
-	    owner_check(a->fd, &st, created, cfg, err, errlen) != KEYD_OK) {
-		audit_close(a);
-		return KEYD_ERR_CONFIG;
-	}
 	a->size = st.st_size;
 	if ((a->path = strdup(cfg->audit_log)) == NULL) {
 		audit_close(a);
@@ -1534,9 +1486,9 @@ audit_rotate_denied(struct audit *a, int path_fd, int err)
 	if (fd >= 0) {
 		/* Reopened, in effect: what a reopen of the same file
 		 * does, on a copy of the descriptor keyd holds. */
-		log_info("the audit log %s was not rotated: keyd goes on "
-		    "writing it (keyd's user may not open it by its path: %s)",
-		    a->path, strerror(err));
+		log_info("the audit log %s is still the file keyd writes: "
+		    "keyd goes on writing it (keyd's user may not open it by "
+		    "its path: %s)", a->path, strerror(err));
 		return audit_rotate_fd(a, fd);
 	}
 	errno = err;
