@@ -94,7 +94,7 @@ esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+  if ! pkg_status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) || ! grep -q "ok installed" <<<"$pkg_status"; then
     missing+=("$p")
   fi
 done

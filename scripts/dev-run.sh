@@ -40,8 +40,9 @@ kb() { /usr/local/bin/keyd-backup keygen --module "$MODULE" \
 # Whether the token holds the audit key; its public key, as keyd-audit
 # verify --pubkey takes it.
 has_audit_key() {
-  pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --list-objects \
-    --type pubkey 2>/dev/null | grep -q 'label: *keyd-audit$'
+  local objs
+  objs=$(pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --list-objects \
+    --type pubkey 2>/dev/null) && grep -q 'label: *keyd-audit$' <<<"$objs"
 }
 audit_pub() {
   pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --read-object \
@@ -49,7 +50,7 @@ audit_pub() {
   openssl pkey -pubin -inform DER -in "$RUN/audit.der" -out "$RUN/audit.pem"
 }
 
-if ! softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$TOKEN"; then
+if ! slots=$(softhsm2-util --show-slots 2>/dev/null) || ! grep -q "Label:.*$TOKEN" <<<"$slots"; then
   echo "keyd: creating the development token '$TOKEN' in run/tokens" >&2
   softhsm2-util --init-token --free --label "$TOKEN" --pin "$PIN" --so-pin "$SO_PIN" >/dev/null
   kb --type ec:p256 --label sip-tls --id 01 --usage sign

@@ -188,7 +188,7 @@ NODES
   mount -t tmpfs -o nosuid,nodev,mode=0755 run "$R/run"
 
   say "[4/5] the run command: bash scripts/dev-run.sh, until keydctl status answers (log: $logs/dev-run.log)"
-  local t0=$SECONDS out stamper
+  local t0=$SECONDS out stamper last2
   # Its output goes through stamp, a process substitution: as the last
   # element of a background pipeline, bash here (PID 1) would not wait
   # for dev-run.sh by its pid. SIGTERM stops it below: a background job
@@ -237,7 +237,7 @@ NODES
   fi
   # A clean stop writes the stop record, then (with the dev token's audit
   # key) a checkpoint signed "stop"; the dev log must then verify.
-  if ! tail -n 2 "$R/root/keyd/run/audit.jsonl" | grep -q '"event":"stop"'; then
+  if ! last2=$(tail -n 2 "$R/root/keyd/run/audit.jsonl") || ! grep -q '"event":"stop"' <<<"$last2"; then
     say "keyd exited, but its last audit records are not its stop: $(tail -n 2 "$R/root/keyd/run/audit.jsonl")"
     return 1
   fi

@@ -22,7 +22,7 @@ pass "p11tool --list-all: the public keys"
 grep -q "Type: Private key (EC/ECDSA-SECP256R1)" "$T/all" || fail "sip-tls's type"
 grep -q "Type: Private key (RSA-2048)" "$T/all" || fail "sip-rsa's type"
 grep -q "Type: Private key (EdDSA (Ed25519))" "$T/all" || fail "sip-ed's type"
-grep -A4 "object=sip-tls;type=private" "$T/all" | grep -q "CKA_SENSITIVE" || fail "sip-tls not sensitive"
+grep -A4 "object=sip-tls;type=private" "$T/all" | has "CKA_SENSITIVE" || fail "sip-tls not sensitive"
 pass "p11tool --login --list-all: the private keys, without a PIN"
 
 test_sign() {

@@ -107,7 +107,7 @@ ident=$(cat "$T/rx/call-b@test.identity")
   '{"header":{"alg":"ES256","ppt":"shaken","typ":"passport","x5u":"'$X5U'"},"claims":{"attest":"B","dest":{"tn":["13125550100"]},"orig":{"tn":"12025550123"},"origid":"*"},"identity_tail":";info=<'$X5U'>;alg=ES256;ppt=shaken"}' \
   >/dev/null 2>"$T/err" || fail "PyJWT: $(cat "$T/err")"
 grep -F '"client":"kamailio"' "$T/audit.jsonl" | grep -F '"op":"passport","key":"shaken","mech":"es256","result":"ok"' |
-  grep -qF '"ppt":"shaken","attest":"B","orig":"12025550123","dest":["13125550100"]' ||
+  has -F '"ppt":"shaken","attest":"B","orig":"12025550123","dest":["13125550100"]' ||
   fail "keyd's audit log does not show the signature: $(grep passport "$T/audit.jsonl")"
 pass "Kamailio's KEMI Python script signed a call through keyd; PyJWT verifies the Identity header the receiver got"
 
@@ -115,7 +115,7 @@ pass "Kamailio's KEMI Python script signed a call through keyd; PyJWT verifies t
 grep -qF "keyd: no PASSporT for call call-a@test: permission denied by policy: attest_max: client 'kamailio' may attest at most B, not A" \
   "$T/kamailio.log" || fail "the routing script did not log the refusal: $(grep -i keyd "$T/kamailio.log" | tail -5)"
 grep -F '"op":"passport"' "$T/audit.jsonl" | grep -F '"error":-6' |
-  grep -qF '"detail":"attest_max: client '"'kamailio'"' may attest at most B, not A"' ||
+  has -F '"detail":"attest_max: client '"'kamailio'"' may attest at most B, not A"' ||
   fail "the refusal is not in keyd's audit log"
 pass "a call over attest_max goes on without an Identity header; the script logs the refusal, keyd audits it"
 stop_kam

@@ -129,7 +129,7 @@ start_nginx() {
   local try i
   for try in 1 2 3 4 5; do
     PORT=$((20000 + RANDOM % 40000))
-    ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q . && continue
+    ss -Hltn "sport = :$PORT" 2>/dev/null | has . && continue
     sed "s/@PORT@/$PORT/" "$N/nginx.conf.in" > "$N/nginx.conf"
     : > "$N/error.log"
     "${EXT[@]}" env OPENSSL_CONF="$T/openssl.cnf" \

@@ -67,5 +67,5 @@ handshake sip-rsa "$T/rsa-cert.pem" TLSv1.3 RSA-PSS/rsa_pss_rsae_sha256 rsa-pss-
 
 # The audit records name the s_server process and this client's name.
 grep '"op":"sign","key":"sip-rsa","mech":"rsa-pss-sha256"' "$T/audit.jsonl" |
-  grep -q '"client":"root","uid":0' || fail "audit records lack the client"
+  has '"client":"root","uid":0' || fail "audit records lack the client"
 pass "audit records carry the client and its credentials"

@@ -21,7 +21,7 @@ pass "p11drive mechs: mechanisms, parameters, objects, login"
 # keyd refused nothing it was asked: the module's own checks came first
 # (the refusals above never reached keyd), except the one key granted
 # sign only, which the module refuses itself too.
-if grep '"op":"sign"' "$T/audit.jsonl" | grep -v '"result":"ok"' | grep -q .; then
+if grep '"op":"sign"' "$T/audit.jsonl" | grep -v '"result":"ok"' | has .; then
   grep '"op":"sign"' "$T/audit.jsonl" | grep -v '"result":"ok"' >&2
   fail "keyd saw signature requests the module should have refused"
 fi

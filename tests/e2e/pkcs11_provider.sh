@@ -94,7 +94,7 @@ for k in "sip-tls 01 EC 256" "sip-rsa 02 RSA 2048" "sip-ed 03 ED25519 256" \
   grep -q "^URI pkcs11:.*token=$P11LABEL;id=%$id;object=$name;type=private\$" "$T/store.out" ||
     { cat "$T/store.out" >&2; fail "storeutl did not list $name (id $id)"; }
   grep -A2 "^PKCS11 $type Private Key ($bits bits)\$" "$T/store.out" |
-    grep -q "object=$name;" || { cat "$T/store.out" >&2; fail "storeutl: $name is not $type $bits"; }
+    has "object=$name;" || { cat "$T/store.out" >&2; fail "storeutl: $name is not $type $bits"; }
 done
 grep -q '^Total found: 4$' "$T/store.out" ||
   { cat "$T/store.out" >&2; fail "storeutl found other than 4 keys"; }

@@ -33,8 +33,8 @@ pass "before login: public keys and the certificate"
 # AES KEK nowhere.
 "${PT[@]}" --login --pin whatever --list-objects >"$T/objs" 2>&1 || { cat "$T/objs"; fail "--login --list-objects"; }
 [[ $(grep -c "^Private Key Object" "$T/objs") -eq 4 ]] || { cat "$T/objs"; fail "not 4 private keys"; }
-grep -A3 "^Private Key Object; EC\$" "$T/objs" | grep -q "ID: *01" || fail "sip-tls's id"
-grep -A4 "^Private Key Object; RSA" "$T/objs" | grep -q "Usage: *decrypt, sign" || fail "sip-rsa's usage"
+grep -A3 "^Private Key Object; EC\$" "$T/objs" | has "ID: *01" || fail "sip-tls's id"
+grep -A4 "^Private Key Object; RSA" "$T/objs" | has "Usage: *decrypt, sign" || fail "sip-rsa's usage"
 grep -q "Access: *sensitive" "$T/objs" || fail "private keys not sensitive"
 grep -qi "secret key\|srtp-kek" "$T/objs" && fail "the AES KEK is shown"
 pass "after login: private keys with CKA_ID, usage and sensitivity"

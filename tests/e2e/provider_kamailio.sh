@@ -28,7 +28,7 @@ if [[ -z $KAMAILIO || ! -f $KMODS/tls.so ]]; then
   echo "SKIP: Kamailio with its tls module is not installed (Debian 13: kamailio, kamailio-tls-modules)"
   exit 77
 fi
-if ! "$KAMAILIO" -v 2>/dev/null | grep -q '^version: kamailio 6\.'; then
+if ! "$KAMAILIO" -v 2>/dev/null | has '^version: kamailio 6\.'; then
   echo "SKIP: $("$KAMAILIO" -v 2>/dev/null | head -n1): Kamailio 6 is the one that loads keys through OpenSSL 3 providers"
   exit 77
 fi

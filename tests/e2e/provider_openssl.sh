@@ -309,7 +309,7 @@ grep -q '^ops = decrypt, srtp-new, srtp-open$' "$T/keyd.conf" || fail "cannot ta
 start_keyd
 expect_fail "keyd: sign with sip-tls: permission denied by policy" \
   with_provider 30 openssl dgst -sha256 -sign keyd:sip-tls -out "$T/x.sig" "$T/msg"
-grep '"op":"sign","key":"sip-tls"' "$T/audit.jsonl" | tail -n 1 | grep -q '"result":"permission denied by policy"' ||
+grep '"op":"sign","key":"sip-tls"' "$T/audit.jsonl" | tail -n 1 | has '"result":"permission denied by policy"' ||
   { tail -n 3 "$T/audit.jsonl" >&2; fail "keyd did not audit the refused signature"; }
 pass "a signature keyd's policy refuses fails with keyd's reason, audited as denied"
 

@@ -156,6 +156,6 @@ read -r ok bad < "$T/loop.out"
 (( ok >= 20 )) || fail "only $ok handshakes during the rotation"
 tail -n +"$((mark + 1))" "$T/audit.jsonl" | grep '"op":"sign"' | grep "\"uid\":$WUID[,}]" > "$T/after" || true
 [[ -s $T/after ]] || fail "no worker signature after the old key left"
-! grep -v '"key":"wss-tls-2"' "$T/after" | grep -q . || fail "a worker signed with another key than wss-tls-2"
-! grep -v '"result":"ok"' "$T/after" | grep -q . || fail "a worker's signature failed after the rotation"
+! grep -v '"key":"wss-tls-2"' "$T/after" | has . || fail "a worker signed with another key than wss-tls-2"
+! grep -v '"result":"ok"' "$T/after" | has . || fail "a worker's signature failed after the rotation"
 pass "TLS key and certificate rotated through keyd and nginx: $ok handshakes, none failed"

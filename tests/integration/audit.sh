@@ -44,7 +44,7 @@ verify() { verify_files "$2" "${3:-}" "$1"; } # verify FILE WANT_STATUS [PATTERN
 start_keyd
 for i in $(seq 1 12); do "$KEYDCTL" sign ec -a ecdsa-sha256 -i "$T/msg" -o /dev/null; done
 stop_keyd
-tail -n 1 "$LOG" | grep -q '"event":"checkpoint"' || fail "the log does not end with a checkpoint"
+tail -n 1 "$LOG" | has '"event":"checkpoint"' || fail "the log does not end with a checkpoint"
 [[ $(grep -c '"event":"checkpoint"' "$LOG") -ge 3 ]] || fail "fewer checkpoints than every 5 lines"
 grep -q '"prev":"' "$LOG" || fail "no prev hashes"
 verify "$LOG" 0 "verified"
@@ -74,7 +74,7 @@ pass "deleted, duplicated, inserted and reordered lines are named"
 # 5. Truncation: mid-line fails; at a line boundary after a checkpoint
 #    verifies; beyond it, the lines after the last checkpoint are a tail.
 head -c -10 "$LOG" > "$T/bad.jsonl"; verify "$T/bad.jsonl" 1 "cut off"
-last_cp=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 2 | head -n 1 | cut -d: -f1)
+last_cp=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 2 | sed -n 1p | cut -d: -f1)
 head -n $((last_cp + 1)) "$LOG" > "$T/bad.jsonl"; verify "$T/bad.jsonl" 3 "unverified tail"
 pass "truncation: cut line fails, cut after a checkpoint leaves an unverified tail"
 
@@ -97,7 +97,7 @@ hup
 stop_keyd
 R2=$T/audit.2.jsonl R1=$T/audit.1.jsonl
 for f in "$R2" "$R1"; do
-  tail -n 1 "$f" | grep -q '"detail":"rotation"' || fail "$f does not end with a rotation checkpoint"
+  tail -n 1 "$f" | has '"detail":"rotation"' || fail "$f does not end with a rotation checkpoint"
 done
 verify "$R2" 0
 verify "$R1" 0
@@ -106,7 +106,7 @@ verify "$LOG" 0
 for pair in "$R2 $R1" "$R1 $LOG"; do
   read -r old new <<< "$pair"
   last=$(tail -n 1 "$old" | tr -d '\n' | sha256sum | cut -d' ' -f1)
-  head -n 1 "$new" | grep -q "\"prev\":\"$last\"" || fail "$new does not carry $old's last hash"
+  head -n 1 "$new" | has "\"prev\":\"$last\"" || fail "$new does not carry $old's last hash"
   seq_old=$(json_field "$(tail -n 1 "$old")" seq); seq_new=$(json_field "$(head -n 1 "$new")" seq)
   [[ $seq_new -eq $((seq_old + 1)) ]] || fail "$new starts at seq $seq_new after $seq_old"
 done

@@ -193,7 +193,7 @@ pass "crafted members and trailing bytes: no crash"
 rm -f "$LOG" "$T/state/audit-checkpoint"
 start_keyd; signs 12; stop_keyd
 cp "$LOG" "$T/whole.jsonl"
-mid=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 4 | head -n 1 | cut -d: -f1)
+mid=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 4 | sed -n 1p | cut -d: -f1)
 head -n "$mid" "$T/whole.jsonl" > "$LOG"
 # The cut log alone verifies: only the record in state_dir (or anchors)
 # shows the cut.
@@ -233,7 +233,7 @@ verify 0 "" "$LOG" --anchors "$T/anchors.bad"
 grep -q "anchors.bad: line 2 is not a checkpoint signed by the audit key: ignored" "$T/v.out" ||
   fail "a forged anchor was not named: $(cat "$T/v.out")"
 # The log cut after an earlier checkpoint: the anchors show the cut.
-cut_at=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 3 | head -n 1 | cut -d: -f1)
+cut_at=$(grep -n '"event":"checkpoint"' "$LOG" | tail -n 3 | sed -n 1p | cut -d: -f1)
 head -n "$cut_at" "$LOG" > "$T/cut.jsonl"
 verify 1 "is not in the log, which ends at seq" "$T/cut.jsonl" --anchors "$T/anchors"
 # Cut back, the record in state_dir rewritten to match (keyd's user can),
@@ -250,7 +250,7 @@ pass "anchors: all found (0), a forged one ignored, the log cut (1), cut and reg
 # 8. keyd-audit's usage: --pubkey is needed; --help exits 0.
 st=0; "$KEYD_AUDIT" verify "$LOG" > "$T/out" 2>&1 || st=$?
 [[ $st -eq 2 ]] && grep -q "^keyd-audit: --pubkey is needed" "$T/out" || fail "without --pubkey: $st $(cat "$T/out")"
-"$KEYD_AUDIT" --help | grep -q "^usage: keyd-audit verify" || fail "--help"
+"$KEYD_AUDIT" --help | has "^usage: keyd-audit verify" || fail "--help"
 pass "usage errors"
 
 # 9. A FIFO put at the log's path is refused on SIGHUP (it would block

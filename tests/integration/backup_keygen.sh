@@ -36,7 +36,7 @@ kb keygen --type ec:p384 --label nobackup --id 04 --usage sign --no-backup >/dev
 want() { [[ $(probe "$1" | sort | tr '\n' '|') == "$2" ]] || fail "$1: $(probe "$1" | tr '\n' '|'), want $2"; }
 want sip-tls 'class=private sensitive=1 extractable=1 wrap_with_trusted=1 never_extractable=0 sign=1 decrypt=0 unwrap=0 derive=0|class=public verify=1|'
 want rsa-dec 'class=private sensitive=1 extractable=1 wrap_with_trusted=1 never_extractable=0 sign=0 decrypt=1 unwrap=0 derive=0|class=public verify=0|'
-probe kek | grep -q '^class=secret sensitive=1 extractable=1 wrap_with_trusted=1 never_extractable=0 sign=0 decrypt=1 unwrap=0 derive=0 encrypt=1 wrap=0 verify=0 check_value=[0-9a-f]\{6\}$' ||
+probe kek | has '^class=secret sensitive=1 extractable=1 wrap_with_trusted=1 never_extractable=0 sign=0 decrypt=1 unwrap=0 derive=0 encrypt=1 wrap=0 verify=0 check_value=[0-9a-f]\{6\}$' ||
   fail "kek: $(probe kek)"
 want nobackup 'class=private sensitive=1 extractable=0 wrap_with_trusted=1 never_extractable=1 sign=1 decrypt=0 unwrap=0 derive=0|class=public verify=1|'
 pass "keygen sets sensitive, extractable, wrap-with-trusted and only the usage asked"

@@ -95,7 +95,7 @@ grep -q "^bundle-fingerprint: $(sha256sum "$T/new.kbk" | cut -d' ' -f1 | sed 's/
 for s in "${new[@]}"; do
   pdf=${s%.txt}.pdf
   [[ -f $pdf && $(stat -c %a "$pdf") == 400 ]] || fail "rekey --pdf wrote no mode-0400 $pdf"
-  pdftotext "$pdf" - | tr -d ' ' | grep -q "$new_set" || fail "$pdf does not name the new set $new_set"
+  pdftotext "$pdf" - | tr -d ' ' | has "$new_set" || fail "$pdf does not name the new set $new_set"
 done
 for s in "${new[@]}"; do
   [[ $(stat -c %a "$s") == 400 ]] || fail "$s has mode $(stat -c %a "$s"), not 0400"

@@ -91,7 +91,7 @@ b_signs
 wait_for "$T/audit.jsonl" "the client's max_connections reached (4)"
 release
 stop_keyd
-grep '"event":"busy"' "$T/audit.jsonl" | grep -q '"client":"a"' ||
+grep '"event":"busy"' "$T/audit.jsonl" | has '"client":"a"' ||
   fail "the refusal of client a is not audited as busy for client a"
 pass "default share: client a refused at 4 of 8, client b still signs"
 

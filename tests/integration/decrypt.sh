@@ -125,7 +125,7 @@ for f in "$T/audit.jsonl" "$T/keyd.log"; do
     ! grep -qaF -f <(head -c 16 "$T/$p") "$f" 2>/dev/null || fail "raw plaintext $p in $f"
   done
 done
-line=$(grep '"op":"decrypt","key":"rsa","mech":"rsa-oaep-sha1","result":"ok"' "$T/audit.jsonl" | head -1)
+line=$(grep -m 1 '"op":"decrypt","key":"rsa","mech":"rsa-oaep-sha1","result":"ok"' "$T/audit.jsonl")
 [[ -n $line ]] || fail "no audit line for a decryption"
 [[ $(json_field "$line" request_bytes) -gt 256 ]] || fail "request_bytes: $line"
 pass "audit"

@@ -180,7 +180,7 @@ pass "neither token: keyd refuses to start and names both"
 
 # The same token under two URIs (label, and serial) is no failover.
 serial_a=$(pkcs11-tool --module "$SOFTHSM_MODULE" -L 2>/dev/null |
-  awk '/token label/ { l = $NF } /serial num/ && l == "A" { print $NF; exit }')
+  awk '/token label/ { l = $NF } /serial num/ && l == "A" && !n++ { print $NF }')
 [[ -n $serial_a ]] || fail "no serial number for token A from pkcs11-tool -L"
 shim_ctl ""
 sed -i "s/^failover_token = .*/failover_token = pkcs11:serial=$serial_a/" "$T/keyd.conf"

@@ -141,5 +141,5 @@ echo "    flood of $T_MS ms: $sent frames sent; $flooder_lines flooder lines (bo
 (( grown <= bound )) || fail "the audit log grew by $grown lines, bound $bound"
 # The refusals are not lost: they are counted in "repeated" lines.
 grep '"event":"repeated"' "$T/audit.jsonl" | grep '"client":"flooder"' |
-  grep -q '"op":"rate-limited"' || fail "no repeated line counts the flooder's rate-limited requests"
+  has '"op":"rate-limited"' || fail "no repeated line counts the flooder's rate-limited requests"
 pass "a client at $RATE/s flooding for $FLOOD_S s wrote $flooder_lines audit lines (bound $bound_flooder); steady was served throughout"

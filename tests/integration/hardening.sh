@@ -58,7 +58,7 @@ pass "seccomp on every thread of keyd-serve and keyd-token; the module only in k
 # 2. The PIN is in no command line, environment or log.
 for p in $KEYD_PID $SERVE $TOKENP; do
   for f in cmdline environ; do
-    if tr '\0' '\n' < /proc/$p/$f | grep -qxF "$PIN"; then fail "PIN in /proc/$p/$f"; fi
+    if tr '\0' '\n' < /proc/$p/$f | has -xF "$PIN"; then fail "PIN in /proc/$p/$f"; fi
   done
 done
 if grep -qF "$PIN" "$T/keyd.log" "$T/audit.jsonl"; then fail "PIN in a log"; fi

@@ -37,6 +37,19 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
+# CMD | has [GREP-OPTION...] PATTERN: "CMD | grep -q PATTERN" that reads
+# CMD's output to the end. grep -q exits at its first match; a CMD still
+# writing then dies of SIGPIPE, and under pipefail the pipeline fails (141)
+# although the output matched. Here grep -q decides and cat drains the
+# rest, so the pipeline's status is what it is without the SIGPIPE: CMD's
+# if CMD failed, else grep's.
+has() {
+  local rc=0
+  grep -q "$@" || rc=$?
+  cat >/dev/null
+  return "$rc"
+}
+
 # make_token LABEL: a fresh SoftHSM2 token in $T/tokens.
 make_token() {
   mkdir -p "$T/tokens"

@@ -88,7 +88,7 @@ for when in 1 "open:$late"; do
   rc=0; wait "$KEYD_PID" || rc=$?
   KEYD_PID=
   [[ $rc -eq 0 ]] || fail "keyd exited with status $rc on SIGTERM ($when), not 0"
-  tail -n 2 "$T/audit.jsonl" | grep -q '"event":"stop"' ||
+  tail -n 2 "$T/audit.jsonl" | has '"event":"stop"' ||
     fail "no stop record at the end of the audit log ($when): $(tail -n 2 "$T/audit.jsonl")"
   "$KEYD_BUILD_DIR/keyd/keyd-audit" verify "$T/audit.jsonl" --pubkey "$T/audit.pem" > "$T/verify" 2>&1 ||
     fail "the audit log does not verify ($when): $(cat "$T/verify")"

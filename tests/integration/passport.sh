@@ -246,11 +246,11 @@ pass "an expired certificate, a key without passport, malformed TNs, origid and 
 # ---- the audit log ----
 A=$T/audit.jsonl
 grep -F '"op":"passport","key":"spc","mech":"es256","result":"ok"' "$A" |
-  grep -qF '"ppt":"shaken","attest":"A","orig":"12155550123","dest":["12155551000","12155551001"],"origid":"'$UUID'"' ||
+  has -F '"ppt":"shaken","attest":"A","orig":"12155550123","dest":["12155551000","12155551001"],"origid":"'$UUID'"' ||
   fail "no audit line with the PASSporT's claims: $(grep passport "$A" | head -3)"
-grep -F '"op":"passport","key":"tag"' "$A" | grep -qF '"ppt":"div","orig":"14085550000","div":"12155550199","dest":["12155551000"]' ||
+grep -F '"op":"passport","key":"tag"' "$A" | has -F '"ppt":"div","orig":"14085550000","div":"12155550199","dest":["12155551000"]' ||
   fail "no audit line with the div PASSporT's claims"
-grep -F '"client":"gw"' "$A" | grep -qF '"detail":"attest_max: client '"'gw'"' may attest at most B, not A","ppt":"shaken","attest":"A","orig":"12155550123"' ||
+grep -F '"client":"gw"' "$A" | has -F '"detail":"attest_max: client '"'gw'"' may attest at most B, not A","ppt":"shaken","attest":"A","orig":"12155550123"' ||
   fail "the attest_max refusal is not audited with its rule"
 grep -qF '"detail":"certificate: the certificate of key '"'expired'"' expired at 2020-02-01 00:00:00 UTC (notAfter); install a new one"' "$A" ||
   fail "the expired certificate's refusal is not audited"
@@ -305,10 +305,10 @@ expect_error "keydctl: passport spc: $D: attest_max: client 'gw' may attest at m
 stop_keyd
 AH=$T/audit-hmac.jsonl
 grep -F '"op":"passport","key":"spc","mech":"es256","result":"ok"' "$AH" |
-  grep -qF '"ppt":"shaken","attest":"A","orig":"'$(hmac 12155550123)'","dest":["'$(hmac 12155551000)'","'$(hmac 12155551001)'"],"origid":"'$UUID'"' ||
+  has -F '"ppt":"shaken","attest":"A","orig":"'$(hmac 12155550123)'","dest":["'$(hmac 12155551000)'","'$(hmac 12155551001)'"],"origid":"'$UUID'"' ||
   fail "the audit line does not hold the TNs' HMACs: $(grep '"passport"' "$AH" | head -1)"
-grep -F '"client":"gw"' "$AH" | grep -qF '"orig":"'$(hmac 12155550777)'"' || fail "the refusal's orig is not an HMAC"
-grep -F '"key":"seq"' "$AH" | grep -qF '"orig":"'$(hmac 14085550000)'","div":"'$(hmac 12155550150)'"' ||
+grep -F '"client":"gw"' "$AH" | has -F '"orig":"'$(hmac 12155550777)'"' || fail "the refusal's orig is not an HMAC"
+grep -F '"key":"seq"' "$AH" | has -F '"orig":"'$(hmac 14085550000)'","div":"'$(hmac 12155550150)'"' ||
   fail "the div PASSporT's TNs are not HMACs"
 ! grep -qE '1215555|1408555' "$AH" || fail "a TN is in the clear in the audit log: $(grep -E '1215555|1408555' "$AH" | head -2)"
 pass "audit_tn = hmac: orig, div and dest as HMAC-SHA256 under the token's key, none in the clear"

@@ -53,7 +53,7 @@ cert range_seq key.pem "$(tnauth range_seq "e = EXPLICIT:1,SEQUENCE:range")"
 # The other published encoding: [1] in place of the SEQUENCE's tag.
 cert range_tag key.pem "$(tnauth range_tag "e = IMPLICIT:1,SEQUENCE:range")"
 cert one key.pem "$(tnauth one "e = EXPLICIT:2,IA5STRING:12155551212")"
-openssl asn1parse -inform DER -in "$C/range_seq.der" | grep -q 'cont \[ 1 \]' ||
+openssl asn1parse -inform DER -in "$C/range_seq.der" | has 'cont \[ 1 \]' ||
   fail "the range certificate has no [1] entry"
 cmp -s "$C/range_seq.der" "$C/range_tag.der" && fail "the two range encodings are the same"
 # Expired: openssl 3.0's req and x509 take no start date; ca does.
@@ -82,7 +82,7 @@ openssl req -new -key "$C/key.pem" -subj /CN=future -out "$C/future.csr"
 openssl ca -batch -config "$C/ca.cnf" -selfsign -keyfile "$C/key.pem" \
   -extensions x -startdate 20990101000000Z -enddate 20990201000000Z \
   -in "$C/future.csr" -out "$C/future.pem" 2>/dev/null
-openssl x509 -in "$C/expired.pem" -noout -text | grep -q '1.3.6.1.5.5.7.1.26' ||
+openssl x509 -in "$C/expired.pem" -noout -text | has '1.3.6.1.5.5.7.1.26' ||
   fail "the expired certificate has no TNAuthList"
 
 NOW=$(date +%s)
@@ -118,7 +118,7 @@ v --cert "$C/spc.pem" "$good ; ppt=shaken ;alg=ES256; info=<$X5U>" >/dev/null ||
   fail "an Identity header with SWS around ';' was refused"
 # Claims in another order than keyd's sorted one, and a div PASSporT.
 rev='{"origid":"'$UUID'","orig":{"tn":"12155550123"},"iat":'$NOW',"dest":{"tn":["12155551000"]},"attest":"B"}'
-v --cert "$C/spc.pem" "$(ppt "{\"claims\":$rev}")" | grep -qx 'attest: B' ||
+v --cert "$C/spc.pem" "$(ppt "{\"claims\":$rev}")" | has -x 'attest: B' ||
   fail "claims in reverse order were refused"
 div='{"dest":{"tn":["12155551000"]},"div":{"tn":"12155550150"},"iat":'$NOW',"orig":{"tn":"14155550000"}}'
 dj=$(ppt "{\"header\":{\"ppt\":\"div\"},\"claims\":$div}")

@@ -155,7 +155,7 @@ pass "rate limit"
 # Every denial above is in the audit log with the client and the reason.
 for want in "client 'nosign' may not sign" "key 'enc' is not for sign" \
     "client 'signer' may not use key 'other'"; do
-  line=$(grep -F "\"detail\":\"$want\"" "$T/audit.jsonl" | head -1)
+  line=$(grep -m 1 -F "\"detail\":\"$want\"" "$T/audit.jsonl")
   [[ -n $line ]] || fail "no audit line for: $want"
   [[ $(json_field "$line" result) == "permission denied by policy" &&
      $(json_field "$line" error) == -6 && $(json_field "$line" op) == sign ]] ||
@@ -165,7 +165,7 @@ done
 # nobody (twice) and the ambiguous peer make two lines, at least.
 n=$(grep -c '"event":"denied-peer"' "$T/audit.jsonl")
 [[ $n -ge 2 ]] || fail "$n denied-peer lines, want 2 or more"
-grep '"event":"denied-peer"' "$T/audit.jsonl" | grep -q '"uid":40007,' ||
+grep '"event":"denied-peer"' "$T/audit.jsonl" | has '"uid":40007,' ||
   fail "no denied-peer line for the ambiguous peer"
 # The daemon is still serving its admin.
 "$KD_RAW" "$SOCK" hello

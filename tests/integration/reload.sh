@@ -80,7 +80,7 @@ reload_refused() {
   n=$(grep -c '"event":"reload-refused"' "$T/audit.jsonl" || true)
   expect_fail "keydctl: reload: refused: .*$1" "$KEYDCTL" reload
   grep '"event":"reload-refused"' "$T/audit.jsonl" | sed -n "$((n + 1))p" |
-    grep -q -- "$1" || fail "no reload-refused record saying '$1'"
+    has -- "$1" || fail "no reload-refused record saying '$1'"
   grep -q "reload refused: .*$1" "$T/keyd.log" || fail "stderr lacks '$1'"
 }
 
@@ -218,11 +218,11 @@ for _ in $(seq 100); do
   [[ $(grep -c '"event":"reload"' "$T/audit.jsonl" 2>/dev/null) -gt 0 ]] && break
   sleep 0.1
 done
-grep '"event":"reload"' "$T/audit.jsonl" | tail -n 1 | grep -q "sha256 $h" ||
+grep '"event":"reload"' "$T/audit.jsonl" | tail -n 1 | has "sha256 $h" ||
   fail "SIGHUP did not reload $h"
 grep -q '"event":"log-reopened"' "$T/audit.jsonl" || fail "SIGHUP did not reopen the log"
 HASHES+=("$h")
-"$KEYDCTL" status | grep -q "^configuration: sha256 $h, generation [0-9]*, applied 20" ||
+"$KEYDCTL" status | has "^configuration: sha256 $h, generation [0-9]*, applied 20" ||
   fail "status does not show the configuration in force"
 pass "SIGHUP reloads and reopens the audit log; status shows the hash in force"
 

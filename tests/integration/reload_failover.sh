@@ -62,7 +62,7 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 for p in $before; do [[ " $after " != *" $p "* ]] || fail "token process $p was not replaced"; done
-"$KEYDCTL" status | grep -c "serving\|standby" | grep -q 2 || fail "status: $("$KEYDCTL" status)"
+"$KEYDCTL" status | grep -c "serving\|standby" | has 2 || fail "status: $("$KEYDCTL" status)"
 pass "a key on both tokens applies; both token processes are replaced"
 
 conf k1 k2 k3

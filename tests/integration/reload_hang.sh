@@ -112,7 +112,7 @@ done
 [[ $(grep -c '"event":"token-ready"' "$T/audit.jsonl") -gt $n ]] ||
   fail "no token process came back: $(tail -3 "$T/keyd.log")"
 sign_ok k2 "from the restarted token process"
-"$KEYDCTL" status | grep -q "^configuration: sha256 $applied, generation 3" ||
+"$KEYDCTL" status | has "^configuration: sha256 $applied, generation 3" ||
   fail "status: $("$KEYDCTL" status | head -2)"
 pass "a restarted token process runs with the applied bytes, not the file's"
 stop_keyd

@@ -72,7 +72,7 @@ ask "sign sip-tls-old"
 [[ $ANSWER == "err -6 client 'sbc' may not use key 'sip-tls-old'"* ]] ||
   fail "after: the open connection got '$ANSWER'"
 ask "sign sip-tls"; [[ $ANSWER == ok ]] || fail "sip-tls after: $ANSWER"
-grep '"op":"sign","key":"sip-tls-old"' "$T/audit.jsonl" | tail -n 1 | grep -q '"error":-6' ||
+grep '"op":"sign","key":"sip-tls-old"' "$T/audit.jsonl" | tail -n 1 | has '"error":-6' ||
   fail "the refusal is not in the audit log"
 exec {TO}>&-
 pass "a key taken from a client's keys is refused on its open connection's next request"

@@ -96,7 +96,7 @@ grep -q "^key srtp-kek:.*; srtp $kek [0-9]* of $SRTP_LIMIT blobs" <<<"$out" ||
   fail "status does not show the KEK's blob count: $out"
 grep -q "^key srtp-alias:.*srtp kek" <<<"$out" &&
   fail "status counts blobs for an srtp-open-only key: $out"
-"$KEYDCTL" status --prometheus | grep -q \
+"$KEYDCTL" status --prometheus | has \
   "^keyd_srtp_kek_blobs{key=\"srtp-kek\",kek=\"$kek\"} [1-9]" ||
   fail "no keyd_srtp_kek_blobs metric"
 pass "status shows the KEK version and its blob count"

@@ -52,7 +52,7 @@ b1=$BLOB i1=$INLINE
 [[ $(reserved "$k1") == 6 ]] || fail "4 blobs in batches of 3 should reserve 6, not $(reserved "$k1")"
 printf 'keyd srtp-kek counter 1\nkek %s\nreserved 6\n' "${k1#kek-}" |
   cmp -s - "$T/state/srtp-$k1.count" || fail "the counter file is not as documented"
-"$KEYDCTL" status | grep -q WARNING && fail "a warning before the warning mark"
+"$KEYDCTL" status | has WARNING && fail "a warning before the warning mark"
 [[ -z $(find "$T/state" -name '*.tmp') ]] || fail "a temporary file was left"
 stop_keyd
 pass "blobs are counted and reserved in state_dir before they are handed out"
@@ -63,7 +63,7 @@ grep -q "SRTP KEK $k1, 0 earlier versions, 6 of 10 blobs reserved (made, or skip
   "$T/keyd.log" || fail "the start-up line does not call the reserve reserved: $(grep 'SRTP KEK' "$T/keyd.log")"
 grep -q "warning: KEK $k1 has wrapped more than 5 SRTP keys" "$T/keyd.log" ||
   fail "keyd did not warn in its log past the warning mark"
-"$KEYDCTL" status | grep -q "; WARNING: KEK $k1 has wrapped more than 5 SRTP keys.*add a new KEK version" ||
+"$KEYDCTL" status | has "; WARNING: KEK $k1 has wrapped more than 5 SRTP keys.*add a new KEK version" ||
   fail "status does not warn past the warning mark"
 for i in 7 8 9 10; do srtp_new srtp-kek AEAD_AES_128_GCM "call-$i"; done
 expect_fail "usage limit reached: KEK $k1 of key 'srtp-kek' has wrapped 10 SRTP keys.*add a new KEK version" \

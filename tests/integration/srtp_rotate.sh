@@ -53,7 +53,7 @@ b2=$BLOB i2=$INLINE
   fail "a new blob is not under the new KEK $k2"
 "$SRTP_CHECK" verify "$(cat "$T/kek-2.hex")" srtp-kek call-2 "$b2" "$i2" \
   >/dev/null || fail "b2 is not wrapped under kek-2"
-"$KEYDCTL" status | grep -q "srtp $k2 1 of $SRTP_LIMIT blobs" ||
+"$KEYDCTL" status | has "srtp $k2 1 of $SRTP_LIMIT blobs" ||
   fail "status does not count the new KEK afresh"
 stop_keyd
 pass "a blob of the earlier KEK opens after rotation; new blobs use the new one"

@@ -400,7 +400,7 @@ judge() {
   fi
 }
 
-MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sed -n 1p)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 START_UTC=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 run_phase main "$SECONDS_1" 0

@@ -127,7 +127,7 @@ tpm2_abrmd_start() {
       fail "tpm2-abrmd exited: $(tail -n 5 "$TPM2_DIR/abrmd.log")"
     if dbus-send --session --print-reply --dest=org.freedesktop.DBus / \
         org.freedesktop.DBus.NameHasOwner string:com.intel.tss2.Tabrmd 2>/dev/null |
-        grep -q 'boolean true'; then
+        has 'boolean true'; then
       return 0
     fi
     sleep 0.05
