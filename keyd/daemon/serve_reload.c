@@ -503,7 +503,6 @@ serve_reload_apply(struct serve_reload *r, struct kbuf *b, int syslog_fd)
 			    r->cur->cfg->clients[j].name))
 				policy_limiter_carry(&d->limiters[i],
 				    &r->cur->limiters[j]);
-	srtp_take_over(d->srtp, r->cur->srtp);
 	swap_syslog(r, r->cur->cfg, cfg, syslog_fd);
 	syslog_fd = -1;
 	audit_set_token(r->audit, tok, cfg);

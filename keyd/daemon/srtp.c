@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,8 +71,11 @@ static const struct srtp_suite {
 	    "AEAD_AES_256_GCM", 32, 12 },
 };
 
-/* One KEK that makes blobs, and how many it made. */
+/* One KEK that makes blobs, and how many it made. Shared by the srtp of
+ * every configuration that counts this KEK (a reload's and the one it
+ * replaces), each holding a reference. */
 struct srtp_counter {
+	_Atomic unsigned refs;
 	pthread_mutex_t mu;
 	uint8_t kcv[SRTP_KCV_LEN];
 	char name[16];           /* "kek-3f9a1c" */
@@ -79,7 +83,6 @@ struct srtp_counter {
 	char tmp[48];
 	uint64_t used;           /* blobs made (or skipped by a restart) */
 	uint64_t reserved;       /* durable on disk; used never passes it */
-	int retired;             /* a reload's srtp counts this KEK now */
 	int warned;
 	char warning[192];
 };
@@ -102,7 +105,7 @@ struct srtp {
 	uint64_t limit, warn_at, batch;
 	struct srtp_key *keys;
 	size_t n_keys;
-	struct srtp_counter *counters;
+	struct srtp_counter **counters;
 	size_t n_counters;
 };
 
@@ -365,15 +368,6 @@ counter_take(struct srtp *st, struct srtp_counter *c, const char *key_name,
 		r = KEYD_ERR_LIMIT;
 		goto out;
 	}
-	if (c->used >= c->reserved && c->retired) {
-		/* A reload handed the count to the new configuration's srtp
-		 * (srtp_take_over): reserving more here would count the same
-		 * blobs twice, or write a lower count over its own. */
-		snprintf(msg, msglen, "a reload of keyd's configuration "
-		    "happened during this request; send it again");
-		r = KEYD_ERR_BUSY;
-		goto out;
-	}
 	if (c->used >= c->reserved) {
 		next = c->used + (st->limit - c->used < st->batch ?
 		    st->limit - c->used : st->batch);
@@ -402,9 +396,33 @@ static struct srtp_counter *
 counter_find(struct srtp *st, const uint8_t kcv[SRTP_KCV_LEN])
 {
 	for (size_t i = 0; i < st->n_counters; i++)
-		if (memcmp(st->counters[i].kcv, kcv, SRTP_KCV_LEN) == 0)
-			return &st->counters[i];
+		if (memcmp(st->counters[i]->kcv, kcv, SRTP_KCV_LEN) == 0)
+			return st->counters[i];
 	return NULL;
+}
+
+static void
+counter_put(struct srtp_counter *c)
+{
+	if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1) {
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+	}
+}
+
+/* st counts c's KEK with pc, prev's counter for it, from now on: every
+ * key of st that pointed at c points at pc. */
+static void
+counter_adopt(struct srtp *st, struct srtp_counter *c, struct srtp_counter *pc)
+{
+	atomic_fetch_add(&pc->refs, 1);
+	for (size_t i = 0; i < st->n_keys; i++)
+		if (st->keys[i].counter == c)
+			st->keys[i].counter = pc;
+	for (size_t i = 0; i < st->n_counters; i++)
+		if (st->counters[i] == c)
+			st->counters[i] = pc;
+	counter_put(c);
 }
 
 static int
@@ -453,7 +471,10 @@ key_init(struct srtp *st, struct token *t, struct token_session *s,
 	/* A KEK shared by two [key] sections is one key: one count. */
 	if ((k->counter = counter_find(st, k->v[0].kcv)) != NULL)
 		return KEYD_OK;
-	k->counter = &st->counters[st->n_counters++];
+	if ((k->counter = calloc(1, sizeof(*k->counter))) == NULL)
+		return KEYD_ERR_NOMEM;
+	st->counters[st->n_counters++] = k->counter;
+	atomic_init(&k->counter->refs, 1);
 	memcpy(k->counter->kcv, k->v[0].kcv, SRTP_KCV_LEN);
 	memcpy(k->counter->name, k->v[0].name, sizeof(k->counter->name));
 	snprintf(k->counter->file, sizeof(k->counter->file),
@@ -473,32 +494,6 @@ srtp_init(const struct config *cfg, struct token *t, int check_only,
     struct srtp **out, char *err, size_t errlen)
 {
 	return srtp_reinit(cfg, t, NULL, check_only, out, err, errlen);
-}
-
-void
-srtp_take_over(struct srtp *st, struct srtp *prev)
-{
-	for (size_t i = 0; st != NULL && prev != NULL &&
-	    i < st->n_counters; i++) {
-		struct srtp_counter *c = &st->counters[i];
-
-		for (size_t j = 0; j < prev->n_counters; j++) {
-			struct srtp_counter *p = &prev->counters[j];
-
-			if (strcmp(p->file, c->file) != 0)
-				continue;
-			/* Everything prev handed out lies below its
-			 * reservation, which is on disk: this one starts
-			 * there. */
-			pthread_mutex_lock(&p->mu);
-			p->retired = 1;
-			if (p->reserved > c->used) {
-				c->used = p->reserved;
-				c->reserved = p->reserved;
-			}
-			pthread_mutex_unlock(&p->mu);
-		}
-	}
 }
 
 int
@@ -544,8 +539,15 @@ srtp_reinit(const struct config *cfg, struct token *t, struct srtp *prev,
 	    (r = dir_open(st, prev, check_only, err, errlen)) != KEYD_OK)
 		goto out;
 	for (i = 0; st->dir_fd >= 0 && i < st->n_counters; i++) {
-		struct srtp_counter *c = &st->counters[i];
+		struct srtp_counter *c = st->counters[i], *pc;
 
+		/* A KEK the running configuration counts: its counter,
+		 * shared, rather than a second one loaded from its file. */
+		if ((pc = prev != NULL ? counter_find(prev, c->kcv) : NULL) !=
+		    NULL) {
+			counter_adopt(st, c, pc);
+			continue;
+		}
 		if ((r = counter_load(st, c, err, errlen)) != KEYD_OK)
 			goto out;
 		if (c->used >= st->limit)
@@ -590,8 +592,8 @@ srtp_free(struct srtp *st)
 {
 	if (st == NULL)
 		return;
-	for (size_t i = 0; i < st->n_counters; i++)
-		pthread_mutex_destroy(&st->counters[i].mu);
+	for (size_t i = 0; st->counters != NULL && i < st->n_counters; i++)
+		counter_put(st->counters[i]);
 	for (size_t i = 0; st->keys != NULL && i < st->n_keys; i++)
 		free(st->keys[i].v);
 	free(st->keys);

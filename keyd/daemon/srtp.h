@@ -73,12 +73,11 @@ int srtp_init(const struct config *cfg, struct token *t, int check_only,
 
 /* srtp_reinit: srtp_init for a reload's new configuration while prev
  * (the running one's, or NULL) serves on: it shares prev's lock of
- * state_dir. srtp_take_over, just before st serves: st's counters start
- * where prev's reservations end, and prev reserves no more (a request
- * under prev that would need to is refused with KEYD_ERR_BUSY). */
+ * state_dir, and the blob count of every KEK both count (one counter,
+ * one lock, whichever configuration a request runs under), so that a
+ * reload neither counts a blob twice nor skips any of a KEK's allowance. */
 int srtp_reinit(const struct config *cfg, struct token *t, struct srtp *prev,
     int check_only, struct srtp **out, char *err, size_t errlen) SRTP_WUR;
-void srtp_take_over(struct srtp *st, struct srtp *prev);
 
 /* srtp_free: releases the lock and frees st. NULL is fine. */
 void srtp_free(struct srtp *st);

@@ -29,7 +29,7 @@ ${2:+previous = $(kek_uri "$2")}
 [client root]
 uid = 0
 keys = srtp-kek
-ops = srtp-new, srtp-open, status
+ops = srtp-new, srtp-open, status, reload
 CONF
 }
 
@@ -54,8 +54,16 @@ printf 'keyd srtp-kek counter 1\nkek %s\nreserved 6\n' "${k1#kek-}" |
   cmp -s - "$T/state/srtp-$k1.count" || fail "the counter file is not as documented"
 "$KEYDCTL" status | has WARNING && fail "a warning before the warning mark"
 [[ -z $(find "$T/state" -name '*.tmp') ]] || fail "a temporary file was left"
-stop_keyd
 pass "blobs are counted and reserved in state_dir before they are handed out"
+# A reload goes on counting where the running configuration was, inside
+# its reservation: it skips none of the KEK's allowance.
+"$KEYDCTL" reload > "$T/rl.out" 2>&1 || fail "reload: $(cat "$T/rl.out")"
+[[ $(blobs "$k1") == 4 ]] || fail "after a reload the count is $(blobs "$k1"), not 4"
+srtp_new srtp-kek AES_CM_128_HMAC_SHA1_80 call-5
+[[ $(blobs "$k1") == 5 && $(reserved "$k1") == 6 ]] ||
+  fail "after a reload and a blob: count $(blobs "$k1"), reserved $(reserved "$k1"); want 5 and 6"
+stop_keyd
+pass "a reload skips no count"
 
 start_keyd
 [[ $(blobs "$k1") == 6 ]] || fail "after a restart the count is $(blobs "$k1"), not 6 (reserved)"
