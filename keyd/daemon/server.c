@@ -75,6 +75,8 @@ struct server {
 	 * accepts and closes (lock order: gen_mu, then table_mu). */
 	pthread_mutex_t gen_mu;
 	struct dispatch *cur;
+	/* cur's generation, read without gen_mu between two frames. */
+	_Atomic uint64_t cur_generation;
 	int listen_fd;
 	int bound;                /* listen_fd named the socket path */
 	int epfd;
@@ -670,6 +672,12 @@ process_frames(struct server *s, struct dispatch *d, struct token_session *ts,
 		if (c->queued >= s->max_inflight ||
 		    kbuf_avail(&c->out) >= SERVER_OUT_HIGH_WATER)
 			break;
+		/* A reload swapped the configuration: the frames left wait
+		 * in c->in for the worker's next round, which maps the peer
+		 * again and answers them under the configuration in force
+		 * (the rights and rate bucket of the old one end here). */
+		if (atomic_load(&s->cur_generation) != d->generation)
+			break;
 		r = frame_next(&c->in, s->max_frame, &body, &len);
 		if (r == KEYD_ERR_AGAIN)
 			break;
@@ -860,6 +868,7 @@ server_start(struct server *s, struct dispatch *d)
 	size_t i;
 
 	s->cur = d;
+	atomic_store(&s->cur_generation, d->generation);
 	s->audit = d->audit;
 	if ((s->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    (s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
@@ -949,6 +958,7 @@ server_swap(struct server *s, struct dispatch *d)
 	}
 	old = s->cur;
 	s->cur = d;
+	atomic_store(&s->cur_generation, d->generation);
 	pthread_mutex_unlock(&s->table_mu);
 	pthread_mutex_unlock(&s->gen_mu);
 	return old;
