@@ -140,6 +140,8 @@ struct tproc {
 	char failed_msg[ERRLEN];
 	char ident[160];           /* label, manufacturer, model, serial */
 	int pending;               /* started for a reload not yet applied */
+	int ended;                 /* a reload's process that ended after */
+	int ended_st;              /* its offer: its wait status */
 };
 
 /* A reload under way (docs/operations.md): the file's bytes, read once
@@ -188,6 +190,8 @@ struct sup {
 	pid_t srv_pid;
 	int verbose;
 	int fatal;                 /* a configuration error found late */
+	int reload_pin_refused;    /* a reload's token process was refused
+	                              the PIN: none tried until SIGUSR2 */
 	int have_cp;               /* the last audit line signed */
 	uint8_t cp_last[TW_HASH_LEN];
 	int cfg_fd;                /* the applied bytes, sealed (memfd) */
@@ -1212,6 +1216,15 @@ reload_start(struct sup *S, uint32_t seq)
 		    "try the reload again once one does");
 		return;
 	}
+	/* Every reload logs in afresh: a PIN the token refused once is not
+	 * offered again, so that reloads (logrotate's, or a client's in a
+	 * loop) cannot use up the token's PIN retries. */
+	if (S->reload_pin_refused) {
+		reload_fail(S, "the token refused keyd's PIN at an earlier "
+		    "reload; keyd does not try it again until SIGUSR2 or a "
+		    "restart");
+		return;
+	}
 	if ((rl->cfg_fd = reload_memfd(rl->text, rl->len)) < 0) {
 		snprintf(err, sizeof(err), "cannot keep the configuration's "
 		    "bytes in memory: %s", strerror(errno));
@@ -1262,6 +1275,9 @@ reload_poll(struct sup *S)
 		if (!rl->has_np[j])
 			continue;
 		if (p->pid == 0) {
+			if (p->ended && WIFEXITED(p->ended_st) &&
+			    WEXITSTATUS(p->ended_st) == TW_EXIT_PIN_REFUSED)
+				S->reload_pin_refused = 1;
 			snprintf(err, sizeof(err), "the %s token cannot serve "
 			    "the new configuration: %s", p->role,
 			    p->failed_msg[0] ? p->failed_msg :
@@ -1383,6 +1399,14 @@ reload_done(struct sup *S, uint32_t seq, uint32_t applied, struct kbuf *b)
 	memcpy(S->hash, rl->hash, sizeof(S->hash));
 	log_info("reload applied (sha256 %s)", S->hash);
 	reload_clear(S);
+	/* A new token process that ended between its offer and now: the
+	 * socket-facing process serves with its channels, so it is told the
+	 * token is down and the process restarts, as any that ends does. */
+	for (size_t j = 0; j < S->ntp; j++)
+		if (S->tp[j].ended) {
+			S->tp[j].ended = 0;
+			token_ended(S, &S->tp[j], S->tp[j].ended_st, 0);
+		}
 }
 
 /* Reaps a retiring token process, or kills one past its time. */
@@ -1458,6 +1482,7 @@ supervise(struct sup *S)
 				}
 				break;
 			case SIGUSR2:
+				S->reload_pin_refused = 0;
 				for (size_t j = 0; j < S->ntp; j++) {
 					struct tproc *p = &S->tp[j];
 					uint32_t rl = TW_CTL_RELOAD;
@@ -1517,6 +1542,8 @@ supervise(struct sup *S)
 					struct tproc *p = &S->rl.np[j];
 
 					p->pid = 0;
+					p->ended = 1;
+					p->ended_st = st;
 					if (p->failed_msg[0] == '\0' &&
 					    WIFSIGNALED(st))
 						snprintf(p->failed_msg,

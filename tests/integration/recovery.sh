@@ -24,7 +24,7 @@ ops = sign, decrypt
 [client me]
 uid = $(id -u)
 keys = p256, rsa
-ops = sign, decrypt, status
+ops = sign, decrypt, status, reload
 CONF
 use_shim || { echo "SKIP: cannot use the shim"; exit 77; }
 start_keyd
@@ -182,6 +182,27 @@ kill -USR2 "$KEYD_PID"
 wait_for "$T/keyd.log" "SIGUSR2: reading the keys" 5
 sign_ok ecdsa-sha256 p256
 pass "a refused PIN: no more logins until SIGUSR2, then served again"
+
+# A reload logs in afresh in a new token process. If the token refuses the
+# PIN there, the running configuration serves on, and no later reload
+# offers the PIN again until SIGUSR2: reloads in a loop (logrotate's, or a
+# client's) must not use up the token's PIN retries.
+: > "$P11SHIM_LOG"
+ctl "fail CKR_PIN_INCORRECT 100 C_Login" "trace C_Login"
+for i in 1 2 3; do
+  "$KEYDCTL" reload > "$T/rl.out" 2>&1 && fail "reload $i applied although the token refuses the PIN"
+done
+grep -q "at an earlier reload; keyd does not try it again until SIGUSR2 or a restart" "$T/rl.out" ||
+  fail "the third reload does not say why it did not log in: $(cat "$T/rl.out")"
+[[ $(grep -c "C_Login" "$P11SHIM_LOG") == 1 ]] ||
+  fail "three reloads offered the refused PIN $(grep -c "C_Login" "$P11SHIM_LOG") times"
+sign_ok ecdsa-sha256 p256
+ctl "trace C_Login"
+kill -USR2 "$KEYD_PID"
+wait_for "$T/keyd.log" "SIGUSR2: reading the keys" 5
+"$KEYDCTL" reload > "$T/rl.out" 2>&1 || fail "reload after SIGUSR2: $(cat "$T/rl.out")"
+sign_ok ecdsa-sha256 p256
+pass "a PIN refused at a reload is not offered again until SIGUSR2"
 
 stop_keyd
 pass "recovery"
