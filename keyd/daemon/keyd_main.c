@@ -1840,19 +1840,7 @@ main(int argc, char **argv)
 			log_info("failover token '%s' holds every key", label);
 		}
 	}
-	for (size_t i = 0; i < token_key_count(token); i++) {
-		const struct token_key *k = token_key(token, i);
-
-		if (k->weak_extractable) {
-			weak++;
-			log_warn("KEY '%s' IS EXTRACTABLE WITHOUT "
-			    "CKA_WRAP_WITH_TRUSTED: anyone holding the user PIN "
-			    "can wrap it under a key they choose and read it in "
-			    "the clear. Regenerate it with keyd-backup keygen "
-			    "(with --no-backup if the token cannot hold a key "
-			    "that can be backed up; keygen says so).", k->name);
-		}
-	}
+	weak = token_warn_weak(token);
 	if (S.cfg->audit_key == NULL)
 		log_warn("no audit_key: the audit log has no signed "
 		    "checkpoints, so tampering with its last lines cannot be "

@@ -510,6 +510,9 @@ serve_reload_apply(struct serve_reload *r, struct kbuf *b, int syslog_fd)
 	r->cur = d;
 	server_put(old);
 	log_info("reload applied: %s", detail);
+	/* As at a start: a key the reload added may be one anyone with the
+	 * PIN can read. */
+	(void)token_warn_weak(tok);
 	done[1] = seq;
 	done[2] = 1;
 	if (token_proxy_sup_send(r->sup_fd, done, sizeof(done)) != 0)

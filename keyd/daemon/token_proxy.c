@@ -893,6 +893,27 @@ token_key_count(const struct token *t)
 }
 
 size_t
+token_warn_weak(const struct token *t)
+{
+	size_t weak = 0;
+
+	for (size_t i = 0; i < t->n_keys; i++) {
+		const struct token_key *k = token_key(t, i);
+
+		if (k == NULL || !k->weak_extractable)
+			continue;
+		weak++;
+		log_warn("KEY '%s' IS EXTRACTABLE WITHOUT "
+		    "CKA_WRAP_WITH_TRUSTED: anyone holding the user PIN "
+		    "can wrap it under a key they choose and read it in "
+		    "the clear. Regenerate it with keyd-backup keygen "
+		    "(with --no-backup if the token cannot hold a key "
+		    "that can be backed up; keygen says so).", k->name);
+	}
+	return weak;
+}
+
+size_t
 token_count(const struct token *t)
 {
 	return t->ndev;

@@ -125,6 +125,10 @@ const struct token_key *token_key(const struct token *t, size_t i);
 /* token_key_count: the config's keys (token_proxy.c only: the supervisor
  * asks it). */
 size_t token_key_count(const struct token *t);
+/* token_warn_weak: logs the loud warning for each key that is extractable
+ * without CKA_WRAP_WITH_TRUSTED (token_proxy.c: at a start and at every
+ * reload). Returns how many. */
+size_t token_warn_weak(const struct token *t);
 /* token_slot_count: the config's keys, then the audit key's and the
  * audit_tn key's slots where they are configured. */
 size_t token_slot_count(const struct token *t);

@@ -76,4 +76,14 @@ grep '"op":"sign","key":"sip-tls-old"' "$T/audit.jsonl" | tail -n 1 | has '"erro
   fail "the refusal is not in the audit log"
 exec {TO}>&-
 pass "a key taken from a client's keys is refused on its open connection's next request"
+
+# A key a reload adds gets the checks a start gives it, the loud warning
+# for a key anyone holding the PIN can read included.
+keygen EC:prime256v1 weak 03 --extractable
+printf '[key weak]\nuri = pkcs11:token=%s;object=weak;type=private\nops = sign\n' "$TOKEN" >> "$T/keyd.conf"
+grep -q "KEY 'weak' IS EXTRACTABLE" "$T/keyd.log" && fail "the warning came before the key was added"
+"$KEYDCTL" reload > "$T/rl.out" || fail "adding the weak key was refused: $(cat "$T/rl.out")"
+grep -q "KEY 'weak' IS EXTRACTABLE WITHOUT CKA_WRAP_WITH_TRUSTED" "$T/keyd.log" ||
+  fail "a reload added an extractable key without the warning a start gives"
+pass "a reload warns about an extractable key it adds, as a start does"
 stop_keyd
