@@ -171,8 +171,8 @@ cp_prev_of(const uint8_t *line, size_t len, uint8_t prev[TW_HASH_LEN])
 /* Asks the supervisor whether prev is the last checkpoint signed. The
  * ask carries a number, and only the answer that echoes it and prev
  * counts (cpgate.h): one that comes after this ask gave up answers
- * nothing. On yes, the approval is this process's alone until cp_done or
- * cp_abort. */
+ * nothing. On yes, the approval is this process's alone until it says
+ * what became of it (cp_finish). */
 static int
 cp_ask(const uint8_t prev[TW_HASH_LEN], uint32_t *seq)
 {
