@@ -87,12 +87,16 @@ enum tw_ctl {
 	/* supervisor -> token process */
 	TW_CTL_PIN = 1,            /* u32 len, the PIN */
 	TW_CTL_RELOAD,             /* SIGUSR2: read the keys again */
-	TW_CTL_CP_ANSWER,          /* u32 1: may sign, 0: may not */
+	TW_CTL_CP_ANSWER,          /* u32 1: may sign, 0: may not; then
+	                              the ask's u32 seq and prev hash,
+	                              echoed (cpgate.h) */
 	/* token process -> supervisor */
 	TW_CTL_READY,              /* key info (tw_info_put) */
 	TW_CTL_FAILED,             /* u32 exit code, message */
-	TW_CTL_CP_ASK,             /* the prev hash a line to sign names */
-	TW_CTL_CP_DONE,            /* the hash of a line now signed */
+	TW_CTL_CP_ASK,             /* u32 seq, the prev hash a line to sign
+	                              names */
+	TW_CTL_CP_DONE,            /* u32 seq, prev hash, the hash of the
+	                              line now signed */
 	/* supervisor -> socket-facing process */
 	TW_CTL_TOKEN_UP,           /* u32 idx, u32 gen, key info; fds */
 	TW_CTL_TOKEN_DOWN,         /* u32 idx, u32 gen, cause */
@@ -115,6 +119,10 @@ enum tw_ctl {
 	                              connected */
 	TW_CTL_RELOAD_REFUSED,     /* sup: u32 seq, the reason */
 	TW_CTL_RELOAD_DONE,        /* u32 seq, u32 applied, the reason */
+	/* token process -> supervisor, after the others so that their
+	 * numbers stay */
+	TW_CTL_CP_ABORT,           /* u32 seq, prev hash: an approval it
+	                              will not use (cpgate.h) */
 };
 
 /* keyd-token --config-fd: the configuration's bytes in a sealed memfd,

@@ -46,6 +46,7 @@
 #include "audit.h"
 #include "syslogq.h"
 #include "config.h"
+#include "cpgate.h"
 #include "dispatch.h"
 #include "keyd_err.h"
 #include "log.h"
@@ -91,6 +92,11 @@ usage(FILE *f)
 #define STARTUP_WAIT_MS 30000     /* for a token to open, at least */
 #define TOKEN_STOP_WAIT_MS 5000   /* for C_Finalize in the token processes */
 #define MAX_CHANNELS TW_MAX_FDS
+/* An approval to sign a checkpoint lapses after twice token_timeout (the
+ * signature itself is a token call), and never sooner than this: a token
+ * process that neither signs nor says it will not cannot hold up the
+ * audit log's checkpoints for ever. */
+#define CP_HOLD_MIN_MS 10000
 
 static void
 event(struct audit *a, const char *name, const char *detail)
@@ -192,8 +198,8 @@ struct sup {
 	int fatal;                 /* a configuration error found late */
 	int reload_pin_refused;    /* a reload's token process was refused
 	                              the PIN: none tried until SIGUSR2 */
-	int have_cp;               /* the last audit line signed */
-	uint8_t cp_last[TW_HASH_LEN];
+	struct cpgate cp;          /* the last audit line signed, and who
+	                              may sign the next (cpgate.h) */
 	int cfg_fd;                /* the applied bytes, sealed (memfd) */
 	uid_t cfg_owner;           /* the euid at start: the file's owner, or root */
 	char hash[RELOAD_HASH_HEX + 1];
@@ -391,19 +397,100 @@ tell_down(struct sup *S, struct tproc *p, const char *state,
 	kbuf_free(&b);
 }
 
+/* How long an approval to sign a checkpoint holds. */
+static long
+cp_hold_ms(const struct sup *S)
+{
+	long ms = 2 * (long)S->cfg->token_timeout_ms;
+
+	return ms > CP_HOLD_MIN_MS ? ms : CP_HOLD_MIN_MS;
+}
+
+/* TW_CTL_CP_ASK from token process p: u32 seq, the predecessor its line
+ * names. The answer echoes both, so that p cannot take it for the answer
+ * to another ask; a yes is p's alone until it says what became of it. */
+static void
+cp_ask(struct sup *S, struct tproc *p, struct kbuf *b)
+{
+	uint8_t f[12 + TW_HASH_LEN];
+	uint8_t prev[TW_HASH_LEN];
+	uint32_t seq, t = TW_CTL_CP_ANSWER, yes;
+
+	if (tw_get_word(b, &seq) != KEYD_OK ||
+	    kbuf_get_bytes(b, prev, TW_HASH_LEN) != KEYD_OK) {
+		log_error("token process %s sent a malformed checkpoint ask",
+		    p->role);
+		return;
+	}
+	yes = (uint32_t)cpgate_ask(&S->cp, p->pid, seq, prev, tw_now_ms(),
+	    cp_hold_ms(S));
+	if (!yes && S->cp.holder != 0 && S->cp.holder != p->pid)
+		log_warn("token process %s may not sign a checkpoint now: "
+		    "another token process holds the approval", p->role);
+	memcpy(f, &t, 4);
+	memcpy(f + 4, &yes, 4);
+	memcpy(f + 8, &seq, 4);
+	memcpy(f + 12, prev, TW_HASH_LEN);
+	if (tw_send(p->ctl, f, sizeof(f), NULL, 0) != 0) {
+		log_error("cannot answer token process %s", p->role);
+		/* It will not hear the yes, so it will not sign. */
+		(void)cpgate_release(&S->cp, p->pid);
+	}
+}
+
+/* TW_CTL_CP_DONE (u32 seq, prev, the signed line's hash) or
+ * TW_CTL_CP_ABORT (u32 seq, prev) from token process p. Only the holder
+ * of the approval for that ask moves the last checkpoint or frees the
+ * approval. */
+static void
+cp_finish(struct sup *S, struct tproc *p, uint32_t t, struct kbuf *b)
+{
+	uint8_t prev[TW_HASH_LEN], next[TW_HASH_LEN];
+	uint32_t seq;
+
+	if (tw_get_word(b, &seq) != KEYD_OK ||
+	    kbuf_get_bytes(b, prev, TW_HASH_LEN) != KEYD_OK ||
+	    (t == TW_CTL_CP_DONE &&
+	    kbuf_get_bytes(b, next, TW_HASH_LEN) != KEYD_OK)) {
+		log_error("token process %s sent a malformed checkpoint frame",
+		    p->role);
+		return;
+	}
+	if (t == TW_CTL_CP_ABORT) {
+		if (cpgate_abort(&S->cp, p->pid, seq, prev) != KEYD_OK)
+			log_debug("token process %s gave back an approval it "
+			    "does not hold (ask %u)", p->role, seq);
+		return;
+	}
+	if (cpgate_done(&S->cp, p->pid, seq, prev, next) != KEYD_OK)
+		log_error("token process %s signed a checkpoint without the "
+		    "approval for it (ask %u): keyd does not take that line "
+		    "as the last checkpoint", p->role, seq);
+}
+
+/* Closes token process p's control channel: it can no longer say it
+ * signed, so an approval it held is freed. */
+static void
+close_ctl(struct sup *S, struct tproc *p)
+{
+	if (cpgate_release(&S->cp, p->pid))
+		log_warn("token process %s ended holding the approval to sign "
+		    "a checkpoint; released", p->role);
+	close_fd(&p->ctl);
+}
+
 /* A frame from token process p's control channel. */
 static void
 token_frame(struct sup *S, struct tproc *p)
 {
 	struct kbuf b;
 	uint32_t t, code;
-	const uint8_t *h;
 
 	kbuf_init(&b, TW_MAX_FRAME, 0);
 	if (tw_recv(p->ctl, &b, TW_MAX_FRAME, NULL, NULL, tw_now_ms() +
 	    5000) != 0) {
 		/* Closed: its exit is reaped through SIGCHLD. */
-		close_fd(&p->ctl);
+		close_ctl(S, p);
 		kbuf_free(&b);
 		return;
 	}
@@ -459,25 +546,64 @@ token_frame(struct sup *S, struct tproc *p)
 		snprintf(p->failed_msg, sizeof(p->failed_msg), "%.*s",
 		    (int)kbuf_avail(&b), (const char *)kbuf_ptr(&b));
 		break;
-	case TW_CTL_CP_ASK: {
-		uint32_t ans[2] = { TW_CTL_CP_ANSWER, 0 };
-
-		if (kbuf_get_ptr(&b, TW_HASH_LEN, &h) != KEYD_OK)
-			break;
-		ans[1] = !S->have_cp || memcmp(h, S->cp_last, TW_HASH_LEN) == 0;
-		if (tw_send(p->ctl, ans, sizeof(ans), NULL, 0) != 0)
-			log_error("cannot answer token process %s", p->role);
+	case TW_CTL_CP_ASK:
+		cp_ask(S, p, &b);
 		break;
-	}
 	case TW_CTL_CP_DONE:
-		if (kbuf_get_ptr(&b, TW_HASH_LEN, &h) != KEYD_OK)
-			break;
-		memcpy(S->cp_last, h, TW_HASH_LEN);
-		S->have_cp = 1;
+	case TW_CTL_CP_ABORT:
+		cp_finish(S, p, t, &b);
 		break;
 	}
 out:
 	kbuf_free(&b);
+}
+
+/* Reads what token process p sent that is not read yet: a checkpoint it
+ * signed must not be lost. If p holds the approval to sign one, waits
+ * until deadline_ms for it to say what became of it. all: every frame it
+ * sent; else only while it holds the approval (p has ended: the rest of
+ * what it said no longer matters). */
+static void
+read_rest(struct sup *S, struct tproc *p, long deadline_ms, int all)
+{
+	while (p->ctl >= 0) {
+		struct pollfd pf = { p->ctl, POLLIN, 0 };
+		int holds = p->pid != 0 && S->cp.holder == p->pid;
+		long left = 0;
+
+		if (!all && !holds)
+			break;
+		if (holds)
+			left = deadline_ms - tw_now_ms();
+		if (poll(&pf, 1, left > 0 ? (int)left : 0) <= 0 ||
+		    !(pf.revents & (POLLIN | POLLHUP)))
+			break;
+		token_frame(S, p);
+	}
+}
+
+/* The approval to sign a checkpoint lapsed: its holder is hung (it has
+ * taken twice token_timeout), so it is killed; the approval is freed once
+ * it has ended and what it sent before is read. */
+static void
+cp_lapsed(struct sup *S, pid_t pid)
+{
+	log_error("a token process has held the approval to sign a "
+	    "checkpoint for %ld ms without saying it signed; killing it",
+	    cp_hold_ms(S));
+	for (size_t j = 0; j < S->ntp; j++) {
+		if (S->tp[j].pid == pid) {
+			S->tp[j].hung_kill = 1;
+			(void)kill(pid, SIGKILL);
+			return;
+		}
+		if (S->rl.has_np[j] && S->rl.np[j].pid == pid) {
+			(void)kill(pid, SIGKILL);
+			return;
+		}
+	}
+	/* Not one of keyd's token processes any more. */
+	(void)cpgate_release(&S->cp, pid);
 }
 
 static const char *
@@ -531,9 +657,10 @@ token_ended(struct sup *S, struct tproc *p, int st, int starting)
 	if (!starting)
 		log_error("token process %s (token '%s') ended: %s", p->role,
 		    p->idx == 0 ? S->cfg->token : S->cfg->failover_token, cause);
+	read_rest(S, p, 0, 0);
+	close_ctl(S, p);
 	p->pid = 0;
 	p->ready = 0;
-	close_fd(&p->ctl);
 	drop_fds(p, S->nch);
 	if (!starting)
 		tell_down(S, p, state, cause);
@@ -600,7 +727,7 @@ stop_tokens(struct sup *S)
 	int st;
 
 	for (size_t j = 0; j < S->ntp; j++) {
-		close_fd(&S->tp[j].ctl);
+		close_ctl(S, &S->tp[j]);
 		drop_fds(&S->tp[j], S->nch);
 	}
 	for (size_t j = 0; j < S->ntp; j++) {
@@ -654,8 +781,8 @@ wait_started(struct sup *S)
 				    "killed", p->role, limit / 1000);
 				(void)kill(p->pid, SIGKILL);
 				(void)waitpid(p->pid, &st, 0);
+				close_ctl(S, p);
 				p->pid = 0;
-				close_fd(&p->ctl);
 				drop_fds(p, S->nch);
 				p->restart_at_ms = tw_now_ms() + RESTART_ABSENT_MS;
 			}
@@ -1030,9 +1157,10 @@ reload_clear(struct sup *S)
 		if (p->pid != 0) {
 			(void)kill(p->pid, SIGKILL);
 			(void)waitpid(p->pid, NULL, 0);
-			p->pid = 0;
+			read_rest(S, p, 0, 0);
 		}
-		close_fd(&p->ctl);
+		close_ctl(S, p);
+		p->pid = 0;
 		drop_fds(p, S->nch);
 		kbuf_free(&p->info);
 		rl->has_np[j] = 0;
@@ -1371,18 +1499,22 @@ reload_done(struct sup *S, uint32_t seq, uint32_t applied, struct kbuf *b)
 		}
 		/* What it said before the socket-facing process applied the
 		 * reload is read first: the last checkpoint it signed (the
-		 * reload record may have made one) must not be lost. */
-		while (old->ctl >= 0) {
-			struct pollfd pf = { old->ctl, POLLIN, 0 };
-
-			if (poll(&pf, 1, 0) <= 0 || !(pf.revents & (POLLIN |
-			    POLLHUP)))
-				break;
-			token_frame(S, old);
+		 * reload record may have made one) must not be lost. If it
+		 * holds the approval to sign one, it is signing now: its
+		 * report is waited for, at most until the approval lapses,
+		 * since the approval cannot pass to another process while it
+		 * may still sign. */
+		read_rest(S, old, S->cp.until_ms, 1);
+		if (old->pid != 0 && S->cp.holder == old->pid) {
+			log_error("a token process a reload replaced holds the "
+			    "approval to sign a checkpoint and did not say it "
+			    "signed; killing it");
+			(void)kill(old->pid, SIGKILL);
 		}
 		/* Its control channel closed: it finalises the module once
-		 * the socket-facing process closes its channels. */
-		close_fd(&old->ctl);
+		 * the socket-facing process closes its channels. An
+		 * approval it held is freed with it. */
+		close_ctl(S, old);
 		drop_fds(old, S->nch);
 		kbuf_free(&old->info);
 		*old = rl->np[j];
@@ -1541,6 +1673,8 @@ supervise(struct sup *S)
 				if (S->rl.has_np[j] && S->rl.np[j].pid == pid) {
 					struct tproc *p = &S->rl.np[j];
 
+					read_rest(S, p, 0, 0);
+					(void)cpgate_release(&S->cp, pid);
 					p->pid = 0;
 					p->ended = 1;
 					p->ended_st = st;
@@ -1604,6 +1738,12 @@ supervise(struct sup *S)
 				token_frame(S, &S->rl.np[j]);
 		reload_poll(S);
 		retire_due(S);
+		{
+			pid_t holder = cpgate_expire(&S->cp, tw_now_ms());
+
+			if (holder != 0)
+				cp_lapsed(S, holder);
+		}
 		if (S->fatal && !stopping) {
 			uint32_t f[2] = { TW_CTL_SIGNAL, SIGTERM };
 
@@ -1653,6 +1793,7 @@ main(int argc, char **argv)
 	pid_t pid;
 
 	memset(&S, 0, sizeof(S));
+	cpgate_init(&S.cp);
 	S.sfd = S.srv_ctl = S.cfg_fd = S.rl.cfg_fd = S.rl.syslog_fd = -1;
 	for (size_t j = 0; j < 2; j++) {
 		S.tp[j].ctl = -1;

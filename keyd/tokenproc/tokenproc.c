@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cpgate.h"
 #include "keyd_err.h"
 #include "log.h"
 #include "sandbox.h"
@@ -49,7 +50,7 @@ static pthread_mutex_t ctl_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t cp_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t ans_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ans_cv = PTHREAD_COND_INITIALIZER;
-static int cp_answer = -1;        /* -1: none yet */
+static struct cpwait cp_wait;     /* under ans_mu */
 /* Request channels still open: when keyd retires this process (a reload
  * put another in its place), it closes the control channel, and the
  * module is finalised only once the socket-facing process has closed
@@ -167,42 +168,61 @@ cp_prev_of(const uint8_t *line, size_t len, uint8_t prev[TW_HASH_LEN])
 	return 0;
 }
 
-/* Asks the supervisor whether prev is the last checkpoint signed. */
+/* Asks the supervisor whether prev is the last checkpoint signed. The
+ * ask carries a number, and only the answer that echoes it and prev
+ * counts (cpgate.h): one that comes after this ask gave up answers
+ * nothing. On yes, the approval is this process's alone until it says
+ * what became of it (cp_finish). */
 static int
-cp_ask(const uint8_t prev[TW_HASH_LEN])
+cp_ask(const uint8_t prev[TW_HASH_LEN], uint32_t *seq)
 {
-	uint8_t f[4 + TW_HASH_LEN];
+	uint8_t f[8 + TW_HASH_LEN];
 	uint32_t t = TW_CTL_CP_ASK;
 	struct timespec until;
 	int ans;
 
-	memcpy(f, &t, 4);
-	memcpy(f + 4, prev, TW_HASH_LEN);
 	pthread_mutex_lock(&ans_mu);
-	cp_answer = -1;
+	*seq = cpwait_begin(&cp_wait, prev);
 	pthread_mutex_unlock(&ans_mu);
-	if (ctl_send(f, sizeof(f)) != 0)
+	memcpy(f, &t, 4);
+	memcpy(f + 4, seq, 4);
+	memcpy(f + 8, prev, TW_HASH_LEN);
+	if (ctl_send(f, sizeof(f)) != 0) {
+		pthread_mutex_lock(&ans_mu);
+		(void)cpwait_end(&cp_wait);
+		pthread_mutex_unlock(&ans_mu);
 		return 0;
+	}
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += TP_CP_WAIT_MS / 1000;
 	pthread_mutex_lock(&ans_mu);
-	while (cp_answer < 0)
+	while (cp_wait.answer < 0)
 		if (pthread_cond_timedwait(&ans_cv, &ans_mu, &until) != 0)
 			break;
-	ans = cp_answer == 1;
+	ans = cpwait_end(&cp_wait);
 	pthread_mutex_unlock(&ans_mu);
 	return ans;
 }
 
+/* Tells the supervisor what became of approval seq for prev: signed,
+ * the line's hash being next (TW_CTL_CP_DONE), or not used
+ * (TW_CTL_CP_ABORT, next NULL), which frees it for the next ask. */
 static void
-cp_done(const uint8_t next[TW_HASH_LEN])
+cp_finish(uint32_t seq, const uint8_t prev[TW_HASH_LEN],
+    const uint8_t *next)
 {
-	uint8_t f[4 + TW_HASH_LEN];
-	uint32_t t = TW_CTL_CP_DONE;
+	uint8_t f[8 + 2 * TW_HASH_LEN];
+	uint32_t t = next != NULL ? TW_CTL_CP_DONE : TW_CTL_CP_ABORT;
+	size_t n = 8 + TW_HASH_LEN;
 
 	memcpy(f, &t, 4);
-	memcpy(f + 4, next, TW_HASH_LEN);
-	(void)ctl_send(f, sizeof(f));
+	memcpy(f + 4, &seq, 4);
+	memcpy(f + 8, prev, TW_HASH_LEN);
+	if (next != NULL) {
+		memcpy(f + n, next, TW_HASH_LEN);
+		n += TW_HASH_LEN;
+	}
+	(void)ctl_send(f, n);
 }
 
 /* Signs an audit line with the audit key, if it names the last line
@@ -213,6 +233,7 @@ checkpoint(const uint8_t *line, size_t len, uint8_t *out, size_t *outlen,
     char *msg, size_t msglen)
 {
 	uint8_t prev[TW_HASH_LEN], next[TW_HASH_LEN];
+	uint32_t seq;
 	int r;
 
 	if (len > TP_CP_MAX || cp_prev_of(line, len, prev) != 0) {
@@ -222,7 +243,7 @@ checkpoint(const uint8_t *line, size_t len, uint8_t *out, size_t *outlen,
 	}
 	EVP_Digest(line, len, next, NULL, EVP_sha256(), NULL);
 	pthread_mutex_lock(&cp_mu);
-	if (!cp_ask(prev)) {
+	if (!cp_ask(prev, &seq)) {
 		pthread_mutex_unlock(&cp_mu);
 		snprintf(msg, msglen, "the audit line does not follow the last "
 		    "one the audit key signed: refused");
@@ -232,8 +253,7 @@ checkpoint(const uint8_t *line, size_t len, uint8_t *out, size_t *outlen,
 		return KEYD_ERR_DENIED;
 	}
 	r = token_sign_audit_line(tok, line, len, out, outlen, msg, msglen);
-	if (r == KEYD_OK)
-		cp_done(next);
+	cp_finish(seq, prev, r == KEYD_OK ? next : NULL);
 	pthread_mutex_unlock(&cp_mu);
 	return r;
 }
@@ -612,7 +632,8 @@ main(int argc, char **argv)
 	 * reload; its end is this process's end. */
 	kbuf_init(&b, 4096, 0);
 	for (;;) {
-		uint32_t t, v;
+		uint32_t t, v, seq;
+		uint8_t prev[TW_HASH_LEN];
 
 		if (tw_recv(TW_FD_CONTROL, &b, 4096, NULL, NULL, 0) != 0)
 			break;
@@ -621,11 +642,26 @@ main(int argc, char **argv)
 		if (t == TW_CTL_RELOAD) {
 			token_reload(tok);
 		} else if (t == TW_CTL_CP_ANSWER &&
-		    tw_get_word(&b, &v) == KEYD_OK) {
+		    tw_get_word(&b, &v) == KEYD_OK &&
+		    tw_get_word(&b, &seq) == KEYD_OK &&
+		    kbuf_get_bytes(&b, prev, TW_HASH_LEN) == KEYD_OK) {
+			int taken;
+
 			pthread_mutex_lock(&ans_mu);
-			cp_answer = v == 1;
-			pthread_cond_broadcast(&ans_cv);
+			taken = cpwait_answer(&cp_wait, seq, prev, v);
+			if (taken)
+				pthread_cond_broadcast(&ans_cv);
 			pthread_mutex_unlock(&ans_mu);
+			/* An answer to an ask that gave up, or to none: a
+			 * yes is handed back, so that the supervisor can
+			 * approve the next ask. */
+			if (!taken) {
+				log_debug("token process (%s): dropped an answer "
+				    "(%s) to checkpoint ask %u, which no longer "
+				    "waits", role, v == 1 ? "yes" : "no", seq);
+				if (v == 1)
+					cp_finish(seq, prev, NULL);
+			}
 		}
 	}
 	kbuf_free(&b);
