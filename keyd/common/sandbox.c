@@ -145,6 +145,10 @@ static const char *const token_denied[] = {
 	"personality", "lookup_dcookie", "fanotify_init", "seccomp",
 };
 
+static const char *const token_no_uring[] = {
+	"io_uring_setup", "io_uring_enter", "io_uring_register",
+};
+
 int
 sandbox_install_token(int network, char *err, size_t errlen)
 {
@@ -170,6 +174,18 @@ sandbox_install_token(int network, char *err, size_t errlen)
 	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWNS, CLONE_NEWNS));
 	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3),
 	    0);
+	/* No io_uring: its operations are not system calls this filter sees
+	 * (IORING_OP_SOCKET would open the network sockets refused below),
+	 * and it is a large part of the kernel to expose. ENOSYS, as on a
+	 * kernel without it, so that a module that tries it falls back to
+	 * plain system calls. */
+	for (size_t i = 0; i < sizeof(token_no_uring) /
+	    sizeof(token_no_uring[0]); i++) {
+		nr = seccomp_syscall_resolve_name(token_no_uring[i]);
+		if (nr == __NR_SCMP_ERROR)
+			continue;
+		rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+	}
 	/* The network only where the module is said to need it. */
 	if (!network) {
 		rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),

@@ -172,6 +172,24 @@ same_key(const struct token_key *a, const struct token_key *b,
 	return 1;
 }
 
+/* Whether keyd-token holds an audit_tn_key in its last slot (token.c's
+ * token_open decides the same way). */
+static int
+tn_key_configured(const struct config *cfg)
+{
+	return cfg->audit_tn == CONFIG_AUDIT_TN_HMAC &&
+	    cfg->audit_tn_key != NULL;
+}
+
+/* The keys a token process for cfg resolves (token_open): the
+ * configured ones, then the audit key and the audit_tn_key if set. */
+static size_t
+expected_keys(const struct config *cfg)
+{
+	return cfg->n_keys + (cfg->audit_key != NULL) +
+	    (tn_key_configured(cfg) != 0);
+}
+
 /* Takes the key info of the first token that is ready as what keyd
  * serves; the name and URI come from the configuration. */
 static int
@@ -210,6 +228,16 @@ token_proxy_up(struct token *t, size_t j, unsigned gen, const int *fds,
 
 	if (j >= t->ndev || nfds == 0)
 		return KEYD_ERR_INTERNAL;
+	if (in->n_all != expected_keys(t->cfg) ||
+	    !in->has_audit_key != (t->cfg->audit_key == NULL) ||
+	    !in->has_tn_key != !tn_key_configured(t->cfg)) {
+		snprintf(err, errlen, "token process of '%s' reports %zu keys "
+		    "(audit key %s, audit_tn_key %s), not the %zu the "
+		    "configuration names: it is not used", in->ti.label,
+		    in->n_all, in->has_audit_key ? "yes" : "no",
+		    in->has_tn_key ? "yes" : "no", expected_keys(t->cfg));
+		return KEYD_ERR_CONFIG;
+	}
 	if (t->described && in->n_all != t->n_all) {
 		snprintf(err, errlen, "token '%s' reports %zu keys, not %zu",
 		    in->ti.label, in->n_all, t->n_all);
@@ -517,6 +545,17 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 		snprintf(msg, msglen, "the token process of '%s' ended during "
 		    "the call (%s); keyd starts a fresh one", d->label,
 		    e == EPIPE ? "it crashed or exited" : strerror(e));
+		/* A process that exited is restarted when the supervisor
+		 * reaps it. Any other failure (a malformed or oversized
+		 * frame, no memory for it) leaves a live process whose
+		 * channels are never used again: the supervisor must be
+		 * told to replace it, or the token stays unusable. */
+		if (e != EPIPE && e != ECONNRESET) {
+			log_error("token '%s' (%s): a call failed on its channel "
+			    "(%s): its token process is replaced", d->label,
+			    d->role, strerror(e));
+			report_hung(t, j, gen);
+		}
 		return KEYD_ERR_TOKEN;
 	}
 	if (kbuf_get_bytes(&frame, &rep, sizeof(rep)) != KEYD_OK ||

@@ -1547,6 +1547,16 @@ run_crypt(struct token *t, struct token_session *s, enum token_op op,
 	rv = run_fn(t, s, key, 0, crypt_fn, &a, &r, msg, msglen);
 	if (r != KEYD_OK)
 		return r;
+	/* The module says how much it wrote: more than the room it was
+	 * given is a broken module, and passing that length on would send
+	 * the bytes after the buffer. */
+	if (rv == CKR_OK && a.outlen > a.room) {
+		snprintf(msg, msglen, "the token's PKCS#11 module returned %zu "
+		    "bytes into a buffer of %zu", a.outlen, a.room);
+		log_error("key '%s': %s; the result is not used",
+		    t->keys[key].name != NULL ? t->keys[key].name : "?", msg);
+		return KEYD_ERR_TOKEN;
+	}
 	if (rv == CKR_OK)
 		*outlen = a.outlen;
 	return map_rv(rv, op, msg, msglen);

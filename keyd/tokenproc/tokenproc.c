@@ -12,7 +12,8 @@
  * session of its own. The process ends when its control channel closes.
  *
  * Whatever the socket-facing process asks, this process checks again
- * that the key is configured for the operation: a compromised
+ * that the key is configured for the operation, and that the mechanism
+ * and its parameters are those keyd uses for it: a compromised
  * socket-facing process can use the keys only as the configuration says,
  * and the audit key only to sign checkpoints that continue the chain the
  * supervisor has seen signed.
@@ -132,6 +133,76 @@ mech_from(const struct tw_req *q, struct mech *mm)
 	}
 	return KEYD_ERR_BAD_ALGORITHM;
 }
+
+/* The PSS parameters keyd-serve sends (dispatch.c): MGF1 of the hash,
+ * a salt as long as the hash, a digest of that length. */
+static const struct {
+	CK_MECHANISM_TYPE hash;
+	CK_RSA_PKCS_MGF_TYPE mgf;
+	size_t len;
+} pss_params[] = {
+	{ CKM_SHA256, CKG_MGF1_SHA256, 32 },
+	{ CKM_SHA384, CKG_MGF1_SHA384, 48 },
+	{ CKM_SHA512, CKG_MGF1_SHA512, 64 },
+};
+
+/* Whether a signature request uses a mechanism keyd-serve asks for with
+ * a key of this type, with the parameters it sends: RSA PKCS#1 v1.5 or
+ * PSS, ECDSA, EdDSA. Never raw RSA (CKM_RSA_X_509), which would make
+ * a sign-only key decrypt. */
+static int
+sign_mech_ok(const struct token_key *k, const struct tw_req *q)
+{
+	switch (k->type) {
+	case TOKEN_KEY_RSA:
+		if (q->mech == CKM_RSA_PKCS)
+			return !q->has_params;
+		if (q->mech != CKM_RSA_PKCS_PSS || !q->has_params)
+			return 0;
+		for (size_t i = 0; i < sizeof(pss_params) /
+		    sizeof(pss_params[0]); i++)
+			if (q->p_hash == pss_params[i].hash &&
+			    q->p_mgf == pss_params[i].mgf &&
+			    q->p_slen == pss_params[i].len &&
+			    q->in_len == pss_params[i].len)
+				return 1;
+		return 0;
+	case TOKEN_KEY_EC_P256:
+	case TOKEN_KEY_EC_P384:
+		return q->mech == CKM_ECDSA && !q->has_params;
+	case TOKEN_KEY_ED25519:
+		return q->mech == CKM_EDDSA && !q->has_params;
+	default:
+		return 0;
+	}
+}
+
+/* Whether a decryption request is one keyd-serve makes with key: RSA-OAEP
+ * with a hash the token decrypted with at start-up (MGF1 of the same
+ * hash; the label is always empty, mech_from sets none), or raw RSA for
+ * PKCS#1 v1.5 with implicit rejection (rsa_ir.c) on a key configured
+ * with pkcs1_decrypt. Never the token's CKM_RSA_PKCS, which keyd-serve
+ * does not use: its padding error is an oracle. */
+static int
+decrypt_mech_ok(const struct token_key *k, size_t key, const struct tw_req *q)
+{
+	if (k->type != TOKEN_KEY_RSA)
+		return 0;
+	if (q->mech == CKM_RSA_X_509)
+		return !q->has_params && cfg->keys[key].pkcs1_decrypt;
+	if (q->mech != CKM_RSA_PKCS_OAEP || !q->has_params)
+		return 0;
+	for (size_t i = 0; i < TOKEN_OAEP_N; i++)
+		if (q->p_hash == token_oaep_variants[i].hash &&
+		    q->p_mgf == token_oaep_variants[i].mgf)
+			return (k->oaep_hashes & token_oaep_variants[i].bit) != 0;
+	return 0;
+}
+
+/* The AES-GCM of SRTP key blobs, as srtp.c makes and opens them: a 96-bit
+ * IV and a 128-bit tag, nothing shorter. */
+#define TP_GCM_IV_LEN 12
+#define TP_GCM_TAG_BITS 128
 
 static int
 hexval(int c)
@@ -270,6 +341,21 @@ info_reply(struct tw_rep *rep, uint8_t *out, size_t room)
 	rep->out_len = (uint32_t)(n < room ? n : room - 1);
 }
 
+/* Why a request's mechanism is refused, for the reply and the log: a
+ * well-behaved socket-facing process never asks for it. */
+static void
+refuse_mech(const struct tw_req *q, const struct token_key *k, char *msg,
+    size_t msglen)
+{
+	snprintf(msg, msglen, "the token process refuses PKCS#11 mechanism "
+	    "0x%lx%s with key %u (%s) for %s: not one keyd uses with it",
+	    (unsigned long)q->mech, q->has_params ? " with these parameters" :
+	    "", q->key, token_key_type_name(k->type), q->op == TW_SIGN ?
+	    "signing" : "decryption");
+	log_error("token process (%s): %s (the socket-facing process may be "
+	    "compromised)", role, msg);
+}
+
 /* One request; the reply goes into rep and out. */
 static void
 handle(struct token_session *s, const struct tw_req *q, const uint8_t *iv,
@@ -295,16 +381,22 @@ handle(struct token_session *s, const struct tw_req *q, const uint8_t *iv,
 		/* A PASSporT is an ECDSA signature keyd-serve builds. */
 		if (k == NULL || !(ops & (CONFIG_OP_SIGN | CONFIG_OP_PASSPORT)))
 			break;
+		if (!sign_mech_ok(k, q)) {
+			refuse_mech(q, k, rep->msg, sizeof(rep->msg));
+			break;
+		}
 		if ((r = mech_from(q, &mm)) != KEYD_OK)
 			break;
 		r = token_sign(tok, s, q->key, &mm.m, in, q->in_len, out,
 		    &outlen, rep->msg, sizeof(rep->msg));
 		break;
 	case TW_DECRYPT:
-		if (k == NULL || !(ops & CONFIG_OP_DECRYPT) ||
-		    (q->mech == CKM_RSA_X_509 &&
-		    !cfg->keys[q->key].pkcs1_decrypt))
+		if (k == NULL || !(ops & CONFIG_OP_DECRYPT))
 			break;
+		if (!decrypt_mech_ok(k, q->key, q)) {
+			refuse_mech(q, k, rep->msg, sizeof(rep->msg));
+			break;
+		}
 		if ((r = mech_from(q, &mm)) != KEYD_OK)
 			break;
 		r = token_decrypt(tok, s, q->key, &mm.m, in, q->in_len, out,
@@ -333,6 +425,15 @@ handle(struct token_session *s, const struct tw_req *q, const uint8_t *iv,
 		    !(ops & (q->encrypt ? CONFIG_OP_SRTP_NEW :
 		    CONFIG_OP_SRTP_OPEN)) || (q->encrypt && q->version != 0))
 			break;
+		if (q->iv_len != TP_GCM_IV_LEN ||
+		    q->tag_bits != TP_GCM_TAG_BITS) {
+			snprintf(rep->msg, sizeof(rep->msg), "the token process "
+			    "refuses AES-GCM with a %u-byte IV and a %u-bit tag "
+			    "(SRTP key blobs use a %d-byte IV and a %d-bit tag)",
+			    q->iv_len, q->tag_bits, TP_GCM_IV_LEN,
+			    TP_GCM_TAG_BITS);
+			break;
+		}
 		r = token_gcm(tok, s, q->key, q->version, q->encrypt, iv,
 		    q->iv_len, aad, q->aad_len, q->tag_bits, in, q->in_len, out,
 		    &outlen, &rv, rep->msg, sizeof(rep->msg));

@@ -5,6 +5,13 @@ add_executable(kd_raw ${CMAKE_CURRENT_SOURCE_DIR}/integration/kd_raw.c)
 target_link_libraries(kd_raw PRIVATE keydproto)
 
 keyd_script_test(hardening integration/hardening.sh integration)
+
+# keyd-token against a compromised socket-facing process: tp_raw speaks
+# the token process's channel directly (tokenwire) and asks for what
+# keyd-serve never does.
+add_executable(tp_raw ${CMAKE_CURRENT_SOURCE_DIR}/integration/tp_raw.c)
+target_link_libraries(tp_raw PRIVATE keydcommon)
+keyd_script_test(token_checks integration/token_checks.sh integration)
 keyd_script_test(audit integration/audit.sh integration)
 keyd_script_test(limits integration/limits.sh integration)
 

@@ -12,3 +12,7 @@ keyd_unit_test(test_shaken unit/test_shaken.c LIBS keydcore)
 keyd_unit_test(test_p11 unit/test_p11.c LIBS keydcore)
 keyd_unit_test(test_reload unit/test_reload.c LIBS keydcore)
 keyd_unit_test(test_cpgate unit/test_cpgate.c LIBS keydcore)
+# The socket-facing process's side of the token processes: token_proxy.c,
+# which keyd links instead of token.c.
+keyd_unit_test(test_token_proxy unit/test_token_proxy.c
+  ${PROJECT_SOURCE_DIR}/keyd/daemon/token_proxy.c LIBS keydcommon)
