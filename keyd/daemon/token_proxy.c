@@ -42,6 +42,7 @@ struct chans {
 	size_t n;
 	int *fds;
 	unsigned char *busy;
+	size_t n_retired;          /* slots given up to a late reply */
 	int dead;                  /* a call failed on the transport */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -443,12 +444,21 @@ give_back(struct chans *c, size_t slot, int dead)
 }
 
 /* A channel that may still carry a late reply: never used again (its
- * slot stays busy until the token process is replaced). */
-static void
+ * slot stays busy until the token process is replaced). Returns 1 when
+ * that was the last slot: no call can reach the process any more, so it
+ * must be replaced, or the token would stay unusable with nothing to
+ * say so. */
+static int
 retire(struct chans *c, size_t slot)
 {
+	int last;
+
 	(void)slot;
+	pthread_mutex_lock(&c->mu);
+	last = ++c->n_retired >= c->n;
+	pthread_mutex_unlock(&c->mu);
 	chans_unref(c);
+	return last;
 }
 
 struct call {
@@ -523,8 +533,21 @@ call_dev(struct token *t, size_t j, struct call *c, long deadline,
 			/* status's short wait: not a hang of keyd's own
 			 * calls. The channel may still get the late reply:
 			 * it is never used again. */
-			retire(ch, slot);
 			snprintf(msg, msglen, "no answer to status");
+			if (!retire(ch, slot)) {
+				log_warn("token '%s' (%s) did not answer status "
+				    "in time: one channel to its process is "
+				    "given up", d->label, d->role);
+				return KEYD_ERR_TIMEOUT;
+			}
+			log_error("token '%s' (%s) did not answer status on any "
+			    "of its channels: its token process is replaced",
+			    d->label, d->role);
+			pthread_mutex_lock(&d->mu);
+			if (d->gen == gen)
+				snprintf(d->state, sizeof(d->state), "hung");
+			pthread_mutex_unlock(&d->mu);
+			report_hung(t, j, gen);
 			return KEYD_ERR_TIMEOUT;
 		}
 		give_back(ch, slot, 1);

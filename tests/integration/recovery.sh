@@ -204,5 +204,26 @@ wait_for "$T/keyd.log" "SIGUSR2: reading the keys" 5
 sign_ok ecdsa-sha256 p256
 pass "a PIN refused at a reload is not offered again until SIGUSR2"
 
+# A token process that answers nothing for a while, less than
+# token_timeout (stopped here, as an overloaded host or a module holding
+# every thread might): each status that gets no answer in time gives up a
+# channel to it for good. Once none is left the process is replaced,
+# rather than the token staying unusable with nothing to replace it.
+tp=$(token_pids)
+kill -STOP "$tp"
+for i in $(seq 1 12); do
+  "$KEYDCTL" status > /dev/null 2>&1 || true
+  grep -q "did not answer status on any of its channels: its token process is replaced" "$T/keyd.log" && break
+done
+kill -CONT "$tp" 2>/dev/null || true
+grep -q "did not answer status on any of its channels: its token process is replaced" "$T/keyd.log" ||
+  fail "status took every channel of a stalled token process and nothing replaced it: $(tail -3 "$T/keyd.log")"
+for i in $(seq 1 50); do
+  "$KEYDCTL" sign p256 -a ecdsa-sha256 -i "$T/msg" -o /dev/null 2>/dev/null && break
+  sleep 0.2
+done
+sign_ok ecdsa-sha256 p256
+pass "a token process that answers no status on any channel is replaced"
+
 stop_keyd
 pass "recovery"
