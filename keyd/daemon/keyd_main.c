@@ -356,12 +356,17 @@ out:
 	return r;
 }
 
-static void
+static int
 send_srv(struct sup *S, const void *p, size_t n, const int *fds, size_t nfds)
 {
-	if (S->srv_ctl >= 0 && tw_send(S->srv_ctl, p, n, fds, nfds) != 0)
+	if (S->srv_ctl < 0)
+		return -1;
+	if (tw_send(S->srv_ctl, p, n, fds, nfds) != 0) {
 		log_error("cannot reach the socket-facing process: %s",
 		    strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /* Hands token process p's channels and key info to the socket-facing
@@ -1445,20 +1450,29 @@ reload_poll(struct sup *S)
 		struct kbuf b;
 		uint32_t h[2] = { TW_CTL_RELOAD_APPLY, rl->seq };
 
+		const char *why = NULL;
+
 		kbuf_init(&b, TW_MAX_FRAME, 0);
-		if (kbuf_put(&b, h, sizeof(h)) == KEYD_OK &&
-		    kbuf_put(&b, rl->hash, RELOAD_HASH_HEX) == KEYD_OK &&
-		    tw_put_word(&b, (uint32_t)rl->len) == KEYD_OK &&
-		    kbuf_put(&b, rl->text, rl->len) == KEYD_OK &&
-		    kbuf_put(&b, kbuf_ptr(&rl->pems), kbuf_avail(&rl->pems)) ==
+		if (kbuf_put(&b, h, sizeof(h)) != KEYD_OK ||
+		    kbuf_put(&b, rl->hash, RELOAD_HASH_HEX) != KEYD_OK ||
+		    tw_put_word(&b, (uint32_t)rl->len) != KEYD_OK ||
+		    kbuf_put(&b, rl->text, rl->len) != KEYD_OK ||
+		    kbuf_put(&b, kbuf_ptr(&rl->pems), kbuf_avail(&rl->pems)) !=
 		    KEYD_OK)
-			send_srv(S, kbuf_ptr(&b), kbuf_avail(&b),
-			    rl->syslog_fd >= 0 ? &rl->syslog_fd : NULL,
-			    rl->syslog_fd >= 0 ? 1 : 0);
-		else
-			log_error("reload: the configuration and its "
-			    "certificates do not fit in one frame");
+			why = "the configuration and its certificates do not "
+			    "fit in one frame to the socket-facing process";
+		else if (send_srv(S, kbuf_ptr(&b), kbuf_avail(&b),
+		    rl->syslog_fd >= 0 ? &rl->syslog_fd : NULL,
+		    rl->syslog_fd >= 0 ? 1 : 0) != 0)
+			why = "the socket-facing process cannot be reached";
 		kbuf_free(&b);
+		/* Not offered: no RELOAD_DONE would ever come, and the
+		 * reload would stay under way, refusing every later one and
+		 * holding back token restarts. */
+		if (why != NULL) {
+			reload_fail(S, why);
+			return;
+		}
 	}
 	rl->offered = 1;
 }
