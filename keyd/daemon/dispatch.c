@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "digestinfo.h"
 #include "frame.h"
 #include "keyd_err.h"
 #include "log.h"
@@ -43,28 +44,6 @@ utf8_cut(const char *s, size_t max)
 			n--;
 	return (int)n;
 }
-
-/* The DER prefixes of a DigestInfo for each hash (RFC 8017 §9.2, note 1):
- * the only encodings keyd accepts, byte for byte. */
-static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09,
-	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04,
-	0x20 };
-static const uint8_t di_sha384[] = { 0x30, 0x41, 0x30, 0x0d, 0x06, 0x09,
-	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04,
-	0x30 };
-static const uint8_t di_sha512[] = { 0x30, 0x51, 0x30, 0x0d, 0x06, 0x09,
-	0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04,
-	0x40 };
-
-static const struct {
-	const uint8_t *prefix;
-	size_t prefix_len;
-	size_t hash_len;
-} digest_infos[] = {
-	{ di_sha256, sizeof(di_sha256), 32 },
-	{ di_sha384, sizeof(di_sha384), 48 },
-	{ di_sha512, sizeof(di_sha512), 64 },
-};
 
 /*
  * Each thread that dispatches gets one area of locked memory (secmem:
@@ -600,30 +579,22 @@ handle_sign(struct req_ctx *rc, const Keyd__V1__SignRequest *req,
 		    req->alg == KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_SHA384 ?
 		    1 : 2;
 
-		if (inlen != digest_infos[h].hash_len) {
+		if (inlen != digestinfos[h].hash_len) {
 			snprintf(rc->msg, sizeof(rc->msg), "%s takes a %zu-byte "
 			    "digest, not %zu bytes", rc->mech,
-			    digest_infos[h].hash_len, inlen);
+			    digestinfos[h].hash_len, inlen);
 			return KEYD_ERR_BAD_LENGTH;
 		}
-		memcpy(input, digest_infos[h].prefix,
-		    digest_infos[h].prefix_len);
-		memcpy(input + digest_infos[h].prefix_len, in, inlen);
+		memcpy(input, digestinfos[h].prefix,
+		    digestinfos[h].prefix_len);
+		memcpy(input + digestinfos[h].prefix_len, in, inlen);
 		in = input;
-		inlen += digest_infos[h].prefix_len;
+		inlen += digestinfos[h].prefix_len;
 		mech.mechanism = CKM_RSA_PKCS;
 		break;
 	}
 	case KEYD__V1__SIGN_ALG__SIGN_ALG_RSA_PKCS1_DIGESTINFO: {
-		size_t h;
-
-		for (h = 0; h < 3; h++)
-			if (inlen == digest_infos[h].prefix_len +
-			    digest_infos[h].hash_len && memcmp(in,
-			    digest_infos[h].prefix,
-			    digest_infos[h].prefix_len) == 0)
-				break;
-		if (h == 3) {
+		if (digestinfo_find(in, inlen) < 0) {
 			snprintf(rc->msg, sizeof(rc->msg), "the input is not a "
 			    "DER DigestInfo of SHA-256, SHA-384 or SHA-512");
 			return KEYD_ERR_BAD_LENGTH;

@@ -34,6 +34,7 @@
 
 #include "config.h"
 #include "cpgate.h"
+#include "digestinfo.h"
 #include "keyd_err.h"
 #include "log.h"
 #include "sandbox.h"
@@ -147,16 +148,20 @@ static const struct {
 };
 
 /* Whether a signature request uses a mechanism keyd-serve asks for with
- * a key of this type, with the parameters it sends: RSA PKCS#1 v1.5 or
- * PSS, ECDSA, EdDSA. Never raw RSA (CKM_RSA_X_509), which would make
- * a sign-only key decrypt. */
+ * a key of this type, with the parameters it sends: RSA PKCS#1 v1.5 (of
+ * a DigestInfo) or PSS, ECDSA, EdDSA. Never raw RSA (CKM_RSA_X_509),
+ * which would make a sign-only key decrypt. */
 static int
-sign_mech_ok(const struct token_key *k, const struct tw_req *q)
+sign_mech_ok(const struct token_key *k, const struct tw_req *q,
+    const uint8_t *in)
 {
 	switch (k->type) {
 	case TOKEN_KEY_RSA:
+		/* PKCS#1 v1.5 over a DigestInfo of SHA-256, -384 or -512,
+		 * as keyd-serve builds it: never over other bytes. */
 		if (q->mech == CKM_RSA_PKCS)
-			return !q->has_params;
+			return !q->has_params &&
+			    digestinfo_find(in, q->in_len) >= 0;
 		if (q->mech != CKM_RSA_PKCS_PSS || !q->has_params)
 			return 0;
 		for (size_t i = 0; i < sizeof(pss_params) /
@@ -347,11 +352,19 @@ static void
 refuse_mech(const struct tw_req *q, const struct token_key *k, char *msg,
     size_t msglen)
 {
-	snprintf(msg, msglen, "the token process refuses PKCS#11 mechanism "
-	    "0x%lx%s with key %u (%s) for %s: not one keyd uses with it",
-	    (unsigned long)q->mech, q->has_params ? " with these parameters" :
-	    "", q->key, token_key_type_name(k->type), q->op == TW_SIGN ?
-	    "signing" : "decryption");
+	if (q->op == TW_SIGN && q->mech == CKM_RSA_PKCS && !q->has_params &&
+	    k->type == TOKEN_KEY_RSA)
+		snprintf(msg, msglen, "the token process refuses a PKCS#1 v1.5 "
+		    "signature with key %u over %u bytes that are not a "
+		    "DigestInfo of SHA-256, SHA-384 or SHA-512", q->key,
+		    q->in_len);
+	else
+		snprintf(msg, msglen, "the token process refuses PKCS#11 "
+		    "mechanism 0x%lx%s with key %u (%s) for %s: not one keyd "
+		    "uses with it", (unsigned long)q->mech, q->has_params ?
+		    " with these parameters" : "", q->key,
+		    token_key_type_name(k->type), q->op == TW_SIGN ?
+		    "signing" : "decryption");
 	log_error("token process (%s): %s (the socket-facing process may be "
 	    "compromised)", role, msg);
 }
@@ -381,7 +394,7 @@ handle(struct token_session *s, const struct tw_req *q, const uint8_t *iv,
 		/* A PASSporT is an ECDSA signature keyd-serve builds. */
 		if (k == NULL || !(ops & (CONFIG_OP_SIGN | CONFIG_OP_PASSPORT)))
 			break;
-		if (!sign_mech_ok(k, q)) {
+		if (!sign_mech_ok(k, q, in)) {
 			refuse_mech(q, k, rep->msg, sizeof(rep->msg));
 			break;
 		}

@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "digestinfo.h"
 #include "keyd_err.h"
 #include "tokenwire.h"
 
@@ -203,11 +204,20 @@ run_cases(const struct tw_info *info)
 	    "sign-only key is refused", msg);
 
 	req(&q, TW_SIGN, K_RSA_SIGN, CKM_RSA_PKCS);
+	q.in_len = 51;                    /* as long as a SHA-256 DigestInfo */
+	r = call(&q, NULL, NULL, in, NULL, NULL, msg);
+	check(r == KEYD_ERR_DENIED, "RSA PKCS#1 v1.5 over bytes that are not "
+	    "a DigestInfo is refused", msg);
+
+	memcpy(in, digestinfos[0].prefix, digestinfos[0].prefix_len);
+	req(&q, TW_SIGN, K_RSA_SIGN, CKM_RSA_PKCS);
 	q.in_len = 51;                    /* a DigestInfo of SHA-256 */
 	outlen = sizeof(out);
 	r = call(&q, NULL, NULL, in, out, &outlen, msg);
-	check(r == KEYD_OK && outlen == RSA_LEN, "RSA PKCS#1 v1.5 signature",
-	    msg);
+	check(r == KEYD_OK && outlen == RSA_LEN, "RSA PKCS#1 v1.5 signature "
+	    "of a SHA-256 DigestInfo", msg);
+	memset(in, 0x5a, sizeof(in));
+	in[0] = 0;
 
 	req(&q, TW_SIGN, K_RSA_SIGN, CKM_RSA_PKCS_PSS);
 	params(&q, CKM_SHA256, CKG_MGF1_SHA256, 32);
