@@ -122,9 +122,8 @@ spin_readable(int fd)
 	do {
 		ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
-		if (n > 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			return 1;
-		if (n == 0)
+		/* Data, EOF or an error: the blocking wait returns at once. */
+		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
 			return 1;
 	} while (now_s() < until);
 	return 0;
@@ -174,6 +173,7 @@ token_open(void)
 	    &s)) != CKR_OK)
 		die_rv("C_OpenSession", rv);
 	rv = p11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	explicit_bzero(pin, sizeof(pin));
 	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
 		die_rv("C_Login", rv);
 	tmpl[0].type = CKA_CLASS;
@@ -644,7 +644,7 @@ main(int argc, char **argv)
 	}
 	for (i = 0; i < l.nclients; i++)
 		close(l.srv[i]);
-	memset(pin, 0, sizeof(pin));
+	explicit_bzero(pin, sizeof(pin));
 
 	/* A first signature from each client, outside the measurement:
 	 * the token processes log in first. */

@@ -103,6 +103,28 @@ distinguished_name = dn
 CNF
 }
 
+# keyd_provider_cnf FILE: the OpenSSL config that loads keyd.so beside the
+# default provider, as docs/provider.md gives it ($PROVDIR: where keyd.so
+# is); the [req] section lets openssl req run without a system openssl.cnf.
+keyd_provider_cnf() {
+  cat > "$1" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+default = default_sect
+keyd = keyd_sect
+[default_sect]
+activate = 1
+[keyd_sect]
+module = $PROVDIR/keyd.so
+activate = 1
+[req]
+distinguished_name = dn
+[dn]
+CNF
+}
+
 # with_engine SECONDS CMD...: CMD, stopped after SECONDS, with the
 # engine's config and Ed25519 hidden (libp11 0.4.12 finds no keys at all
 # on a token that shows one).

@@ -42,22 +42,7 @@ CLIENT=$KEYD_SOURCE_DIR/tests/e2e/sip_tls_options.py
 p11_keys
 start_keyd
 
-cat > "$T/keyd-provider.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-keyd = keyd_sect
-[default_sect]
-activate = 1
-[keyd_sect]
-module = $PROVDIR/keyd.so
-activate = 1
-[req]
-distinguished_name = dn
-[dn]
-CNF
+keyd_provider_cnf "$T/keyd-provider.cnf"
 P11PROV=$(openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"$/\1/p')/pkcs11.so
 cat > "$T/pkcs11-provider.cnf" <<CNF
 openssl_conf = openssl_init

@@ -27,30 +27,8 @@ PROVDIR=$KEYD_BUILD_DIR/client/provider
 p11_keys
 start_keyd
 
-# The provider's OpenSSL config, as docs/provider.md gives it: the default
-# provider and keyd's. The [req] section lets openssl req run without a
-# system openssl.cnf.
-cat > "$T/provider.cnf" <<CNF
-openssl_conf = openssl_init
-
-[openssl_init]
-providers = provider_sect
-
-[provider_sect]
-default = default_sect
-keyd = keyd_sect
-
-[default_sect]
-activate = 1
-
-[keyd_sect]
-module = $PROVDIR/keyd.so
-activate = 1
-
-[req]
-distinguished_name = dn
-[dn]
-CNF
+# The provider's OpenSSL config, as docs/provider.md gives it.
+keyd_provider_cnf "$T/provider.cnf"
 
 # with_provider SECONDS CMD...: CMD with the provider's config, stopped
 # after SECONDS.

@@ -101,22 +101,7 @@ CNF
   KENV=(env)
 else
   [[ -f $PROVDIR/keyd.so ]] || fail "$PROVDIR/keyd.so is not built (target keyd-provider)"
-  cat > "$T/keyd-provider.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-keyd = keyd_sect
-[default_sect]
-activate = 1
-[keyd_sect]
-module = $PROVDIR/keyd.so
-activate = 1
-[req]
-distinguished_name = dn
-[dn]
-CNF
+  keyd_provider_cnf "$T/keyd-provider.cnf"
   keyuri() { echo "/uri:keyd:$1"; }
   # cert KEY OUT: the CSR through keyd.so.
   cert() {
